@@ -1,0 +1,69 @@
+"""The adapter interface: encode an image once, decode many prompts against it.
+
+An adapter never sees datasets or protocols — only images and prompts. The runner calls
+
+    state = adapter.encode(image, preprocessing)        # once per image (and preprocessing mode)
+    pred = adapter.predict(state, prompts, mask_selection=...)   # any number of times
+
+and ``predict`` must keep memory bounded however many prompts it gets (chunk inside).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Sequence
+
+import numpy as np
+
+from sambench.types import Prediction, Prompt, SambenchError
+
+#: Preprocessing modes a protocol may ask for.
+#: ``sam``: the model's own transform (SAM: longest side to 1024, pad to square).
+#: ``hq-sam-1024``: image and prompts resized to 1024×1024 without keeping aspect (HQ-SAM's evaluation).
+PREPROCESSING_MODES = ("sam", "hq-sam-1024")
+
+#: Mask-selection policies. ``single``: one mask per prompt (``multimask_output=False``).
+#: ``best-of-3``: three masks, keep the one with the highest predicted IoU.
+MASK_SELECTIONS = ("single", "best-of-3")
+
+
+class Adapter(abc.ABC):
+    """Base class of every model adapter.
+
+    Subclasses set ``name`` and ``capabilities`` (a subset of {"box", "points", "box+points"}) and
+    implement :meth:`encode` and :meth:`predict`. Counters ``encoder_calls`` and ``decoded_prompts``
+    are kept by the base class helpers and recorded in the run manifest.
+    """
+
+    name: str = "adapter"
+    capabilities: frozenset = frozenset({"box", "points", "box+points"})
+    #: True for adapters whose work is CPU-bound Python/OpenCV and benefits from a process pool.
+    parallel_safe: bool = False
+
+    def __init__(self) -> None:
+        self.encoder_calls = 0
+        self.decoded_prompts = 0
+
+    @abc.abstractmethod
+    def signature(self) -> dict:
+        """Identity for caches and manifests: at least ``model``, ``adapter_version``, ``weights_sha256``
+        (or None), and the options that change outputs."""
+
+    @abc.abstractmethod
+    def encode(self, image: np.ndarray, preprocessing: str = "sam") -> Any:
+        """Run the expensive, prompt-independent part once for an RGB uint8 (H, W, 3) image."""
+
+    @abc.abstractmethod
+    def predict(self, state: Any, prompts: Sequence[Prompt], mask_selection: str = "single") -> Prediction:
+        """Masks (bool, original resolution) and scores for every prompt, in order."""
+
+    def check_prompts(self, prompts: Sequence[Prompt]) -> None:
+        for p in prompts:
+            if p.kind not in self.capabilities:
+                raise SambenchError(f"model '{self.name}' cannot take a '{p.kind}' prompt (it takes: {', '.join(sorted(self.capabilities))})")
+
+    def counters(self) -> dict:
+        return {"encoder_calls": self.encoder_calls, "decoded_prompts": self.decoded_prompts}
+
+    def close(self) -> None:  # pragma: no cover - default no-op
+        pass

@@ -1,0 +1,356 @@
+"""Declarative YAML cards: ``models/*.yaml`` and ``protocols/*.yaml``, read into plain dataclasses.
+
+Cards are looked up, in order, in every directory of ``$SAMBENCH_CARDS`` (``os.pathsep``-separated;
+each may hold ``models/`` and ``protocols/`` subdirectories or be one itself), in ``./models`` and
+``./protocols`` of the working directory, and in the cards shipped with sambench (the repository's
+``models/`` and ``protocols/``). The first card with a given name wins, so a user can shadow a shipped
+card by copying it.
+
+YAML is read with ``yaml.safe_load``; every problem is raised as :class:`SambenchError` with one line
+naming the file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from sambench.types import SambenchError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def card_dirs(kind: str) -> list[Path]:
+    """Directories searched for ``kind`` cards (``models`` or ``protocols``), highest priority first."""
+    dirs: list[Path] = []
+    for entry in filter(None, os.environ.get("SAMBENCH_CARDS", "").split(os.pathsep)):
+        p = Path(entry)
+        dirs.append(p / kind if (p / kind).is_dir() else p)
+    dirs.append(Path.cwd() / kind)
+    dirs.append(REPO_ROOT / kind)
+    seen, out = set(), []
+    for d in dirs:
+        r = d.resolve()
+        if r not in seen and d.is_dir():
+            seen.add(r)
+            out.append(d)
+    return out
+
+
+def read_yaml(path: Path) -> dict:
+    try:
+        with open(path, "r", encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SambenchError(f"{path}: malformed YAML{where}: {problem}") from None
+    except OSError as exc:
+        raise SambenchError(f"{path}: cannot read card: {exc.strerror}") from None
+    if not isinstance(data, dict):
+        raise SambenchError(f"{path}: a card must be a YAML mapping, got {type(data).__name__}")
+    return data
+
+
+def _require(data: dict, key: str, typ: Any, path: Path) -> Any:
+    if key not in data:
+        raise SambenchError(f"{path}: missing required field '{key}'")
+    value = data[key]
+    if not isinstance(value, typ):
+        name = typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
+        raise SambenchError(f"{path}: field '{key}' must be {name}, got {type(value).__name__}")
+    return value
+
+
+def _check_fields(data: dict, allowed: set, path: Path) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise SambenchError(f"{path}: unknown field(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+
+
+# --------------------------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True)
+class CheckpointSpec:
+    """The official weights a model card names: file name, download address, size and hash."""
+
+    file: str
+    url: Optional[str] = None
+    size: Optional[int] = None
+    sha256: Optional[str] = None
+    #: Hex prefix that the official file name carries (``sam_vit_b_01ec64.pth`` → ``01ec64``), checked
+    #: against the sha256 of the file's bytes.
+    hash_prefix: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    adapter: str
+    description: str
+    options: dict
+    checkpoint: Optional[CheckpointSpec]
+    path: Optional[Path]
+    raw: dict = field(default_factory=dict, compare=False)
+
+
+MODEL_FIELDS = {"name", "adapter", "description", "options", "checkpoint", "base", "tags"}
+
+
+def parse_model_card(data: dict, path: Path) -> ModelCard:
+    _check_fields(data, MODEL_FIELDS, path)
+    name = _require(data, "name", str, path)
+    adapter = _require(data, "adapter", str, path)
+    options = data.get("options") or {}
+    if not isinstance(options, dict):
+        raise SambenchError(f"{path}: field 'options' must be a mapping")
+    ckpt = None
+    if data.get("checkpoint") is not None:
+        c = data["checkpoint"]
+        if not isinstance(c, dict) or "file" not in c:
+            raise SambenchError(f"{path}: field 'checkpoint' must be a mapping with at least 'file'")
+        _check_fields(c, {"file", "url", "size", "sha256", "hash_prefix"}, path)
+        ckpt = CheckpointSpec(**c)
+    return ModelCard(name=name, adapter=adapter, description=str(data.get("description", "")).strip(),
+                     options=dict(options), checkpoint=ckpt, path=path, raw=data)
+
+
+# ------------------------------------------------------------------------------------------ protocols
+
+#: Prompt kinds a protocol setting can generate (see sambench/prompts.py).
+PROMPT_KINDS = ("gt-box", "noisy-box", "box-shift", "box-scale", "points")
+#: The parameter a homogeneous protocol's ``levels`` list sets, per kind.
+LEVEL_PARAM = {"gt-box": None, "noisy-box": "scale", "box-shift": "scale", "box-scale": "scale", "points": "k"}
+PROTOCOL_FIELDS = {"name", "version", "description", "kind", "levels", "settings", "draws", "seed",
+                   "mask_selection", "preprocessing", "negatives", "reference"}
+SETTING_FIELDS = {"level", "kind", "scale", "k", "negatives"}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One prompt-degradation level of a protocol: a label, a prompt kind and its parameters.
+
+    ``value`` is the numeric x of degradation curves (noise scale, number of points) or None.
+    """
+
+    label: str
+    kind: str
+    params: tuple  # sorted (key, value) pairs, hashable
+    value: Optional[float]
+
+    @property
+    def deterministic(self) -> bool:
+        """GT boxes (and zero-noise boxes) do not depend on the draw: one draw is enough."""
+        p = dict(self.params)
+        return self.kind == "gt-box" or (self.kind in ("noisy-box", "box-shift", "box-scale") and p.get("scale") == 0)
+
+    def to_dict(self) -> dict:
+        return {"level": self.label, "kind": self.kind, **dict(self.params)}
+
+
+@dataclass(frozen=True)
+class ProtocolCard:
+    name: str
+    version: int
+    description: str
+    settings: tuple
+    draws: int
+    seed: int
+    mask_selection: str
+    preprocessing: str
+    path: Optional[Path]
+    raw: dict = field(default_factory=dict, compare=False)
+
+    def setting(self, label: str) -> Setting:
+        for s in self.settings:
+            if s.label == label:
+                return s
+        raise SambenchError(f"protocol '{self.name}' has no level '{label}' (levels: {', '.join(s.label for s in self.settings)})")
+
+    def draws_for(self, setting: Setting) -> int:
+        return 1 if setting.deterministic else self.draws
+
+    def identity(self) -> dict:
+        """Everything that determines the prompts and decoding: recorded in manifests."""
+        return {"name": self.name, "version": self.version, "seed": self.seed, "draws": self.draws,
+                "mask_selection": self.mask_selection, "preprocessing": self.preprocessing,
+                "settings": [s.to_dict() for s in self.settings]}
+
+
+def level_label(value: float) -> str:
+    """Canonical text of a numeric level: ``0.1`` → ``"0.1"``, ``3`` → ``"3"``."""
+    return format(float(value), "g")
+
+
+def make_setting(kind: str, params: dict, label: Optional[str], where: str) -> Setting:
+    """Validate one setting; ``where`` names the card (or option) for the error message."""
+    if kind not in PROMPT_KINDS:
+        raise SambenchError(f"{where}: unknown prompt kind '{kind}' (known: {', '.join(PROMPT_KINDS)})")
+    params = dict(params)
+    value: Optional[float] = None
+    if kind in ("noisy-box", "box-shift", "box-scale"):
+        s = params.get("scale")
+        if isinstance(s, bool) or not isinstance(s, (int, float)):
+            raise SambenchError(f"{where}: kind '{kind}' needs a numeric noise 'scale', got {s!r}")
+        if not 0.0 <= float(s) <= 1.0:
+            raise SambenchError(f"{where}: impossible level {s!r} for '{kind}': the noise scale must be in [0, 1]")
+        params["scale"] = float(s)
+        value = float(s)
+    elif kind == "points":
+        k = params.get("k")
+        if isinstance(k, bool) or not isinstance(k, (int, float)) or int(k) != k or k < 1:
+            raise SambenchError(f"{where}: impossible level {k!r} for 'points': the number of points must be an integer >= 1")
+        params["k"] = int(k)
+        value = float(k)
+    n = params.get("negatives", 0)
+    if kind == "points" and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+        raise SambenchError(f"{where}: 'negatives' must be an integer >= 0, got {n!r}")
+    if kind == "points":
+        params["negatives"] = int(n)
+    elif "negatives" in params:
+        raise SambenchError(f"{where}: 'negatives' only applies to 'points' settings")
+    if label is None:
+        label = kind if value is None else level_label(value)
+    return Setting(label=str(label), kind=kind, params=tuple(sorted(params.items())), value=value)
+
+
+def parse_protocol_card(data: dict, path: Path) -> ProtocolCard:
+    _check_fields(data, PROTOCOL_FIELDS, path)
+    name = _require(data, "name", str, path)
+    version = _require(data, "version", int, path)
+    draws = data.get("draws", 20)
+    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+        raise SambenchError(f"{path}: 'draws' must be an integer >= 1, got {draws!r}")
+    seed = data.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise SambenchError(f"{path}: 'seed' must be an integer >= 0, got {seed!r}")
+    from sambench.adapters.base import MASK_SELECTIONS, PREPROCESSING_MODES
+
+    mask_selection = data.get("mask_selection", "single")
+    if mask_selection not in MASK_SELECTIONS:
+        raise SambenchError(f"{path}: mask_selection must be one of {', '.join(MASK_SELECTIONS)}, got {mask_selection!r}")
+    preprocessing = data.get("preprocessing", "sam")
+    if preprocessing not in PREPROCESSING_MODES:
+        raise SambenchError(f"{path}: preprocessing must be one of {', '.join(PREPROCESSING_MODES)}, got {preprocessing!r}")
+
+    settings: list[Setting] = []
+    if "settings" in data:
+        if "kind" in data or "levels" in data:
+            raise SambenchError(f"{path}: give either 'settings' or 'kind' + 'levels', not both")
+        raw_settings = _require(data, "settings", list, path)
+        for i, s in enumerate(raw_settings):
+            if not isinstance(s, dict):
+                raise SambenchError(f"{path}: settings[{i}] must be a mapping")
+            _check_fields(s, SETTING_FIELDS, path)
+            if "kind" not in s:
+                raise SambenchError(f"{path}: settings[{i}] is missing 'kind'")
+            params = {k: v for k, v in s.items() if k not in ("level", "kind")}
+            settings.append(make_setting(s["kind"], params, s.get("level"), f"{path}: settings[{i}]"))
+    else:
+        kind = _require(data, "kind", str, path)
+        param = LEVEL_PARAM.get(kind, "")
+        if kind not in PROMPT_KINDS:
+            raise SambenchError(f"{path}: unknown prompt kind '{kind}' (known: {', '.join(PROMPT_KINDS)})")
+        extra = {"negatives": data["negatives"]} if "negatives" in data else {}
+        if param is None:
+            settings.append(make_setting(kind, extra, None, str(path)))
+        else:
+            levels = _require(data, "levels", list, path)
+            if not levels:
+                raise SambenchError(f"{path}: 'levels' is empty")
+            for v in levels:
+                settings.append(make_setting(kind, {param: v, **extra}, None, str(path)))
+    labels = [s.label for s in settings]
+    if len(set(labels)) != len(labels):
+        raise SambenchError(f"{path}: duplicate levels {labels}")
+    return ProtocolCard(name=name, version=version, description=str(data.get("description", "")).strip(),
+                        settings=tuple(settings), draws=draws, seed=seed, mask_selection=mask_selection,
+                        preprocessing=preprocessing, path=path, raw=data)
+
+
+def with_overrides(card: ProtocolCard, levels: Optional[list[str]] = None, draws: Optional[int] = None,
+                   seed: Optional[int] = None) -> ProtocolCard:
+    """A copy of ``card`` restricted/extended to ``levels`` and with other ``draws``/``seed``.
+
+    For a single-kind protocol, ``levels`` are new values of its parameter (``--levels 0,0.5,1``); for a
+    suite they select settings by label. Overrides never change the protocol version: a prompt's key
+    already contains its level and draw, so prompts shared with the full card stay byte-identical.
+    """
+    settings = list(card.settings)
+    where = f"protocol '{card.name}'"
+    if levels:
+        kinds = {s.kind for s in card.settings}
+        by_label = {s.label: s for s in card.settings}
+        new = []
+        for lv in levels:
+            lv = str(lv).strip()
+            if lv in by_label:
+                new.append(by_label[lv])
+                continue
+            if len(kinds) == 1 and LEVEL_PARAM.get(next(iter(kinds))):
+                kind = next(iter(kinds))
+                try:
+                    num = float(lv)
+                except ValueError:
+                    raise SambenchError(f"{where}: level '{lv}' is not a number") from None
+                base = dict(card.settings[0].params)
+                base[LEVEL_PARAM[kind]] = int(num) if kind == "points" and num == int(num) else num
+                new.append(make_setting(kind, base, None, where))
+            else:
+                raise SambenchError(f"{where} has no level '{lv}' (levels: {', '.join(by_label)})")
+        settings = new
+    if draws is not None and draws < 1:
+        raise SambenchError(f"{where}: --draws must be >= 1, got {draws}")
+    return ProtocolCard(name=card.name, version=card.version, description=card.description,
+                        settings=tuple(settings), draws=draws or card.draws,
+                        seed=card.seed if seed is None else seed, mask_selection=card.mask_selection,
+                        preprocessing=card.preprocessing, path=card.path, raw=card.raw)
+
+
+# ------------------------------------------------------------------------------------------- lookup
+
+
+def _scan(kind: str) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for d in card_dirs(kind):
+        for p in sorted(d.glob("*.yaml")) + sorted(d.glob("*.yml")):
+            found.setdefault(p.stem, p)
+    return found
+
+
+def list_cards(kind: str) -> dict[str, Path]:
+    """Card name → file for ``models`` or ``protocols`` (file stems; a card's ``name`` must match)."""
+    return _scan(kind)
+
+
+def _load(kind: str, name: str):
+    cards = _scan(kind)
+    if name not in cards:
+        # A path to a card file works too.
+        p = Path(name)
+        if p.suffix in (".yaml", ".yml") and p.is_file():
+            cards = {name: p}
+        else:
+            noun = "model" if kind == "models" else "protocol"
+            raise SambenchError(f"unknown {noun} '{name}' (known: {', '.join(sorted(cards)) or 'none'}; "
+                                f"cards are read from {', '.join(str(d) for d in card_dirs(kind))})")
+    path = cards[name]
+    data = read_yaml(path)
+    card = parse_model_card(data, path) if kind == "models" else parse_protocol_card(data, path)
+    if path.stem != card.name and name == path.stem:
+        raise SambenchError(f"{path}: card name '{card.name}' does not match its file name '{path.stem}'")
+    return card
+
+
+def load_model_card(name: str) -> ModelCard:
+    return _load("models", name)
+
+
+def load_protocol_card(name: str) -> ProtocolCard:
+    return _load("protocols", name)

@@ -1,0 +1,134 @@
+"""The summary table: per dataset × model × protocol × level, from store rows only.
+
+Columns: ``dataset, model, protocol, level, level_value, n, failed, miou, miou_lo, miou_hi, mbiou,
+mbiou_lo, mbiou_hi, stability_pairwise, stability_union``. Values are fractions in [0, 1].
+
+* ``n`` — objects with at least one successful draw at that level.
+* ``failed`` — failed rows at that level plus image-level failures (an unreadable image blocks it at
+  every level, so it is counted at every level of its model and protocol).
+* ``miou`` / ``mbiou`` — mean over objects of the per-object mean over draws (``sambench.metrics``).
+* ``*_lo`` / ``*_hi`` — percentile bootstrap 95% CI over objects.
+* ``stability_*`` — mean over objects of the per-object stability across its draws.
+
+Rows with ``dataset == "ALL"`` are the cross-dataset figure: the plain mean of the dataset means of the
+same model/protocol/level; their CI resamples objects within each dataset (stratified bootstrap).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from sambench.metrics import bootstrap_ci, stability
+from sambench.types import stable_hash
+
+GROUP = ["dataset", "model", "protocol", "level"]
+SUMMARY_COLUMNS = ["dataset", "model", "protocol", "level", "level_value", "n", "failed", "miou", "miou_lo",
+                   "miou_hi", "mbiou", "mbiou_lo", "mbiou_hi", "stability_pairwise", "stability_union"]
+ALL = "ALL"
+
+
+def per_object(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (dataset, model, protocol, level, image, object): mean IoU/BIoU over draws, stability."""
+    ok = df[df["status"] == "ok"]
+    keys = GROUP + ["image_id", "object_id"]
+    if ok.empty:
+        return pd.DataFrame(columns=keys + ["level_value", "iou", "biou", "draws", "stability_pairwise", "stability_union"])
+    agg = ok.groupby(keys, sort=True).agg(level_value=("level_value", "first"), iou=("iou", "mean"),
+                                           biou=("biou", "mean"), draws=("draw", "count")).reset_index()
+    if "mask_rle" in ok.columns:
+        stab = ok.groupby(keys, sort=True)["mask_rle"].apply(lambda s: stability([json.loads(v) for v in s]))
+        agg["stability_pairwise"] = [v[0] for v in stab.values]
+        agg["stability_union"] = [v[1] for v in stab.values]
+    else:
+        agg["stability_pairwise"] = np.nan
+        agg["stability_union"] = np.nan
+    return agg
+
+
+def _stratified_ci(groups: list[np.ndarray], key: str, n_boot: int = 1000) -> tuple[float, float]:
+    """CI of the mean of group means, resampling within each group."""
+    groups = [g for g in groups if g.size]
+    if not groups:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(int(stable_hash("bootstrap-stratified", key, n_boot), 16))
+    means = np.zeros(n_boot)
+    for g in groups:
+        means += g[rng.integers(0, g.size, size=(n_boot, g.size))].mean(axis=1)
+    means /= len(groups)
+    lo, hi = np.quantile(means, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
+def summarize(df: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
+    """The summary table of store rows ``df`` (as returned by ``Store.frame`` / ``load_runs``)."""
+    objs = per_object(df)
+    failed = df[df["status"] == "failed"]
+    image_failures = failed[failed["level"] == ""].groupby(["dataset", "model", "protocol"]).size()
+    level_failures = failed[failed["level"] != ""].groupby(GROUP).size()
+    levels = df[df["level"] != ""].drop_duplicates(GROUP)[GROUP + ["level_value"]]
+    out = []
+    for _, lv in levels.iterrows():
+        key = tuple(lv[c] for c in GROUP)
+        o = objs[(objs["dataset"] == key[0]) & (objs["model"] == key[1]) & (objs["protocol"] == key[2]) & (objs["level"] == key[3])]
+        n_failed = int(level_failures.get(key, 0)) + int(image_failures.get(key[:3], 0))
+        tag = "|".join(map(str, key))
+        row = {"dataset": key[0], "model": key[1], "protocol": key[2], "level": key[3],
+               "level_value": lv["level_value"], "n": int(len(o)), "failed": n_failed}
+        for m, col in (("miou", "iou"), ("mbiou", "biou")):
+            vals = o[col].to_numpy(dtype=float)
+            row[m] = float(vals.mean()) if vals.size else float("nan")
+            row[m + "_lo"], row[m + "_hi"] = bootstrap_ci(vals, n_boot=n_boot, key=f"{tag}|{m}")
+        row["stability_pairwise"] = float(o["stability_pairwise"].mean()) if len(o) else float("nan")
+        row["stability_union"] = float(o["stability_union"].mean()) if len(o) else float("nan")
+        out.append(row)
+    table = pd.DataFrame(out, columns=SUMMARY_COLUMNS)
+    if table.empty or table["dataset"].nunique() < 2:
+        return _sort(table)
+    extra = []
+    for (model, protocol, level), g in table.groupby(["model", "protocol", "level"], sort=False):
+        sel = objs[(objs["model"] == model) & (objs["protocol"] == protocol) & (objs["level"] == level)]
+        row = {"dataset": ALL, "model": model, "protocol": protocol, "level": level,
+               "level_value": g["level_value"].iloc[0], "n": int(g["n"].sum()), "failed": int(g["failed"].sum())}
+        for m, col in (("miou", "iou"), ("mbiou", "biou")):
+            row[m] = float(g[m].mean())
+            groups = [d[col].to_numpy(dtype=float) for _, d in sel.groupby("dataset")]
+            row[m + "_lo"], row[m + "_hi"] = _stratified_ci(groups, f"{model}|{protocol}|{level}|{m}", n_boot)
+        row["stability_pairwise"] = float(g["stability_pairwise"].mean())
+        row["stability_union"] = float(g["stability_union"].mean())
+        extra.append(row)
+    return _sort(pd.concat([table, pd.DataFrame(extra, columns=SUMMARY_COLUMNS)], ignore_index=True))
+
+
+def _sort(table: pd.DataFrame) -> pd.DataFrame:
+    if table.empty:
+        return table
+    t = table.assign(_all=table["dataset"] == ALL, _lv=table["level_value"].fillna(-1.0))
+    t = t.sort_values(["_all", "dataset", "protocol", "_lv", "level", "model"], kind="stable")
+    return t.drop(columns=["_all", "_lv"]).reset_index(drop=True)
+
+
+def failure_reasons(df: pd.DataFrame) -> pd.DataFrame:
+    """Failed rows grouped by (model, dataset, protocol, error) with counts — nothing is dropped silently."""
+    failed = df[df["status"] == "failed"]
+    if failed.empty:
+        return pd.DataFrame(columns=["model", "dataset", "protocol", "error", "count"])
+    return (failed.groupby(["model", "dataset", "protocol", "error"]).size().rename("count").reset_index()
+            .sort_values("count", ascending=False, kind="stable").reset_index(drop=True))
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """Plain-text table in percent (as the papers print), with CI bounds, for the terminal."""
+    if table.empty:
+        return "(no results)"
+    t = table.copy()
+    pct = lambda v: "  -  " if pd.isna(v) else f"{100 * v:5.1f}"
+    t["miou"] = [f"{pct(m)} [{pct(lo)},{pct(hi)}]" for m, lo, hi in zip(t.miou, t.miou_lo, t.miou_hi)]
+    t["mbiou"] = [f"{pct(m)} [{pct(lo)},{pct(hi)}]" for m, lo, hi in zip(t.mbiou, t.mbiou_lo, t.mbiou_hi)]
+    t["stability_pairwise"] = t["stability_pairwise"].map(pct)
+    t["stability_union"] = t["stability_union"].map(pct)
+    cols = ["dataset", "model", "protocol", "level", "n", "failed", "miou", "mbiou", "stability_pairwise",
+            "stability_union"]
+    return t[cols].to_string(index=False)

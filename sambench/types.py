@@ -1,0 +1,167 @@
+"""The few types every stage of sambench shares.
+
+Conventions (also in docs/conventions.md):
+
+* Images are RGB ``uint8`` arrays of shape ``(H, W, 3)`` in their original resolution.
+* Masks are boolean arrays of shape ``(H, W)`` in the original image frame.
+* Boxes are ``(x0, y0, x1, y1)`` floats in original-image pixel coordinates (x = column, y = row).
+* Points are ``(x, y)`` floats in the same frame; labels are 1 (foreground) or 0 (background).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+
+class SambenchError(Exception):
+    """A user-facing error: its message is one line naming the file or name and the problem."""
+
+
+def canonical_json(obj: Any) -> str:
+    """JSON with sorted keys and no whitespace: the byte-stable form used for every hash."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def stable_hash(*parts: Any) -> str:
+    """sha256 hex digest of the canonical JSON of ``parts``; identical across processes and Pythons."""
+    return hashlib.sha256(canonical_json(list(parts)).encode("ascii")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Object:
+    """One annotated object of an image: a stable id and its boolean mask (H×W, original resolution)."""
+
+    id: str
+    mask: np.ndarray
+    meta: dict = field(default_factory=dict, compare=False)
+
+
+@dataclass
+class Sample:
+    """One image with its objects. ``dataset/image_id/object.id`` is a stable, unique key."""
+
+    dataset: str
+    image_id: str
+    image: np.ndarray
+    objects: list[Object]
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W) of the image."""
+        return int(self.image.shape[0]), int(self.image.shape[1])
+
+
+def _round(v: float) -> float:
+    # Prompts are stored and hashed with 4 decimals (1e-4 px): enough for any model, and immune to
+    # last-bit float differences between platforms.
+    return float(round(float(v), 4))
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A box and/or a set of points, in original-image pixel coordinates.
+
+    ``box`` is ``(x0, y0, x1, y1)``; ``points`` is a tuple of ``(x, y)``; ``labels`` holds 1 for a
+    foreground click and 0 for a background click. Coordinates are rounded to 1e-4 px on creation so
+    that the JSON form (and so the hash) is byte-identical everywhere.
+    """
+
+    box: Optional[tuple[float, float, float, float]] = None
+    points: Optional[tuple[tuple[float, float], ...]] = None
+    labels: Optional[tuple[int, ...]] = None
+
+    def __post_init__(self) -> None:
+        if self.box is None and not self.points:
+            raise ValueError("a prompt needs a box or at least one point")
+        if self.box is not None:
+            b = tuple(_round(v) for v in self.box)
+            if len(b) != 4 or not (b[0] <= b[2] and b[1] <= b[3]):
+                raise ValueError(f"invalid box {self.box}: need x0 <= x1 and y0 <= y1")
+            object.__setattr__(self, "box", b)
+        if self.points is not None:
+            pts = tuple((_round(x), _round(y)) for x, y in self.points)
+            labels = tuple(int(v) for v in (self.labels if self.labels is not None else [1] * len(pts)))
+            if len(labels) != len(pts) or any(v not in (0, 1) for v in labels):
+                raise ValueError("point labels must be 0/1, one per point")
+            object.__setattr__(self, "points", pts)
+            object.__setattr__(self, "labels", labels)
+
+    @property
+    def kind(self) -> str:
+        if self.box is not None and self.points:
+            return "box+points"
+        return "box" if self.box is not None else "points"
+
+    def to_dict(self) -> dict:
+        d: dict = {}
+        if self.box is not None:
+            d["box"] = list(self.box)
+        if self.points:
+            d["points"] = [list(p) for p in self.points]
+            d["labels"] = list(self.labels)
+        return d
+
+    def to_json(self) -> str:
+        return canonical_json(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Prompt":
+        return cls(
+            box=tuple(d["box"]) if d.get("box") is not None else None,
+            points=tuple(tuple(p) for p in d["points"]) if d.get("points") else None,
+            labels=tuple(d["labels"]) if d.get("labels") is not None else None,
+        )
+
+    @classmethod
+    def from_json(cls, s: str) -> "Prompt":
+        return cls.from_dict(json.loads(s))
+
+    def hash(self) -> str:
+        return hashlib.sha256(self.to_json().encode("ascii")).hexdigest()
+
+    def box_array(self) -> Optional[np.ndarray]:
+        return None if self.box is None else np.asarray(self.box, dtype=np.float64)
+
+    def points_array(self) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+        if not self.points:
+            return None, None
+        return np.asarray(self.points, dtype=np.float64), np.asarray(self.labels, dtype=np.int64)
+
+
+@dataclass
+class Prediction:
+    """What an adapter returns for a batch of N prompts.
+
+    ``masks``: bool (N, H, W) at the original image resolution.
+    ``scores``: float (N,) — the model's own quality estimate (SAM: predicted IoU), NaN if it has none.
+    ``extras``: optional per-prompt JSON-serialisable dicts (e.g. Stable-SAM sampling locations).
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+    extras: Optional[list[dict]] = None
+
+    def __post_init__(self) -> None:
+        if self.masks.ndim != 3 or self.masks.dtype != np.bool_:
+            raise ValueError(f"Prediction.masks must be bool (N,H,W), got {self.masks.dtype} {self.masks.shape}")
+        if self.scores.shape != (self.masks.shape[0],):
+            raise ValueError("Prediction.scores must have one value per mask")
+
+
+def concat_predictions(parts: Sequence[Prediction]) -> Prediction:
+    extras = None
+    if any(p.extras is not None for p in parts):
+        extras = []
+        for p in parts:
+            extras.extend(p.extras if p.extras is not None else [{}] * len(p.scores))
+    return Prediction(
+        masks=np.concatenate([p.masks for p in parts], axis=0),
+        scores=np.concatenate([p.scores for p in parts], axis=0),
+        extras=extras,
+    )
