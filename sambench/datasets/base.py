@@ -1,0 +1,268 @@
+"""The :class:`Dataset` interface and the readers every loader shares.
+
+Conventions (docs/datasets.md says the same):
+
+* **Images** are returned as RGB ``uint8`` arrays ``(H, W, 3)`` at their stored resolution, decoded with
+  OpenCV (``cv2.imdecode(..., IMREAD_UNCHANGED)``, the decoder SAM's own scripts use). Grayscale is
+  replicated to three channels, BGR(A) is converted to RGB and an alpha channel is dropped (no
+  compositing), palette PNGs arrive expanded to colour, 16-bit images are scaled to 8 bits with
+  ``round(v * 255 / 65535)``. EXIF orientation is **not** applied: pixels are used as stored, which is
+  the frame masks and COCO polygons are drawn in.
+* **Masks** are boolean ``(H, W)`` arrays of the image's size. A mask file is read with Pillow and
+  binarised as ``value > threshold`` (default 128, HQ-SAM's ``gt > 128``) after reducing it to one 8-bit
+  channel: multi-channel masks use their first channel in RGB order (R), as HQ-SAM's loader does;
+  16-bit masks are scaled like images; 1-bit masks are used as they are. Palette (mode ``P``) masks
+  hold indices, not intensities: if every used palette entry is gray (r = g = b) the entry's gray value
+  is thresholded; otherwise (DAVIS / VOC colour palettes) foreground is every index except 0
+  (background) and 255 (VOC "void"), so a multi-object palette mask becomes the union of its objects.
+* **Content hash**: sha256 over the canonical JSON of the loader's description of its samples (relative
+  file paths with the sha256 of each file's bytes, plus every option that changes samples and a loader
+  version); see each loader. Paths are relative, so moving a dataset keeps its hash.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import os
+import threading
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from sambench.types import Sample, SambenchError, stable_hash
+
+#: Default mask threshold: foreground is ``value > DEFAULT_THRESHOLD`` on the 8-bit scale.
+DEFAULT_THRESHOLD = 128
+
+_CHUNK = 1 << 20
+_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+_FILE_HASHES_LOCK = threading.Lock()
+
+
+class Dataset(abc.ABC):
+    """A set of images, each with one or more annotated objects.
+
+    ``name`` is used in result keys (``dataset/image_id/object_id``). ``ids()`` are stable, sorted strings.
+    ``load(image_id)`` returns a :class:`~sambench.types.Sample` (RGB uint8 image, boolean masks of the
+    image's size) or raises :class:`~sambench.types.SambenchError` with one line naming the bad file,
+    so that a runner can record the failure for that image and go on with the others.
+    """
+
+    name: str
+    format: str = ""
+
+    _content_hash: Optional[str] = None
+
+    @abc.abstractmethod
+    def ids(self) -> list[str]:
+        """Sorted, stable image ids."""
+
+    @abc.abstractmethod
+    def load(self, image_id: str) -> Sample:
+        """The image and its objects; raises SambenchError (one line naming the file) on bad input."""
+
+    @abc.abstractmethod
+    def _hash_payload(self) -> Any:
+        """JSON-able description of everything that determines the samples (hashed by content_hash)."""
+
+    @abc.abstractmethod
+    def describe(self) -> dict:
+        """JSON-able summary: name, format, root, n_images, options and loader-specific counts."""
+
+    def content_hash(self) -> str:
+        """sha256 hex of :meth:`_hash_payload` (file bytes via sha256, options, loader version).
+
+        Computed once per instance; the same files and options give the same hash in any process.
+        """
+        if self._content_hash is None:
+            self._content_hash = stable_hash("sambench-dataset", self.format, self._hash_payload())
+        return self._content_hash
+
+    def __len__(self) -> int:
+        return len(self.ids())
+
+    def samples(self) -> Iterator[Sample]:
+        """Load every sample in id order (raises on the first bad one; runners should call load())."""
+        for image_id in self.ids():
+            yield self.load(image_id)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} ({len(self.ids())} images)>"
+
+
+def file_sha256(path: os.PathLike | str) -> str:
+    """sha256 hex of a file's bytes, read in 1 MiB chunks.
+
+    Results are cached in memory by (absolute path, size, mtime_ns), so re-hashing an unchanged file
+    is free while any rewrite (which changes size or mtime) is seen.
+    """
+    p = os.path.abspath(os.fspath(path))
+    try:
+        st = os.stat(p)
+    except OSError as exc:
+        raise SambenchError(f"{path}: cannot read file: {exc.strerror}") from None
+    key = (p, st.st_size, st.st_mtime_ns)
+    with _FILE_HASHES_LOCK:
+        cached = _FILE_HASHES.get(key)
+    if cached is not None:
+        return cached
+    h = hashlib.sha256()
+    try:
+        with open(p, "rb") as fh:
+            while True:
+                chunk = fh.read(_CHUNK)
+                if not chunk:
+                    break
+                h.update(chunk)
+    except OSError as exc:
+        raise SambenchError(f"{path}: cannot read file: {exc.strerror}") from None
+    digest = h.hexdigest()
+    with _FILE_HASHES_LOCK:
+        _FILE_HASHES[key] = digest
+    return digest
+
+
+def _to_uint8(arr: np.ndarray, path: os.PathLike | str, what: str) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.uint16:
+        return np.rint(arr.astype(np.float64) * (255.0 / 65535.0)).astype(np.uint8)
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    raise SambenchError(f"{path}: unsupported {what} sample type {arr.dtype} (need 8- or 16-bit integers)")
+
+
+def read_image(path: os.PathLike | str) -> np.ndarray:
+    """Read an image file as RGB uint8 ``(H, W, 3)`` (see the module docstring for conversions).
+
+    Raises SambenchError naming the file if it is missing, empty, corrupt, truncated or of an
+    unsupported pixel type.
+    """
+    try:
+        buf = np.fromfile(os.fspath(path), dtype=np.uint8)
+    except OSError as exc:
+        raise SambenchError(f"{path}: cannot read image: {exc.strerror or exc}") from None
+    if buf.size == 0:
+        raise SambenchError(f"{path}: empty image file (0 bytes)")
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        img = None
+    if img is None:
+        raise SambenchError(f"{path}: cannot decode image (corrupt, truncated or unsupported format)")
+    img = _to_uint8(img, path, "image")
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    elif img.ndim == 3 and img.shape[2] == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    elif img.ndim == 3 and img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    else:
+        raise SambenchError(f"{path}: unsupported image layout {img.shape} (need gray, RGB or RGBA)")
+    if img.shape[0] == 0 or img.shape[1] == 0:
+        raise SambenchError(f"{path}: image has zero size {img.shape[1]}x{img.shape[0]}")
+    return np.ascontiguousarray(img)
+
+
+def _palette_to_gray(im: Image.Image, idx: np.ndarray) -> Optional[np.ndarray]:
+    """Gray values of a palette image if every used entry is gray, else None."""
+    pal = im.getpalette()  # flat RGB list
+    if not pal:
+        return None
+    entries = np.asarray(pal, dtype=np.int64).reshape(-1, 3)
+    used = np.unique(idx)
+    if used.max(initial=0) >= len(entries):
+        return None
+    e = entries[used]
+    if not (np.all(e[:, 0] == e[:, 1]) and np.all(e[:, 1] == e[:, 2])):
+        return None
+    lut = np.zeros(256, dtype=np.uint8)
+    lut[: len(entries)] = entries[:256, 0].astype(np.uint8)
+    return lut[idx]
+
+
+def read_mask(path: os.PathLike | str, threshold: int = DEFAULT_THRESHOLD) -> np.ndarray:
+    """Read a mask file as a boolean ``(H, W)`` array: foreground where ``value > threshold``.
+
+    Multi-channel masks use their first channel in RGB order; 16-bit masks are scaled to 8 bits;
+    palette masks follow the gray/colour-palette rule of the module docstring. Raises SambenchError
+    naming the file if it cannot be read. Emptiness is checked by the caller.
+    """
+    try:
+        with Image.open(os.fspath(path)) as im:
+            im.load()
+            mode = im.mode
+            if mode in ("P", "PA"):
+                idx = np.asarray(im)
+                if idx.ndim == 3:
+                    idx = idx[:, :, 0]
+                gray = _palette_to_gray(im, idx)
+                if gray is None:
+                    return (idx != 0) & (idx != 255)
+                return gray > threshold
+            if mode == "1":
+                return np.asarray(im, dtype=bool).copy()
+            if mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+                arr = np.asarray(im.convert("RGB"))
+            else:
+                arr = np.asarray(im)
+    except FileNotFoundError:
+        raise SambenchError(f"{path}: mask file not found") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise SambenchError(f"{path}: cannot decode mask ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if arr.ndim == 3:
+        arr = arr[:, :, 0]
+    if arr.ndim != 2:
+        raise SambenchError(f"{path}: unsupported mask layout {arr.shape}")
+    if mode.startswith("I;16") or mode == "I":
+        arr = np.clip(arr.astype(np.int64), 0, 65535).astype(np.uint16)
+    arr = _to_uint8(arr, path, "mask")
+    return arr > threshold
+
+
+def check_threshold(value: Any) -> int:
+    """Validate a mask threshold option: an integer in [0, 254] (foreground is ``value > threshold``)."""
+    try:
+        t = int(value)
+        if float(value) != t:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise SambenchError(f"threshold: expected an integer in [0, 254], got {value!r}") from None
+    if not 0 <= t <= 254:
+        raise SambenchError(f"threshold: expected an integer in [0, 254], got {t}")
+    return t
+
+
+def parse_bool(value: Any, option: str) -> bool:
+    """Accept True/False or the strings true/false/yes/no/1/0 (as options arrive from a CLI)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "on"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("false", "no", "0", "off"):
+        return False
+    raise SambenchError(f"{option}: expected true or false, got {value!r}")
+
+
+def parse_list(value: Any) -> list:
+    """A list option given as a list/tuple or as one comma-separated string."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return list(value)
+    return [value]
+
+
+def as_path(value: os.PathLike | str) -> Path:
+    """``Path`` with ``~`` expanded."""
+    return Path(os.fspath(value)).expanduser()
