@@ -10,7 +10,7 @@ model must beat.
 definite background, inside = probable foreground); points become definite-foreground seeds (label 1) or
 definite-background seeds (label 0) on a probable-background mask; a box with points uses both. To make
 it practical on CPU it works on a copy downscaled so that its longest side is at most ``max_side``
-pixels (default 256; 0 = full resolution) with ``iterations`` rounds (default 3), and the result is
+pixels (card default 320; 0 = full resolution) with ``iterations`` rounds (card default 3), and the result is
 resized back to the original size with nearest-neighbour interpolation. OpenCV's k-means initialisation
 uses OpenCV's thread RNG: it is reseeded from the prompt's hash before every call, so the result of a
 prompt never depends on what ran before it. benchmarks/bench_grabcut.py measures the accuracy cost of the
@@ -75,7 +75,7 @@ class GrabCutAdapter(Adapter):
     capabilities = frozenset({"box", "points", "box+points"})
     parallel_safe = True
 
-    def __init__(self, card_name: str = "grabcut", max_side: int = 256, iterations: int = 3) -> None:
+    def __init__(self, card_name: str = "grabcut", max_side: int = 320, iterations: int = 3) -> None:
         super().__init__()
         if iterations < 1:
             raise SambenchError(f"model '{card_name}': 'iterations' must be >= 1, got {iterations}")
@@ -100,7 +100,7 @@ class GrabCutAdapter(Adapter):
     def _one(self, st: _ImageState, p: Prompt) -> np.ndarray:
         sh, sw = st.small.shape[:2]
         sx, sy = sw / st.image.shape[1], sh / st.image.shape[0]
-        cv2.setRNGSeed(int(p.hash()[:8], 16))
+        cv2.setRNGSeed(int(p.hash()[:7], 16))  # 28 bits: fits a C int
         mask = np.full((sh, sw), cv2.GC_PR_BGD, np.uint8)
         if p.box is not None:
             x0 = min(max(int(np.floor(p.box[0] * sx)), 0), sw - 1)

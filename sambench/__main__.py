@@ -1,0 +1,5 @@
+"""``python -m sambench`` = the ``sambench`` command."""
+
+from sambench.cli import main
+
+main()

@@ -1,0 +1,266 @@
+"""The ``sambench`` command line: thin click commands that parse, call one function, print."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from sambench.types import SambenchError, stable_hash
+
+#: What ``sambench run`` does with no --model/--protocol/--dataset: both classical baselines, the
+#: noisy-box protocol on the shipped GrabCut sample, at the levels and draws below (chosen so that the
+#: whole default run takes about a minute on 2 CPU cores; see README "The default run").
+DEFAULT_RUN = {"models": ["grabcut", "box-fill"], "protocols": ["noisy-box"], "datasets": ["grabcut-sample"],
+               "levels": ["0", "0.2", "0.4", "0.6", "0.8", "1"], "draws": 5}
+
+
+def _fail(exc: SambenchError) -> None:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(2)
+
+
+#: Commands that live beside their stage, imported only when invoked (torch stays out of `--help`).
+LAZY_COMMANDS = {
+    "report": "sambench.report.cli:report_cmd",
+    "compare": "sambench.report.cli:compare_cmd",
+    "download": "sambench.checkpoints:download_cmd",
+    "train": "sambench.stable_sam.train:train_cmd",
+}
+
+
+class _Group(click.Group):
+    """Turns SambenchError anywhere below into one 'error: ...' line and exit status 2; lazy commands."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, name: str):
+        if name in LAZY_COMMANDS and name not in self.commands:
+            import importlib
+
+            module, _, attr = LAZY_COMMANDS[name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SambenchError as exc:
+            _fail(exc)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="sambench")
+def main() -> None:
+    """sambench: how promptable segmentation models hold up when their prompts are bad."""
+
+
+def _split(values: tuple) -> list[str]:
+    out: list[str] = []
+    for v in values:
+        out.extend(x.strip() for x in str(v).split(",") if x.strip())
+    return out
+
+
+def _per_model(values: tuple, models: list[str], what: str) -> dict:
+    """``--checkpoint PATH`` (one model needs it) or ``--checkpoint MODEL=PATH`` (several)."""
+    out: dict = {}
+    for v in values:
+        if "=" in v and v.split("=", 1)[0] in models:
+            m, p = v.split("=", 1)
+            out[m] = p
+        elif len(models) == 1:
+            out[models[0]] = v
+        else:
+            needing = [m for m in models if not m.startswith(("grabcut", "box-fill"))]
+            if len(needing) == 1:
+                out[needing[0]] = v
+            else:
+                raise SambenchError(f"--{what} {v}: several models in this run; write --{what} MODEL=PATH")
+    return out
+
+
+def _parse_options(values: tuple, models: list[str]) -> dict:
+    """``--option MODEL.key=value`` or ``--option key=value`` (every model); values parsed as YAML scalars."""
+    import yaml
+
+    out: dict = {}
+    for v in values:
+        if "=" not in v:
+            raise SambenchError(f"--option {v}: expected key=value or MODEL.key=value")
+        k, val = v.split("=", 1)
+        parsed = yaml.safe_load(val) if val else None
+        targets = models
+        if "." in k and k.split(".", 1)[0] in models:
+            m, k = k.split(".", 1)
+            targets = [m]
+        for m in targets:
+            out.setdefault(m, {})[k] = parsed
+    return out
+
+
+def default_run_dir(models: list[str], protocols: list[str], datasets: list[str], extra: dict) -> Path:
+    """A deterministic directory under ./runs, so that re-running the same command resumes it."""
+    slug = "_".join(["+".join(models), "+".join(protocols), "+".join(Path(d).name for d in datasets)])
+    slug = "".join(c if c.isalnum() or c in "+-_." else "-" for c in slug)[:120]
+    return Path("runs") / f"{slug}_{stable_hash(models, protocols, datasets, extra)[:8]}"
+
+
+@main.command("run")
+@click.option("--model", "-m", "models", multiple=True, help="Model card name (repeatable, or comma-separated).")
+@click.option("--protocol", "-p", "protocols", multiple=True, help="Protocol card name (repeatable).")
+@click.option("--dataset", "-d", "datasets", multiple=True, help="Dataset name or path (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(["folder", "coco"]), default=None, help="Format of --dataset PATH (default: auto).")
+@click.option("--images", default=None, help="Folder dataset: image directory (with --masks).")
+@click.option("--masks", default=None, help="Folder dataset: mask directory (with --images).")
+@click.option("--name", "ds_name", default=None, help="Name for a --dataset PATH (default: derived from the path).")
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=None, help="Run directory (default: under ./runs/, derived from the command so re-running resumes).")
+@click.option("--levels", default=None, help="Override protocol levels, e.g. 0,0.2,0.4 or gt-box,1-point.")
+@click.option("--draws", type=int, default=None, help="Override draws per level.")
+@click.option("--seed", type=int, default=None, help="Override the protocols' seed.")
+@click.option("--limit", type=int, default=None, help="Only the first N images of each dataset.")
+@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]), show_default=True)
+@click.option("--checkpoint", "checkpoints", multiple=True, help="Weights file: PATH, or MODEL=PATH with several models.")
+@click.option("--plugin", "plugins", multiple=True, help="Stable-SAM plug-in file: PATH or MODEL=PATH.")
+@click.option("--option", "options", multiple=True, help="Adapter option: key=value or MODEL.key=value.")
+@click.option("--chunk-size", type=int, default=64, show_default=True, help="Prompts decoded per batch.")
+@click.option("--workers", type=int, default=None, help="Processes over images (default: CPU count if every model is a classical baseline, else 1).")
+@click.option("--keep-going", is_flag=True, help="Exit 0 even if some samples failed (they are still recorded).")
+@click.option("--no-report", is_flag=True, help="Do not write the report into the run directory.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def run_cmd(models, protocols, datasets, fmt, images, masks, ds_name, out, levels, draws, seed, limit, device,
+            checkpoints, plugins, options, chunk_size, workers, keep_going, no_report, quiet) -> None:
+    """Run models × protocols × datasets and store every prompt's result (resumable).
+
+    With no --model/--protocol/--dataset it runs the embedded default: grabcut and box-fill on the
+    shipped GrabCut sample with the noisy-box protocol (levels 0,0.2,...,1, 5 draws).
+    """
+    from sambench.runner import DatasetSpec, RunConfig, run
+
+    models_l, protocols_l, datasets_l = _split(models), _split(protocols), list(datasets)
+    is_default = not (models_l or protocols_l or datasets_l or images)
+    models_l = models_l or list(DEFAULT_RUN["models"])
+    protocols_l = protocols_l or list(DEFAULT_RUN["protocols"])
+    if images or masks:
+        if not (images and masks):
+            raise SambenchError("--images and --masks go together")
+        specs = [DatasetSpec(spec=datasets_l[0] if datasets_l else images, format="folder", name=ds_name,
+                             images=images, masks=masks)]
+    else:
+        datasets_l = datasets_l or list(DEFAULT_RUN["datasets"])
+        specs = [DatasetSpec(spec=d, format=fmt, name=ds_name if len(datasets_l) == 1 else None) for d in datasets_l]
+    levels_l = _split((levels,)) if levels else (list(DEFAULT_RUN["levels"]) if is_default else None)
+    draws = draws if draws is not None else (DEFAULT_RUN["draws"] if is_default else None)
+    if workers is None:
+        from sambench.adapters import BUILTIN
+        from sambench.cards import load_model_card
+
+        baseline = all(load_model_card(m).adapter in ("grabcut", "box-fill") for m in models_l)
+        workers = (os.cpu_count() or 1) if baseline else 1
+    out = out or default_run_dir(models_l, protocols_l, [s.spec for s in specs],
+                                 {"levels": levels_l, "draws": draws, "seed": seed, "limit": limit,
+                                  "options": list(options)})
+    config = RunConfig(models=models_l, protocols=protocols_l, datasets=specs, out=out, levels=levels_l, draws=draws,
+                       seed=seed, limit=limit, chunk_size=chunk_size, workers=workers, device=device,
+                       checkpoints=_per_model(checkpoints, models_l, "checkpoint"),
+                       plugins=_per_model(plugins, models_l, "plugin"),
+                       model_options=_parse_options(options, models_l), progress=not quiet)
+    click.echo(f"sambench run: models {', '.join(models_l)} | protocols {', '.join(protocols_l)} | "
+               f"datasets {', '.join(s.spec for s in specs)} | levels {','.join(levels_l) if levels_l else 'card'} | "
+               f"draws {draws or 'card'} | workers {workers} -> {out}", err=True)
+    result = run(config)
+    _print_run_summary(result, no_report)
+    failed = result.counts.get("failed", 0)
+    if failed and not keep_going:
+        click.echo(f"{failed} sample(s) failed (recorded in {result.run_dir / 'results.sqlite'}); "
+                   f"exit 1 (--keep-going to exit 0)", err=True)
+        sys.exit(1)
+
+
+def _print_run_summary(result, no_report: bool) -> None:
+    from sambench.store import Store
+    from sambench.summary import failure_reasons, format_table, summarize
+
+    with Store(result.run_dir, create=False) as st:
+        df = st.frame()
+    table = summarize(df)
+    click.echo(format_table(table))
+    reasons = failure_reasons(df)
+    if not reasons.empty:
+        click.echo(f"\nfailed samples: {int(reasons['count'].sum())}")
+        for _, r in reasons.head(10).iterrows():
+            click.echo(f"  {r['count']:>5} × {r['model']} / {r['dataset']} / {r['protocol']}: {r['error']}")
+    c = result.counts
+    click.echo(f"\nrows: {c.get('ok', 0)} ok, {c.get('failed', 0)} failed ({result.rows_added} new) "
+               f"in {result.wall_time_s:.1f} s; encoder calls: "
+               + ", ".join(f"{m} {v['encoder_calls']}" for m, v in result.counters.items()))
+    click.echo(f"results:  {result.run_dir / 'results.sqlite'}")
+    click.echo(f"manifest: {result.run_dir / 'manifest.json'}")
+    if not no_report:
+        from sambench.report import write_report
+
+        written = write_report([result.run_dir], result.run_dir / "report")
+        for key in ("summary_csv", "summary_md", "degradation", "html"):
+            for k, p in written.items():
+                if k.startswith(key):
+                    click.echo(f"{k}: {p}")
+
+
+@main.command("list")
+@click.argument("what", type=click.Choice(["models", "protocols", "datasets"]))
+def list_cmd(what: str) -> None:
+    """List the model cards, protocol cards or datasets sambench knows."""
+    if what == "datasets":
+        from sambench.datasets import list_datasets
+
+        for name, desc in sorted(list_datasets().items()):
+            click.echo(f"{name:24s} {desc}")
+        return
+    from sambench.cards import list_cards, load_model_card, load_protocol_card
+
+    for name, path in sorted(list_cards(what).items()):
+        try:
+            card = load_model_card(name) if what == "models" else load_protocol_card(name)
+        except SambenchError as exc:
+            click.echo(f"{name:24s} [invalid] {exc}")
+            continue
+        if what == "models":
+            ck = f" checkpoint: {card.checkpoint.file}" if card.checkpoint else ""
+            click.echo(f"{name:24s} adapter: {card.adapter}{ck}  ({path})")
+        else:
+            lv = ", ".join(s.label for s in card.settings)
+            click.echo(f"{name:24s} v{card.version}  levels: {lv}  draws: {card.draws}  ({path})")
+
+
+@main.group("prompts")
+def prompts_group() -> None:
+    """Inspect the realised prompts of a protocol."""
+
+
+@prompts_group.command("export")
+@click.option("--protocol", "-p", required=True)
+@click.option("--dataset", "-d", default="grabcut-sample", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["folder", "coco"]), default=None)
+@click.option("--levels", default=None)
+@click.option("--draws", type=int, default=None)
+@click.option("--seed", type=int, default=None)
+@click.option("--limit", type=int, default=None)
+@click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="JSON file to write.")
+def prompts_export_cmd(protocol, dataset, fmt, levels, draws, seed, limit, out) -> None:
+    """Write every realised prompt of PROTOCOL on DATASET as JSON, with its hash."""
+    from sambench.export import export_prompts
+
+    doc = export_prompts(protocol, dataset, fmt=fmt, levels=_split((levels,)) if levels else None, draws=draws,
+                         seed=seed, limit=limit)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    click.echo(f"{len(doc['prompts'])} prompts ({doc['failed']} failed) -> {out}  prompt_hash {doc['prompt_hash']}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,389 @@
+"""The run loop: dataset → protocol → adapter → metrics → store.
+
+For every image: load it once; for every model, work out which (protocol, level, draw, object) rows
+are still missing from the store (resume), encode the image once per preprocessing mode those rows
+need, decode their prompts in chunks of ``chunk_size``, score each mask against its GT, and write all
+rows of that (model, image) in one transaction. Failures (unreadable image, empty mask, a prompt kind
+the model cannot take, an adapter error) become ``failed`` rows with their reason: never dropped.
+
+Images can be spread over a process pool (``workers``): every worker builds its own adapters, results
+come back to the parent, which alone writes to SQLite. Prompts are keyed and baselines reseed their own
+RNG per prompt, so the rows do not depend on the number of workers or on the order of completion.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import numpy as np
+
+import sambench
+from sambench.adapters import build_adapter
+from sambench.adapters.base import Adapter
+from sambench.cards import ProtocolCard, load_model_card, load_protocol_card, with_overrides
+from sambench.datasets import Dataset, open_dataset
+from sambench.metrics import batch_iou, boundary_iou, encode_rle
+from sambench.prompts import Protocol, PromptTask, prompt_set_hash
+from sambench.store import Row, Store, read_manifest, write_manifest
+from sambench.types import SambenchError, canonical_json
+
+
+@dataclass
+class DatasetSpec:
+    """How to (re)open a dataset: what ``open_dataset`` takes. Recorded in the manifest."""
+
+    spec: str
+    format: Optional[str] = None
+    name: Optional[str] = None
+    images: Optional[str] = None
+    masks: Optional[str] = None
+    options: dict = field(default_factory=dict)
+
+    def open(self) -> Dataset:
+        return open_dataset(self.spec, format=self.format, name=self.name, images=self.images, masks=self.masks,
+                            **self.options)
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None and v != {}}
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs; ``checkpoints``/``plugins``/``model_options`` are keyed by model name."""
+
+    models: list[str]
+    protocols: list[str]
+    datasets: list[DatasetSpec]
+    out: Path
+    levels: Optional[list[str]] = None
+    draws: Optional[int] = None
+    seed: Optional[int] = None
+    limit: Optional[int] = None
+    chunk_size: int = 64
+    workers: int = 1
+    device: str = "auto"
+    checkpoints: dict = field(default_factory=dict)
+    plugins: dict = field(default_factory=dict)
+    model_options: dict = field(default_factory=dict)
+    progress: bool = True
+
+    def public(self) -> dict:
+        d = asdict(self)
+        d["out"] = str(self.out)
+        d["datasets"] = [s.to_dict() for s in self.datasets]
+        d.pop("progress")
+        return d
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    rows_added: int
+    counts: dict
+    counters: dict
+    wall_time_s: float
+    manifest: dict
+
+
+# ------------------------------------------------------------------------------------- per image work
+
+
+def score_masks(masks: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, list[float]]:
+    """IoU (vectorised) and boundary IoU of each predicted mask against one GT mask."""
+    return batch_iou(masks, gt), [boundary_iou(m, gt) for m in masks]
+
+
+def _row(task: PromptTask, model: str, dataset: str, image_id: str, **kw: Any) -> Row:
+    return Row(model=model, dataset=dataset, image_id=image_id, object_id=task.object_id,
+               protocol=task.protocol, level=task.level, draw=task.draw, protocol_version=task.version,
+               level_value=task.level_value,
+               prompt=task.prompt.to_json() if task.prompt else None,
+               prompt_hash=task.prompt.hash() if task.prompt else None, **kw)
+
+
+def image_failure_rows(model: str, dataset: str, image_id: str, protocols: Iterable[ProtocolCard],
+                       error: str) -> list[Row]:
+    """One failed row per protocol for an image that could not be used at all."""
+    return [Row(model=model, dataset=dataset, image_id=image_id, object_id="", protocol=p.name, level="", draw=-1,
+                protocol_version=p.version, status="failed", error=error) for p in protocols]
+
+
+def evaluate_image(adapter: Adapter, model: str, sample, protocols: list[Protocol], done: set,
+                   chunk_size: int) -> list[Row]:
+    """All missing rows of one (model, image): encode once per preprocessing, decode in chunks, score."""
+    gts = {o.id: o for o in sample.objects}
+    rows: list[Row] = []
+    # (preprocessing, mask_selection) → tasks; the encoder runs once per preprocessing mode.
+    groups: dict[tuple[str, str], list[PromptTask]] = {}
+    for proto in protocols:
+        for task in proto.tasks(sample.dataset, sample.image_id, sample.objects):
+            if (task.object_id, task.protocol, task.level, task.draw) in done:
+                continue
+            if task.prompt is None:
+                rows.append(_row(task, model, sample.dataset, sample.image_id, status="failed",
+                                 error=f"{sample.dataset}/{sample.image_id}/{task.object_id}: {task.error}"))
+            elif task.prompt.kind not in adapter.capabilities:
+                rows.append(_row(task, model, sample.dataset, sample.image_id, status="failed",
+                                 error=f"model '{model}' cannot take a '{task.prompt.kind}' prompt"))
+            else:
+                groups.setdefault((proto.card.preprocessing, proto.card.mask_selection), []).append(task)
+    states: dict[str, Any] = {}
+    for (prep, selection), tasks in groups.items():
+        if prep not in states:
+            states[prep] = adapter.encode(sample.image, prep)
+        for start in range(0, len(tasks), chunk_size):
+            chunk = tasks[start:start + chunk_size]
+            try:
+                pred = adapter.predict(states[prep], [t.prompt for t in chunk], mask_selection=selection)
+            except SambenchError as exc:
+                rows.extend(_row(t, model, sample.dataset, sample.image_id, status="failed", error=str(exc)) for t in chunk)
+                continue
+            for i, task in enumerate(chunk):
+                mask = pred.masks[i]
+                gt = gts[task.object_id].mask
+                if mask.shape != gt.shape:
+                    rows.append(_row(task, model, sample.dataset, sample.image_id, status="failed",
+                                     error=f"model '{model}' returned a {mask.shape} mask for a {gt.shape} image"))
+                    continue
+                iou_v, biou_v = score_masks(mask[None], gt)
+                score = float(pred.scores[i])
+                extras = pred.extras[i] if pred.extras is not None and pred.extras[i] else None
+                rows.append(_row(task, model, sample.dataset, sample.image_id,
+                                 iou=float(iou_v[0]), biou=float(biou_v[0]),
+                                 score=None if np.isnan(score) else score,
+                                 gt_area=int(np.count_nonzero(gt)), pred_area=int(np.count_nonzero(mask)),
+                                 mask_rle=canonical_json(encode_rle(mask)),
+                                 extras=canonical_json(extras) if extras else None, status="ok"))
+            del pred
+    return rows
+
+
+# ------------------------------------------------------------------------------------- worker plumbing
+
+_WORKER: dict = {}
+
+
+def _worker_init(config: RunConfig) -> None:
+    _WORKER.clear()
+    _WORKER["config"] = config
+    _WORKER["protocols"] = _protocols(config)
+    _WORKER["adapters"] = {}
+    _WORKER["datasets"] = {}
+
+
+def _adapter(config: RunConfig, cache: dict, model: str) -> Adapter:
+    if model not in cache:
+        cache[model] = build_adapter(model, device=config.device, checkpoint=config.checkpoints.get(model),
+                                     plugin=config.plugins.get(model), options=config.model_options.get(model))
+    return cache[model]
+
+
+def _process_image(ds_index: int, image_id: str, done_by_model: dict) -> tuple[str, dict, dict]:
+    """Worker entry: rows per model for one image, plus adapter counters deltas."""
+    config: RunConfig = _WORKER["config"]
+    if ds_index not in _WORKER["datasets"]:
+        _WORKER["datasets"][ds_index] = config.datasets[ds_index].open()
+    ds = _WORKER["datasets"][ds_index]
+    return image_id, *_image_rows(config, ds, image_id, _WORKER["protocols"], _WORKER["adapters"], done_by_model)
+
+
+def _image_rows(config: RunConfig, ds: Dataset, image_id: str, protocols: list[Protocol], adapters: dict,
+                done_by_model: dict) -> tuple[dict, dict]:
+    rows: dict[str, list[Row]] = {}
+    counters: dict[str, dict] = {}
+    try:
+        sample = ds.load(image_id)
+    except SambenchError as exc:
+        for model in done_by_model:
+            rows[model] = image_failure_rows(model, ds.name, image_id, [p.card for p in protocols], str(exc))
+        return rows, counters
+    for model, done in done_by_model.items():
+        ad = _adapter(config, adapters, model)
+        before = ad.counters()
+        rows[model] = evaluate_image(ad, model, sample, protocols, done, config.chunk_size)
+        after = ad.counters()
+        counters[model] = {k: after[k] - before[k] for k in after}
+    return rows, counters
+
+
+# ------------------------------------------------------------------------------------------- the run
+
+
+def _protocols(config: RunConfig) -> list[Protocol]:
+    return [Protocol(with_overrides(load_protocol_card(p), levels=config.levels, draws=config.draws, seed=config.seed))
+            for p in config.protocols]
+
+
+def git_commit() -> Optional[str]:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def library_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    libs = {"python": platform.python_version()}
+    for name in ("numpy", "opencv-python-headless", "pycocotools", "torch", "torchvision", "segment-anything",
+                 "segment-anything-hq", "timm", "pandas", "scipy"):
+        try:
+            libs[name] = version(name)
+        except PackageNotFoundError:
+            libs[name] = None
+    return libs
+
+
+def _check_consistent(old: dict, section: str, name: str, new: Any, fields: tuple, run_dir: Path) -> None:
+    prev = old.get(section, {}).get(name)
+    if prev is None:
+        return
+    for f in fields:
+        if f in prev and f in new and prev[f] != new[f]:
+            raise SambenchError(f"{run_dir}: already holds results of {section[:-1]} '{name}' with {f} {prev[f]!r}, "
+                                f"now {new[f]!r}: use another --out")
+
+
+def prompt_hashes(store: Store) -> dict:
+    """:func:`sambench.prompts.prompt_set_hash` of the stored prompts, per protocol and dataset."""
+    cur = store.conn.execute("SELECT DISTINCT protocol, dataset, image_id, object_id, level, draw, prompt_hash "
+                             "FROM results WHERE prompt_hash IS NOT NULL")
+    groups: dict[tuple, list] = {}
+    for protocol, dataset, *entry in cur:
+        groups.setdefault((protocol, dataset), []).append(entry)
+    out: dict = {}
+    for (protocol, dataset), entries in groups.items():
+        out.setdefault(protocol, {})[dataset] = prompt_set_hash(entries)
+    return out
+
+
+def run(config: RunConfig) -> RunResult:
+    """Run (or resume) the benchmark described by ``config`` into ``config.out``."""
+    t0 = time.perf_counter()
+    if config.chunk_size < 1:
+        raise SambenchError(f"--chunk-size must be >= 1, got {config.chunk_size}")
+    if config.limit is not None and config.limit < 1:
+        raise SambenchError(f"--limit must be >= 1, got {config.limit}")
+    for m in config.models:
+        load_model_card(m)  # unknown names fail before any work
+    protocols = _protocols(config)
+    datasets = [s.open() for s in config.datasets]
+    names = [d.name for d in datasets]
+    if len(set(names)) != len(names):
+        raise SambenchError(f"two datasets share the name '{[n for n in names if names.count(n) > 1][0]}': give --name")
+
+    run_dir = Path(config.out)
+    store = Store(run_dir)
+    old = read_manifest(run_dir)
+    adapters: dict[str, Adapter] = {}
+    signatures = {m: _adapter(config, adapters, m).signature() for m in config.models}
+    for m, sig in signatures.items():
+        _check_consistent(old, "models", m, sig, ("weights_sha256", "adapter_version", "options", "variant"), run_dir)
+    for p in protocols:
+        _check_consistent(old, "protocols", p.name, {"version": p.card.version, "seed": p.card.seed}, ("version", "seed"), run_dir)
+    ds_info = {}
+    for spec, d in zip(config.datasets, datasets):
+        ds_info[d.name] = {"content_hash": d.content_hash(), "n_images": len(d.ids()), "spec": spec.to_dict(),
+                           "describe": d.describe()}
+        _check_consistent(old, "datasets", d.name, ds_info[d.name], ("content_hash",), run_dir)
+
+    workers = max(1, int(config.workers))
+    counters = {m: {"encoder_calls": 0, "decoded_prompts": 0} for m in config.models}
+    rows_added = 0
+    pool = None
+    if workers > 1:
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(config,))
+    try:
+        for di, ds in enumerate(datasets):
+            ids = ds.ids()[: config.limit] if config.limit else ds.ids()
+            bar = _progress(config, len(ids), ds.name)
+            jobs = []
+            for image_id in ids:
+                done_by_model = {m: store.done_keys(m, ds.name, image_id) for m in config.models}
+                if pool is None:
+                    rows, cnt = _image_rows(config, ds, image_id, protocols, adapters, done_by_model)
+                    rows_added += _commit(store, rows, cnt, counters, bar)
+                else:
+                    jobs.append(pool.submit(_process_image, di, image_id, done_by_model))
+            for fut in as_completed(jobs):
+                _, rows, cnt = fut.result()
+                rows_added += _commit(store, rows, cnt, counters, bar)
+            bar.close()
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+    counts = store.count()
+    manifest = _manifest(config, old, protocols, ds_info, signatures, counters, prompt_hashes(store), counts,
+                         time.perf_counter() - t0)
+    write_manifest(run_dir, manifest)
+    store.close()
+    return RunResult(run_dir, rows_added, counts, counters, time.perf_counter() - t0, manifest)
+
+
+def _commit(store: Store, rows: dict, cnt: dict, counters: dict, bar) -> int:
+    added = 0
+    for model, model_rows in rows.items():
+        added += store.write(model_rows)  # one transaction per (model, image)
+    for model, c in cnt.items():
+        for k, v in c.items():
+            counters[model][k] += v
+    bar.update(1)
+    bar.set_postfix(rows=added, refresh=False)
+    return added
+
+
+def _progress(config: RunConfig, total: int, name: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=name, unit="img", disable=not config.progress, dynamic_ncols=True,
+                file=sys.stderr, smoothing=0.1)
+
+
+def _manifest(config: RunConfig, old: dict, protocols: list[Protocol], ds_info: dict, signatures: dict,
+              counters: dict, phashes: dict, counts: dict, wall: float) -> dict:
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    prev_counters = old.get("counters", {})
+    merged_counters = {m: dict(v) for m, v in prev_counters.items()}
+    for m, c in counters.items():
+        acc = merged_counters.setdefault(m, {"encoder_calls": 0, "decoded_prompts": 0})
+        for k, v in c.items():
+            acc[k] = acc.get(k, 0) + v
+    protos = dict(old.get("protocols", {}))
+    for p in protocols:
+        protos[p.name] = {"version": p.card.version, "identity": p.card.identity(), "seed": p.card.seed,
+                          "card": str(p.card.path) if p.card.path else None}
+    for p, by_ds in phashes.items():
+        protos.setdefault(p, {})["prompt_hash"] = by_ds
+    invocations = list(old.get("invocations", []))
+    invocations.append({"at": now, "argv": sys.argv, "config": config.public(), "wall_time_s": round(wall, 3),
+                        "counters": counters})
+    return {
+        "sambench_version": sambench.__version__,
+        "schema_version": 1,
+        "git_commit": git_commit(),
+        "created": old.get("created", now),
+        "updated": now,
+        "config": config.public(),
+        "protocols": protos,
+        "datasets": {**old.get("datasets", {}), **ds_info},
+        "models": {**old.get("models", {}), **signatures},
+        "seed": config.seed,
+        "libraries": library_versions(),
+        "platform": {"machine": platform.machine(), "system": platform.system(), "cpus": os.cpu_count()},
+        "counters": merged_counters,
+        "rows": counts,
+        "invocations": invocations,
+    }

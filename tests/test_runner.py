@@ -1,0 +1,167 @@
+"""The runner and store end to end: rows, resume after SIGKILL, workers, failures, manifest."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from sambench.metrics import decode_rle, iou
+from sambench.runner import DatasetSpec, RunConfig, run
+from sambench.store import COLUMNS, Store
+
+
+def _rows(run_dir):
+    con = sqlite3.connect(str(Path(run_dir) / "results.sqlite"))
+    rows = con.execute(f"SELECT {', '.join(COLUMNS)} FROM results ORDER BY model, dataset, image_id, object_id, "
+                       "protocol, level, draw").fetchall()
+    con.close()
+    return rows
+
+
+def _config(out, **kw):
+    base = dict(models=["box-fill", "grabcut"], protocols=["noisy-box"], datasets=[DatasetSpec("grabcut-sample")],
+                out=out, levels=["0", "0.5"], draws=2, limit=2, workers=1, progress=False,
+                model_options={"grabcut": {"max_side": 96, "iterations": 1}})
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def test_run_writes_scored_rows_and_manifest(tmp_path):
+    res = run(_config(tmp_path / "r"))
+    rows = _rows(tmp_path / "r")
+    # 2 models x 2 images x 1 object x (1 draw at level 0 + 2 draws at 0.5)
+    assert len(rows) == 2 * 2 * 3 and res.counts == {"ok": 12, "failed": 0}
+    with Store(tmp_path / "r", create=False) as st:
+        df = st.frame()
+    from sambench.datasets import open_dataset
+
+    ds = open_dataset("grabcut-sample")
+    for _, r in df.iterrows():
+        gt = next(o.mask for o in ds.load(r.image_id).objects if o.id == r.object_id)
+        mask = decode_rle(json.loads(r.mask_rle))
+        assert r.iou == pytest.approx(iou(mask, gt))
+        assert r.gt_area == gt.sum() and r.pred_area == mask.sum()
+    # box-fill at level 0 (the GT box) covers the whole object
+    bf0 = df[(df.model == "box-fill") & (df.level == "0")]
+    assert (bf0.pred_area >= bf0.gt_area).all()
+    m = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert m["datasets"]["grabcut-sample"]["content_hash"] == ds.content_hash()
+    assert m["protocols"]["noisy-box"]["version"] == 1 and "grabcut-sample" in m["protocols"]["noisy-box"]["prompt_hash"]
+    assert m["counters"]["grabcut"] == {"encoder_calls": 2, "decoded_prompts": 6}
+    assert m["models"]["grabcut"]["options"] == {"max_side": 96, "iterations": 1}
+    assert m["libraries"]["numpy"] and m["sambench_version"]
+
+
+def test_rerun_skips_done_rows_and_workers_do_not_change_results(tmp_path):
+    run(_config(tmp_path / "a"))
+    again = run(_config(tmp_path / "a"))
+    assert again.rows_added == 0 and again.counters["grabcut"]["encoder_calls"] == 0
+    run(_config(tmp_path / "b", workers=2))
+    assert _rows(tmp_path / "a") == _rows(tmp_path / "b")
+    # more draws later: only the new rows are computed, the old ones are untouched
+    more = run(_config(tmp_path / "a", draws=3))
+    assert more.rows_added == 2 * 2 * 1
+    assert set(_rows(tmp_path / "b")) <= set(_rows(tmp_path / "a"))
+
+
+def test_run_dir_refuses_a_changed_model(tmp_path):
+    from sambench.types import SambenchError
+
+    run(_config(tmp_path / "a", models=["grabcut"]))
+    with pytest.raises(SambenchError, match="already holds results of model 'grabcut'"):
+        run(_config(tmp_path / "a", models=["grabcut"], model_options={"grabcut": {"max_side": 64, "iterations": 1}}))
+
+
+def _cli(*args, cwd=None):
+    return [sys.executable, "-m", "sambench.cli", *args]
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path):
+    args = ["run", "--model", "grabcut", "--model", "box-fill", "--protocol", "noisy-box", "--levels", "0,0.5,1",
+            "--draws", "3", "--limit", "8", "--workers", "1", "--option", "grabcut.max_side=128",
+            "--no-report", "-q", "--keep-going"]
+    full = tmp_path / "full"
+    subprocess.run(_cli(*args, "--out", str(full)), check=True, capture_output=True)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_cli(*args, "--out", str(killed)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = killed / "results.sqlite"
+    deadline = time.time() + 120
+    n = 0
+    while time.time() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                con = sqlite3.connect(str(db), timeout=1)
+                n = con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+                con.close()
+            except sqlite3.OperationalError:
+                n = 0
+            if n >= 14:  # two images' rows are in: kill in the middle of the rest
+                break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = _rows(killed)
+    assert 0 < len(partial) < len(_rows(full))
+    subprocess.run(_cli(*args, "--out", str(killed)), check=True, capture_output=True)
+    assert _rows(killed) == _rows(full)
+
+
+def _folder_dataset(root: Path):
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        img = rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)
+        cv2.imwrite(str(root / "images" / f"{name}.png"), img)
+        m = np.zeros((40, 50), np.uint8)
+        m[10:30, 15:35] = 255
+        cv2.imwrite(str(root / "masks" / f"{name}.png"), m)
+    (root / "images" / "c.png").write_bytes(b"this is not a png")
+    cv2.imwrite(str(root / "masks" / "c.png"), np.full((40, 50), 255, np.uint8))
+    cv2.imwrite(str(root / "images" / "d.png"), rng.integers(0, 255, (40, 50, 3), dtype=np.uint8))
+    cv2.imwrite(str(root / "masks" / "d.png"), np.zeros((30, 50), np.uint8) + 255)  # wrong size
+    cv2.imwrite(str(root / "images" / "e.png"), rng.integers(0, 255, (40, 50, 3), dtype=np.uint8))
+    cv2.imwrite(str(root / "masks" / "e.png"), np.zeros((40, 50), np.uint8))  # empty
+    return root
+
+
+def test_bad_samples_are_recorded_counted_and_set_the_exit_status(tmp_path):
+    root = _folder_dataset(tmp_path / "ds")
+    base = ["run", "--model", "box-fill", "--protocol", "gt-box", "--dataset", str(root), "--format", "folder",
+            "--out", str(tmp_path / "r"), "--no-report", "-q"]
+    p = subprocess.run(_cli(*base), capture_output=True, text=True)
+    assert p.returncode == 1, p.stderr
+    rows = _rows(tmp_path / "r")
+    status = {r[2]: (r[18], r[19]) for r in rows}  # image_id -> (status, error)
+    assert status["a"][0] == status["b"][0] == "ok"
+    assert status["c"][0] == "failed" and "c.png" in status["c"][1]
+    assert status["d"][0] == "failed" and "d.png" in status["d"][1] and "50x30" in status["d"][1]
+    assert status["e"][0] == "failed" and "e.png" in status["e"][1] and "empty" in status["e"][1]
+    assert "failed samples: 3" in p.stdout and "3 sample(s) failed" in p.stderr
+    p = subprocess.run(_cli(*base, "--keep-going"), capture_output=True, text=True)
+    assert p.returncode == 0 and len(_rows(tmp_path / "r")) == len(rows)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--model", "grabcat"], "unknown model 'grabcat'"),
+    (["--protocol", "noisy"], "unknown protocol 'noisy'"),
+    (["--dataset", "no-such-dataset"], "no-such-dataset"),
+    (["--levels", "0,1.7"], "impossible level 1.7"),
+])
+def test_unknown_names_give_one_error_line(tmp_path, args, needle):
+    p = subprocess.run(_cli("run", "--out", str(tmp_path / "r"), "--no-report", "-q", *args),
+                       capture_output=True, text=True)
+    assert p.returncode == 2
+    err = [l for l in p.stderr.splitlines() if l.startswith("error:")]
+    assert len(err) == 1 and needle in err[0], p.stderr
+    assert "Traceback" not in p.stderr
