@@ -124,6 +124,8 @@ def default_run_dir(models: list[str], protocols: list[str], datasets: list[str]
 @click.option("--draws", type=int, default=None, help="Override draws per level.")
 @click.option("--seed", type=int, default=None, help="Override the protocols' seed.")
 @click.option("--limit", type=int, default=None, help="Only the first N images of each dataset.")
+@click.option("--shard", default=None, help="I/N: only the images of shard I of N (stable hash of dataset and image id).")
+@click.option("--dataset-option", "ds_options", multiple=True, help="Dataset loader option key=value (e.g. min_area=100, categories=person).")
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]), show_default=True)
 @click.option("--checkpoint", "checkpoints", multiple=True, help="Weights file: PATH, or MODEL=PATH with several models.")
 @click.option("--plugin", "plugins", multiple=True, help="Stable-SAM plug-in file: PATH or MODEL=PATH.")
@@ -133,7 +135,8 @@ def default_run_dir(models: list[str], protocols: list[str], datasets: list[str]
 @click.option("--keep-going", is_flag=True, help="Exit 0 even if some samples failed (they are still recorded).")
 @click.option("--no-report", is_flag=True, help="Do not write the report into the run directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def run_cmd(models, protocols, datasets, fmt, images, masks, ds_name, out, levels, draws, seed, limit, device,
+def run_cmd(models, protocols, datasets, fmt, images, masks, ds_name, out, levels, draws, seed, limit, shard,
+            ds_options, device,
             checkpoints, plugins, options, chunk_size, workers, keep_going, no_report, quiet) -> None:
     """Run models × protocols × datasets and store every prompt's result (resumable).
 
@@ -143,6 +146,19 @@ def run_cmd(models, protocols, datasets, fmt, images, masks, ds_name, out, level
     from sambench.runner import DatasetSpec, RunConfig, run
 
     models_l, protocols_l, datasets_l = _split(models), _split(protocols), list(datasets)
+    ds_opts = {}
+    for v in ds_options:
+        if "=" not in v:
+            raise SambenchError(f"--dataset-option {v}: expected key=value")
+        k, val = v.split("=", 1)
+        ds_opts[k] = val
+    shard_t = None
+    if shard:
+        try:
+            i, n = (int(x) for x in shard.split("/"))
+        except ValueError:
+            raise SambenchError(f"--shard {shard}: expected I/N, e.g. 0/4") from None
+        shard_t = (i, n)
     is_default = not (models_l or protocols_l or datasets_l or images)
     models_l = models_l or list(DEFAULT_RUN["models"])
     protocols_l = protocols_l or list(DEFAULT_RUN["protocols"])
@@ -150,10 +166,11 @@ def run_cmd(models, protocols, datasets, fmt, images, masks, ds_name, out, level
         if not (images and masks):
             raise SambenchError("--images and --masks go together")
         specs = [DatasetSpec(spec=datasets_l[0] if datasets_l else images, format="folder", name=ds_name,
-                             images=images, masks=masks)]
+                             images=images, masks=masks, options=ds_opts)]
     else:
         datasets_l = datasets_l or list(DEFAULT_RUN["datasets"])
-        specs = [DatasetSpec(spec=d, format=fmt, name=ds_name if len(datasets_l) == 1 else None) for d in datasets_l]
+        specs = [DatasetSpec(spec=d, format=fmt, name=ds_name if len(datasets_l) == 1 else None, options=ds_opts)
+                 for d in datasets_l]
     levels_l = _split((levels,)) if levels else (list(DEFAULT_RUN["levels"]) if is_default else None)
     draws = draws if draws is not None else (DEFAULT_RUN["draws"] if is_default else None)
     if workers is None:
@@ -163,10 +180,10 @@ def run_cmd(models, protocols, datasets, fmt, images, masks, ds_name, out, level
         baseline = all(load_model_card(m).adapter in ("grabcut", "box-fill") for m in models_l)
         workers = (os.cpu_count() or 1) if baseline else 1
     out = out or default_run_dir(models_l, protocols_l, [s.spec for s in specs],
-                                 {"levels": levels_l, "draws": draws, "seed": seed, "limit": limit,
-                                  "options": list(options)})
+                                 {"levels": levels_l, "draws": draws, "seed": seed, "limit": limit, "shard": shard,
+                                  "options": list(options), "dataset_options": ds_opts})
     config = RunConfig(models=models_l, protocols=protocols_l, datasets=specs, out=out, levels=levels_l, draws=draws,
-                       seed=seed, limit=limit, chunk_size=chunk_size, workers=workers, device=device,
+                       seed=seed, limit=limit, shard=shard_t, chunk_size=chunk_size, workers=workers, device=device,
                        checkpoints=_per_model(checkpoints, models_l, "checkpoint"),
                        plugins=_per_model(plugins, models_l, "plugin"),
                        model_options=_parse_options(options, models_l), progress=not quiet)

@@ -35,7 +35,7 @@ from sambench.datasets import Dataset, open_dataset
 from sambench.metrics import batch_iou, boundary_iou, encode_rle
 from sambench.prompts import Protocol, PromptTask, prompt_set_hash
 from sambench.store import Row, Store, read_manifest, write_manifest
-from sambench.types import SambenchError, canonical_json
+from sambench.types import SambenchError, canonical_json, stable_hash
 
 
 @dataclass
@@ -69,6 +69,7 @@ class RunConfig:
     draws: Optional[int] = None
     seed: Optional[int] = None
     limit: Optional[int] = None
+    shard: Optional[tuple[int, int]] = None
     chunk_size: int = 64
     workers: int = 1
     device: str = "auto"
@@ -274,6 +275,8 @@ def run(config: RunConfig) -> RunResult:
     t0 = time.perf_counter()
     if config.chunk_size < 1:
         raise SambenchError(f"--chunk-size must be >= 1, got {config.chunk_size}")
+    if config.shard is not None and not (0 <= config.shard[0] < config.shard[1]):
+        raise SambenchError(f"--shard must be I/N with 0 <= I < N, got {config.shard[0]}/{config.shard[1]}")
     if config.limit is not None and config.limit < 1:
         raise SambenchError(f"--limit must be >= 1, got {config.limit}")
     for m in config.models:
@@ -307,7 +310,7 @@ def run(config: RunConfig) -> RunResult:
         pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(config,))
     try:
         for di, ds in enumerate(datasets):
-            ids = ds.ids()[: config.limit] if config.limit else ds.ids()
+            ids = select_images(ds.name, ds.ids(), config.limit, config.shard)
             bar = _progress(config, len(ids), ds.name)
             jobs = []
             for image_id in ids:
@@ -331,6 +334,17 @@ def run(config: RunConfig) -> RunResult:
     write_manifest(run_dir, manifest)
     store.close()
     return RunResult(run_dir, rows_added, counts, counters, time.perf_counter() - t0, manifest)
+
+
+def select_images(dataset: str, ids: list[str], limit: Optional[int], shard: Optional[tuple[int, int]]) -> list[str]:
+    """The first ``limit`` ids, then those of shard ``I/N``: the image whose stable hash of
+    (dataset, image id) is I modulo N. Shards are disjoint, cover the dataset, and do not depend on the
+    machine; run each anywhere (``--out`` per shard) and merge them with ``sambench report A B ...``."""
+    ids = ids[:limit] if limit else list(ids)
+    if shard is None:
+        return ids
+    i, n = shard
+    return [x for x in ids if int(stable_hash("shard", dataset, x), 16) % n == i]
 
 
 def _commit(store: Store, rows: dict, cnt: dict, counters: dict, bar) -> int:

@@ -165,3 +165,19 @@ def test_unknown_names_give_one_error_line(tmp_path, args, needle):
     err = [l for l in p.stderr.splitlines() if l.startswith("error:")]
     assert len(err) == 1 and needle in err[0], p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_shards_partition_the_images_and_merge_to_the_full_run(tmp_path):
+    from sambench.runner import select_images
+    from sambench.store import load_runs
+
+    ids = [f"img{i}" for i in range(40)]
+    parts = [select_images("ds", ids, None, (i, 3)) for i in range(3)]
+    assert sorted(sum(parts, [])) == sorted(ids) and all(parts)
+    assert select_images("ds", ids[::-1], None, (1, 3)) == parts[1][::-1]  # membership, not position
+    kw = dict(models=["box-fill"], limit=None, levels=["0.5"], draws=2)
+    run(_config(tmp_path / "full", **kw))
+    for i in range(2):
+        run(_config(tmp_path / f"s{i}", shard=(i, 2), **kw))
+    merged, _ = load_runs([tmp_path / "s0", tmp_path / "s1"])
+    assert sorted(map(tuple, merged.drop(columns="run").itertuples(index=False))) == sorted(_rows(tmp_path / "full"))
