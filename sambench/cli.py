@@ -222,10 +222,8 @@ def _print_run_summary(result, no_report: bool) -> None:
         from sambench.report import write_report
 
         written = write_report([result.run_dir], result.run_dir / "report")
-        for key in ("summary_csv", "summary_md", "degradation", "html"):
-            for k, p in written.items():
-                if k.startswith(key):
-                    click.echo(f"{k}: {p}")
+        shown = [p for k, p in sorted(written.items()) if Path(p).suffix in (".csv", ".md", ".png", ".html")]
+        click.echo("report:   " + "\n          ".join(str(p) for p in shown))
 
 
 @main.command("list")

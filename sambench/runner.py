@@ -354,8 +354,9 @@ def _commit(store: Store, rows: dict, cnt: dict, counters: dict, bar) -> int:
     for model, c in cnt.items():
         for k, v in c.items():
             counters[model][k] += v
+    bar.rows = getattr(bar, "rows", 0) + added
+    bar.set_postfix(rows=bar.rows, refresh=False)
     bar.update(1)
-    bar.set_postfix(rows=added, refresh=False)
     return added
 
 

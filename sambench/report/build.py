@@ -1,0 +1,353 @@
+"""``write_report``: every artefact of ``sambench report`` from one or more run directories.
+
+The report reads only the stores and manifests (``sambench.store.load_runs``); it never re-runs a model.
+Photos and GT masks for the visual grid come from an ``image_loader`` callable when given, else from the
+datasets the manifest records (``manifest["datasets"][name]["spec"]`` reopened with
+``sambench.datasets.open_dataset(**spec)``); without either the grid shows masks on a grey canvas and the
+page says so. docs/reports.md lists the artefacts and their conventions.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+import sambench
+from sambench.metrics import decode_rle
+from sambench.report import figures as F
+from sambench.report.common import headline_scope, model_colors, settings_info
+from sambench.report.html import Section, figure_html, legend_html, render_page
+from sambench.report.leaderboard import build_leaderboard
+from sambench.report.tables import (frame_cells, paper_cells, paper_csv_frame, summary_cells, summary_csv_frame)
+from sambench.store import load_runs
+from sambench.summary import failure_reasons, summarize
+from sambench.types import SambenchError
+
+GRID_KEY = ["dataset", "image_id", "object_id", "protocol", "level", "draw"]
+DEFAULT_GRID_ROWS = 4
+
+
+# ------------------------------------------------------------------------------------------ grid picks
+
+
+def parse_grid_object(spec: str) -> dict:
+    """``dataset/image/object`` (image ids may contain ``/``), optionally ``@protocol:level:draw``."""
+    text, _, where = str(spec).partition("@")
+    parts = text.split("/")
+    if len(parts) < 3 or not parts[0] or not parts[-1]:
+        raise SambenchError(f"grid object '{spec}': expected dataset/image/object[@protocol:level:draw]")
+    out = {"dataset": parts[0], "image_id": "/".join(parts[1:-1]), "object_id": parts[-1]}
+    if where:
+        w = where.split(":")
+        if len(w) != 3:
+            raise SambenchError(f"grid object '{spec}': the part after '@' must be protocol:level:draw")
+        try:
+            out.update(protocol=w[0], level=w[1], draw=int(w[2]))
+        except ValueError:
+            raise SambenchError(f"grid object '{spec}': draw '{w[2]}' is not an integer") from None
+    return out
+
+
+def spread_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (object, prompt) key: IoU of each model and ``spread`` = max − min over models (with one model,
+    1 − IoU: its worst results are the informative ones). Only successful rows; sorted by spread desc then key."""
+    ok = df[(df["status"] == "ok") & (df["level"] != "") & df["iou"].notna()]
+    if ok.empty:
+        return pd.DataFrame(columns=GRID_KEY + ["spread", "n_models"])
+    piv = ok.pivot_table(index=GRID_KEY, columns="model", values="iou", aggfunc="first")
+    n_models = piv.notna().sum(axis=1)
+    spread = piv.max(axis=1) - piv.min(axis=1) if piv.shape[1] > 1 else 1.0 - piv.iloc[:, 0]
+    out = pd.DataFrame({"spread": spread, "n_models": n_models}).reset_index()
+    full = out["n_models"] == piv.shape[1]
+    out = out.assign(_full=full).sort_values(["_full", "spread"] + GRID_KEY, ascending=[False, False] + [True] * len(GRID_KEY),
+                                             kind="stable")
+    return out.drop(columns="_full").reset_index(drop=True)
+
+
+def pick_grid_keys(df: pd.DataFrame, grid_objects: Optional[Sequence] = None, n: int = DEFAULT_GRID_ROWS) -> list[dict]:
+    """The (object, prompt) keys of the grid rows.
+
+    Default: the ``n`` keys with the largest spread of IoU between models (keys every model answered
+    first), at most one per object, ties broken by key order — deterministic. Named objects
+    (``dataset/image/object[@protocol:level:draw]`` strings or dicts) take their own largest-spread
+    prompt unless the prompt is named too.
+    """
+    table = spread_table(df)
+    picks: list[dict] = []
+    if grid_objects:
+        for spec in grid_objects:
+            want = parse_grid_object(spec) if isinstance(spec, str) else dict(spec)
+            sel = table
+            for k, v in want.items():
+                sel = sel[sel[k].astype(str) == str(v)]
+            if sel.empty:
+                raise SambenchError(f"grid object '{spec}': no successful result for it in these runs")
+            picks.append({k: sel.iloc[0][k] for k in GRID_KEY})
+        return picks
+    seen = set()
+    for _, r in table.iterrows():
+        obj = (r["dataset"], r["image_id"], r["object_id"])
+        if obj in seen:
+            continue
+        seen.add(obj)
+        picks.append({k: r[k] for k in GRID_KEY})
+        if len(picks) >= n:
+            break
+    return picks
+
+
+# ------------------------------------------------------------------------------------------ images
+
+
+class _Images:
+    """Photo + GT objects per (dataset, image): from ``image_loader``, else the manifest's dataset spec."""
+
+    def __init__(self, manifests: list[dict], image_loader: Optional[Callable]) -> None:
+        self.specs: dict = {}
+        for man in manifests:
+            for name, entry in (man.get("datasets") or {}).items():
+                if isinstance(entry, dict) and isinstance(entry.get("spec"), dict):
+                    self.specs.setdefault(name, entry["spec"])
+        self.loader = image_loader
+        self.opened: dict = {}
+        self.notes: list[str] = []
+
+    def _dataset(self, name: str):
+        if name in self.opened:
+            return self.opened[name]
+        ds, reason = None, ""
+        spec = self.specs.get(name)
+        if spec is None:
+            reason = "the manifest records no dataset spec"
+        else:
+            try:
+                from sambench.datasets import open_dataset
+
+                kwargs = {k: v for k, v in spec.items() if k != "options"}
+                kwargs.update(spec.get("options") or {})  # the runner's DatasetSpec keeps options apart
+                ds = open_dataset(**kwargs)
+            except Exception as exc:  # any failure to reopen is reported, the grid still renders
+                reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if ds is None:
+            self.notes.append(f"dataset '{name}' could not be reopened ({reason}); the grid shows its masks "
+                              f"without {'GT' if self.loader else 'photo or GT'}")
+        self.opened[name] = ds
+        return ds
+
+    def load(self, dataset: str, image_id: str) -> tuple[Optional[np.ndarray], Optional[dict]]:
+        """(RGB image or None, {object_id: bool mask} or None)."""
+        image, objects = None, None
+        if self.loader is not None:
+            try:
+                res = self.loader(dataset, image_id)
+            except Exception as exc:
+                self.notes.append(f"image_loader failed on {dataset}/{image_id} ({type(exc).__name__}: {exc})")
+                res = None
+            if res is not None and hasattr(res, "image"):
+                image = np.asarray(res.image)
+                objects = {str(o.id): np.asarray(o.mask, dtype=bool) for o in getattr(res, "objects", [])} or None
+            elif res is not None:
+                image = np.asarray(res)
+        if objects is None:
+            ds = self._dataset(dataset)
+            if ds is not None:
+                try:
+                    sample = ds.load(image_id)
+                    image = image if image is not None else np.asarray(sample.image)
+                    objects = {str(o.id): np.asarray(o.mask, dtype=bool) for o in sample.objects}
+                except Exception as exc:
+                    self.notes.append(f"could not load {dataset}/{image_id} for the grid ({type(exc).__name__}: {exc})")
+        if image is not None and (image.ndim == 2):
+            image = np.repeat(image[..., None], 3, axis=2)
+        if image is not None and image.dtype != np.uint8:
+            image = np.clip(image, 0, 255).astype(np.uint8)
+        return image, objects
+
+
+def build_grid_items(df: pd.DataFrame, keys: list[dict], images: _Images) -> list[F.GridItem]:
+    """Decode each model's mask (RLE from the store) and attach photo/GT for every grid key."""
+    items = []
+    for key in keys:
+        sel = df
+        for k in GRID_KEY:
+            sel = sel[sel[k] == key[k]]
+        sel = sel[sel["status"] == "ok"]
+        prompt = json.loads(sel["prompt"].dropna().iloc[0]) if sel["prompt"].notna().any() else {}
+        masks, ious, extras, shape = {}, {}, {}, None
+        for _, r in sel.iterrows():
+            if isinstance(r["mask_rle"], str) and r["mask_rle"]:
+                rle = json.loads(r["mask_rle"])
+                masks[r["model"]] = decode_rle(rle)
+                shape = tuple(int(v) for v in rle["size"])
+            ious[r["model"]] = None if pd.isna(r["iou"]) else float(r["iou"])
+            try:
+                extras[r["model"]] = json.loads(r["extras"]) if isinstance(r["extras"], str) and r["extras"] else None
+            except ValueError:
+                extras[r["model"]] = None
+        image, objects = images.load(str(key["dataset"]), str(key["image_id"]))
+        gt = (objects or {}).get(str(key["object_id"]))
+        if shape is None:
+            shape = gt.shape if gt is not None else (image.shape[:2] if image is not None else (1, 1))
+        if image is not None and image.shape[:2] != shape:
+            images.notes.append(f"{key['dataset']}/{key['image_id']}: reopened image is {image.shape[:2]}, the stored "
+                                f"masks are {shape}; the photo is not shown")
+            image = None
+        if gt is not None and gt.shape != shape:
+            gt = None
+        items.append(F.GridItem(dataset=str(key["dataset"]), image_id=str(key["image_id"]),
+                                object_id=str(key["object_id"]), protocol=str(key["protocol"]), level=str(key["level"]),
+                                draw=int(key["draw"]), prompt=prompt, shape=shape, masks=masks, ious=ious,
+                                extras=extras, image=image, gt=gt))
+    return items
+
+
+# ------------------------------------------------------------------------------------------ report
+
+
+def write_report(run_dirs: Iterable[str | Path], out_dir: Optional[str | Path] = None,
+                 reference_model: Optional[str] = None, grid_objects: Optional[Sequence] = None,
+                 formats: Sequence[str] = ("png", "pdf"), image_loader: Optional[Callable] = None,
+                 n_grid: int = DEFAULT_GRID_ROWS, n_boot: int = 1000) -> dict[str, Path]:
+    """Write the report of the merged runs into ``out_dir`` (default ``<first run>/report``).
+
+    Returns ``{file name: path}`` of every file written: ``summary.{csv,md,tex}``, ``paper.{csv,md,tex}``,
+    ``comparison.<fmt>``, ``degradation_<protocol>.<fmt>``, ``grid.<fmt>``, ``leaderboard.json`` and
+    ``index.html``. ``formats`` are matplotlib formats for the figure files (the page always inlines PNG).
+    ``image_loader(dataset, image_id)`` may return an RGB array or a ``Sample`` (then its GT is used too).
+    ``reference_model`` names the model whose GT-box mIoU is the dashed line (default: the first model
+    by name with a GT-box setting). ``grid_objects``: ``dataset/image/object[@protocol:level:draw]``.
+    """
+    run_dirs = [Path(d) for d in run_dirs]
+    if not run_dirs:
+        raise SambenchError("report: no run directory given")
+    bad = [str(f) for f in formats if f not in ("png", "pdf", "svg")]
+    if bad:
+        raise SambenchError(f"report: unsupported figure format(s) {', '.join(bad)} (use png, pdf, svg)")
+    out = Path(out_dir) if out_dir is not None else run_dirs[0] / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    df, manifests = load_runs(run_dirs, with_masks=True)
+    summary = summarize(df, n_boot=n_boot)
+    settings = settings_info(df, manifests)
+    colors = model_colors(df["model"].unique())
+    scope = headline_scope(summary)
+    written: dict[str, Path] = {}
+    notes: list[str] = []
+
+    def write_text(name: str, text: str) -> None:
+        path = out / name
+        path.write_text(text, encoding="utf-8")
+        written[name] = path
+
+    # tables
+    s_cells = summary_cells(summary, settings)
+    summary_csv_frame(summary, settings).to_csv(out / "summary.csv", index=False)
+    written["summary.csv"] = out / "summary.csv"
+    write_text("summary.md", s_cells.to_markdown())
+    write_text("summary.tex", s_cells.to_latex())
+    p_cells = paper_cells(summary, settings, scope)
+    paper_csv_frame(summary, settings).to_csv(out / "paper.csv", index=False)
+    written["paper.csv"] = out / "paper.csv"
+    write_text("paper.md", p_cells.to_markdown())
+    write_text("paper.tex", p_cells.to_latex())
+
+    sections: list[Section] = []
+    pngs: dict[str, bytes] = {}
+
+    def save(fig, stem: str, dpi: int = F.PNG_DPI) -> list[str]:
+        paths, png = F.save_figure(fig, out, stem, formats, dpi=dpi)
+        written.update(paths)
+        pngs[stem] = png
+        return list(paths)
+
+    # comparison figure + paper table
+    reference, why = F.find_reference(summary, settings, reference_model)
+    if why:
+        notes.append(why)
+    body = legend_html(colors)
+    if summary.empty:
+        notes.append("no successful result in these runs: no figure")
+    else:
+        fig = F.comparison_figure(summary, settings, colors, reference, scope)
+        files = save(fig, "comparison")
+        ref_text = (f" Dashed line: {reference.model} with GT boxes ({reference.setting.protocol}/{reference.setting.level}"
+                    f"{', chosen automatically' if reference.automatic else ''})." if reference else " No reference line: " + why + ".")
+        body += figure_html("comparison", pngs["comparison"], f"Average mIoU per prompt setting, {scope}; error bars: "
+                            f"bootstrap 95% CI.{ref_text}", files)
+    body += p_cells.to_html()
+    sections.append(Section("comparison", "Comparison", body))
+
+    # degradation curves
+    body = ""
+    for protocol in sorted({s.protocol for s in settings}):
+        fig = None if summary.empty else F.degradation_figure(summary, protocol, settings, colors, scope)
+        if fig is None:
+            notes.append(f"protocol '{protocol}': no prompt kind with two numeric levels, so no degradation curve")
+            continue
+        stem = f"degradation_{_safe(protocol)}"
+        files = save(fig, stem)
+        body += figure_html(stem, pngs[stem], f"mIoU and mBIoU against the level of protocol '{protocol}', {scope}; "
+                            "bands: bootstrap 95% CI over objects.", files)
+    if body:
+        sections.append(Section("degradation", "Degradation curves", body))
+
+    # summary + failures
+    body = s_cells.to_html()
+    reasons = failure_reasons(df)
+    if not reasons.empty:
+        body += "<h3>Failures</h3>" + frame_cells(reasons, "Failed rows by model, dataset, protocol and error "
+                                                  "(counted in the 'Failed' column, never dropped silently).").to_html()
+    sections.append(Section("summary", "Summary table", body))
+
+    # grid
+    keys = pick_grid_keys(df, grid_objects, n_grid)
+    if keys:
+        images = _Images(manifests, image_loader)
+        items = build_grid_items(df, keys, images)
+        models = sorted(df["model"].unique())
+        fig = F.grid_figure(items, models, colors)
+        files = save(fig, "grid", dpi=F.GRID_DPI)
+        notes.extend(dict.fromkeys(images.notes))
+        how = "named objects" if grid_objects else "the objects whose IoU differs most between models (one prompt each)"
+        sections.append(Section("grid", "Visual comparison", figure_html(
+            "grid", pngs["grid"], f"Rows: {how}. Columns: photo with the prompt (box; green + / red − points), "
+            "GT (amber), each model's mask in its colour with its IoU; cyan circles: sampling locations "
+            "(sized by weight) when the model records them.", files)))
+    else:
+        notes.append("no successful result with a mask: no visual grid")
+
+    # leaderboard
+    board = build_leaderboard(summary, df, manifests, [str(d) for d in run_dirs], n_boot=n_boot)
+    for c in board["conflicts"]:
+        notes.append(f"runs disagree on {c['section']} '{c['name']}' (run {c['run']}); leaderboard.json keeps the first")
+    write_text("leaderboard.json", json.dumps(board, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    sections.append(Section("provenance", "Provenance", _provenance_html(board)))
+
+    meta = [("runs", ", ".join(str(d) for d in run_dirs)),
+            ("rows", f"{board['rows']['ok']} ok, {board['rows']['failed']} failed"),
+            ("models", ", ".join(sorted(df["model"].unique()))),
+            ("datasets", ", ".join(sorted(df["dataset"].unique()))),
+            ("protocols", ", ".join(f"{p} v{v}" for p, v in sorted(board["versions"].items()))),
+            ("run sambench / commit", "; ".join(f"{r.get('sambench_version', '?')} / {str(r.get('git_commit', '?'))[:12]}"
+                                                 for r in board["runs"])),
+            ("report", f"sambench {sambench.__version__}, {board['date']}"),
+            ("files", "summary.csv/.md/.tex, paper.csv/.md/.tex, leaderboard.json")]
+    write_text("index.html", render_page("sambench report", meta, list(dict.fromkeys(notes)), sections))
+    return written
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(name))
+
+
+def _provenance_html(board: dict) -> str:
+    def block(title: str, obj) -> str:
+        return f"<h3>{html.escape(title)}</h3><pre>{html.escape(json.dumps(obj, indent=1, sort_keys=True))}</pre>"
+
+    return (block("protocols", board["protocols"] or board["versions"]) + block("datasets", board["datasets"]) +
+            block("models", board["models"]) + block("runs", board["runs"]) +
+            '<p class="note">Every number above is in <a href="leaderboard.json">leaderboard.json</a> at full precision.</p>')

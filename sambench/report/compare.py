@@ -1,0 +1,340 @@
+"""``sambench compare``: the regression gate between a baseline run and a candidate run.
+
+Statistics (docs/reports.md says the same):
+
+* **Pairing unit: the object.** Rows are matched on the full key (model, dataset, image_id, object_id,
+  protocol, level, draw); for every object of a group (model, dataset, protocol, level) the metric is
+  averaged over the draws present in *both* runs, giving one paired value per object and run. The delta
+  is the mean over objects of (candidate − baseline), in points (percent: × 100) — the same weighting as
+  the summary table's mIoU.
+* **Failures score 0.** A failed row (status ``failed``) counts as IoU = boundary IoU = 0, so a model that
+  starts failing shows up as a drop; an image-level failure (``object_id = ''``) stands for every object
+  row of that image, model and protocol that the other run has. Failed rows are counted per group
+  (``base_failed``, ``cand_failed``, ``new_failures`` = ok → failed, ``fixed`` = failed → ok).
+* **CI**: paired percentile bootstrap over objects (the differences are resampled), 1000 resamples, keyed
+  by the group (reproducible). **p-value**: two-sided Wilcoxon signed-rank test
+  (``scipy.stats.wilcoxon``, zero differences dropped: exact without ties, normal approximation with ties
+  beyond 13 objects; with ties among <= 13 objects the exact sign-flip permutation p-value scipy would
+  compute, enumerated in numpy); all-zero differences give p = 1.
+* **Gate**: a group *regresses* when its delta < −``tol`` points AND the CI's upper bound < 0. Exit code
+  0 = no regression, 1 = at least one regression, 2 = refused (different prompts or datasets, nothing in
+  common) or bad input.
+* **Refusals**: prompts must be the same — the stored ``prompt_hash`` (and ``protocol_version``) of every
+  common key, and the manifests' protocol ``version`` of common protocols; datasets must
+  be the same — the manifests' ``content_hash`` of common datasets. ``allow_prompt_mismatch`` /
+  ``allow_dataset_mismatch`` turn a refusal into a warning.
+* Keys present in only one run are counted (per group and in total) and listed (first few) — never
+  silently ignored; they do not enter the deltas. A group measured by one run only is listed with
+  ``n = 0`` and no statistics (verdict "only in baseline/candidate"); it cannot fail the gate.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+import pandas as pd
+
+from sambench.metrics import bootstrap_ci
+from sambench.store import KEY_COLUMNS, load_runs
+from sambench.types import SambenchError
+
+METRICS = {"miou": "iou", "mbiou": "biou"}
+RunDirs = Union[str, Path, Sequence[Union[str, Path]]]
+GROUP = ["model", "dataset", "protocol", "level"]
+N_EXAMPLES = 5
+
+
+class CompareRefused(SambenchError):
+    """The two runs cannot be compared (prompts or datasets differ, or nothing in common); exit code 2."""
+
+
+@dataclass
+class CompareResult:
+    """Outcome of :func:`compare_runs`; ``groups`` holds one dict per (model, dataset, protocol, level).
+
+    Group values are in points (percent): ``baseline``/``candidate`` are the paired means, ``delta`` their
+    difference, ``ci_lo``/``ci_hi`` its bootstrap 95% CI, ``p_value`` the Wilcoxon p-value, ``n`` the
+    number of paired objects (0 for a group only one run measured: its statistics are NaN), ``regression``
+    the gate's verdict for the group.
+    """
+
+    baseline: str
+    candidate: str
+    metric: str
+    tol: float
+    groups: list[dict] = field(default_factory=list)
+    only_baseline: int = 0
+    only_candidate: int = 0
+    only_examples: dict = field(default_factory=dict)
+    failures: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    pairing: str = "object (per-object mean over the draws present in both runs; failed rows score 0)"
+
+    @property
+    def regressions(self) -> list[dict]:
+        return [g for g in self.groups if g["regression"]]
+
+    @property
+    def passed(self) -> bool:
+        return not self.regressions
+
+    @property
+    def exit_code(self) -> int:
+        """0 when no group regresses, 1 otherwise."""
+        return 0 if self.passed else 1
+
+    def to_dict(self) -> dict:
+        """JSON-able dict (NaN → None)."""
+        clean = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v
+        return {"baseline": self.baseline, "candidate": self.candidate, "metric": self.metric, "tol_points": self.tol,
+                "pairing": self.pairing, "passed": self.passed, "exit_code": self.exit_code,
+                "regressions": [{k: g[k] for k in GROUP} for g in self.regressions],
+                "groups": [{k: clean(v) for k, v in g.items()} for g in self.groups],
+                "only_baseline": self.only_baseline, "only_candidate": self.only_candidate,
+                "only_examples": self.only_examples, "failures": self.failures, "warnings": self.warnings}
+
+    def format_table(self) -> str:
+        """The terminal report: one line per group, then counts and the verdict."""
+        name = {"miou": "mIoU", "mbiou": "mBIoU"}[self.metric]
+        head = f"{name} (points), baseline {self.baseline} vs candidate {self.candidate}; pairing unit: {self.pairing}"
+        rows = []
+        for g in self.groups:
+            f = lambda v: "  -  " if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:6.2f}"
+            p = g["p_value"]
+            rows.append({"model": g["model"], "dataset": g["dataset"], "protocol": g["protocol"], "level": g["level"],
+                         "n": g["n"], "base": f(g["baseline"]), "cand": f(g["candidate"]), "delta": f(g["delta"]),
+                         "95% CI": f"[{f(g['ci_lo'])}, {f(g['ci_hi'])}]",
+                         "p": "  -  " if p is None or math.isnan(p) else f"{p:.3g}",
+                         "failed b/c": f"{g['base_failed']}/{g['cand_failed']}",
+                         "only b/c": f"{g['only_baseline']}/{g['only_candidate']}",
+                         "verdict": _verdict(g)})
+        lines = [head, pd.DataFrame(rows).to_string(index=False) if rows else "(no paired results)"]
+        fl = self.failures
+        lines.append(f"failed rows: baseline {fl.get('baseline', 0)}, candidate {fl.get('candidate', 0)} "
+                     f"(new failures {fl.get('new', 0)}, fixed {fl.get('fixed', 0)}); failed rows score 0")
+        lines.append(f"keys only in baseline: {self.only_baseline}; only in candidate: {self.only_candidate}")
+        for w in self.warnings:
+            lines.append(f"warning: {w}")
+        if self.passed:
+            lines.append(f"PASS: no group dropped by more than {self.tol:g} points with its CI upper bound below 0")
+        else:
+            which = "; ".join("/".join(str(g[k]) for k in GROUP) + f" {g['delta']:+.2f}" for g in self.regressions)
+            lines.append(f"FAIL: {len(self.regressions)} regression(s) beyond {self.tol:g} points: {which}")
+        return "\n".join(lines)
+
+
+def _verdict(g: dict) -> str:
+    if g["n"] == 0:
+        return "only in baseline" if g["only_baseline"] else "only in candidate"
+    if g["regression"]:
+        return "REGRESSION"
+    return "better" if g["ci_lo"] > 0 else "ok"
+
+
+def _dirs(run: RunDirs) -> list[Path]:
+    return [Path(d) for d in run] if isinstance(run, (list, tuple)) else [Path(run)]
+
+
+def _load(run: RunDirs) -> tuple[pd.DataFrame, dict]:
+    """Rows of one run (or of its shards, merged by ``load_runs``) and their merged manifest sections."""
+    df, manifests = load_runs(_dirs(run), with_masks=False)
+    merged: dict = {"protocols": {}, "datasets": {}}
+    for man in manifests:
+        for section in merged:
+            for name, entry in (man.get(section) or {}).items():
+                merged[section].setdefault(name, entry)
+    return df.drop(columns=["run"]), merged
+
+
+def _name(run: RunDirs) -> str:
+    return "+".join(str(d) for d in _dirs(run))
+
+
+def _manifest_mismatches(base: dict, cand: dict) -> tuple[list[str], list[str]]:
+    prompts, datasets = [], []
+    bp, cp = base.get("protocols") or {}, cand.get("protocols") or {}
+    for name in sorted(set(bp) & set(cp)):
+        # Only the version: the manifest's prompt_hash covers every stored prompt of the run, so it differs
+        # between a run and its subset; the per-key row hashes are the exact check.
+        a = bp[name].get("version") if isinstance(bp[name], dict) else None
+        b = cp[name].get("version") if isinstance(cp[name], dict) else None
+        if a is not None and b is not None and a != b:
+            prompts.append(f"protocol '{name}' version {a} vs {b}")
+    bd, cd = base.get("datasets") or {}, cand.get("datasets") or {}
+    for name in sorted(set(bd) & set(cd)):
+        a = bd[name].get("content_hash") if isinstance(bd[name], dict) else None
+        b = cd[name].get("content_hash") if isinstance(cd[name], dict) else None
+        if a is not None and b is not None and a != b:
+            datasets.append(f"dataset '{name}' content hash {str(a)[:12]} vs {str(b)[:12]}")
+    return prompts, datasets
+
+
+def _expand_image_failures(df: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
+    """Replace each image-level failure of ``df`` by failed rows for every object row ``other`` has for the
+    same (model, dataset, image, protocol); image failures with no counterpart stay as they are."""
+    img = df[(df["status"] == "failed") & (df["level"] == "")]
+    if img.empty:
+        return df
+    scope = ["model", "dataset", "image_id", "protocol"]
+    targets = other[other["level"] != ""][list(KEY_COLUMNS) + ["protocol_version"]]
+    synth = targets.merge(img[scope + ["error"]], on=scope, how="inner")
+    if synth.empty:
+        return df
+    synth = synth.assign(status="failed", iou=np.nan, biou=np.nan, prompt_hash=None)
+    covered = set(map(tuple, synth[scope].drop_duplicates().to_numpy().tolist()))
+    drop = [i for i, t in zip(img.index, map(tuple, img[scope].to_numpy().tolist())) if t in covered]
+    return pd.concat([df.drop(index=drop), synth], ignore_index=True)
+
+
+def _key_text(row) -> str:
+    return ", ".join(f"{k}={row[k]}" for k in KEY_COLUMNS)
+
+
+def _signflip_p(nz: np.ndarray) -> float:
+    """Exact two-sided Wilcoxon signed-rank p-value by enumerating all 2^n sign flips of the non-zero
+    differences ``nz`` (average ranks for ties) — what scipy's ``wilcoxon`` computes for n <= 13 with ties
+    or zeros (a permutation test), vectorised."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(np.abs(nz))
+    observed = float(ranks[nz > 0].sum())
+    n = nz.size
+    signs = (np.arange(2 ** n)[:, None] >> np.arange(n)[None, :]) & 1
+    null = signs @ ranks
+    eps = 1e-9 * max(1.0, abs(observed))
+    less, greater = np.mean(null <= observed + eps), np.mean(null >= observed - eps)
+    return float(min(1.0, 2.0 * min(less, greater)))
+
+
+def _wilcoxon(d: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of paired differences ``d`` (zeros dropped, scipy's
+    ``zero_method="wilcox"``); 1.0 when every difference is 0, NaN when there is none."""
+    if d.size == 0:
+        return float("nan")
+    nz = d[d != 0]
+    if nz.size == 0:
+        return 1.0
+    ties = np.unique(np.abs(nz)).size < nz.size
+    if d.size <= 13 and (ties or nz.size < d.size):
+        return _signflip_p(nz)  # = scipy's exact permutation test, without its per-permutation overhead
+    from scipy.stats import wilcoxon
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:  # scipy's "auto": exact distribution without ties/zeros, else the normal approximation
+            return float(wilcoxon(d, zero_method="wilcox", alternative="two-sided").pvalue)
+        except ValueError:
+            return float("nan")
+
+
+def compare_runs(baseline_dir: RunDirs, candidate_dir: RunDirs, metric: str = "miou", tol: float = 0.5,
+                 allow_prompt_mismatch: bool = False, allow_dataset_mismatch: bool = False,
+                 n_boot: int = 1000) -> CompareResult:
+    """Compare ``candidate_dir`` against ``baseline_dir`` (see the module docstring for every convention).
+
+    Either side may be a list of run directories (shards of one run), merged with ``load_runs``.
+
+    Raises :class:`CompareRefused` (one line, naming the keys/datasets) when prompts or datasets differ
+    and that is not allowed, or when the runs share no result key.
+    """
+    if metric not in METRICS:
+        raise SambenchError(f"compare: unknown metric '{metric}' (use {', '.join(METRICS)})")
+    if not (isinstance(tol, (int, float)) and tol >= 0):
+        raise SambenchError(f"compare: --tol must be >= 0 points, got {tol!r}")
+    base, bman = _load(baseline_dir)
+    cand, cman = _load(candidate_dir)
+    baseline_dir, candidate_dir = _name(baseline_dir), _name(candidate_dir)
+    result = CompareResult(baseline_dir, candidate_dir, metric, float(tol))
+
+    man_prompts, man_datasets = _manifest_mismatches(bman, cman)
+    if man_datasets:
+        msg = (f"datasets differ between {baseline_dir} and {candidate_dir}: {'; '.join(man_datasets)}")
+        if not allow_dataset_mismatch:
+            raise CompareRefused(msg + " — refusing to compare (--allow-dataset-mismatch to override)")
+        result.warnings.append(msg)
+
+    base_x = _expand_image_failures(base, cand)
+    cand_x = _expand_image_failures(cand, base)
+    cols = ["status", "iou", "biou", "prompt_hash", "protocol_version"]
+    m = base_x[list(KEY_COLUMNS) + cols].merge(cand_x[list(KEY_COLUMNS) + cols], on=list(KEY_COLUMNS), how="outer",
+                                               suffixes=("_b", "_c"), indicator=True)
+    both = m[m["_merge"] == "both"]
+    if both.empty:
+        raise CompareRefused(f"{baseline_dir} and {candidate_dir} share no result key (model, dataset, image, object, "
+                             f"protocol, level, draw): nothing to compare")
+
+    hb, hc = both["prompt_hash_b"], both["prompt_hash_c"]
+    diff = both[(hb.notna() & hc.notna() & (hb != hc)) |
+                (both["protocol_version_b"].notna() & both["protocol_version_c"].notna() &
+                 (both["protocol_version_b"] != both["protocol_version_c"]))]
+    if len(diff) or man_prompts:
+        parts = list(man_prompts)
+        if len(diff):
+            parts.append(f"{len(diff)} key(s) with different prompts, e.g. {_key_text(diff.iloc[0])}")
+        msg = f"prompts differ between {baseline_dir} and {candidate_dir}: {'; '.join(parts)}"
+        if not allow_prompt_mismatch:
+            raise CompareRefused(msg + " — refusing to compare (--allow-prompt-mismatch to override)")
+        result.warnings.append(msg)
+
+    only_b, only_c = m[m["_merge"] == "left_only"], m[m["_merge"] == "right_only"]
+    result.only_baseline, result.only_candidate = int(len(only_b)), int(len(only_c))
+    result.only_examples = {"baseline": [_key_text(r) for _, r in only_b.head(N_EXAMPLES).iterrows()],
+                            "candidate": [_key_text(r) for _, r in only_c.head(N_EXAMPLES).iterrows()]}
+    if len(only_b) or len(only_c):
+        result.warnings.append(f"{len(only_b)} key(s) only in the baseline and {len(only_c)} only in the candidate "
+                               f"are not compared (examples in the JSON)")
+
+    col = METRICS[metric]
+    fb, fc = both["status_b"] == "failed", both["status_c"] == "failed"
+    result.failures = {"baseline": int((base["status"] == "failed").sum()),
+                       "candidate": int((cand["status"] == "failed").sum()),
+                       "new": int((~fb & fc).sum()), "fixed": int((fb & ~fc).sum())}
+    vals = both.assign(vb=np.where(fb, 0.0, both[f"{col}_b"].fillna(0.0)),
+                       vc=np.where(fc, 0.0, both[f"{col}_c"].fillna(0.0)), fb=fb, fc=fc)
+    vals = vals[vals["level"] != ""]
+    per_obj = vals.groupby(GROUP + ["image_id", "object_id"], sort=True).agg(
+        vb=("vb", "mean"), vc=("vc", "mean"), fb=("fb", "sum"), fc=("fc", "sum")).reset_index()
+    new_f = vals[~vals["fb"] & vals["fc"]].groupby(GROUP).size()
+    fixed = vals[vals["fb"] & ~vals["fc"]].groupby(GROUP).size()
+    ob = only_b[only_b["level"] != ""].groupby(GROUP).size()
+    oc = only_c[only_c["level"] != ""].groupby(GROUP).size()
+    for key, g in per_obj.groupby(GROUP, sort=True):
+        d = (g["vc"] - g["vb"]).to_numpy(dtype=float, copy=True)
+        d[np.abs(d) < 1e-12] = 0.0
+        lo, hi = bootstrap_ci(d, n_boot=n_boot, key="compare|" + "|".join(map(str, key)) + f"|{metric}")
+        delta = 100.0 * float(d.mean())
+        ci_lo, ci_hi = 100.0 * lo, 100.0 * hi
+        result.groups.append({
+            **dict(zip(GROUP, key)), "n": int(len(g)),
+            "baseline": 100.0 * float(g["vb"].mean()), "candidate": 100.0 * float(g["vc"].mean()),
+            "delta": delta, "ci_lo": ci_lo, "ci_hi": ci_hi, "p_value": _wilcoxon(d),
+            "base_failed": int(g["fb"].sum()), "cand_failed": int(g["fc"].sum()),
+            "new_failures": int(new_f.get(key, 0)), "fixed": int(fixed.get(key, 0)),
+            "only_baseline": int(ob.get(key, 0)), "only_candidate": int(oc.get(key, 0)),
+            "regression": bool(delta < -tol and ci_hi < 0.0),
+        })
+    # groups measured by one run only: listed (n = 0, no statistics) so that nothing disappears silently
+    paired = {tuple(g[k] for k in GROUP) for g in result.groups}
+    nan = float("nan")
+    for key in sorted(set(ob.index) | set(oc.index)):
+        if key not in paired:
+            result.groups.append({**dict(zip(GROUP, key)), "n": 0, "baseline": nan, "candidate": nan, "delta": nan,
+                                  "ci_lo": nan, "ci_hi": nan, "p_value": nan, "base_failed": 0, "cand_failed": 0,
+                                  "new_failures": 0, "fixed": 0, "only_baseline": int(ob.get(key, 0)),
+                                  "only_candidate": int(oc.get(key, 0)), "regression": False})
+    result.groups.sort(key=lambda g: tuple(str(g[k]) for k in GROUP))
+    return result
+
+
+def write_json(result: CompareResult, path: str | Path) -> Path:
+    """Write ``result.to_dict()`` as indented JSON."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path

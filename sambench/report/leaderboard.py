@@ -1,0 +1,101 @@
+"""``leaderboard.json``: every number of the report with the provenance needed to trust it.
+
+Shaped after lm-evaluation-harness's results file: ``results[model][dataset][protocol][level]`` holds the
+metrics as **fractions in [0, 1]** at full precision (``miou``, ``miou_ci`` = [lo, hi], ``mbiou``,
+``mbiou_ci``, ``stability_pairwise``, ``stability_union``, ``n`` objects, ``failed`` rows, ``level_value``);
+the dataset ``ALL`` is the cross-dataset mean. ``versions`` maps protocols to their version; ``protocols``,
+``datasets`` and ``models`` carry the manifests' identity, content hashes and model signatures; ``runs``
+lists each run directory with its sambench version, git commit, creation date, seed, libraries and
+counters. Keys a manifest lacks are simply absent (old or hand-made runs); two runs that disagree on a
+protocol, dataset or model identity are listed under ``conflicts`` (never resolved silently).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from typing import Any
+
+import pandas as pd
+
+import sambench
+from sambench.types import canonical_json
+
+LEADERBOARD_FORMAT = 1
+
+
+def _clean(v: Any) -> Any:
+    """JSON-safe value: NaN/inf → None, numpy scalars → Python."""
+    if isinstance(v, dict):
+        return {str(k): _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+        try:
+            v = v.item()
+        except (ValueError, AttributeError):
+            pass
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _merge(target: dict, name: str, value: Any, section: str, run: str, conflicts: list) -> None:
+    if name not in target:
+        target[name] = value
+    elif canonical_json(_clean(target[name])) != canonical_json(_clean(value)):
+        conflicts.append({"section": section, "name": name, "run": run})
+
+
+def build_leaderboard(summary: pd.DataFrame, df: pd.DataFrame, manifests: list[dict], run_dirs: list[str],
+                      n_boot: int = 1000) -> dict:
+    """The leaderboard dict (see module docstring) from the summary table, store rows and manifests."""
+    results: dict = {}
+    for _, r in summary.iterrows():
+        cell = {"miou": r["miou"], "miou_ci": [r["miou_lo"], r["miou_hi"]], "mbiou": r["mbiou"],
+                "mbiou_ci": [r["mbiou_lo"], r["mbiou_hi"]], "stability_pairwise": r["stability_pairwise"],
+                "stability_union": r["stability_union"], "n": int(r["n"]), "failed": int(r["failed"]),
+                "level_value": None if pd.isna(r["level_value"]) else float(r["level_value"])}
+        results.setdefault(r["model"], {}).setdefault(r["dataset"], {}).setdefault(r["protocol"], {})[r["level"]] = cell
+
+    conflicts: list = []
+    protocols: dict = {}
+    datasets: dict = {}
+    models: dict = {}
+    runs = []
+    for run, man in zip(run_dirs, manifests):
+        for name, entry in (man.get("protocols") or {}).items():
+            _merge(protocols, name, entry, "protocols", run, conflicts)
+        for name, entry in (man.get("datasets") or {}).items():
+            keep = {k: entry[k] for k in ("content_hash", "n_images", "n_objects", "spec") if isinstance(entry, dict) and k in entry}
+            _merge(datasets, name, keep, "datasets", run, conflicts)
+        for name, sig in (man.get("models") or {}).items():
+            _merge(models, name, sig, "models", run, conflicts)
+        runs.append({"run_dir": str(run), **{k: man[k] for k in ("sambench_version", "git_commit", "created", "seed",
+                                                                    "libraries", "counters") if k in man}})
+    versions = {}
+    for name, g in df.groupby("protocol"):
+        vs = sorted({int(v) for v in g["protocol_version"].dropna()})
+        versions[name] = vs[0] if len(vs) == 1 else vs
+    for name, entry in protocols.items():
+        if isinstance(entry, dict) and "version" in entry and name not in versions:
+            versions[name] = entry["version"]
+    board = {
+        "format": LEADERBOARD_FORMAT,
+        "results": results,
+        "versions": versions,
+        "protocols": protocols,
+        "datasets": datasets,
+        "models": models,
+        "config": {"units": "fraction of 1 (tables print percent)",
+                   "aggregation": "mean over draws per object, then over objects; ALL = mean of dataset means",
+                   "ci": f"percentile bootstrap over objects, {n_boot} resamples, 95%",
+                   "seeds": sorted({int(m["seed"]) for m in manifests if isinstance(m.get("seed"), int)})},
+        "rows": {"ok": int((df["status"] == "ok").sum()), "failed": int((df["status"] == "failed").sum())},
+        "sambench_version": sambench.__version__,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "run_dirs": [str(r) for r in run_dirs],
+        "runs": runs,
+        "conflicts": conflicts,
+    }
+    return _clean(board)
