@@ -84,8 +84,9 @@ class CheckpointSpec:
     url: Optional[str] = None
     size: Optional[int] = None
     sha256: Optional[str] = None
-    #: Hex prefix that the official file name carries (``sam_vit_b_01ec64.pth`` → ``01ec64``), checked
-    #: against the sha256 of the file's bytes.
+    #: Hex prefix that the official file name carries (``sam_vit_b_01ec64.pth`` → ``01ec64``: Meta's names
+    #: carry the start of the file's MD5), or any longer prefix up to a full digest; checked against the
+    #: MD5 and the SHA-256 of the file's bytes (either may match; see sambench/checkpoints.py).
     hash_prefix: Optional[str] = None
 
 

@@ -1,0 +1,492 @@
+"""SAM (Meta's ``segment_anything``) and HQ-SAM (SysCV's ``segment_anything_hq``) adapters.
+
+The networks are the official packages' own modules; this file only feeds them. It does, batched, what
+``SamPredictor.set_image`` + ``SamPredictor.predict`` do one prompt at a time:
+
+* :meth:`SamAdapter.encode` runs the image encoder **once** per image (and preprocessing mode) and keeps
+  the embedding (HQ-SAM: also its early ViT feature ``interm_embeddings[0]``, the only one its decoder
+  reads) with the transform geometry.
+* :meth:`SamAdapter.predict` takes every prompt of that image — boxes, point sets, box + points, mixed —
+  in chunks of ``chunk_size``. Inside a chunk, prompts are grouped by (has box, number of points)
+  because the prompt encoder needs equal point counts per batch; outputs keep the input order.
+
+**Preprocessing modes** (metrics are always computed at the original resolution):
+
+``sam``
+    The official predictor's: ``ResizeLongestSide(1024).apply_image`` (longest side to 1024, PIL
+    bilinear through torchvision), ``Sam.preprocess`` (normalise, zero-pad bottom/right to 1024²).
+    Prompts go through ``apply_coords`` / ``apply_boxes``. Low-res logits (256²) →
+    ``Sam.postprocess_masks``: bilinear to 1024², crop the un-padded region, bilinear to H×W.
+``hq-sam-1024``
+    HQ-SAM's evaluation (``train/utils/dataloader.py`` ``Resize``): the image is resized to 1024×1024
+    **without keeping its aspect** with ``torch.nn.functional.interpolate(mode="bilinear",
+    align_corners=False)`` on float32 RGB, then truncated to uint8 (HQ-SAM's ``.astype(np.uint8)``);
+    prompt x is scaled by 1024/W and y by 1024/H. The low-res logits are upsampled to 1024×1024
+    (``postprocess_masks`` with no padding) and then bilinearly to H×W. (HQ-SAM's own ``compute_iou``
+    goes from 256² to the label size in one step; the two-step path is the official predictor's and
+    differs from it only by interpolation rounding.)
+
+**Thresholds and selection.** A pixel is foreground when its upsampled logit is ``> mask_threshold``
+(default 0.0, ``Sam.mask_threshold``). ``mask_selection="single"`` decodes with
+``multimask_output=False``; ``"best-of-3"`` with ``multimask_output=True`` and keeps the mask with the
+highest predicted IoU. The score is the decoder's predicted IoU of the returned mask. HQ-SAM's
+decoder selects by itself: with multimask output it adds the best of SAM's three masks (by predicted
+IoU) to its HQ mask and returns one mask; with ``hq_token_only`` it returns the HQ-token mask alone. Its
+score is always the SAM token's predicted IoU (the HQ token has no IoU head).
+
+**Memory.** Per chunk only the selected low-res logits (chunk × 256² floats) are kept; they are
+upsampled, thresholded and written into the boolean output a few masks at a time, so nothing of size
+N×3×H×W float ever exists.
+
+**Devices and dtypes.** ``device``: ``auto`` (CUDA if available, else MPS, else CPU), ``cpu``, ``cuda``
+(``cuda:N``), ``mps``. Option ``dtype``: ``fp32`` (default) or ``bf16`` / ``fp16`` = ``torch.autocast``
+on CUDA only (an error elsewhere). Nothing calls ``.cuda()``.
+
+**Options** (model card ``options:``, overridable per run): ``variant`` (vit_b/vit_l/vit_h/tiny),
+``hq_token_only`` (HQ-SAM only, default false as in HQ-SAM's predictor; HQ-SAM's paper evaluation
+scores the HQ-token mask alone, i.e. true), ``mask_threshold`` (0.0), ``chunk_size`` (prompts per
+decoder batch), ``dtype``, ``seed`` (random-init weights, default 0) and ``random_init`` (true: ignore
+the card's checkpoint and use random weights — smoke tests of the full-size architectures).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sambench.adapters.base import MASK_SELECTIONS, PREPROCESSING_MODES, Adapter
+from sambench.cards import ModelCard
+from sambench.types import Prediction, Prompt, SambenchError
+
+ADAPTER_VERSION = "1"
+
+#: Side of the square model input (all official variants and ``tiny``).
+IMAGE_SIZE = 1024
+
+#: Masks upsampled to full resolution at a time inside a chunk (bounds the float buffers).
+POSTPROCESS_BATCH = 8
+
+DTYPES = {"fp32": None, "float32": None, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+          "fp16": torch.float16, "float16": torch.float16}
+
+
+def resolve_device(device: Optional[str]) -> torch.device:
+    """``auto`` → cuda if available, else mps, else cpu; an unavailable explicit device is an error."""
+    name = (device or "auto").lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise SambenchError(f"unknown device '{device}' (use auto, cpu, cuda, cuda:N or mps)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SambenchError(f"device '{device}' requested but CUDA is not available (torch {torch.__version__})")
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise SambenchError(f"device '{device}' requested but MPS is not available")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise SambenchError(f"unsupported device '{device}' (use auto, cpu, cuda, cuda:N or mps)")
+    return dev
+
+
+def _package_version(name: str) -> Optional[str]:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+# -------------------------------------------------------------------------------------------- options
+
+
+@dataclass(frozen=True)
+class SamOptions:
+    """Validated adapter options (see the module docstring)."""
+
+    variant: str
+    hq_token_only: bool = False
+    mask_threshold: float = 0.0
+    chunk_size: int = 8
+    dtype: str = "fp32"
+    seed: int = 0
+    random_init: bool = False
+
+    def output_affecting(self, hq: bool) -> dict:
+        """The options that can change masks or scores (recorded in the signature)."""
+        d = {"variant": self.variant, "mask_threshold": self.mask_threshold, "dtype": self.dtype}
+        if hq:
+            d["hq_token_only"] = self.hq_token_only
+        return d
+
+
+SAM_OPTION_KEYS = ("variant", "hq_token_only", "mask_threshold", "chunk_size", "dtype", "seed", "random_init")
+
+
+def parse_options(options: Optional[dict], *, hq: bool, where: str, extra_keys: Sequence[str] = ()) -> SamOptions:
+    """Validate ``options`` (card options merged with user overrides) into :class:`SamOptions`.
+
+    ``extra_keys`` are accepted and ignored here (a subclass adapter's own options); any other unknown
+    key is an error naming ``where`` (the card).
+    """
+    from sambench.sam_models import VARIANTS
+
+    opts = dict(options or {})
+    unknown = sorted(set(opts) - set(SAM_OPTION_KEYS) - set(extra_keys))
+    if unknown:
+        raise SambenchError(f"{where}: unknown option(s) {', '.join(unknown)} "
+                            f"(known: {', '.join(sorted(set(SAM_OPTION_KEYS) | set(extra_keys)))})")
+    variant = opts.get("variant")
+    if variant not in VARIANTS:
+        raise SambenchError(f"{where}: option 'variant' must be one of {', '.join(VARIANTS)}, got {variant!r}")
+
+    def _bool(key: str, default: bool) -> bool:
+        v = opts.get(key, default)
+        if not isinstance(v, bool):
+            raise SambenchError(f"{where}: option '{key}' must be true or false, got {v!r}")
+        return v
+
+    hq_token_only = _bool("hq_token_only", False)
+    if hq_token_only and not hq:
+        raise SambenchError(f"{where}: option 'hq_token_only' only applies to HQ-SAM models")
+    thr = opts.get("mask_threshold", 0.0)
+    if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not np.isfinite(thr):
+        raise SambenchError(f"{where}: option 'mask_threshold' must be a finite number (a logit), got {thr!r}")
+    chunk = opts.get("chunk_size", SamOptions.chunk_size)
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise SambenchError(f"{where}: option 'chunk_size' must be an integer >= 1, got {chunk!r}")
+    dtype = opts.get("dtype", "fp32") or "fp32"
+    if dtype not in DTYPES:
+        raise SambenchError(f"{where}: option 'dtype' must be fp32, bf16 or fp16, got {dtype!r}")
+    seed = opts.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise SambenchError(f"{where}: option 'seed' must be an integer >= 0, got {seed!r}")
+    return SamOptions(variant=variant, hq_token_only=hq_token_only, mask_threshold=float(thr), chunk_size=chunk,
+                      dtype={"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(dtype, dtype),
+                      seed=seed, random_init=_bool("random_init", False))
+
+
+# ------------------------------------------------------------------------------------ model loading
+
+
+@dataclass
+class LoadedSam:
+    """An official ``Sam`` module (eval mode, CPU) and where its weights came from."""
+
+    model: torch.nn.Module
+    weights_id: str  # sha256 of the checkpoint file, or "random-init:<seed>"
+    checkpoint: Optional[Path]
+
+
+def load_sam_model(card: ModelCard, *, hq: bool, options: SamOptions, checkpoint: Optional[str] = None) -> LoadedSam:
+    """Build the official (HQ-)SAM for ``card`` and load its weights.
+
+    Weights: ``checkpoint`` if given; else random init (seeded by ``options.seed``) when the card names
+    no checkpoint or ``options.random_init`` is set; else the card's file from the checkpoint directory
+    (see :mod:`sambench.checkpoints`), verified and loaded strictly.
+    """
+    from sambench.checkpoints import find_checkpoint, load_sam_checkpoint
+    from sambench.sam_models import build_sam_model
+
+    if checkpoint is None and (card.checkpoint is None or options.random_init):
+        model = build_sam_model(options.variant, hq=hq, seed=options.seed)
+        return LoadedSam(model=model.eval(), weights_id=f"random-init:{options.seed}", checkpoint=None)
+    path = find_checkpoint(card, checkpoint)
+    model, dig = load_sam_checkpoint(path, variant=options.variant, hq=hq, model_name=card.name, spec=card.checkpoint)
+    return LoadedSam(model=model, weights_id=dig.sha256, checkpoint=path)
+
+
+# -------------------------------------------------------------------------------------------- state
+
+
+@dataclass
+class SamImageState:
+    """One encoded image: what :meth:`SamAdapter.predict` needs, independent of the adapter instance.
+
+    ``features``: (1, 256, 64, 64) image embedding on the model's device. ``interm``: HQ-SAM's early ViT
+    feature(s) (list of (1, 64, 64, C)), else None. ``original_size``: (H, W) of the image.
+    ``input_size``: (h, w) of the resized image inside the 1024² frame before padding.
+    ``preprocessing``: the mode. ``extra``: room for subclasses (e.g. Stable-SAM).
+    """
+
+    features: torch.Tensor
+    interm: Optional[list]
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
+    preprocessing: str
+    extra: dict = field(default_factory=dict)
+
+
+def resize_square_hq(image: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
+    """HQ-SAM's evaluation resize: RGB uint8 (H, W, 3) → (size, size, 3) uint8, aspect not kept.
+
+    float32 bilinear ``F.interpolate(align_corners=False)`` (no antialias), then truncation to uint8.
+    """
+    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(torch.float32)
+    r = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)
+    return r[0].permute(1, 2, 0).numpy().astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------------------ adapter
+
+
+class SamAdapter(Adapter):
+    """Encode-once / decode-many adapter around an official ``segment_anything`` ``Sam``.
+
+    Construct with an already-built ``Sam`` module (weights loaded; see :func:`load_sam_model`), the
+    card name, validated :class:`SamOptions`, a device and the weights identity. Factories
+    :func:`build_sam` / :func:`build_hq_sam` do all of that from a model card.
+
+    Subclass contract (used by the Stable-SAM adapter):
+
+    * ``kind`` — the adapter kind recorded in the signature; ``hq`` — whether the model is HQ-SAM.
+    * ``_run_image_encoder(x) -> (features, interm | None)``: ``x`` is the normalised, padded
+      (1, 3, 1024, 1024) input. Override to keep more per-image data (store it in ``state.extra`` by
+      overriding :meth:`encode` and calling ``super().encode``).
+    * ``_decode(state, sparse, dense, multimask) -> (low_res_logits, iou_pred, extras)``: runs the mask
+      decoder on a batch of B prompts of ``state``. ``sparse`` (B, n, 256) and ``dense`` (B, 256, 64, 64)
+      come from the official prompt encoder; it returns logits (B, C, 256, 256), predicted IoUs (B, C)
+      with C = 3 when ``multimask`` and the decoder returns all three (SAM) or C = 1, and ``extras`` — a
+      list of B JSON-serialisable dicts (per-prompt extras, e.g. sampling locations) or None. When C = 3
+      the adapter keeps the mask with the highest predicted IoU. Runs under ``torch.no_grad()`` (and
+      autocast when a dtype is set); never call ``.cuda()``, use ``self.device``.
+    * ``signature()`` can be extended with ``super().signature() | {...}``.
+    """
+
+    kind = "sam"
+    hq = False
+
+    def __init__(self, model: torch.nn.Module, *, name: str, options: SamOptions, device: str | torch.device = "auto",
+                 weights_id: str = "unknown") -> None:
+        super().__init__()
+        from segment_anything.utils.transforms import ResizeLongestSide
+
+        self.name = name
+        self.options = options
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.weights_id = weights_id
+        self.chunk_size = options.chunk_size
+        self.mask_threshold = options.mask_threshold
+        self._autocast_dtype = DTYPES[options.dtype]
+        if self._autocast_dtype is not None and self.device.type != "cuda":
+            raise SambenchError(f"model '{name}': dtype {options.dtype} needs a CUDA device (autocast is only used on "
+                                f"CUDA); this run uses {self.device.type} — use dtype fp32")
+        self.model = model.to(self.device).eval()
+        self.transform = ResizeLongestSide(self.model.image_encoder.img_size)
+
+    # ---------------------------------------------------------------------------------- identity
+
+    def signature(self) -> dict:
+        pkg = "segment-anything-hq" if self.hq else "segment-anything"
+        return {
+            "model": self.name,
+            "adapter": self.kind,
+            "adapter_version": ADAPTER_VERSION,
+            "variant": self.options.variant,
+            "weights_sha256": self.weights_id,
+            "preprocessing": list(PREPROCESSING_MODES),
+            "options": self.options.output_affecting(self.hq),
+            "packages": {pkg.replace("-", "_"): _package_version(pkg), "torch": torch.__version__},
+        }
+
+    # ---------------------------------------------------------------------------------- encoding
+
+    def _autocast(self):
+        if self._autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self._autocast_dtype)
+
+    def _run_image_encoder(self, x: torch.Tensor) -> tuple[torch.Tensor, Optional[list]]:
+        return self.model.image_encoder(x), None
+
+    def encode(self, image: np.ndarray, preprocessing: str = "sam") -> SamImageState:
+        """Run the image encoder once on an RGB uint8 (H, W, 3) image; see the module docstring for modes."""
+        if preprocessing not in PREPROCESSING_MODES:
+            raise SambenchError(f"model '{self.name}': unknown preprocessing '{preprocessing}' "
+                                f"(known: {', '.join(PREPROCESSING_MODES)})")
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            what = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+            raise SambenchError(f"model '{self.name}': expected an RGB uint8 (H, W, 3) image, got {what}")
+        h, w = int(image.shape[0]), int(image.shape[1])
+        if preprocessing == "sam":
+            resized = self.transform.apply_image(image)
+        else:
+            resized = resize_square_hq(image, self.model.image_encoder.img_size)
+        t = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None, :, :, :]
+        input_size = (int(t.shape[-2]), int(t.shape[-1]))
+        with torch.no_grad(), self._autocast():
+            features, interm = self._run_image_encoder(self.model.preprocess(t))
+        self.encoder_calls += 1
+        return SamImageState(features=features, interm=interm, original_size=(h, w), input_size=input_size,
+                             preprocessing=preprocessing)
+
+    # ---------------------------------------------------------------------------------- prompts
+
+    def _to_model_coords(self, state: SamImageState, xy: np.ndarray) -> np.ndarray:
+        """(..., 2) original-image (x, y) → model-input frame, float64 (as the official predictor)."""
+        if state.preprocessing == "sam":
+            return self.transform.apply_coords(xy, state.original_size)
+        h, w = state.original_size
+        out = np.array(xy, dtype=np.float64, copy=True)
+        out[..., 0] *= state.input_size[1] / w
+        out[..., 1] *= state.input_size[0] / h
+        return out
+
+    def _embed_prompts(self, state: SamImageState, prompts: Sequence[Prompt]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Official prompt encoder on a batch of prompts of one kind and point count."""
+        points = None
+        if prompts[0].points:
+            coords = np.stack([np.asarray(p.points, dtype=np.float64) for p in prompts])  # (B, n, 2)
+            labels = np.stack([np.asarray(p.labels, dtype=np.int64) for p in prompts])
+            coords_t = torch.as_tensor(self._to_model_coords(state, coords), dtype=torch.float, device=self.device)
+            labels_t = torch.as_tensor(labels, dtype=torch.int, device=self.device)
+            points = (coords_t, labels_t)
+        boxes = None
+        if prompts[0].box is not None:
+            b = np.stack([np.asarray(p.box, dtype=np.float64) for p in prompts]).reshape(-1, 2, 2)
+            boxes = torch.as_tensor(self._to_model_coords(state, b).reshape(-1, 4), dtype=torch.float, device=self.device)
+        return self.model.prompt_encoder(points=points, boxes=boxes, masks=None)
+
+    def _decode(self, state: SamImageState, sparse: torch.Tensor, dense: torch.Tensor,
+                multimask: bool) -> tuple[torch.Tensor, torch.Tensor, Optional[list]]:
+        low, iou = self.model.mask_decoder(
+            image_embeddings=state.features,
+            image_pe=self.model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
+        )
+        return low, iou, None
+
+    @staticmethod
+    def _groups(prompts: Sequence[Prompt]) -> list[list[int]]:
+        """Indices grouped by (has box, number of points), groups in order of first appearance."""
+        groups: dict[tuple[bool, int], list[int]] = {}
+        for i, p in enumerate(prompts):
+            groups.setdefault((p.box is not None, len(p.points or ())), []).append(i)
+        return list(groups.values())
+
+    # ---------------------------------------------------------------------------------- predict
+
+    def predict(self, state: SamImageState, prompts: Sequence[Prompt], mask_selection: str = "single") -> Prediction:
+        """Masks (bool, N×H×W at the original size) and predicted IoUs for ``prompts``, in order."""
+        if mask_selection not in MASK_SELECTIONS:
+            raise SambenchError(f"model '{self.name}': unknown mask selection '{mask_selection}' "
+                                f"(known: {', '.join(MASK_SELECTIONS)})")
+        if not isinstance(state, SamImageState):
+            raise SambenchError(f"model '{self.name}': predict() needs the state returned by this adapter's encode()")
+        prompts = list(prompts)
+        self.check_prompts(prompts)
+        n = len(prompts)
+        h, w = state.original_size
+        masks = np.zeros((n, h, w), dtype=bool)
+        scores = np.full(n, np.nan, dtype=np.float32)
+        extras: Optional[list] = None
+        multimask = mask_selection == "best-of-3"
+        with torch.no_grad():
+            for start in range(0, n, self.chunk_size):
+                chunk = prompts[start:start + self.chunk_size]
+                low_parts: list[Optional[torch.Tensor]] = [None] * len(chunk)
+                for idx in self._groups(chunk):
+                    with self._autocast():
+                        sparse, dense = self._embed_prompts(state, [chunk[i] for i in idx])
+                        low, iou, ex = self._decode(state, sparse, dense, multimask)
+                    low, iou = self._select(low.float(), iou.float())
+                    for j, i in enumerate(idx):
+                        low_parts[i] = low[j]
+                        scores[start + i] = float(iou[j])
+                    if ex is not None:
+                        if extras is None:
+                            extras = [{} for _ in range(n)]
+                        for j, i in enumerate(idx):
+                            extras[start + i] = ex[j]
+                self._postprocess_into(state, torch.stack(low_parts), masks[start:start + len(chunk)])
+        self.decoded_prompts += n
+        return Prediction(masks=masks, scores=scores, extras=extras)
+
+    @staticmethod
+    def _select(low: torch.Tensor, iou: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, h, w), (B, C) → (B, 1, h, w), (B,): the mask with the highest predicted IoU."""
+        if low.shape[1] == 1:
+            return low, iou[:, 0]
+        best = torch.argmax(iou, dim=1)
+        rows = torch.arange(low.shape[0], device=low.device)
+        return low[rows, best][:, None], iou[rows, best]
+
+    def _postprocess_into(self, state: SamImageState, low: torch.Tensor, out: np.ndarray) -> None:
+        """Upsample (B, 1, 256, 256) logits as ``Sam.postprocess_masks`` and threshold into ``out`` (B, H, W)."""
+        for s in range(0, low.shape[0], POSTPROCESS_BATCH):
+            up = self.model.postprocess_masks(low[s:s + POSTPROCESS_BATCH], state.input_size, state.original_size)
+            out[s:s + POSTPROCESS_BATCH] = (up[:, 0] > self.mask_threshold).cpu().numpy()
+
+    def close(self) -> None:
+        """Drop the model (frees memory when the runner is done with this adapter)."""
+        self.model = None  # type: ignore[assignment]
+
+
+class HQSamAdapter(SamAdapter):
+    """HQ-SAM: the official ``segment_anything_hq`` ``Sam`` with ``MaskDecoderHQ``.
+
+    Differences from SAM: the image encoder also returns intermediate ViT features (the state keeps
+    ``interm_embeddings[0]``, the only one ``MaskDecoderHQ`` reads); the decoder takes them and
+    ``hq_token_only`` and returns one mask per prompt even with multimask output (see module docstring).
+    """
+
+    kind = "hq-sam"
+    hq = True
+
+    def _run_image_encoder(self, x: torch.Tensor) -> tuple[torch.Tensor, Optional[list]]:
+        features, interm = self.model.image_encoder(x)
+        return features, [interm[0]]
+
+    def _decode(self, state: SamImageState, sparse: torch.Tensor, dense: torch.Tensor,
+                multimask: bool) -> tuple[torch.Tensor, torch.Tensor, Optional[list]]:
+        low, iou = self.model.mask_decoder(
+            image_embeddings=state.features,
+            image_pe=self.model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
+            hq_token_only=self.options.hq_token_only,
+            interm_embeddings=state.interm,
+        )
+        return low, iou, None
+
+
+# ----------------------------------------------------------------------------------------- factories
+
+
+def _build(cls: type, card: ModelCard, device: str, checkpoint: Optional[str], plugin: Optional[str],
+           options: Optional[dict]) -> SamAdapter:
+    if plugin is not None:
+        raise SambenchError(f"model '{card.name}': a {cls.kind} model takes no plug-in (got {plugin})")
+    opts = parse_options(options if options is not None else card.options, hq=cls.hq, where=str(card.path or card.name))
+    dev = resolve_device(device)  # fail on a bad device before loading gigabytes
+    loaded = load_sam_model(card, hq=cls.hq, options=opts, checkpoint=checkpoint)
+    return cls(loaded.model, name=card.name, options=opts, device=dev, weights_id=loaded.weights_id)
+
+
+def build_sam(card: ModelCard, *, device: str = "auto", checkpoint: Optional[str] = None, plugin: Optional[str] = None,
+              options: Optional[dict] = None) -> SamAdapter:
+    """Registry factory for adapter kind ``sam``."""
+    return _build(SamAdapter, card, device, checkpoint, plugin, options)
+
+
+def build_hq_sam(card: ModelCard, *, device: str = "auto", checkpoint: Optional[str] = None,
+                 plugin: Optional[str] = None, options: Optional[dict] = None) -> HQSamAdapter:
+    """Registry factory for adapter kind ``hq-sam``."""
+    return _build(HQSamAdapter, card, device, checkpoint, plugin, options)  # type: ignore[return-value]
+
+
+__all__ = ["ADAPTER_VERSION", "HQSamAdapter", "LoadedSam", "SamAdapter", "SamImageState", "SamOptions",
+           "build_hq_sam", "build_sam", "load_sam_model", "parse_options", "resize_square_hq", "resolve_device"]
