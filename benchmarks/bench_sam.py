@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(4 << 30), "MALLOC_TRIM_THRESHOLD_": str(4 << 30)}
+from sambench.perf import TUNED_MALLOC  # noqa: E402  (the thresholds the CLI applies)
 SHARED_GRABCUT = Path("/work/shared/data/grabcut/tau_course_subset/data")
 
 

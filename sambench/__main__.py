@@ -1,5 +1,5 @@
 """``python -m sambench`` = the ``sambench`` command."""
 
-from sambench.cli import main
+from sambench.cli import entry
 
-main()
+entry()

@@ -277,5 +277,13 @@ def prompts_export_cmd(protocol, dataset, fmt, levels, draws, seed, limit, out) 
     click.echo(f"{len(doc['prompts'])} prompts ({doc['failed']} failed) -> {out}  prompt_hash {doc['prompt_hash']}")
 
 
-if __name__ == "__main__":  # pragma: no cover
+def entry() -> None:
+    """The ``sambench`` console script: CPU malloc tuning for model runs (sambench/perf.py), then click."""
+    from sambench.perf import reexec_with_tuned_malloc
+
+    reexec_with_tuned_malloc()
     main()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    entry()
