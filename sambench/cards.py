@@ -305,6 +305,10 @@ def with_overrides(card: ProtocolCard, levels: Optional[list[str]] = None, draws
                 new.append(make_setting(kind, base, None, where))
             else:
                 raise SambenchError(f"{where} has no level '{lv}' (levels: {', '.join(by_label)})")
+        labels = [s.label for s in new]
+        dup = sorted({x for x in labels if labels.count(x) > 1})
+        if dup:
+            raise SambenchError(f"{where}: level(s) {', '.join(dup)} given twice in --levels")
         settings = new
     if draws is not None and draws < 1:
         raise SambenchError(f"{where}: --draws must be >= 1, got {draws}")

@@ -52,6 +52,15 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except SambenchError as exc:
             _fail(exc)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # a bug or an environment problem: still one line, traceback on request
+            if os.environ.get("SAMBENCH_DEBUG"):
+                raise
+            first = (str(exc).strip().splitlines() or [""])[0]
+            click.echo(f"error: unexpected {type(exc).__name__}: {first} (set SAMBENCH_DEBUG=1 for the traceback)",
+                       err=True)
+            sys.exit(3)
 
 
 @click.group(cls=_Group)
@@ -77,7 +86,10 @@ def _per_model(values: tuple, models: list[str], what: str) -> dict:
         elif len(models) == 1:
             out[models[0]] = v
         else:
-            needing = [m for m in models if not m.startswith(("grabcut", "box-fill"))]
+            from sambench.cards import load_model_card
+            from sambench.perf import BASELINE_ADAPTERS
+
+            needing = [m for m in models if load_model_card(m).adapter not in BASELINE_ADAPTERS]
             if len(needing) == 1:
                 out[needing[0]] = v
             else:
@@ -94,13 +106,26 @@ def _parse_options(values: tuple, models: list[str]) -> dict:
         if "=" not in v:
             raise SambenchError(f"--option {v}: expected key=value or MODEL.key=value")
         k, val = v.split("=", 1)
-        parsed = yaml.safe_load(val) if val else None
+        try:
+            parsed = yaml.safe_load(val) if val else None
+        except yaml.YAMLError:
+            raise SambenchError(f"--option {v}: the value is not a YAML scalar/list/mapping") from None
         targets = models
         if "." in k and k.split(".", 1)[0] in models:
             m, k = k.split(".", 1)
             targets = [m]
         for m in targets:
             out.setdefault(m, {})[k] = parsed
+    return out
+
+
+def _key_values(values: tuple, option: str) -> dict:
+    out = {}
+    for v in values:
+        if "=" not in v:
+            raise SambenchError(f"{option} {v}: expected key=value")
+        k, val = v.split("=", 1)
+        out[k] = val
     return out
 
 
@@ -130,14 +155,15 @@ def default_run_dir(models: list[str], protocols: list[str], datasets: list[str]
 @click.option("--checkpoint", "checkpoints", multiple=True, help="Weights file: PATH, or MODEL=PATH with several models.")
 @click.option("--plugin", "plugins", multiple=True, help="Stable-SAM plug-in file: PATH or MODEL=PATH.")
 @click.option("--option", "options", multiple=True, help="Adapter option: key=value or MODEL.key=value.")
-@click.option("--chunk-size", type=int, default=64, show_default=True, help="Prompts decoded per batch.")
+@click.option("--chunk-size", type=int, default=64, show_default=True, help="Prompts handed to the adapter per predict() call (the adapter batches its decoder in its own chunk_size option).")
 @click.option("--workers", type=int, default=None, help="Processes over images (default: CPU count if every model is a classical baseline, else 1).")
 @click.option("--keep-going", is_flag=True, help="Exit 0 even if some samples failed (they are still recorded).")
+@click.option("--retry-failed", is_flag=True, help="Delete this run's failed rows of the given models first, so they run again.")
 @click.option("--no-report", is_flag=True, help="Do not write the report into the run directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def run_cmd(models, protocols, datasets, fmt, images, masks, ds_name, out, levels, draws, seed, limit, shard,
             ds_options, device,
-            checkpoints, plugins, options, chunk_size, workers, keep_going, no_report, quiet) -> None:
+            checkpoints, plugins, options, chunk_size, workers, keep_going, retry_failed, no_report, quiet) -> None:
     """Run models × protocols × datasets and store every prompt's result (resumable).
 
     With no --model/--protocol/--dataset it runs the embedded default: grabcut and box-fill on the
@@ -146,12 +172,7 @@ def run_cmd(models, protocols, datasets, fmt, images, masks, ds_name, out, level
     from sambench.runner import DatasetSpec, RunConfig, run
 
     models_l, protocols_l, datasets_l = _split(models), _split(protocols), list(datasets)
-    ds_opts = {}
-    for v in ds_options:
-        if "=" not in v:
-            raise SambenchError(f"--dataset-option {v}: expected key=value")
-        k, val = v.split("=", 1)
-        ds_opts[k] = val
+    ds_opts = _key_values(ds_options, "--dataset-option")
     shard_t = None
     if shard:
         try:
@@ -174,10 +195,11 @@ def run_cmd(models, protocols, datasets, fmt, images, masks, ds_name, out, level
     levels_l = _split((levels,)) if levels else (list(DEFAULT_RUN["levels"]) if is_default else None)
     draws = draws if draws is not None else (DEFAULT_RUN["draws"] if is_default else None)
     if workers is None:
-        from sambench.adapters import BUILTIN
         from sambench.cards import load_model_card
 
-        baseline = all(load_model_card(m).adapter in ("grabcut", "box-fill") for m in models_l)
+        from sambench.perf import BASELINE_ADAPTERS
+
+        baseline = all(load_model_card(m).adapter in BASELINE_ADAPTERS for m in models_l)
         workers = (os.cpu_count() or 1) if baseline else 1
     out = out or default_run_dir(models_l, protocols_l, [s.spec for s in specs],
                                  {"levels": levels_l, "draws": draws, "seed": seed, "limit": limit, "shard": shard,
@@ -186,10 +208,11 @@ def run_cmd(models, protocols, datasets, fmt, images, masks, ds_name, out, level
                        seed=seed, limit=limit, shard=shard_t, chunk_size=chunk_size, workers=workers, device=device,
                        checkpoints=_per_model(checkpoints, models_l, "checkpoint"),
                        plugins=_per_model(plugins, models_l, "plugin"),
-                       model_options=_parse_options(options, models_l), progress=not quiet)
+                       model_options=_parse_options(options, models_l), retry_failed=retry_failed,
+                       progress=not quiet)
     click.echo(f"sambench run: models {', '.join(models_l)} | protocols {', '.join(protocols_l)} | "
                f"datasets {', '.join(s.spec for s in specs)} | levels {','.join(levels_l) if levels_l else 'card'} | "
-               f"draws {draws or 'card'} | workers {workers} -> {out}", err=True)
+               f"draws {'card' if draws is None else draws} | workers {workers} -> {out}", err=True)
     result = run(config)
     _print_run_summary(result, no_report)
     failed = result.counts.get("failed", 0)
@@ -261,16 +284,24 @@ def prompts_group() -> None:
 @click.option("--protocol", "-p", required=True)
 @click.option("--dataset", "-d", default="grabcut-sample", show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["folder", "coco"]), default=None)
+@click.option("--images", default=None, help="Folder dataset: image directory (with --masks).")
+@click.option("--masks", default=None, help="Folder dataset: mask directory (with --images).")
+@click.option("--name", "ds_name", default=None, help="Dataset name, as given to `run --name`.")
+@click.option("--dataset-option", "ds_options", multiple=True, help="Dataset loader option key=value, as for `run`.")
 @click.option("--levels", default=None)
 @click.option("--draws", type=int, default=None)
 @click.option("--seed", type=int, default=None)
 @click.option("--limit", type=int, default=None)
 @click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="JSON file to write.")
-def prompts_export_cmd(protocol, dataset, fmt, levels, draws, seed, limit, out) -> None:
+def prompts_export_cmd(protocol, dataset, fmt, images, masks, ds_name, ds_options, levels, draws, seed, limit,
+                       out) -> None:
     """Write every realised prompt of PROTOCOL on DATASET as JSON, with its hash."""
     from sambench.export import export_prompts
+    from sambench.runner import DatasetSpec
 
-    doc = export_prompts(protocol, dataset, fmt=fmt, levels=_split((levels,)) if levels else None, draws=draws,
+    spec = DatasetSpec(spec=dataset, format="folder" if images else fmt, name=ds_name, images=images, masks=masks,
+                       options=_key_values(ds_options, "--dataset-option"))
+    doc = export_prompts(protocol, spec, levels=_split((levels,)) if levels else None, draws=draws,
                          seed=seed, limit=limit)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")

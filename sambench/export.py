@@ -17,11 +17,12 @@ from sambench.prompts import Protocol, prompt_set_hash
 from sambench.types import SambenchError
 
 
-def export_prompts(protocol: str, dataset: str, fmt: Optional[str] = None, levels: Optional[list[str]] = None,
-                   draws: Optional[int] = None, seed: Optional[int] = None, limit: Optional[int] = None) -> dict:
+def export_prompts(protocol: str, dataset, levels: Optional[list[str]] = None, draws: Optional[int] = None,
+                   seed: Optional[int] = None, limit: Optional[int] = None) -> dict:
+    """``dataset``: a name/path, or a ``sambench.runner.DatasetSpec`` (as a run records it)."""
     card = with_overrides(load_protocol_card(protocol), levels=levels, draws=draws, seed=seed)
     proto = Protocol(card)
-    ds = open_dataset(dataset, format=fmt)
+    ds = dataset.open() if hasattr(dataset, "open") else open_dataset(dataset)
     prompts, failures = [], []
     for image_id in ds.ids()[:limit] if limit else ds.ids():
         try:

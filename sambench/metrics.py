@@ -84,15 +84,19 @@ def encode_rle(mask: np.ndarray) -> dict:
     return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
+def to_coco_rle(rle: dict) -> dict:
+    """The form pycocotools' C functions take: ``counts`` as bytes (JSON stores it as str)."""
+    counts = rle["counts"]
+    return {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+
+
 def decode_rle(rle: dict) -> np.ndarray:
     """Boolean mask of a COCO RLE dict as produced by :func:`encode_rle`."""
-    r = {"size": list(rle["size"]), "counts": rle["counts"].encode("ascii") if isinstance(rle["counts"], str) else rle["counts"]}
-    return mask_utils.decode(r).astype(bool)
+    return mask_utils.decode(to_coco_rle(rle)).astype(bool)
 
 
 def _coco_rles(rles: Sequence[dict]) -> list[dict]:
-    return [{"size": list(r["size"]), "counts": r["counts"].encode("ascii") if isinstance(r["counts"], str) else r["counts"]}
-            for r in rles]
+    return [to_coco_rle(r) for r in rles]
 
 
 def stability(rles: Sequence[dict]) -> tuple[float, float]:

@@ -4,7 +4,9 @@ For every image: load it once; for every model, work out which (protocol, level,
 are still missing from the store (resume), encode the image once per preprocessing mode those rows
 need, decode their prompts in chunks of ``chunk_size``, score each mask against its GT, and write all
 rows of that (model, image) in one transaction. Failures (unreadable image, empty mask, a prompt kind
-the model cannot take, an adapter error) become ``failed`` rows with their reason: never dropped.
+the model cannot take, any exception an adapter raises in ``encode`` or ``predict`` — out of memory
+included) become ``failed`` rows with their reason: never dropped. Failed rows count as done on resume
+(the same input fails the same way); ``--retry-failed`` deletes them first so they run again.
 
 Images can be spread over a process pool (``workers``): every worker builds its own adapters, results
 come back to the parent, which alone writes to SQLite. Prompts are keyed and baselines reseed their own
@@ -76,6 +78,7 @@ class RunConfig:
     checkpoints: dict = field(default_factory=dict)
     plugins: dict = field(default_factory=dict)
     model_options: dict = field(default_factory=dict)
+    retry_failed: bool = False
     progress: bool = True
 
     def public(self) -> dict:
@@ -84,6 +87,11 @@ class RunConfig:
         d["datasets"] = [s.to_dict() for s in self.datasets]
         d.pop("progress")
         return d
+
+
+#: Fields of a model signature / protocol identity that a resumed run must share with the stored rows.
+MODEL_IDENTITY = ("adapter", "adapter_version", "weights_sha256", "variant", "options", "plugin_id", "plugin_config")
+PROTOCOL_IDENTITY = ("version", "seed", "mask_selection", "preprocessing")
 
 
 @dataclass
@@ -102,6 +110,14 @@ class RunResult:
 def score_masks(masks: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, list[float]]:
     """IoU (vectorised) and boundary IoU of each predicted mask against one GT mask."""
     return batch_iou(masks, gt), [boundary_iou(m, gt) for m in masks]
+
+
+def _describe(exc: Exception, context: str) -> str:
+    """One line for a failed row: a SambenchError says it all; anything else gets its type and context."""
+    if isinstance(exc, SambenchError):
+        return str(exc)
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{context}: {type(exc).__name__}: {first}"
 
 
 def _row(task: PromptTask, model: str, dataset: str, image_id: str, **kw: Any) -> Row:
@@ -141,13 +157,21 @@ def evaluate_image(adapter: Adapter, model: str, sample, protocols: list[Protoco
     states: dict[str, Any] = {}
     for (prep, selection), tasks in groups.items():
         if prep not in states:
-            states[prep] = adapter.encode(sample.image, prep)
+            try:
+                states[prep] = adapter.encode(sample.image, prep)
+            except Exception as exc:  # recorded, never dropped: the run goes on with the next group
+                states[prep] = None
+                encode_error = _describe(exc, f"model '{model}' failed to encode {sample.dataset}/{sample.image_id}")
+        if states[prep] is None:
+            rows.extend(_row(t, model, sample.dataset, sample.image_id, status="failed", error=encode_error) for t in tasks)
+            continue
         for start in range(0, len(tasks), chunk_size):
             chunk = tasks[start:start + chunk_size]
             try:
                 pred = adapter.predict(states[prep], [t.prompt for t in chunk], mask_selection=selection)
-            except SambenchError as exc:
-                rows.extend(_row(t, model, sample.dataset, sample.image_id, status="failed", error=str(exc)) for t in chunk)
+            except Exception as exc:
+                err = _describe(exc, f"model '{model}' failed to decode on {sample.dataset}/{sample.image_id}")
+                rows.extend(_row(t, model, sample.dataset, sample.image_id, status="failed", error=err) for t in chunk)
                 continue
             for i, task in enumerate(chunk):
                 mask = pred.masks[i]
@@ -247,16 +271,6 @@ def library_versions() -> dict:
     return libs
 
 
-def _check_consistent(old: dict, section: str, name: str, new: Any, fields: tuple, run_dir: Path) -> None:
-    prev = old.get(section, {}).get(name)
-    if prev is None:
-        return
-    for f in fields:
-        if f in prev and f in new and prev[f] != new[f]:
-            raise SambenchError(f"{run_dir}: already holds results of {section[:-1]} '{name}' with {f} {prev[f]!r}, "
-                                f"now {new[f]!r}: use another --out")
-
-
 def prompt_hashes(store: Store) -> dict:
     """:func:`sambench.prompts.prompt_set_hash` of the stored prompts, per protocol and dataset."""
     cur = store.conn.execute("SELECT DISTINCT protocol, dataset, image_id, object_id, level, draw, prompt_hash "
@@ -293,14 +307,18 @@ def run(config: RunConfig) -> RunResult:
     adapters: dict[str, Adapter] = {}
     signatures = {m: _adapter(config, adapters, m).signature() for m in config.models}
     for m, sig in signatures.items():
-        _check_consistent(old, "models", m, sig, ("weights_sha256", "adapter_version", "options", "variant"), run_dir)
+        store.claim_identity("model", m, sig, MODEL_IDENTITY)
     for p in protocols:
-        _check_consistent(old, "protocols", p.name, {"version": p.card.version, "seed": p.card.seed}, ("version", "seed"), run_dir)
+        ident = p.card.identity()
+        ident["settings"] = {s.pop("level"): s for s in ident["settings"]}
+        store.claim_identity("protocol", p.name, ident, PROTOCOL_IDENTITY)
     ds_info = {}
     for spec, d in zip(config.datasets, datasets):
         ds_info[d.name] = {"content_hash": d.content_hash(), "n_images": len(d.ids()), "spec": spec.to_dict(),
                            "describe": d.describe()}
-        _check_consistent(old, "datasets", d.name, ds_info[d.name], ("content_hash",), run_dir)
+        store.claim_identity("dataset", d.name, {"content_hash": ds_info[d.name]["content_hash"]}, ("content_hash",))
+    if config.retry_failed:
+        store.delete_failed(config.models)
 
     workers = max(1, int(config.workers))
     counters = {m: {"encoder_calls": 0, "decoded_prompts": 0} for m in config.models}

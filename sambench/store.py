@@ -11,7 +11,11 @@ only whole images behind; re-running the same command skips every key already pr
 prompts are keyed and models deterministic, the resumed run ends with exactly the rows of an
 uninterrupted one.
 
-``RUN_DIR/manifest.json`` describes the run (see :func:`build_manifest`). Reports, ``compare`` and
+The ``info`` table records, before the first row, the identity of every model (weights, options),
+protocol (version, seed, decoding, level settings) and dataset (content hash) the store holds results of
+(:meth:`Store.claim_identity`); a resume with a different one is refused.
+
+``RUN_DIR/manifest.json`` describes the run (written by ``sambench.runner`` at the end of each run). Reports, ``compare`` and
 merges read only these two files.
 """
 
@@ -115,6 +119,40 @@ class Store:
         found = self.conn.execute("SELECT value FROM info WHERE key='schema_version'").fetchone()[0]
         if int(found) != SCHEMA_VERSION:
             raise SambenchError(f"{self.path}: results schema version {found}, this sambench reads {SCHEMA_VERSION}")
+
+    def claim_identity(self, kind: str, name: str, identity: dict, checked: tuple) -> None:
+        """Record what ``kind`` ``name`` (a model, protocol or dataset) is, or refuse if it changed.
+
+        Stored in the ``info`` table *before* any row is written, in the same database, so even a run
+        killed before its manifest exists cannot be resumed with other weights, seed, decoding or data.
+        ``checked`` are the fields that must match; a protocol's ``settings`` (level label → setting)
+        must agree on every label both know, and new labels are added.
+        """
+        key = f"{kind}:{name}"
+        row = self.conn.execute("SELECT value FROM info WHERE key=?", (key,)).fetchone()
+        merged = dict(identity)
+        if row is not None:
+            prev = json.loads(row[0])
+            for f in checked:
+                if f in prev and prev.get(f) != identity.get(f):
+                    raise SambenchError(f"{self.run_dir}: holds results of {kind} '{name}' with {f} {prev[f]!r}, "
+                                        f"this run has {identity.get(f)!r}: use another --out")
+            if "settings" in prev:
+                for label, setting in identity.get("settings", {}).items():
+                    if label in prev["settings"] and prev["settings"][label] != setting:
+                        raise SambenchError(f"{self.run_dir}: holds results of {kind} '{name}' level '{label}' as "
+                                            f"{prev['settings'][label]}, this run has {setting}: use another --out")
+                merged["settings"] = {**prev["settings"], **identity.get("settings", {})}
+        with self.conn:
+            self.conn.execute("INSERT OR REPLACE INTO info VALUES (?, ?)", (key, json.dumps(merged, sort_keys=True)))
+
+    def delete_failed(self, models: Iterable[str]) -> int:
+        """Remove the failed rows of ``models`` so that the next run retries them. Returns rows removed."""
+        models = list(models)
+        with self.conn:
+            cur = self.conn.execute(f"DELETE FROM results WHERE status='failed' AND model IN "
+                                    f"({', '.join('?' * len(models))})", models)
+            return cur.rowcount
 
     def done_keys(self, model: str, dataset: str, image_id: str) -> set[tuple]:
         """(object_id, protocol, level, draw) of every row already stored for this model and image."""

@@ -5,7 +5,8 @@ mbiou_lo, mbiou_hi, stability_pairwise, stability_union``. Values are fractions 
 
 * ``n`` — objects with at least one successful draw at that level.
 * ``failed`` — failed rows at that level plus image-level failures (an unreadable image blocks it at
-  every level, so it is counted at every level of its model and protocol).
+  every level, so it is counted at every level of its model and protocol). A model whose every image
+  failed still gets rows (n = 0, metrics NaN) at the levels the other models have.
 * ``miou`` / ``mbiou`` — mean over objects of the per-object mean over draws (``sambench.metrics``).
 * ``*_lo`` / ``*_hi`` — percentile bootstrap 95% CI over objects.
 * ``stability_*`` — mean over objects of the per-object stability across its draws.
@@ -69,6 +70,20 @@ def summarize(df: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
     image_failures = failed[failed["level"] == ""].groupby(["dataset", "model", "protocol"]).size()
     level_failures = failed[failed["level"] != ""].groupby(GROUP).size()
     levels = df[df["level"] != ""].drop_duplicates(GROUP)[GROUP + ["level_value"]]
+    # A model whose every image failed at the image level has no level rows: give it a row (n = 0) at
+    # each level the other models of that dataset and protocol have (or one row with level "" if none
+    # has any), so its failures stay visible in every table.
+    extra_levels = []
+    for (dataset, model, protocol), _count in image_failures.items():
+        mine = levels[(levels["dataset"] == dataset) & (levels["model"] == model) & (levels["protocol"] == protocol)]
+        if len(mine):
+            continue
+        known = levels[(levels["dataset"] == dataset) & (levels["protocol"] == protocol)].drop_duplicates("level")
+        for _, k in known.iterrows() if len(known) else [(None, {"level": "", "level_value": float("nan")})]:
+            extra_levels.append({"dataset": dataset, "model": model, "protocol": protocol, "level": k["level"],
+                                 "level_value": k["level_value"]})
+    if extra_levels:
+        levels = pd.concat([levels, pd.DataFrame(extra_levels)], ignore_index=True)
     out = []
     for _, lv in levels.iterrows():
         key = tuple(lv[c] for c in GROUP)

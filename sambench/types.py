@@ -1,6 +1,6 @@
 """The few types every stage of sambench shares.
 
-Conventions (also in docs/conventions.md):
+Conventions (docs/protocols.md and docs/metrics.md say the same):
 
 * Images are RGB ``uint8`` arrays of shape ``(H, W, 3)`` in their original resolution.
 * Masks are boolean arrays of shape ``(H, W)`` in the original image frame.

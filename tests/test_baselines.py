@@ -64,5 +64,8 @@ def test_baseline_cards_and_options():
     assert build_adapter("grabcut", options={"iterations": 1}).iterations == 1
     with pytest.raises(SambenchError, match="unknown option"):
         build_adapter("grabcut", options={"itrations": 1})
+    for bad in ("abc", 2.7, True, 0):
+        with pytest.raises(SambenchError, match="'iterations' must be an integer >= 1"):
+            build_adapter("grabcut", options={"iterations": bad})
     with pytest.raises(SambenchError, match="takes no --checkpoint"):
         build_adapter("box-fill", checkpoint="x.pth")

@@ -191,6 +191,17 @@ def test_protocol_version_mismatch_is_refused(base, tmp_path):
         compare_runs(base, cand)
 
 
+def test_changed_decoding_under_the_same_version_is_refused(base, tmp_path):
+    runs = {}
+    for name, selection in (("a", "single"), ("b", "best-of-3")):
+        runs[name] = copy_run(base, tmp_path / name)
+        man = json.loads((runs[name] / "manifest.json").read_text())
+        man["protocols"]["noisy-box"].setdefault("identity", {})["mask_selection"] = selection
+        write_manifest(runs[name], man)
+    with pytest.raises(CompareRefused, match="mask_selection single vs best-of-3"):
+        compare_runs(runs["a"], runs["b"])
+
+
 def test_dataset_mismatch_is_refused(base, tmp_path):
     cand = copy_run(base, tmp_path / "cand")
     man = json.loads((cand / "manifest.json").read_text())

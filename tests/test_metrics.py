@@ -32,7 +32,7 @@ def test_dilation_is_rounded_half_to_even_as_python_round():
     assert boundary_dilation(480, 640) == 16          # 0.02 * 800 = 16
     assert boundary_dilation(75, 100) == 2            # 0.02 * 125 = 2.5 -> round() -> 2 (banker's)
     assert boundary_dilation(10, 10) == 1             # 0.28 -> 0 -> at least 1
-    assert boundary_dilation(1024, 1024) == round(0.02 * math.sqrt(2) * 1024)
+    assert boundary_dilation(1024, 1024) == 29              # 0.02 * 1448.15 = 28.96
 
 
 def test_boundary_of_a_square_by_hand():

@@ -199,5 +199,5 @@ def test_impossible_levels_are_refused(kind, params, msg):
         make_setting(kind, params, None, "test")
     if kind != "blob":
         with pytest.raises(SambenchError, match="impossible level"):
-            with_overrides(load_protocol_card(kind if kind != "noisy-box" else "noisy-box"),
+            with_overrides(load_protocol_card(kind),
                            levels=[str(list(params.values())[0])])

@@ -76,7 +76,7 @@ def test_run_dir_refuses_a_changed_model(tmp_path):
     from sambench.types import SambenchError
 
     run(_config(tmp_path / "a", models=["grabcut"]))
-    with pytest.raises(SambenchError, match="already holds results of model 'grabcut'"):
+    with pytest.raises(SambenchError, match="holds results of model 'grabcut' with options"):
         run(_config(tmp_path / "a", models=["grabcut"], model_options={"grabcut": {"max_side": 64, "iterations": 1}}))
 
 
@@ -181,3 +181,62 @@ def test_shards_partition_the_images_and_merge_to_the_full_run(tmp_path):
         run(_config(tmp_path / f"s{i}", shard=(i, 2), **kw))
     merged, _ = load_runs([tmp_path / "s0", tmp_path / "s1"])
     assert sorted(map(tuple, merged.drop(columns="run").itertuples(index=False))) == sorted(_rows(tmp_path / "full"))
+
+
+def test_resume_with_other_settings_is_refused_even_without_a_manifest(tmp_path):
+    """A run killed before writing manifest.json must not be resumed with another seed/options/level."""
+    from sambench.types import SambenchError
+
+    run(_config(tmp_path / "a", models=["box-fill"], limit=1))
+    (tmp_path / "a" / "manifest.json").unlink()  # as after a SIGKILL before the end
+    with pytest.raises(SambenchError, match="with seed 0, this run has 7"):
+        run(_config(tmp_path / "a", models=["box-fill"], limit=2, seed=7))
+    run(_config(tmp_path / "a", models=["grabcut"], limit=1))  # a new model in the same directory is fine
+    (tmp_path / "a" / "manifest.json").unlink()
+    with pytest.raises(SambenchError, match="model 'grabcut' with options"):
+        run(_config(tmp_path / "a", models=["grabcut"], limit=1,
+                    model_options={"grabcut": {"max_side": 64, "iterations": 1}}))
+    assert len(_rows(tmp_path / "a")) == 3 + 3  # box-fill (1 image) + the grabcut run that was allowed
+
+
+def test_adapter_exceptions_become_failed_rows_and_retry_failed_reruns_them(tmp_path, monkeypatch):
+    from sambench.adapters.baselines import BoxFillAdapter
+
+    real = BoxFillAdapter.predict
+    calls = {"n": 0}
+
+    def flaky(self, state, prompts, mask_selection="single"):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("CUDA out of memory (simulated)\nsecond line")
+        return real(self, state, prompts, mask_selection)
+
+    monkeypatch.setattr(BoxFillAdapter, "predict", flaky)
+    cfg = _config(tmp_path / "r", models=["box-fill"], limit=2, chunk_size=2)
+    res = run(cfg)
+    rows = _rows(tmp_path / "r")
+    failed = [r for r in rows if r[18] == "failed"]
+    assert res.counts == {"ok": 4, "failed": 2} and len(failed) == 2
+    assert failed[0][19] == ("model 'box-fill' failed to decode on grabcut-sample/banana1: "
+                             "RuntimeError: CUDA out of memory (simulated)")
+    assert run(cfg).rows_added == 0  # failures count as done on a plain resume
+    cfg.retry_failed = True
+    again = run(cfg)
+    assert again.rows_added == 2 and again.counts == {"ok": 6, "failed": 0}
+
+
+def test_bad_option_values_give_one_error_line(tmp_path):
+    for opt, needle in (("x=[", "not a YAML"), ("grabcut.iterations=abc", "'iterations' must be an integer")):
+        p = subprocess.run(_cli("run", "-m", "grabcut", "--option", opt, "--out", str(tmp_path / "r"), "-q",
+                                "--no-report"), capture_output=True, text=True)
+        assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+        err = [l for l in p.stderr.splitlines() if l.startswith("error:")]
+        assert len(err) == 1 and needle in err[0]
+
+
+def test_duplicate_levels_are_refused():
+    from sambench.cards import load_protocol_card, with_overrides
+    from sambench.types import SambenchError
+
+    with pytest.raises(SambenchError, match="given twice"):
+        with_overrides(load_protocol_card("noisy-box"), levels=["0.2", "0.20"])

@@ -77,10 +77,9 @@ class GrabCutAdapter(Adapter):
 
     def __init__(self, card_name: str = "grabcut", max_side: int = 320, iterations: int = 3) -> None:
         super().__init__()
-        if iterations < 1:
-            raise SambenchError(f"model '{card_name}': 'iterations' must be >= 1, got {iterations}")
-        if max_side < 0:
-            raise SambenchError(f"model '{card_name}': 'max_side' must be >= 0, got {max_side}")
+        for key, value, low in (("iterations", iterations, 1), ("max_side", max_side, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise SambenchError(f"model '{card_name}': '{key}' must be an integer >= {low}, got {value!r}")
         self.card_name, self.max_side, self.iterations = card_name, int(max_side), int(iterations)
 
     def signature(self) -> dict:

@@ -357,6 +357,10 @@ class SamAdapter(Adapter):
             boxes = torch.as_tensor(self._to_model_coords(state, b).reshape(-1, 4), dtype=torch.float, device=self.device)
         return self.model.prompt_encoder(points=points, boxes=boxes, masks=None)
 
+    def _decoder_extra_kwargs(self, state: SamImageState) -> dict:
+        """Keyword arguments the package's mask decoder needs beyond SAM's (HQ-SAM adds its own)."""
+        return {}
+
     def _decode(self, state: SamImageState, sparse: torch.Tensor, dense: torch.Tensor,
                 multimask: bool) -> tuple[torch.Tensor, torch.Tensor, Optional[list]]:
         low, iou = self.model.mask_decoder(
@@ -365,6 +369,7 @@ class SamAdapter(Adapter):
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
             multimask_output=multimask,
+            **self._decoder_extra_kwargs(state),
         )
         return low, iou, None
 
@@ -449,18 +454,8 @@ class HQSamAdapter(SamAdapter):
         features, interm = self.model.image_encoder(x)
         return features, [interm[0]]
 
-    def _decode(self, state: SamImageState, sparse: torch.Tensor, dense: torch.Tensor,
-                multimask: bool) -> tuple[torch.Tensor, torch.Tensor, Optional[list]]:
-        low, iou = self.model.mask_decoder(
-            image_embeddings=state.features,
-            image_pe=self.model.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask,
-            hq_token_only=self.options.hq_token_only,
-            interm_embeddings=state.interm,
-        )
-        return low, iou, None
+    def _decoder_extra_kwargs(self, state: SamImageState) -> dict:
+        return {"hq_token_only": self.options.hq_token_only, "interm_embeddings": state.interm}
 
 
 # ----------------------------------------------------------------------------------------- factories

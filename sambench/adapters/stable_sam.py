@@ -58,6 +58,12 @@ class _StableSamMixin:
 
     kind = "stable-sam"
 
+    def __init__(self, model: torch.nn.Module, *, name: str, options, device="auto", weights_id: str = "unknown",
+                 plugin: StableSamPlugin, plugin_id: str, base_signature: BaseSignature, introspect: bool = False,
+                 top_k: int = DEFAULT_TOP_K) -> None:
+        super().__init__(model, name=name, options=options, device=device, weights_id=weights_id)
+        self._setup_plugin(plugin, plugin_id, base_signature, introspect, top_k)
+
     def _setup_plugin(self, plugin: StableSamPlugin, plugin_id: str, base_signature: BaseSignature,
                       introspect: bool, top_k: int) -> None:
         self.plugin = plugin.to(self.device).eval()
@@ -153,21 +159,9 @@ class _StableSamMixin:
 class StableSamAdapter(_StableSamMixin, SamAdapter):
     """Stable-SAM on a SAM base (see module docstring)."""
 
-    def __init__(self, model: torch.nn.Module, *, name: str, options, device="auto", weights_id: str = "unknown",
-                 plugin: StableSamPlugin, plugin_id: str, base_signature: BaseSignature, introspect: bool = False,
-                 top_k: int = DEFAULT_TOP_K) -> None:
-        super().__init__(model, name=name, options=options, device=device, weights_id=weights_id)
-        self._setup_plugin(plugin, plugin_id, base_signature, introspect, top_k)
-
 
 class StableHQSamAdapter(_StableSamMixin, HQSamAdapter):
     """Stable-SAM on an HQ-SAM base (see module docstring)."""
-
-    def __init__(self, model: torch.nn.Module, *, name: str, options, device="auto", weights_id: str = "unknown",
-                 plugin: StableSamPlugin, plugin_id: str, base_signature: BaseSignature, introspect: bool = False,
-                 top_k: int = DEFAULT_TOP_K) -> None:
-        super().__init__(model, name=name, options=options, device=device, weights_id=weights_id)
-        self._setup_plugin(plugin, plugin_id, base_signature, introspect, top_k)
 
 
 def _bool_opt(opts: dict, key: str, default: bool, where: str) -> bool:

@@ -32,6 +32,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from sambench.datasets.base import Dataset, as_path, file_sha256, parse_bool, parse_list, read_image
+from sambench.metrics import to_coco_rle
 from sambench.types import Object, Sample, SambenchError
 
 #: Bumped whenever the COCO loader's decoding rules change (part of the content hash).
@@ -83,7 +84,7 @@ def segmentation_to_rle(seg: Any, height: int, width: int) -> Optional[dict]:
                 raise _BadSegmentation(f"uncompressed RLE counts sum to {sum(counts)}, not {height}*{width}")
             return mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
         if isinstance(counts, (str, bytes)):
-            return {"size": [height, width], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+            return to_coco_rle({"size": [height, width], "counts": counts})
         raise _BadSegmentation("RLE counts must be a list or a string")
     raise _BadSegmentation(f"segmentation must be a polygon list or an RLE dict, got {type(seg).__name__}")
 

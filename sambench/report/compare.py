@@ -166,6 +166,12 @@ def _manifest_mismatches(base: dict, cand: dict) -> tuple[list[str], list[str]]:
         b = cp[name].get("version") if isinstance(cp[name], dict) else None
         if a is not None and b is not None and a != b:
             prompts.append(f"protocol '{name}' version {a} vs {b}")
+        # Same prompts decoded differently (a card edited without a version bump) are not comparable either.
+        ia = (bp[name].get("identity") or {}) if isinstance(bp[name], dict) else {}
+        ib = (cp[name].get("identity") or {}) if isinstance(cp[name], dict) else {}
+        for field in ("mask_selection", "preprocessing"):
+            if field in ia and field in ib and ia[field] != ib[field]:
+                prompts.append(f"protocol '{name}' {field} {ia[field]} vs {ib[field]}")
     bd, cd = base.get("datasets") or {}, cand.get("datasets") or {}
     for name in sorted(set(bd) & set(cd)):
         a = bd[name].get("content_hash") if isinstance(bd[name], dict) else None

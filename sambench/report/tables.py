@@ -215,6 +215,7 @@ def paper_frame(summary: pd.DataFrame, settings: list[SettingInfo]) -> tuple[pd.
     partial = pd.DataFrame(False, index=models, columns=values.columns)
     per_ds = summary[summary["dataset"] != ALL]
     n_datasets = per_ds["dataset"].nunique()
+    per_ds = per_ds[per_ds["n"] > 0]  # a dataset whose every image failed does not cover the average
     for _, r in head.iterrows():
         key = (r["protocol"], r["level"])
         if key in values.columns:
