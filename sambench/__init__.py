@@ -1,2 +1,3 @@
-from importlib.metadata import version as _v
+"""sambench: a benchmark harness for promptable segmentation under degraded prompts."""
+
 __version__ = "0.1.0"

@@ -39,7 +39,6 @@ size and hashes, then renames atomically. ``sambench download MODEL [--dest DIR]
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import os
@@ -55,7 +54,7 @@ from typing import Any, Optional, Union
 import click
 
 from sambench.cards import CheckpointSpec, ModelCard, load_model_card
-from sambench.types import SambenchError
+from sambench.types import SambenchError, file_digests_of
 
 ENV_DIR = "SAMBENCH_CHECKPOINTS"
 ENV_HASH_CACHE = "SAMBENCH_HASH_CACHE"
@@ -151,17 +150,8 @@ def _write_cache_entry(key: str, entry: dict) -> None:
 
 
 def _digest_file(path: Path) -> FileDigests:
-    md5, sha = hashlib.md5(usedforsecurity=False), hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        while True:
-            block = fh.read(_CHUNK)
-            if not block:
-                break
-            md5.update(block)
-            sha.update(block)
-            size += len(block)
-    return FileDigests(size=size, md5=md5.hexdigest(), sha256=sha.hexdigest())
+    size, d = file_digests_of(path, ("md5", "sha256"), _CHUNK)
+    return FileDigests(size=size, md5=d["md5"], sha256=d["sha256"])
 
 
 def file_digests(path: PathLike, use_cache: bool = True) -> FileDigests:
@@ -325,7 +315,7 @@ def check_state_dict(sd: dict, *, variant: str, hq: bool, path: PathLike, model:
                             f"{suggestion} (model '{model}' is HQ-SAM)")
     want = VARIANTS[variant]
     if (info.embed_dim, info.depth) != (want.embed_dim, want.depth):
-        found = info.variant or f"an unknown variant"
+        found = info.variant or "an unknown variant"
         hint = f"; use {card_name_for(info.variant, hq)}" if info.variant else ""
         raise SambenchError(f"{p}: holds {found} weights (image encoder: {info.depth} blocks of width {info.embed_dim}) "
                             f"but model '{model}' is {variant} ({want.depth} blocks of width {want.embed_dim}){hint}")

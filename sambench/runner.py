@@ -16,7 +16,6 @@ RNG per prompt, so the rows do not depend on the number of workers or on the ord
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import platform
 import subprocess

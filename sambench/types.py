@@ -32,6 +32,24 @@ def stable_hash(*parts: Any) -> str:
     return hashlib.sha256(canonical_json(list(parts)).encode("ascii")).hexdigest()
 
 
+def file_digests_of(path, algorithms: Sequence[str] = ("sha256",), chunk: int = 1 << 20) -> tuple[int, dict]:
+    """(size, {algorithm: hex digest}) of a file's bytes, read once in ``chunk``-byte blocks.
+
+    Raises OSError as ``open`` does; callers turn it into their own one-line error.
+    """
+    hashers = {a: hashlib.new(a, usedforsecurity=False) if a == "md5" else hashlib.new(a) for a in algorithms}
+    size = 0
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(chunk)
+            if not block:
+                break
+            size += len(block)
+            for h in hashers.values():
+                h.update(block)
+    return size, {a: h.hexdigest() for a, h in hashers.items()}
+
+
 @dataclass(frozen=True)
 class Object:
     """One annotated object of an image: a stable id and its boolean mask (H×W, original resolution)."""

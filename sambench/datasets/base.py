@@ -23,7 +23,6 @@ Conventions (docs/datasets.md says the same):
 from __future__ import annotations
 
 import abc
-import hashlib
 import os
 import threading
 from pathlib import Path
@@ -33,7 +32,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from sambench.types import Sample, SambenchError, stable_hash
+from sambench.types import Sample, SambenchError, file_digests_of, stable_hash
 
 #: Default mask threshold: foreground is ``value > DEFAULT_THRESHOLD`` on the 8-bit scale.
 DEFAULT_THRESHOLD = 128
@@ -110,17 +109,10 @@ def file_sha256(path: os.PathLike | str) -> str:
         cached = _FILE_HASHES.get(key)
     if cached is not None:
         return cached
-    h = hashlib.sha256()
     try:
-        with open(p, "rb") as fh:
-            while True:
-                chunk = fh.read(_CHUNK)
-                if not chunk:
-                    break
-                h.update(chunk)
+        digest = file_digests_of(p, ("sha256",), _CHUNK)[1]["sha256"]
     except OSError as exc:
         raise SambenchError(f"{path}: cannot read file: {exc.strerror}") from None
-    digest = h.hexdigest()
     with _FILE_HASHES_LOCK:
         _FILE_HASHES[key] = digest
     return digest

@@ -169,9 +169,9 @@ def _manifest_mismatches(base: dict, cand: dict) -> tuple[list[str], list[str]]:
         # Same prompts decoded differently (a card edited without a version bump) are not comparable either.
         ia = (bp[name].get("identity") or {}) if isinstance(bp[name], dict) else {}
         ib = (cp[name].get("identity") or {}) if isinstance(cp[name], dict) else {}
-        for field in ("mask_selection", "preprocessing"):
-            if field in ia and field in ib and ia[field] != ib[field]:
-                prompts.append(f"protocol '{name}' {field} {ia[field]} vs {ib[field]}")
+        for key in ("mask_selection", "preprocessing"):
+            if key in ia and key in ib and ia[key] != ib[key]:
+                prompts.append(f"protocol '{name}' {key} {ia[key]} vs {ib[key]}")
     bd, cd = base.get("datasets") or {}, cand.get("datasets") or {}
     for name in sorted(set(bd) & set(cd)):
         a = bd[name].get("content_hash") if isinstance(bd[name], dict) else None
