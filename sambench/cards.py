@@ -3,7 +3,7 @@
 Cards are looked up, in order, in every directory of ``$SAMBENCH_CARDS`` (``os.pathsep``-separated;
 each may hold ``models/`` and ``protocols/`` subdirectories or be one itself), in ``./models`` and
 ``./protocols`` of the working directory, and in the cards shipped with sambench (the repository's
-``models/`` and ``protocols/``). The first card with a given name wins, so a user can shadow a shipped
+``models/`` and ``protocols/``; a non-editable install copies them to ``<prefix>/share/sambench/``). The first card with a given name wins, so a user can shadow a shipped
 card by copying it.
 
 YAML is read with ``yaml.safe_load``; every problem is raised as :class:`SambenchError` with one line
@@ -13,6 +13,7 @@ naming the file and what is wrong.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -31,7 +32,8 @@ def card_dirs(kind: str) -> list[Path]:
         p = Path(entry)
         dirs.append(p / kind if (p / kind).is_dir() else p)
     dirs.append(Path.cwd() / kind)
-    dirs.append(REPO_ROOT / kind)
+    dirs.append(REPO_ROOT / kind)  # a checkout / editable install
+    dirs.append(Path(sys.prefix) / "share" / "sambench" / kind)  # a wheel install (pyproject data-files)
     seen, out = set(), []
     for d in dirs:
         r = d.resolve()

@@ -53,6 +53,9 @@ class _Group(click.Group):
             _fail(exc)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except BrokenPipeError:  # `sambench list ... | head`: the reader left, nothing to report
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
         except Exception as exc:  # a bug or an environment problem: still one line, traceback on request
             if os.environ.get("SAMBENCH_DEBUG"):
                 raise
