@@ -361,3 +361,17 @@ def test_dogfood_default_matches_committed_results(tmp_path):
     assert {g["level"] for g in unpaired} == {"0.2", "0.4", "0.6", "0.8"} and all(g["only_baseline"] == 65 for g in unpaired)
     cli = CliRunner().invoke(main, ["compare", str(RESULTS), str(out), "--metric", "mbiou"])
     assert cli.exit_code == 0 and "PASS" in cli.output
+
+
+@pytest.mark.slow
+def test_dogfood_full_default_run_reproduces_the_committed_results(tmp_path):
+    """The README's first command's run, exactly (`sambench run` with no arguments), against results/default:
+    every one of the 676 keys must pair and every delta must be 0 (≈45 s on 2 cores)."""
+    from sambench.cli import main
+
+    out = tmp_path / "run"
+    res = CliRunner().invoke(main, ["run", "--out", str(out), "--no-report", "--quiet"])
+    assert res.exit_code == 0, res.output
+    cmp = compare_runs(RESULTS, out)
+    assert cmp.passed and cmp.only_baseline == 0 and cmp.only_candidate == 0
+    assert len(cmp.groups) == 2 * 6 and all(g["n"] == 13 and g["delta"] == 0.0 for g in cmp.groups)
