@@ -94,9 +94,9 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path):
     killed = tmp_path / "killed"
     proc = subprocess.Popen(_cli(*args, "--out", str(killed)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     db = killed / "results.sqlite"
-    deadline = time.time() + 120
+    deadline = time.monotonic() + 120
     n = 0
-    while time.time() < deadline and proc.poll() is None:
+    while time.monotonic() < deadline and proc.poll() is None:
         if db.exists():
             try:
                 con = sqlite3.connect(str(db), timeout=1)
