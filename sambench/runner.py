@@ -33,7 +33,7 @@ from sambench.adapters import build_adapter
 from sambench.adapters.base import Adapter
 from sambench.cards import ProtocolCard, load_model_card, load_protocol_card, with_overrides
 from sambench.datasets import Dataset, open_dataset
-from sambench.metrics import batch_iou, boundary_iou, encode_rle
+from sambench.metrics import boundary_iou, encode_rle, iou
 from sambench.prompts import Protocol, PromptTask, prompt_set_hash
 from sambench.store import Row, Store, read_manifest, write_manifest
 from sambench.types import SambenchError, canonical_json, stable_hash
@@ -106,11 +106,6 @@ class RunResult:
 # ------------------------------------------------------------------------------------- per image work
 
 
-def score_masks(masks: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, list[float]]:
-    """IoU (vectorised) and boundary IoU of each predicted mask against one GT mask."""
-    return batch_iou(masks, gt), [boundary_iou(m, gt) for m in masks]
-
-
 def _describe(exc: Exception, context: str) -> str:
     """One line for a failed row: a SambenchError says it all; anything else gets its type and context."""
     if isinstance(exc, SambenchError):
@@ -154,15 +149,17 @@ def evaluate_image(adapter: Adapter, model: str, sample, protocols: list[Protoco
             else:
                 groups.setdefault((proto.card.preprocessing, proto.card.mask_selection), []).append(task)
     states: dict[str, Any] = {}
+    encode_errors: dict[str, str] = {}
+    gt_areas = {o.id: int(np.count_nonzero(o.mask)) for o in sample.objects}
     for (prep, selection), tasks in groups.items():
-        if prep not in states:
+        if prep not in states and prep not in encode_errors:
             try:
                 states[prep] = adapter.encode(sample.image, prep)
             except Exception as exc:  # recorded, never dropped: the run goes on with the next group
-                states[prep] = None
-                encode_error = _describe(exc, f"model '{model}' failed to encode {sample.dataset}/{sample.image_id}")
-        if states[prep] is None:
-            rows.extend(_row(t, model, sample.dataset, sample.image_id, status="failed", error=encode_error) for t in tasks)
+                encode_errors[prep] = _describe(exc, f"model '{model}' failed to encode {sample.dataset}/{sample.image_id}")
+        if prep in encode_errors:
+            rows.extend(_row(t, model, sample.dataset, sample.image_id, status="failed", error=encode_errors[prep])
+                        for t in tasks)
             continue
         for start in range(0, len(tasks), chunk_size):
             chunk = tasks[start:start + chunk_size]
@@ -179,13 +176,12 @@ def evaluate_image(adapter: Adapter, model: str, sample, protocols: list[Protoco
                     rows.append(_row(task, model, sample.dataset, sample.image_id, status="failed",
                                      error=f"model '{model}' returned a {mask.shape} mask for a {gt.shape} image"))
                     continue
-                iou_v, biou_v = score_masks(mask[None], gt)
                 score = float(pred.scores[i])
                 extras = pred.extras[i] if pred.extras is not None and pred.extras[i] else None
                 rows.append(_row(task, model, sample.dataset, sample.image_id,
-                                 iou=float(iou_v[0]), biou=float(biou_v[0]),
+                                 iou=iou(mask, gt), biou=boundary_iou(mask, gt),
                                  score=None if np.isnan(score) else score,
-                                 gt_area=int(np.count_nonzero(gt)), pred_area=int(np.count_nonzero(mask)),
+                                 gt_area=gt_areas[task.object_id], pred_area=int(np.count_nonzero(mask)),
                                  mask_rle=canonical_json(encode_rle(mask)),
                                  extras=canonical_json(extras) if extras else None, status="ok"))
             del pred

@@ -240,3 +240,26 @@ def test_duplicate_levels_are_refused():
 
     with pytest.raises(SambenchError, match="given twice"):
         with_overrides(load_protocol_card("noisy-box"), levels=["0.2", "0.20"])
+
+
+def test_an_encode_failure_is_recorded_per_preprocessing_mode(tmp_path, monkeypatch):
+    """Two protocols with different preprocessing: the mode whose encode fails records its own error."""
+    from sambench.adapters.baselines import BoxFillAdapter
+
+    real = BoxFillAdapter.encode
+
+    def encode(self, image, preprocessing="sam"):
+        if preprocessing == "hq-sam-1024":
+            raise MemoryError("simulated")
+        return real(self, image, preprocessing)
+
+    monkeypatch.setattr(BoxFillAdapter, "encode", encode)
+    cards = tmp_path / "cards" / "protocols"
+    cards.mkdir(parents=True)
+    (cards / "gt-box-hq.yaml").write_text("name: gt-box-hq\nversion: 1\nkind: gt-box\npreprocessing: hq-sam-1024\n")
+    monkeypatch.setenv("SAMBENCH_CARDS", str(tmp_path / "cards"))
+    res = run(_config(tmp_path / "r", models=["box-fill"], protocols=["gt-box", "gt-box-hq"], levels=None, limit=1))
+    rows = {r[4]: (r[18], r[19]) for r in _rows(tmp_path / "r")}  # protocol -> (status, error)
+    assert rows["gt-box"] == ("ok", None)
+    assert rows["gt-box-hq"] == ("failed", "model 'box-fill' failed to encode grabcut-sample/banana1: MemoryError: simulated")
+    assert res.counts == {"ok": 1, "failed": 1}
