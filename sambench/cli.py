@@ -198,11 +198,11 @@ def run_cmd(models, protocols, datasets, fmt, images, masks, ds_name, out, level
     draws = draws if draws is not None else (DEFAULT_RUN["draws"] if is_default else None)
     if workers is None:
         from sambench.cards import load_model_card
-
         from sambench.perf import BASELINE_ADAPTERS
 
         baseline = all(load_model_card(m).adapter in BASELINE_ADAPTERS for m in models_l)
-        workers = (os.cpu_count() or 1) if baseline else 1
+        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        workers = usable if baseline else 1
     out = out or default_run_dir(models_l, protocols_l, [s.spec for s in specs],
                                  {"levels": levels_l, "draws": draws, "seed": seed, "limit": limit, "shard": shard,
                                   "options": list(options), "dataset_options": ds_opts})
