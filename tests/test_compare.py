@@ -79,6 +79,15 @@ def copy_run(base, dst):
     return dst
 
 
+def edit_rows(run_dir, sql: str) -> int:
+    """Apply one SQL statement to a run's results table; returns the rows it touched."""
+    con = sqlite3.connect(run_dir / "results.sqlite")
+    n = con.execute(sql).rowcount
+    con.commit()
+    con.close()
+    return n
+
+
 def erode_model(run_dir, model: str, iterations: int = 1, where: str = "") -> None:
     """Erode the stored masks of ``model`` and recompute IoU/BIoU against the GT (metrics.iou)."""
     con = sqlite3.connect(run_dir / "results.sqlite")
@@ -167,11 +176,8 @@ def test_tolerance_and_significance(base, tmp_path):
 
 def test_prompt_mismatch_is_refused(base, tmp_path):
     cand = copy_run(base, tmp_path / "cand")
-    con = sqlite3.connect(cand / "results.sqlite")
-    con.execute("UPDATE results SET prompt_hash='deadbeef' WHERE model='m2' AND image_id='b' AND object_id='o1' "
+    edit_rows(cand, "UPDATE results SET prompt_hash='deadbeef' WHERE model='m2' AND image_id='b' AND object_id='o1' "
                 "AND level='1' AND draw=3")
-    con.commit()
-    con.close()
     with pytest.raises(CompareRefused, match=r"prompts differ.*1 key\(s\).*model=m2.*image_id=b.*object_id=o1"):
         compare_runs(base, cand)
     out = CliRunner().invoke(compare_cmd, [str(base), str(cand)])
@@ -230,10 +236,7 @@ def test_nothing_in_common_is_refused(base, tmp_path):
 
 def test_keys_in_one_run_only_are_counted(base, tmp_path):
     cand = copy_run(base, tmp_path / "cand")
-    con = sqlite3.connect(cand / "results.sqlite")
-    n = con.execute("DELETE FROM results WHERE model='m2' AND level='0.5' AND draw=3").rowcount
-    con.commit()
-    con.close()
+    n = edit_rows(cand, "DELETE FROM results WHERE model='m2' AND level='0.5' AND draw=3")
     res = compare_runs(base, cand)
     assert n == len(IMAGES) * N_OBJ
     assert res.only_baseline == n and res.only_candidate == 0
@@ -246,11 +249,8 @@ def test_keys_in_one_run_only_are_counted(base, tmp_path):
 
 def test_failures_score_zero(base, tmp_path):
     cand = copy_run(base, tmp_path / "cand")
-    con = sqlite3.connect(cand / "results.sqlite")
-    con.execute("UPDATE results SET status='failed', error='boom', iou=NULL, biou=NULL WHERE model='m1' AND "
+    edit_rows(cand, "UPDATE results SET status='failed', error='boom', iou=NULL, biou=NULL WHERE model='m1' AND "
                 "image_id='c' AND object_id='o2' AND level='0.5' AND draw=1")
-    con.commit()
-    con.close()
     b = per_object(base, "m1", "0.5")
     c = per_object(cand, "m1", "0.5")  # the failed draw counts as 0
     res = compare_runs(base, cand)
@@ -263,10 +263,7 @@ def test_failures_score_zero(base, tmp_path):
 
 def test_image_failure_stands_for_its_objects(base, tmp_path):
     cand = copy_run(base, tmp_path / "cand")
-    con = sqlite3.connect(cand / "results.sqlite")
-    n = con.execute("DELETE FROM results WHERE model='m2' AND image_id='d'").rowcount
-    con.commit()
-    con.close()
+    n = edit_rows(cand, "DELETE FROM results WHERE model='m2' AND image_id='d'")
     with Store(cand) as st:
         st.write([Row("m2", "ds", "d", "", "noisy-box", "", -1, 1, status="failed", error="unreadable image")])
     res = compare_runs(base, cand)
