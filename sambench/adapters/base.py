@@ -11,7 +11,7 @@ and ``predict`` must keep memory bounded however many prompts it gets (chunk ins
 from __future__ import annotations
 
 import abc
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -56,6 +56,32 @@ class Adapter(abc.ABC):
     @abc.abstractmethod
     def predict(self, state: Any, prompts: Sequence[Prompt], mask_selection: str = "single") -> Prediction:
         """Masks (bool, original resolution) and scores for every prompt, in order."""
+
+    # ------------------------------------------------------------ optional: batched encode, cacheable state
+    # Additive hooks with safe defaults: an adapter that does not override them encodes one image at a
+    # time and is never cached (sambench/cache.py skips it).
+
+    def encode_batch(self, images: Sequence[np.ndarray], preprocessing: str = "sam") -> list:
+        """States for several images at once, in order; must equal ``[encode(im) for im in images]``.
+
+        Override when the encoder can run one batched forward pass (SAM family); the default loops.
+        """
+        return [self.encode(image, preprocessing) for image in images]
+
+    def cache_signature(self) -> Optional[dict]:
+        """What the *encoder's output* depends on (weights, variant, dtype, package versions), or None
+        when states of this adapter cannot be cached (the default). Two adapters with equal cache
+        signatures must produce interchangeable states (e.g. Stable-SAM shares its base SAM's)."""
+        return None
+
+    def state_to_tensors(self, state: Any) -> tuple[dict, dict]:
+        """(name → torch tensor or numpy array, JSON-serialisable metadata) holding everything
+        :meth:`predict` needs from ``state``. Only called when :meth:`cache_signature` is not None."""
+        raise NotImplementedError(f"{type(self).__name__} does not serialise its encoded state")
+
+    def state_from_tensors(self, tensors: dict, meta: dict) -> Any:
+        """Inverse of :meth:`state_to_tensors` (tensors arrive on the CPU; move them to the device)."""
+        raise NotImplementedError(f"{type(self).__name__} does not serialise its encoded state")
 
     def check_prompts(self, prompts: Sequence[Prompt]) -> None:
         for p in prompts:

@@ -67,6 +67,9 @@ from sambench.types import Prediction, Prompt, SambenchError
 
 ADAPTER_VERSION = "1"
 
+#: Version of the encoded-state layout written to the embedding cache (bump when SamImageState changes).
+STATE_VERSION = "1"
+
 #: Side of the square model input (all official variants and ``tiny``).
 IMAGE_SIZE = 1024
 
@@ -251,8 +254,9 @@ class SamAdapter(Adapter):
 
     * ``kind`` — the adapter kind recorded in the signature; ``hq`` — whether the model is HQ-SAM.
     * ``_run_image_encoder(x) -> (features, interm | None)``: ``x`` is the normalised, padded
-      (1, 3, 1024, 1024) input. Override to keep more per-image data (store it in ``state.extra`` by
-      overriding :meth:`encode` and calling ``super().encode``).
+      (B, 3, 1024, 1024) input (B images in one pass, see :meth:`encode_batch`). Override to keep more
+      per-image data (store it in ``state.extra`` by overriding :meth:`encode_batch`; tensors in ``extra``
+      are cached with the state).
     * ``_decode(state, sparse, dense, multimask) -> (low_res_logits, iou_pred, extras)``: runs the mask
       decoder on a batch of B prompts of ``state``. ``sparse`` (B, n, 256) and ``dense`` (B, 256, 64, 64)
       come from the official prompt encoder; it returns logits (B, C, 256, 256), predicted IoUs (B, C)
@@ -309,26 +313,81 @@ class SamAdapter(Adapter):
     def _run_image_encoder(self, x: torch.Tensor) -> tuple[torch.Tensor, Optional[list]]:
         return self.model.image_encoder(x), None
 
-    def encode(self, image: np.ndarray, preprocessing: str = "sam") -> SamImageState:
-        """Run the image encoder once on an RGB uint8 (H, W, 3) image; see the module docstring for modes."""
+    def _prepare(self, image: np.ndarray, preprocessing: str) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Validate and transform one image: (normalised, padded (1, 3, 1024, 1024) input, input_size)."""
         if preprocessing not in PREPROCESSING_MODES:
             raise SambenchError(f"model '{self.name}': unknown preprocessing '{preprocessing}' "
                                 f"(known: {', '.join(PREPROCESSING_MODES)})")
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             what = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
             raise SambenchError(f"model '{self.name}': expected an RGB uint8 (H, W, 3) image, got {what}")
-        h, w = int(image.shape[0]), int(image.shape[1])
         if preprocessing == "sam":
             resized = self.transform.apply_image(image)
         else:
             resized = resize_square_hq(image, self.model.image_encoder.img_size)
         t = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None, :, :, :]
         input_size = (int(t.shape[-2]), int(t.shape[-1]))
+        return self.model.preprocess(t), input_size
+
+    def encode(self, image: np.ndarray, preprocessing: str = "sam") -> SamImageState:
+        """Run the image encoder once on an RGB uint8 (H, W, 3) image; see the module docstring for modes."""
+        return self.encode_batch([image], preprocessing)[0]
+
+    def encode_batch(self, images, preprocessing: str = "sam") -> list[SamImageState]:
+        """One encoder forward pass over a batch of images (each resized and padded to 1024² as in
+        :meth:`encode`); counts one encoder call per image. The states equal per-image :meth:`encode`
+        up to float rounding of batched matrix products (tests/test_cache.py checks the masks)."""
+        prepared = [self._prepare(image, preprocessing) for image in images]
+        if not prepared:
+            return []
+        x = torch.cat([p[0] for p in prepared]) if len(prepared) > 1 else prepared[0][0]
         with torch.no_grad(), self._autocast():
-            features, interm = self._run_image_encoder(self.model.preprocess(t))
-        self.encoder_calls += 1
-        return SamImageState(features=features, interm=interm, original_size=(h, w), input_size=input_size,
-                             preprocessing=preprocessing)
+            features, interm = self._run_image_encoder(x)
+        self.encoder_calls += len(prepared)
+        states = []
+        for i, (image, (_, input_size)) in enumerate(zip(images, prepared)):
+            states.append(SamImageState(
+                features=features[i:i + 1], interm=None if interm is None else [t[i:i + 1] for t in interm],
+                original_size=(int(image.shape[0]), int(image.shape[1])), input_size=input_size,
+                preprocessing=preprocessing))
+        return states
+
+    # ---------------------------------------------------------------------------------- cache
+
+    def cache_signature(self) -> dict:
+        """The encoder's identity: weights, variant, autocast dtype, package versions. Not the decoder
+        options (threshold, hq_token_only) and not a Stable-SAM plug-in: the plug-in sits in the decoder,
+        so a Stable-SAM adapter shares the cache entries of its base SAM / HQ-SAM with the same weights."""
+        pkg = "segment-anything-hq" if self.hq else "segment-anything"
+        return {"family": "hq-sam" if self.hq else "sam", "state_version": STATE_VERSION,
+                "variant": self.options.variant, "weights_sha256": self.weights_id, "dtype": self.options.dtype,
+                "image_size": int(self.model.image_encoder.img_size),
+                "packages": {pkg.replace("-", "_"): _package_version(pkg), "torch": torch.__version__}}
+
+    def state_to_tensors(self, state: SamImageState) -> tuple[dict, dict]:
+        """``features``, HQ-SAM's ``interm.0…`` and tensor ``extra.*`` entries; sizes and mode as metadata."""
+        tensors = {"features": state.features}
+        for i, t in enumerate(state.interm or []):
+            tensors[f"interm.{i}"] = t
+        extra_meta = {}
+        for k, v in state.extra.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"extra.{k}"] = v
+            else:
+                extra_meta[k] = v
+        meta = {"original_size": list(state.original_size), "input_size": list(state.input_size),
+                "preprocessing": state.preprocessing, "n_interm": len(state.interm or []),
+                "has_interm": state.interm is not None, "extra": extra_meta}
+        return tensors, meta
+
+    def state_from_tensors(self, tensors: dict, meta: dict) -> SamImageState:
+        dev = self.device
+        interm = [tensors[f"interm.{i}"].to(dev) for i in range(meta["n_interm"])] if meta["has_interm"] else None
+        extra = dict(meta.get("extra", {}))
+        extra.update({k[len("extra."):]: v.to(dev) for k, v in tensors.items() if k.startswith("extra.")})
+        return SamImageState(features=tensors["features"].to(dev), interm=interm,
+                             original_size=tuple(meta["original_size"]), input_size=tuple(meta["input_size"]),
+                             preprocessing=meta["preprocessing"], extra=extra)
 
     # ---------------------------------------------------------------------------------- prompts
 

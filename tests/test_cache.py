@@ -1,0 +1,207 @@
+"""Embedding cache, adapter state serialisation, batched encode and the encode stage."""
+
+import logging
+import os
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from sambench.adapters import build_adapter
+from sambench.cache import EmbeddingCache, image_hash, read_entry
+from sambench.encode import EncodeStage
+from tests.sam_fixtures import mixed_prompts, synthetic_image
+
+
+@pytest.fixture(scope="module")
+def images():
+    return [synthetic_image(60, 80, seed=1), synthetic_image(72, 48, seed=2)]
+
+
+@pytest.fixture(scope="module")
+def sam():
+    return build_adapter("sam-tiny", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def hq():
+    return build_adapter("hq-sam-tiny", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def sam_states(sam, images):
+    return [sam.encode(im, "sam") for im in images]
+
+
+def _predict(adapter, state, image, n=2):
+    h, w = image.shape[:2]
+    return adapter.predict(state, mixed_prompts(h, w)[1:1 + n])
+
+
+@pytest.mark.slow
+def test_state_round_trip_through_the_cache_gives_identical_predictions(tmp_path, images, sam, hq, sam_states):
+    for adapter, prep, state in ((sam, "sam", sam_states[0]), (hq, "hq-sam-1024", hq.encode(images[0], "hq-sam-1024"))):
+        cache = EmbeddingCache(tmp_path / adapter.name)
+        key_hash = image_hash(images[0])
+        assert cache.get(adapter, key_hash, prep) is None
+        cache.put(adapter, key_hash, prep, state)
+        again = cache.get(adapter, key_hash, prep)
+        assert torch.equal(again.features, state.features)
+        assert (again.original_size, again.input_size, again.preprocessing) == \
+            (state.original_size, state.input_size, state.preprocessing)
+        if adapter.hq:
+            assert len(again.interm) == 1 and torch.equal(again.interm[0], state.interm[0])
+        else:
+            assert again.interm is None
+        a, b = _predict(adapter, state, images[0]), _predict(adapter, again, images[0])
+        assert np.array_equal(a.masks, b.masks) and np.array_equal(a.scores, b.scores)
+        assert cache.stats.to_dict() == {"hits": 1, "misses": 1, "corrupt": 0, "writes": 1, "evicted": 0}
+
+
+def test_keys_separate_encoders_modes_images_and_storage(tmp_path, images, sam, hq):
+    cache = EmbeddingCache(tmp_path)
+    h0, h1 = image_hash(images[0]), image_hash(images[1])
+    keys = {cache.key(sam.cache_signature(), "sam", h0), cache.key(hq.cache_signature(), "sam", h0),
+            cache.key(sam.cache_signature(), "hq-sam-1024", h0), cache.key(sam.cache_signature(), "sam", h1),
+            EmbeddingCache(tmp_path, storage="fp16").key(sam.cache_signature(), "sam", h0)}
+    assert len(keys) == 5
+    # Stable-SAM's plug-in sits in the decoder: it shares its base SAM's encoder entries
+    stable = build_adapter("stable-sam-tiny", device="cpu")
+    assert stable.cache_signature() == sam.cache_signature()
+    # baselines are never cached
+    assert build_adapter("box-fill").cache_signature() is None
+    assert image_hash(images[0]) == image_hash(images[0].copy())
+    assert image_hash(images[0]) != image_hash(images[0][:, :-1])
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "swap"])
+def test_a_bad_entry_is_reported_once_never_used_and_recomputed(tmp_path, images, sam, sam_states, damage, caplog):
+    cache = EmbeddingCache(tmp_path)
+    for image, state in zip(images, sam_states):
+        cache.put(sam, image_hash(image), "sam", state)
+    first = sam_states
+    paths = sorted(e.path for e in cache.entries())
+    assert len(paths) == 2
+    target = cache.path(cache.key(sam.cache_signature(), "sam", image_hash(images[0])))
+    data = bytearray(target.read_bytes())
+    if damage == "truncate":
+        target.write_bytes(bytes(data[: len(data) // 2]))
+    elif damage == "flip":
+        data[-5] ^= 0xFF  # one byte of tensor data
+        target.write_bytes(bytes(data))
+    else:  # a valid entry of another image under this key
+        other = cache.path(cache.key(sam.cache_signature(), "sam", image_hash(images[1])))
+        target.write_bytes(other.read_bytes())
+    assert len(EmbeddingCache(tmp_path).verify()) == 1
+    calls = sam.encoder_calls
+    with caplog.at_level(logging.WARNING, logger="sambench.cache"):
+        stage2 = EncodeStage(sam, cache)
+        second = stage2.encode(images, "sam")
+        stage2.encode(images[:1], "sam")  # the rewritten entry is good again: no second report
+    assert sam.encoder_calls == calls + 1  # only the bad entry was recomputed
+    assert torch.equal(second[0].features, first[0].features)
+    assert stage2.counters() == {"cache_hits": 2, "cache_misses": 1, "cache_corrupt": 1, "cache_writes": 1}
+    reports = [r for r in caplog.records if "ignored and recomputed" in r.getMessage()]
+    assert len(reports) == 1 and str(target) in reports[0].getMessage()
+    assert EmbeddingCache(tmp_path).verify() == []
+
+
+def test_fp16_storage_halves_the_file_and_keeps_dtype(tmp_path, images, sam, sam_states):
+    s32, s16 = EmbeddingCache(tmp_path / "a"), EmbeddingCache(tmp_path / "b", storage="fp16")
+    state = sam_states[0]
+    h = image_hash(images[0])
+    p32, p16 = s32.put(sam, h, "sam", state), s16.put(sam, h, "sam", state)
+    assert p16.stat().st_size < 0.6 * p32.stat().st_size
+    back = s16.get(sam, h, "sam")
+    assert back.features.dtype == torch.float32
+    assert torch.allclose(back.features, state.features, rtol=1e-3, atol=1e-3)
+    tensors, info = read_entry(p16.read_bytes())
+    assert tensors["features"].dtype == torch.float16 and info["dtypes"]["features"] == "float32"
+
+
+def test_lru_eviction_keeps_the_limit_and_the_recently_used(tmp_path, sam, sam_states):
+    imgs = [synthetic_image(32, 32, seed=s) for s in range(5)]
+    state = sam_states[0]
+    probe = EmbeddingCache(tmp_path / "probe")
+    size = probe.put(sam, "x", "sam", state).stat().st_size
+    cache = EmbeddingCache(tmp_path / "c", max_gb=3.5 * size / 1e9)  # room for 3 entries
+    hashes = [image_hash(im) for im in imgs]
+    for i, h in enumerate(hashes[:3]):
+        cache.put(sam, h, "sam", state)
+        os.utime(cache.path(cache.key(sam.cache_signature(), "sam", h)), (1000 + i, 1000 + i))
+    assert cache.get(sam, hashes[0], "sam") is not None  # a hit makes entry 0 the most recent
+    cache.put(sam, hashes[3], "sam", state)  # over the limit: evict down to 90 %
+    cache.put(sam, hashes[4], "sam", state)
+    assert cache.total_bytes() <= cache.max_bytes
+    left = {h for h in hashes if cache.path(cache.key(sam.cache_signature(), "sam", h)).exists()}
+    assert hashes[0] in left and hashes[4] in left and hashes[1] not in left
+    assert cache.stats.evicted >= 2
+
+
+def test_concurrent_writers_and_readers_never_see_a_partial_entry(tmp_path, images, sam, sam_states):
+    cache_dir = tmp_path / "c"
+    state = sam_states[0]
+    h = image_hash(images[0])
+    errors, seen = [], []
+    writing = threading.Event()
+    writing.set()
+
+    def writer():
+        c = EmbeddingCache(cache_dir)
+        for _ in range(15):
+            c.put(sam, h, "sam", state)
+
+    def reader():
+        c = EmbeddingCache(cache_dir)
+        while writing.is_set() or not seen:
+            got = c.get(sam, h, "sam")
+            if got is not None:
+                seen.append(1)
+                if not torch.equal(got.features, state.features):
+                    errors.append("different")
+        if c.stats.corrupt:
+            errors.append(f"corrupt {c.stats.corrupt}")
+
+    writers = [threading.Thread(target=writer) for _ in range(2)]
+    readers = [threading.Thread(target=reader) for _ in range(2)]
+    for t in writers + readers:
+        t.start()
+    for t in writers:
+        t.join()
+    writing.clear()
+    for t in readers:
+        t.join()
+    assert not errors and seen
+    assert [p.name for p in (cache_dir).rglob(".tmp-*")] == []
+
+
+@pytest.mark.slow
+def test_batched_encode_gives_the_per_image_results(images, sam, hq, sam_states):
+    """A batch of two images (different sizes) through one encoder pass equals encoding each alone."""
+    for adapter, prep in ((sam, "sam"), (hq, "hq-sam-1024")):
+        singles = sam_states if adapter is sam else [adapter.encode(im, prep) for im in images]
+        calls = adapter.encoder_calls
+        batched = adapter.encode_batch(images, prep)
+        assert adapter.encoder_calls == calls + 2
+        for image, b, single in zip(images, batched, singles):
+            assert b.original_size == single.original_size and b.input_size == single.input_size
+            assert torch.allclose(b.features, single.features, atol=1e-5, rtol=1e-4)
+            if adapter.hq:
+                assert torch.allclose(b.interm[0], single.interm[0], atol=1e-5, rtol=1e-4)
+            pb, ps = _predict(adapter, b, image, n=1), _predict(adapter, single, image, n=1)
+            assert (pb.masks == ps.masks).mean() > 0.999 and np.allclose(pb.scores, ps.scores, atol=1e-4)
+
+
+def test_encode_stage_batches_misses_and_attributes_a_failure(tmp_path, images, sam):
+    bad = np.zeros((10, 10), dtype=np.uint8)  # not RGB: the adapter refuses it
+    stage = EncodeStage(sam, EmbeddingCache(tmp_path), batch=2)
+    out = stage.encode([images[0], bad, images[1]], "sam")
+    assert isinstance(out[1], Exception) and "RGB uint8" in str(out[1])
+    assert not isinstance(out[0], Exception) and not isinstance(out[2], Exception)
+    calls = sam.encoder_calls
+    again = EncodeStage(sam, EmbeddingCache(tmp_path), batch=2).encode(images, "sam")
+    assert sam.encoder_calls == calls  # both from the cache
+    assert torch.equal(again[0].features, out[0].features)
+    # without a cache, or for a baseline, the stage just encodes
+    assert EncodeStage(build_adapter("box-fill"), EmbeddingCache(tmp_path)).counters() == {}
