@@ -29,6 +29,7 @@ LAZY_COMMANDS = {
     "compare": "sambench.report.cli:compare_cmd",
     "download": "sambench.checkpoints:download_cmd",
     "train": "sambench.stable_sam.train:train_cmd",
+    "cache": "sambench.cache:cache_group",
 }
 
 
@@ -138,6 +139,38 @@ def default_run_dir(models: list[str], protocols: list[str], datasets: list[str]
     return Path("runs") / f"{slug}_{stable_hash(models, protocols, datasets, extra)[:8]}"
 
 
+def scale_options(fn):
+    """``run`` options of the cache, throughput, Ray engine and run-directory lock (docs/scale.md)."""
+    opts = [
+        click.option("--cache", "cache_dir", type=click.Path(path_type=Path), default=None,
+                     help="Embedding cache directory [default: $SAMBENCH_CACHE or ~/.cache/sambench/embeddings]."),
+        click.option("--no-cache", is_flag=True, help="Neither read nor write the embedding cache."),
+        click.option("--cache-max-gb", type=float, default=None, help="Cache size limit; least recently used entries go first [default: 20]."),
+        click.option("--cache-dtype", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
+                     help="Storage of cached embeddings (fp16: half the disk, masks within a few pixels; docs/scale.md)."),
+        click.option("--encode-batch", type=int, default=1, show_default=True, help="Images per encoder pass (SAM family)."),
+        click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help="local: this process (or --workers processes); ray: model replicas on Ray actors."),
+        click.option("--address", "ray_address", default=None, help="Ray cluster: auto or HOST:PORT (default: start a local instance)."),
+        click.option("--gpus-per-worker", type=float, default=0.0, show_default=True, help="GPUs each Ray actor requests (fractions share a GPU)."),
+        click.option("--wait-lock", is_flag=True, help="If another run writes this run directory, wait for it instead of refusing."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def scale_config(scale: dict) -> dict:
+    """RunConfig fields from :func:`scale_options` (``--no-cache`` wins over ``--cache``)."""
+    from sambench.cache import DEFAULT_MAX_GB, default_cache_dir
+
+    cache = None if scale["no_cache"] else str(scale["cache_dir"] or default_cache_dir())
+    return {"cache_dir": cache, "cache_max_gb": scale["cache_max_gb"] or DEFAULT_MAX_GB,
+            "cache_dtype": scale["cache_dtype"], "encode_batch": scale["encode_batch"], "engine": scale["engine"],
+            "ray_address": scale["ray_address"], "gpus_per_worker": scale["gpus_per_worker"],
+            "wait_lock": scale["wait_lock"]}
+
+
 @main.command("run")
 @click.option("--model", "-m", "models", multiple=True, help="Model card name (repeatable, or comma-separated).")
 @click.option("--protocol", "-p", "protocols", multiple=True, help="Protocol card name (repeatable).")
@@ -163,9 +196,11 @@ def default_run_dir(models: list[str], protocols: list[str], datasets: list[str]
 @click.option("--retry-failed", is_flag=True, help="Delete this run's failed rows of the given models first, so they run again.")
 @click.option("--no-report", is_flag=True, help="Do not write the report into the run directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@scale_options
 def run_cmd(models, protocols, datasets, fmt, images, masks, ds_name, out, levels, draws, seed, limit, shard,
             ds_options, device,
-            checkpoints, plugins, options, chunk_size, workers, keep_going, retry_failed, no_report, quiet) -> None:
+            checkpoints, plugins, options, chunk_size, workers, keep_going, retry_failed, no_report, quiet,
+            **scale) -> None:
     """Run models × protocols × datasets and store every prompt's result (resumable).
 
     With no --model/--protocol/--dataset it runs the embedded default: grabcut and box-fill on the
@@ -203,6 +238,8 @@ def run_cmd(models, protocols, datasets, fmt, images, masks, ds_name, out, level
         baseline = all(load_model_card(m).adapter in BASELINE_ADAPTERS for m in models_l)
         usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         workers = usable if baseline else 1
+        if scale["engine"] == "ray":
+            workers = None  # one actor per GPU (or CPU) of the Ray cluster
     out = out or default_run_dir(models_l, protocols_l, [s.spec for s in specs],
                                  {"levels": levels_l, "draws": draws, "seed": seed, "limit": limit, "shard": shard,
                                   "options": list(options), "dataset_options": ds_opts})
@@ -211,10 +248,11 @@ def run_cmd(models, protocols, datasets, fmt, images, masks, ds_name, out, level
                        checkpoints=_per_model(checkpoints, models_l, "checkpoint"),
                        plugins=_per_model(plugins, models_l, "plugin"),
                        model_options=_parse_options(options, models_l), retry_failed=retry_failed,
-                       progress=not quiet)
+                       progress=not quiet, **scale_config(scale))
     click.echo(f"sambench run: models {', '.join(models_l)} | protocols {', '.join(protocols_l)} | "
                f"datasets {', '.join(s.spec for s in specs)} | levels {','.join(levels_l) if levels_l else 'card'} | "
-               f"draws {'card' if draws is None else draws} | workers {workers} -> {out}", err=True)
+               f"draws {'card' if draws is None else draws} | workers {workers or 'auto'} | engine {config.engine} -> {out}",
+               err=True)
     result = run(config)
     _print_run_summary(result, no_report)
     failed = result.counts.get("failed", 0)

@@ -78,8 +78,9 @@ class RayEngine:
             kw: dict = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
             if address:
                 kw["address"] = address
-            elif local_cpus is not None:
-                kw["num_cpus"] = local_cpus
+            else:  # a local instance: the CPUs this process may use (not the host's count)
+                kw["num_cpus"] = local_cpus or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                                else os.cpu_count() or 1)
             try:
                 ray.init(**kw)
             except ConnectionError as exc:

@@ -31,6 +31,11 @@ import numpy as np
 import sambench
 from sambench.adapters import build_adapter
 from sambench.adapters.base import Adapter
+from sambench.cache import DEFAULT_MAX_GB, EmbeddingCache, open_cache
+from sambench.encode import EncodeStage
+from sambench.lifetime import die_with_parent
+from sambench.loader import prefetch
+from sambench.runlock import RunLock
 from sambench.cards import ProtocolCard, load_model_card, load_protocol_card, with_overrides
 from sambench.datasets import Dataset, open_dataset
 from sambench.metrics import boundary_iou, encode_rle, iou
@@ -72,13 +77,28 @@ class RunConfig:
     limit: Optional[int] = None
     shard: Optional[tuple[int, int]] = None
     chunk_size: int = 64
-    workers: int = 1
+    workers: Optional[int] = 1
     device: str = "auto"
     checkpoints: dict = field(default_factory=dict)
     plugins: dict = field(default_factory=dict)
     model_options: dict = field(default_factory=dict)
     retry_failed: bool = False
     progress: bool = True
+    #: ``local`` (this process, or a process pool with ``workers`` > 1) or ``ray`` (sambench/ray_engine.py;
+    #: ``workers`` = actors, None = one per GPU / CPU of the cluster).
+    engine: str = "local"
+    ray_address: Optional[str] = None
+    gpus_per_worker: float = 0.0
+    #: Embedding cache directory (sambench/cache.py); None = no cache.
+    cache_dir: Optional[str] = None
+    cache_max_gb: float = DEFAULT_MAX_GB
+    cache_dtype: str = "fp32"
+    #: Images per encoder forward pass (SAM family; others loop).
+    encode_batch: int = 1
+    #: Images the loader thread reads ahead (0 = inline).
+    prefetch: int = 2
+    #: Wait for another run holding the run directory instead of refusing.
+    wait_lock: bool = False
 
     def public(self) -> dict:
         d = asdict(self)
@@ -129,12 +149,11 @@ def image_failure_rows(model: str, dataset: str, image_id: str, protocols: Itera
                 protocol_version=p.version, status="failed", error=error) for p in protocols]
 
 
-def evaluate_image(adapter: Adapter, model: str, sample, protocols: list[Protocol], done: set,
-                   chunk_size: int) -> list[Row]:
-    """All missing rows of one (model, image): encode once per preprocessing, decode in chunks, score."""
-    gts = {o.id: o for o in sample.objects}
+def plan_image(adapter: Adapter, model: str, sample, protocols: list[Protocol], done: set
+               ) -> tuple[list[Row], dict[tuple[str, str], list[PromptTask]]]:
+    """The rows that fail before any model work, and the missing tasks grouped by (preprocessing,
+    mask selection) — the encoder runs once per preprocessing mode."""
     rows: list[Row] = []
-    # (preprocessing, mask_selection) → tasks; the encoder runs once per preprocessing mode.
     groups: dict[tuple[str, str], list[PromptTask]] = {}
     for proto in protocols:
         for task in proto.tasks(sample.dataset, sample.image_id, sample.objects):
@@ -148,23 +167,25 @@ def evaluate_image(adapter: Adapter, model: str, sample, protocols: list[Protoco
                                  error=f"model '{model}' cannot take a '{task.prompt.kind}' prompt"))
             else:
                 groups.setdefault((proto.card.preprocessing, proto.card.mask_selection), []).append(task)
-    states: dict[str, Any] = {}
-    encode_errors: dict[str, str] = {}
+    return rows, groups
+
+
+def decode_image(adapter: Adapter, model: str, sample, groups: dict, states: dict, chunk_size: int) -> list[Row]:
+    """Rows of the planned ``groups``: decode in chunks against ``states`` (preprocessing → encoded
+    state, or the exception its encoding raised), score each mask."""
+    gts = {o.id: o for o in sample.objects}
     gt_areas = {o.id: int(np.count_nonzero(o.mask)) for o in sample.objects}
+    rows: list[Row] = []
     for (prep, selection), tasks in groups.items():
-        if prep not in states and prep not in encode_errors:
-            try:
-                states[prep] = adapter.encode(sample.image, prep)
-            except Exception as exc:  # recorded, never dropped: the run goes on with the next group
-                encode_errors[prep] = _describe(exc, f"model '{model}' failed to encode {sample.dataset}/{sample.image_id}")
-        if prep in encode_errors:
-            rows.extend(_row(t, model, sample.dataset, sample.image_id, status="failed", error=encode_errors[prep])
-                        for t in tasks)
+        state = states[prep]
+        if isinstance(state, BaseException):  # recorded, never dropped: the run goes on with the next group
+            err = _describe(state, f"model '{model}' failed to encode {sample.dataset}/{sample.image_id}")
+            rows.extend(_row(t, model, sample.dataset, sample.image_id, status="failed", error=err) for t in tasks)
             continue
         for start in range(0, len(tasks), chunk_size):
             chunk = tasks[start:start + chunk_size]
             try:
-                pred = adapter.predict(states[prep], [t.prompt for t in chunk], mask_selection=selection)
+                pred = adapter.predict(state, [t.prompt for t in chunk], mask_selection=selection)
             except Exception as exc:
                 err = _describe(exc, f"model '{model}' failed to decode on {sample.dataset}/{sample.image_id}")
                 rows.extend(_row(t, model, sample.dataset, sample.image_id, status="failed", error=err) for t in chunk)
@@ -188,18 +209,27 @@ def evaluate_image(adapter: Adapter, model: str, sample, protocols: list[Protoco
     return rows
 
 
+def _encode_states(stage: EncodeStage, images: list, preps: list[str]) -> dict:
+    states: dict = {}
+    for prep in preps:
+        try:
+            states[prep] = stage.encode(images, prep)
+        except Exception as exc:  # noqa: BLE001 - the stage already isolates per-image failures
+            states[prep] = [exc] * len(images)
+    return states
+
+
+def evaluate_image(adapter: Adapter, model: str, sample, protocols: list[Protocol], done: set,
+                   chunk_size: int, stage: Optional[EncodeStage] = None) -> list[Row]:
+    """All missing rows of one (model, image): encode once per preprocessing, decode in chunks, score."""
+    rows, groups = plan_image(adapter, model, sample, protocols, done)
+    stage = stage or EncodeStage(adapter)
+    preps = list(dict.fromkeys(p for p, _ in groups))
+    by_prep = _encode_states(stage, [sample.image], preps)
+    return rows + decode_image(adapter, model, sample, groups, {p: v[0] for p, v in by_prep.items()}, chunk_size)
+
+
 # ------------------------------------------------------------------------------------- worker plumbing
-
-_WORKER: dict = {}
-
-
-def _worker_init(config: RunConfig) -> None:
-    _WORKER.clear()
-    _WORKER["config"] = config
-    _WORKER["protocols"] = _protocols(config)
-    _WORKER["adapters"] = {}
-    _WORKER["datasets"] = {}
-
 
 def _adapter(config: RunConfig, cache: dict, model: str) -> Adapter:
     if model not in cache:
@@ -208,32 +238,91 @@ def _adapter(config: RunConfig, cache: dict, model: str) -> Adapter:
     return cache[model]
 
 
-def _process_image(ds_index: int, image_id: str, done_by_model: dict) -> tuple[str, dict, dict]:
-    """Worker entry: rows per model for one image, plus adapter counters deltas."""
-    config: RunConfig = _WORKER["config"]
-    if ds_index not in _WORKER["datasets"]:
-        _WORKER["datasets"][ds_index] = config.datasets[ds_index].open()
-    ds = _WORKER["datasets"][ds_index]
-    return image_id, *_image_rows(config, ds, image_id, _WORKER["protocols"], _WORKER["adapters"], done_by_model)
-
-
-def _image_rows(config: RunConfig, ds: Dataset, image_id: str, protocols: list[Protocol], adapters: dict,
-                done_by_model: dict) -> tuple[dict, dict]:
-    rows: dict[str, list[Row]] = {}
-    counters: dict[str, dict] = {}
+def _load(ds: Dataset, image_id: str):
+    """The sample, or the SambenchError that says why it cannot be used (recorded as failed rows)."""
     try:
-        sample = ds.load(image_id)
+        return ds.load(image_id)
     except SambenchError as exc:
-        for model in done_by_model:
-            rows[model] = image_failure_rows(model, ds.name, image_id, [p.card for p in protocols], str(exc))
-        return rows, counters
-    for model, done in done_by_model.items():
-        ad = _adapter(config, adapters, model)
-        before = ad.counters()
-        rows[model] = evaluate_image(ad, model, sample, protocols, done, config.chunk_size)
-        after = ad.counters()
-        counters[model] = {k: after[k] - before[k] for k in after}
-    return rows, counters
+        return exc
+
+
+def _delta(after: dict, before: dict) -> dict:
+    return {k: v - before.get(k, 0) for k, v in after.items()}
+
+
+class ImageWorker:
+    """Computes the rows of a batch of images for every model of a run: each model built once, its
+    encoder run through the embedding cache ``encode_batch`` images at a time. The same object works in
+    the driver (serial), in each process-pool worker and in each Ray actor."""
+
+    def __init__(self, config: RunConfig, protocols: Optional[list[Protocol]] = None,
+                 adapters: Optional[dict] = None) -> None:
+        self.config = config
+        self.protocols = protocols if protocols is not None else _protocols(config)
+        self.adapters: dict[str, Adapter] = adapters if adapters is not None else {}
+        self.stages: dict[str, EncodeStage] = {}
+        self.datasets: dict[int, Dataset] = {}
+        self.cache: Optional[EmbeddingCache] = open_cache(config.cache_dir, config.cache_max_gb, config.cache_dtype)
+
+    def _stage(self, model: str) -> EncodeStage:
+        if model not in self.stages:
+            self.stages[model] = EncodeStage(_adapter(self.config, self.adapters, model), self.cache,
+                                             self.config.encode_batch)
+        return self.stages[model]
+
+    def batch(self, ds_index: int, image_ids: list[str], done_by_image: dict,
+              samples: Optional[list] = None) -> tuple[list[tuple[str, dict]], dict]:
+        """([(image_id, {model: rows})], {model: counter deltas}) for ``image_ids``; ``done_by_image``
+        maps image id → model → keys already stored; ``samples`` are preloaded samples (or errors)."""
+        if ds_index not in self.datasets:
+            self.datasets[ds_index] = self.config.datasets[ds_index].open()
+        ds = self.datasets[ds_index]
+        if samples is None:
+            samples = [_load(ds, i) for i in image_ids]
+        cards = [p.card for p in self.protocols]
+        out: dict[str, dict] = {i: {} for i in image_ids}
+        loaded = {}
+        for image_id, sample in zip(image_ids, samples):
+            if isinstance(sample, SambenchError):
+                for model in done_by_image[image_id]:
+                    out[image_id][model] = image_failure_rows(model, ds.name, image_id, cards, str(sample))
+            elif isinstance(sample, BaseException):
+                raise sample
+            else:
+                loaded[image_id] = sample
+        counters: dict[str, dict] = {}
+        for model in self.config.models:
+            todo = [i for i in loaded if model in done_by_image[i]]
+            if not todo:
+                continue
+            ad, stage = _adapter(self.config, self.adapters, model), self._stage(model)
+            before = {**ad.counters(), **stage.counters()}
+            plans = {i: plan_image(ad, model, loaded[i], self.protocols, done_by_image[i][model]) for i in todo}
+            states: dict[str, dict] = {i: {} for i in todo}
+            for prep in dict.fromkeys(p for _, groups in plans.values() for p, _ in groups):
+                need = [i for i in todo if any(p == prep for p, _ in plans[i][1])]
+                for i, state in zip(need, _encode_states(stage, [loaded[i].image for i in need], [prep])[prep]):
+                    states[i][prep] = state
+            for i in todo:
+                rows, groups = plans[i]
+                out[i][model] = rows + decode_image(ad, model, loaded[i], groups, states.pop(i), self.config.chunk_size)
+            counters[model] = _delta({**ad.counters(), **stage.counters()}, before)
+        return [(i, out[i]) for i in image_ids], counters
+
+
+_WORKER: dict = {}
+
+
+def _worker_init(config: RunConfig) -> None:
+    """Process-pool worker / Ray actor start: end with the driver, build models lazily."""
+    die_with_parent()
+    _WORKER.clear()
+    _WORKER["worker"] = ImageWorker(config)
+
+
+def _process_batch(ds_index: int, image_ids: list[str], done_by_image: dict) -> tuple[list, dict]:
+    """Worker entry: :meth:`ImageWorker.batch` in this process's worker."""
+    return _WORKER["worker"].batch(ds_index, image_ids, done_by_image)
 
 
 # ------------------------------------------------------------------------------------------- the run
@@ -296,6 +385,23 @@ def run(config: RunConfig) -> RunResult:
     if len(set(names)) != len(names):
         raise SambenchError(f"two datasets share the name '{[n for n in names if names.count(n) > 1][0]}': give --name")
 
+    if config.engine not in ENGINES:
+        raise SambenchError(f"--engine must be one of {', '.join(ENGINES)}, got {config.engine!r}")
+    if config.encode_batch < 1:
+        raise SambenchError(f"--encode-batch must be >= 1, got {config.encode_batch}")
+    open_cache(config.cache_dir, config.cache_max_gb, config.cache_dtype)  # bad cache settings fail here
+    lock = RunLock(config.out).acquire(wait=config.wait_lock)  # one writer per run directory
+    try:
+        return _run_locked(config, protocols, datasets, t0)
+    finally:
+        lock.release()
+
+
+#: How images are executed: ``local`` (serial, or a process pool) or ``ray`` (sambench/ray_engine.py).
+ENGINES = ("local", "ray")
+
+
+def _run_locked(config: RunConfig, protocols: list[Protocol], datasets: list[Dataset], t0: float) -> RunResult:
     run_dir = Path(config.out)
     store = Store(run_dir)
     old = read_manifest(run_dir)
@@ -315,31 +421,52 @@ def run(config: RunConfig) -> RunResult:
     if config.retry_failed:
         store.delete_failed(config.models)
 
-    workers = max(1, int(config.workers))
     counters = {m: {"encoder_calls": 0, "decoded_prompts": 0} for m in config.models}
     rows_added = 0
-    pool = None
-    if workers > 1:
-        pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(config,))
+    cards = [p.card for p in protocols]
+    pool = engine = None
+    if config.engine == "ray":
+        from sambench.ray_engine import RayEngine
+
+        # the driver's models were only needed for their signatures: the actors hold the replicas
+        for ad in adapters.values():
+            ad.close()
+        adapters.clear()
+        engine = RayEngine(_worker_init, _process_batch, config, workers=config.workers, address=config.ray_address,
+                           gpus_per_worker=config.gpus_per_worker)
+    elif (config.workers or 1) > 1:
+        pool = ProcessPoolExecutor(max_workers=config.workers, initializer=_worker_init, initargs=(config,))
+    local = ImageWorker(config, protocols, adapters)
     try:
         for di, ds in enumerate(datasets):
+            local.datasets[di] = ds
             ids = select_images(ds.name, ds.ids(), config.limit, config.shard)
+            batches = [ids[i:i + config.encode_batch] for i in range(0, len(ids), config.encode_batch)]
             bar = _progress(config, len(ids), ds.name)
-            jobs = []
-            for image_id in ids:
-                done_by_model = {m: store.done_keys(m, ds.name, image_id) for m in config.models}
-                if pool is None:
-                    rows, cnt = _image_rows(config, ds, image_id, protocols, adapters, done_by_model)
-                    rows_added += _commit(store, rows, cnt, counters, bar)
-                else:
-                    jobs.append(pool.submit(_process_image, di, image_id, done_by_model))
-            for fut in as_completed(jobs):
-                _, rows, cnt = fut.result()
-                rows_added += _commit(store, rows, cnt, counters, bar)
+
+            def done(batch: list[str]) -> dict:
+                return {i: {m: store.done_keys(m, ds.name, i) for m in config.models} for i in batch}
+
+            if engine is not None:
+                for (_, batch, _), result in engine.run([(di, b, done(b)) for b in batches]):
+                    if isinstance(result, BaseException):  # the image outlived max_retries actor deaths
+                        result = ([(i, {m: image_failure_rows(m, ds.name, i, cards, str(result))
+                                        for m in config.models}) for i in batch], {})
+                    rows_added += _commit(store, *result, counters, bar)
+            elif pool is not None:
+                jobs = [pool.submit(_process_batch, di, b, done(b)) for b in batches]
+                for fut in as_completed(jobs):
+                    rows_added += _commit(store, *fut.result(), counters, bar)
+            else:  # the loader thread reads the next images while the models work on these
+                load = lambda batch: [_load(ds, i) for i in batch]  # noqa: E731
+                for batch, samples in prefetch(batches, load, depth=config.prefetch):
+                    rows_added += _commit(store, *local.batch(di, batch, done(batch), samples), counters, bar)
             bar.close()
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+        if engine is not None:
+            engine.close()
 
     counts = store.count()
     manifest = _manifest(config, old, protocols, ds_info, signatures, counters, prompt_hashes(store), counts,
@@ -360,16 +487,18 @@ def select_images(dataset: str, ids: list[str], limit: Optional[int], shard: Opt
     return [x for x in ids if int(stable_hash("shard", dataset, x), 16) % n == i]
 
 
-def _commit(store: Store, rows: dict, cnt: dict, counters: dict, bar) -> int:
+def _commit(store: Store, results: list, cnt: dict, counters: dict, bar) -> int:
+    """Write each image's rows (one transaction per (model, image)) and add the batch's counters."""
     added = 0
-    for model, model_rows in rows.items():
-        added += store.write(model_rows)  # one transaction per (model, image)
+    for _, rows in results:
+        for model_rows in rows.values():
+            added += store.write(model_rows)
+        bar.update(1)
     for model, c in cnt.items():
         for k, v in c.items():
-            counters[model][k] += v
+            counters[model][k] = counters[model].get(k, 0) + v
     bar.rows = getattr(bar, "rows", 0) + added
     bar.set_postfix(rows=bar.rows, refresh=False)
-    bar.update(1)
     return added
 
 

@@ -3,7 +3,17 @@
 import os
 import tempfile
 
+import pytest
+
 _ROOT = tempfile.mkdtemp(prefix="sambench-tests-")
 os.environ["SAMBENCH_HASH_CACHE"] = os.path.join(_ROOT, "checkpoint-hashes.json")
 os.environ["SAMBENCH_CHECKPOINTS"] = os.path.join(_ROOT, "checkpoints")
+os.environ["SAMBENCH_CACHE"] = os.path.join(_ROOT, "embeddings")
 os.environ.pop("SAMBENCH_CARDS", None)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_embedding_cache(tmp_path_factory, monkeypatch):
+    """Each test (and every `sambench` subprocess it starts) gets an empty embedding cache, so encoder
+    counts never depend on which tests ran before."""
+    monkeypatch.setenv("SAMBENCH_CACHE", str(tmp_path_factory.mktemp("embeddings")))
