@@ -36,17 +36,31 @@ def _config(out, **kw):
     return RunConfig(**base)
 
 
-def test_ray_rows_equal_local_rows_and_actors_fill_a_shared_cache(tmp_path):
-    local = run(_config(tmp_path / "local"))
+@pytest.fixture
+def one_thread():
+    """Ray gives each 1-CPU actor one torch thread (OMP_NUM_THREADS=1). CPU float reductions depend on
+    the thread count (scores move by ~1e-7), so the local reference runs with one thread as well."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_ray_rows_equal_local_rows_and_actors_fill_a_shared_cache(tmp_path, one_thread):
+    local = run(_config(tmp_path / "local", protocols=["stable-sam-paper"], levels=None, draws=1))
     cache = tmp_path / "shared-cache"
-    ray_res = run(_config(tmp_path / "ray", engine="ray", workers=2, cache_dir=str(cache)))
-    assert _rows(tmp_path / "ray") == _rows(tmp_path / "local") and len(_rows(tmp_path / "local")) == 2 * 3 * 2
+    ray_res = run(_config(tmp_path / "ray", protocols=["stable-sam-paper"], levels=None, draws=1, engine="ray",
+                          workers=2, cache_dir=str(cache)))
+    assert _rows(tmp_path / "ray") == _rows(tmp_path / "local") and len(_rows(tmp_path / "local")) == 2 * 3 * 4
     assert ray_res.counters["sam-tiny"]["encoder_calls"] == local.counters["sam-tiny"]["encoder_calls"] == 3
     assert ray_res.counters["sam-tiny"]["cache_writes"] == 3
     m = json.loads((tmp_path / "ray" / "manifest.json").read_text())
     assert m["config"]["engine"] == "ray" and m["counters"]["sam-tiny"]["cache_misses"] == 3
     # the entries the actors wrote serve a later local run: 0 encoder calls, identical rows
-    warm = run(_config(tmp_path / "warm", cache_dir=str(cache)))
+    warm = run(_config(tmp_path / "warm", protocols=["stable-sam-paper"], levels=None, draws=1,
+                       cache_dir=str(cache)))
     assert warm.counters["sam-tiny"]["encoder_calls"] == 0 and warm.counters["sam-tiny"]["cache_hits"] == 3
     assert _rows(tmp_path / "warm") == _rows(tmp_path / "local")
 
@@ -80,7 +94,7 @@ RAY_ARGS = ["run", "-m", "sam-tiny", "-p", "noisy-box", "--levels", "0,0.5", "--
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_a_killed_actor_s_images_are_retried_and_every_row_exists_once(tmp_path):
+def test_a_killed_actor_s_images_are_retried_and_every_row_exists_once(tmp_path, one_thread):
     limit = ["--limit", "5"]
     proc = subprocess.Popen([sys.executable, "-m", "sambench", *RAY_ARGS, *limit, "--out", str(tmp_path / "ray")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_cli_env())
