@@ -176,23 +176,6 @@ def test_concurrent_writers_and_readers_never_see_a_partial_entry(tmp_path, imag
     assert [p.name for p in (cache_dir).rglob(".tmp-*")] == []
 
 
-@pytest.mark.slow
-def test_batched_encode_gives_the_per_image_results(images, sam, hq, sam_states):
-    """A batch of two images (different sizes) through one encoder pass equals encoding each alone."""
-    for adapter, prep in ((sam, "sam"), (hq, "hq-sam-1024")):
-        singles = sam_states if adapter is sam else [adapter.encode(im, prep) for im in images]
-        calls = adapter.encoder_calls
-        batched = adapter.encode_batch(images, prep)
-        assert adapter.encoder_calls == calls + 2
-        for image, b, single in zip(images, batched, singles):
-            assert b.original_size == single.original_size and b.input_size == single.input_size
-            assert torch.allclose(b.features, single.features, atol=1e-5, rtol=1e-4)
-            if adapter.hq:
-                assert torch.allclose(b.interm[0], single.interm[0], atol=1e-5, rtol=1e-4)
-            pb, ps = _predict(adapter, b, image, n=1), _predict(adapter, single, image, n=1)
-            assert (pb.masks == ps.masks).mean() > 0.999 and np.allclose(pb.scores, ps.scores, atol=1e-4)
-
-
 def test_encode_stage_batches_misses_and_attributes_a_failure(tmp_path, images, sam):
     bad = np.zeros((10, 10), dtype=np.uint8)  # not RGB: the adapter refuses it
     stage = EncodeStage(sam, EmbeddingCache(tmp_path), batch=2)
@@ -205,3 +188,61 @@ def test_encode_stage_batches_misses_and_attributes_a_failure(tmp_path, images, 
     assert torch.equal(again[0].features, out[0].features)
     # without a cache, or for a baseline, the stage just encodes
     assert EncodeStage(build_adapter("box-fill"), EmbeddingCache(tmp_path)).counters() == {}
+
+
+# ------------------------------------------------------------------------------------------ in a run
+
+
+def _run_rows(run_dir):
+    import sqlite3
+
+    from sambench.store import COLUMNS
+
+    con = sqlite3.connect(str(run_dir / "results.sqlite"))
+    rows = con.execute(f"SELECT {', '.join(COLUMNS)} FROM results ORDER BY model, image_id, object_id, protocol, "
+                       "level, draw").fetchall()
+    con.close()
+    return rows
+
+
+@pytest.mark.slow
+def test_a_warm_run_makes_no_encoder_call_and_gives_identical_rows(tmp_path):
+    """Cold run fills the cache; the same run elsewhere, another protocol and Stable-SAM (same base
+    encoder) then make 0 encoder calls; a corrupted entry is reported, recomputed, and the rows are
+    unchanged."""
+    import json
+
+    from sambench.runner import DatasetSpec, RunConfig, run
+
+    cache = tmp_path / "cache"
+
+    def cfg(out, **kw):
+        base = dict(models=["sam-tiny"], protocols=["gt-box"], datasets=[DatasetSpec("grabcut-sample")],
+                    out=tmp_path / out, limit=2, progress=False, device="cpu", cache_dir=str(cache))
+        return RunConfig(**{**base, **kw})
+
+    cold = run(cfg("cold"))
+    assert cold.counters["sam-tiny"]["encoder_calls"] == 2 and cold.counters["sam-tiny"]["cache_writes"] == 2
+    warm = run(cfg("warm"))
+    assert warm.counters["sam-tiny"] == {"encoder_calls": 0, "decoded_prompts": 2, "cache_hits": 2,
+                                         "cache_misses": 0, "cache_corrupt": 0, "cache_writes": 0}
+    assert _run_rows(tmp_path / "warm") == _run_rows(tmp_path / "cold")
+    manifest = json.loads((tmp_path / "warm" / "manifest.json").read_text())
+    assert manifest["counters"]["sam-tiny"]["cache_hits"] == 2 and manifest["config"]["cache_dir"] == str(cache)
+    other = run(cfg("other", protocols=["points"], levels=["1"], draws=1))
+    assert other.counters["sam-tiny"]["encoder_calls"] == 0 and other.counters["sam-tiny"]["cache_hits"] == 2
+    stable = run(cfg("stable", models=["stable-sam-tiny"]))
+    assert stable.counters["stable-sam-tiny"]["encoder_calls"] == 0
+    # corrupt one entry: detected, recomputed once, rows identical
+    entry = EmbeddingCache(cache).entries()[0].path
+    data = bytearray(entry.read_bytes())
+    data[-3] ^= 0x55
+    entry.write_bytes(bytes(data))
+    fixed = run(cfg("fixed"))
+    c = fixed.counters["sam-tiny"]
+    assert (c["encoder_calls"], c["cache_corrupt"], c["cache_hits"], c["cache_writes"]) == (1, 1, 1, 1)
+    assert _run_rows(tmp_path / "fixed") == _run_rows(tmp_path / "cold")
+    assert EmbeddingCache(cache).verify() == []
+    # --no-cache (cache_dir None) neither reads nor writes
+    none = run(cfg("none", cache_dir=None))
+    assert none.counters["sam-tiny"] == {"encoder_calls": 2, "decoded_prompts": 2}

@@ -1,4 +1,4 @@
-"""One writer per run directory, helpers die with their driver, the loader thread keeps order."""
+"""One writer per run directory; helper processes die with their driver."""
 
 import json
 import os
@@ -6,13 +6,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from sambench.loader import prefetch
 from sambench.runlock import LOCK_NAME, RunLock
 from sambench.types import SambenchError
 
@@ -149,22 +147,3 @@ def test_no_pool_worker_outlives_a_sigkilled_driver(tmp_path):
     args = ["run", "-m", "grabcut", "--option", "grabcut.max_side=96", "--levels", "0,0.5,1", "--draws", "5",
             "--limit", "13", "--workers", "2", "-q", "--no-report"]
     kill_driver_and_check_workers(args, tmp_path / "r", min_workers=2, grace_s=5)
-
-
-def test_prefetch_keeps_order_loads_ahead_and_hands_back_errors():
-    started = []
-
-    def load(k):
-        started.append(k)
-        if k == 2:
-            raise ValueError("bad image 2")
-        return k * 10
-
-    it = prefetch(range(6), load, depth=2)
-    assert next(it) == (0, 0)
-    time.sleep(0.3)  # the consumer works on image 0: images 1 and 2 load meanwhile, not 3
-    assert started == [0, 1, 2]
-    rest = list(it)
-    assert [k for k, _ in rest] == [1, 2, 3, 4, 5]
-    assert rest[0][1] == 10 and isinstance(rest[1][1], ValueError) and rest[4][1] == 50
-    assert list(prefetch([1, 2], lambda k: k, depth=0)) == [(1, 1), (2, 2)]

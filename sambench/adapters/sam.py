@@ -44,7 +44,7 @@ on CUDA only (an error elsewhere). Nothing calls ``.cuda()``.
 
 **Options** (model card ``options:``, overridable per run): ``variant`` (vit_b/vit_l/vit_h/tiny),
 ``hq_token_only`` (HQ-SAM only, default false as in HQ-SAM's predictor; HQ-SAM's paper evaluation
-scores the HQ-token mask alone, i.e. true), ``mask_threshold`` (0.0), ``chunk_size`` (prompts per
+scores the HQ-token mask alone, i.e. true), ``mask_threshold`` (0.0), ``chunk_size`` (``auto`` or prompts per
 decoder batch), ``dtype``, ``seed`` (random-init weights, default 0) and ``random_init`` (true: ignore
 the card's checkpoint and use random weights — smoke tests of the full-size architectures).
 """
@@ -103,6 +103,32 @@ def resolve_device(device: Optional[str]) -> torch.device:
     return dev
 
 
+#: Decoder memory per prompt in a batch, fp32, with headroom: the mask decoder repeats the 256×64×64
+#: image embedding and its positional encoding per prompt (2 × 4 MB), upscales to 32×256×256 (8 MB) through
+#: 64×128×128 (4 MB), plus attention and hypernetwork buffers; HQ-SAM adds its own 32×256×256 HQ features
+#: and the fused ViT features. Doubled for allocator fragmentation and autograd-free temporaries.
+DECODE_BYTES_PER_PROMPT = {False: 48 << 20, True: 96 << 20}
+#: CPU (and MPS) decoder batch: beyond 8 prompts a CPU gains nothing (results/benchmarks.md).
+CPU_CHUNK_SIZE = 8
+MAX_AUTO_CHUNK = 256
+
+
+def decode_chunk_size(device: torch.device, hq: bool = False, free_bytes: Optional[int] = None) -> int:
+    """``chunk_size: auto``: prompts per decoder batch sized to the device's memory.
+
+    CUDA: half of the currently free device memory (``torch.cuda.mem_get_info``, i.e. after the model and
+    the image embeddings are resident) divided by :data:`DECODE_BYTES_PER_PROMPT`, between 1 and
+    :data:`MAX_AUTO_CHUNK` — e.g. ~70 prompts with 7 GB free, 256 on a 40 GB card. CPU and MPS:
+    :data:`CPU_CHUNK_SIZE` (8), the measured knee on CPU. The masks do not depend on it beyond float
+    rounding of batched products.
+    """
+    if device.type != "cuda" and free_bytes is None:
+        return CPU_CHUNK_SIZE
+    if free_bytes is None:
+        free_bytes, _ = torch.cuda.mem_get_info(device)
+    return int(max(1, min(MAX_AUTO_CHUNK, (free_bytes // 2) // DECODE_BYTES_PER_PROMPT[hq])))
+
+
 def _package_version(name: str) -> Optional[str]:
     try:
         return version(name)
@@ -120,7 +146,7 @@ class SamOptions:
     variant: str
     hq_token_only: bool = False
     mask_threshold: float = 0.0
-    chunk_size: int = 8
+    chunk_size: int | str = 8  # an integer, or "auto": see decode_chunk_size()
     dtype: str = "fp32"
     seed: int = 0
     random_init: bool = False
@@ -166,8 +192,8 @@ def parse_options(options: Optional[dict], *, hq: bool, where: str, extra_keys: 
     if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not np.isfinite(thr):
         raise SambenchError(f"{where}: option 'mask_threshold' must be a finite number (a logit), got {thr!r}")
     chunk = opts.get("chunk_size", SamOptions.chunk_size)
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise SambenchError(f"{where}: option 'chunk_size' must be an integer >= 1, got {chunk!r}")
+    if chunk != "auto" and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+        raise SambenchError(f"{where}: option 'chunk_size' must be an integer >= 1 or auto, got {chunk!r}")
     dtype = opts.get("dtype", "fp32") or "fp32"
     if dtype not in DTYPES:
         raise SambenchError(f"{where}: option 'dtype' must be fp32, bf16 or fp16, got {dtype!r}")
@@ -279,7 +305,8 @@ class SamAdapter(Adapter):
         self.options = options
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.weights_id = weights_id
-        self.chunk_size = options.chunk_size
+        self.chunk_size = (decode_chunk_size(self.device, hq=self.hq) if options.chunk_size == "auto"
+                           else options.chunk_size)
         self.mask_threshold = options.mask_threshold
         self._autocast_dtype = DTYPES[options.dtype]
         if self._autocast_dtype is not None and self.device.type != "cuda":
