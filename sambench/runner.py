@@ -2,70 +2,65 @@
 
 For every image: load it once; for every model, work out which (protocol, level, draw, object) rows
 are still missing from the store (resume), encode the image once per preprocessing mode those rows
-need, decode their prompts in chunks of ``chunk_size``, score each mask against its GT, and write all
-rows of that (model, image) in one transaction. Failures (unreadable image, empty mask, a prompt kind
+need, decode their prompts ``prompts_per_call`` at a time, score each mask against its GT, and write all
+rows of that (model, image) in one transaction. Failures (unreadable image, empty mask, a prompt form
 the model cannot take, any exception an adapter raises in ``encode`` or ``predict`` — out of memory
 included) become ``failed`` rows with their reason: never dropped. Failed rows count as done on resume
 (the same input fails the same way); ``--retry-failed`` deletes them first so they run again.
 
-Images can be spread over a process pool (``workers``): every worker builds its own adapters, results
-come back to the parent, which alone writes to SQLite. Prompts are keyed and baselines reseed their own
-RNG per prompt, so the rows do not depend on the number of workers or on the order of completion.
+:func:`run` reads top-down as its stages: check the configuration, open the protocols and datasets,
+claim their identities in the store, execute the images on an engine, record the manifest.
+
+Engines (:data:`ENGINES`) decide where images are evaluated: ``serial`` in this process (a loader thread
+reads the next images meanwhile; ``encode_batch`` images share one encoder pass), ``process`` on a pool of
+processes where every worker builds its own adapters and results come back to the parent, which alone
+writes to SQLite, and ``ray`` on Ray actors (sambench/ray_engine.py), whose results also come back to the
+parent. Encoders go through the embedding cache (sambench/cache.py, sambench/encode.py) when
+``cache_dir`` is set. One process writes a run directory at a time (sambench/runlock.py); pool workers
+end with the parent however it ends (sambench/lifetime.py). Prompts are keyed and baselines reseed their own RNG per prompt, so the rows do not
+depend on the engine, the number of workers or the order of completion.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
-import platform
-import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, NamedTuple, Optional
 
 import numpy as np
+import pandas as pd
 
-import sambench
-from sambench.adapters import build_adapter
+from sambench.adapters import build_adapter, is_cpu_baseline
 from sambench.adapters.base import Adapter
-from sambench.cache import DEFAULT_MAX_GB, EmbeddingCache, open_cache
+from sambench.cache import DEFAULT_MAX_GB, STORAGES, EmbeddingCache, open_cache
 from sambench.encode import EncodeStage
 from sambench.lifetime import die_with_parent
 from sambench.loader import prefetch
 from sambench.runlock import RunLock
 from sambench.cards import ProtocolCard, load_model_card, load_protocol_card, with_overrides
-from sambench.datasets import Dataset, open_dataset
+from sambench.datasets import Dataset, DatasetSpec
 from sambench.metrics import boundary_iou, encode_rle, iou
 from sambench.prompts import Protocol, PromptTask, prompt_set_hash
-from sambench.store import Row, Store, read_manifest, write_manifest
+from sambench.store import (DATASET_IDENTITY, IMAGE_ROW_COLUMNS, MODEL_IDENTITY, PROTOCOL_IDENTITY, Invocation, Row,
+                            Store, read_manifest, updated_manifest, write_manifest)
 from sambench.types import SambenchError, canonical_json, stable_hash
 
-
-@dataclass
-class DatasetSpec:
-    """How to (re)open a dataset: what ``open_dataset`` takes. Recorded in the manifest."""
-
-    spec: str
-    format: Optional[str] = None
-    name: Optional[str] = None
-    images: Optional[str] = None
-    masks: Optional[str] = None
-    options: dict = field(default_factory=dict)
-
-    def open(self) -> Dataset:
-        return open_dataset(self.spec, format=self.format, name=self.name, images=self.images, masks=self.masks,
-                            **self.options)
-
-    def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None and v != {}}
+__all__ = ["DatasetSpec", "RunConfig", "RunResult", "run", "default_workers", "select_images", "ENGINES"]
 
 
 @dataclass
 class RunConfig:
-    """Everything a run needs; ``checkpoints``/``plugins``/``model_options`` are keyed by model name."""
+    """Everything a run needs; ``checkpoints``/``plugins``/``model_options`` are keyed by model name.
+
+    ``prompts_per_call``: prompts handed to ``adapter.predict`` at once (the adapter may batch its decoder
+    in smaller chunks of its own, e.g. SAM's ``chunk_size`` option). ``workers``: None applies
+    :func:`default_workers`. ``engine``: a name in :data:`ENGINES`; None is ``serial`` for one worker,
+    else ``process``.
+    """
 
     models: list[str]
     protocols: list[str]
@@ -76,26 +71,25 @@ class RunConfig:
     seed: Optional[int] = None
     limit: Optional[int] = None
     shard: Optional[tuple[int, int]] = None
-    chunk_size: int = 64
-    workers: Optional[int] = 1
+    prompts_per_call: int = 64
+    workers: Optional[int] = None
+    engine: Optional[str] = None
     device: str = "auto"
     checkpoints: dict = field(default_factory=dict)
     plugins: dict = field(default_factory=dict)
     model_options: dict = field(default_factory=dict)
     retry_failed: bool = False
     progress: bool = True
-    #: ``local`` (this process, or a process pool with ``workers`` > 1) or ``ray`` (sambench/ray_engine.py;
-    #: ``workers`` = actors, None = one per GPU / CPU of the cluster).
-    engine: str = "local"
+    #: Ray engine: cluster address (None: start a local instance) and GPUs per actor (docs/scale.md).
     ray_address: Optional[str] = None
     gpus_per_worker: float = 0.0
-    #: Embedding cache directory (sambench/cache.py); None = no cache.
+    #: Embedding cache directory (sambench/cache.py); None = no cache. Size limit and storage dtype.
     cache_dir: Optional[str] = None
     cache_max_gb: float = DEFAULT_MAX_GB
     cache_dtype: str = "fp32"
-    #: Images per encoder forward pass (SAM family; others loop).
+    #: Images per encoder forward pass (SAM family; other adapters loop).
     encode_batch: int = 1
-    #: Images the loader thread reads ahead (0 = inline).
+    #: Images the serial engine's loader thread reads ahead (0 = inline).
     prefetch: int = 2
     #: Wait for another run holding the run directory instead of refusing.
     wait_lock: bool = False
@@ -108,11 +102,6 @@ class RunConfig:
         return d
 
 
-#: Fields of a model signature / protocol identity that a resumed run must share with the stored rows.
-MODEL_IDENTITY = ("adapter", "adapter_version", "weights_sha256", "variant", "options", "plugin_id", "plugin_config")
-PROTOCOL_IDENTITY = ("version", "seed", "mask_selection", "preprocessing")
-
-
 @dataclass
 class RunResult:
     run_dir: Path
@@ -121,6 +110,16 @@ class RunResult:
     counters: dict
     wall_time_s: float
     manifest: dict
+    #: Every row of the run directory after the run (``Store.frame``): read once, before the store closes.
+    rows: Optional[pd.DataFrame] = None
+
+
+def default_workers(models: list[str]) -> int:
+    """The worker-count policy: one process per usable CPU when every model is a CPU baseline (a pool
+    over images pays off), else 1 (a torch model uses the cores itself, and loads once)."""
+    if not all(is_cpu_baseline(m) for m in models):
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 # ------------------------------------------------------------------------------------- per image work
@@ -149,267 +148,332 @@ def image_failure_rows(model: str, dataset: str, image_id: str, protocols: Itera
                 protocol_version=p.version, status="failed", error=error) for p in protocols]
 
 
-def plan_image(adapter: Adapter, model: str, sample, protocols: list[Protocol], done: set
-               ) -> tuple[list[Row], dict[tuple[str, str], list[PromptTask]]]:
-    """The rows that fail before any model work, and the missing tasks grouped by (preprocessing,
-    mask selection) — the encoder runs once per preprocessing mode."""
-    rows: list[Row] = []
+def _pending(adapter: Adapter, model: str, sample, protocols: list[Protocol], done: set,
+             failed: list[Row]) -> dict[tuple[str, str], list[PromptTask]]:
+    """The tasks still to run, grouped by (preprocessing, mask_selection); unusable ones go to ``failed``."""
     groups: dict[tuple[str, str], list[PromptTask]] = {}
     for proto in protocols:
         for task in proto.tasks(sample.dataset, sample.image_id, sample.objects):
-            if (task.object_id, task.protocol, task.level, task.draw) in done:
+            if tuple(getattr(task, c) for c in IMAGE_ROW_COLUMNS) in done:
                 continue
             if task.prompt is None:
-                rows.append(_row(task, model, sample.dataset, sample.image_id, status="failed",
-                                 error=f"{sample.dataset}/{sample.image_id}/{task.object_id}: {task.error}"))
-            elif task.prompt.kind not in adapter.capabilities:
-                rows.append(_row(task, model, sample.dataset, sample.image_id, status="failed",
-                                 error=f"model '{model}' cannot take a '{task.prompt.kind}' prompt"))
+                failed.append(_row(task, model, sample.dataset, sample.image_id, status="failed",
+                                   error=f"{sample.dataset}/{sample.image_id}/{task.object_id}: {task.error}"))
+            elif task.prompt.form not in adapter.capabilities:
+                failed.append(_row(task, model, sample.dataset, sample.image_id, status="failed",
+                                   error=f"model '{model}' cannot take a '{task.prompt.form}' prompt"))
             else:
                 groups.setdefault((proto.card.preprocessing, proto.card.mask_selection), []).append(task)
-    return rows, groups
+    return groups
 
 
-def decode_image(adapter: Adapter, model: str, sample, groups: dict, states: dict, chunk_size: int) -> list[Row]:
-    """Rows of the planned ``groups``: decode in chunks against ``states`` (preprocessing → encoded
-    state, or the exception its encoding raised), score each mask."""
-    gts = {o.id: o for o in sample.objects}
-    gt_areas = {o.id: int(np.count_nonzero(o.mask)) for o in sample.objects}
+def _scored_rows(pred, tasks: list[PromptTask], model: str, sample, gt_areas: dict) -> list[Row]:
+    """Rows of one predicted chunk: IoU, boundary IoU, areas, RLE; a mask of the wrong size fails."""
+    gts = {o.id: o.mask for o in sample.objects}
+    rows = []
+    for i, task in enumerate(tasks):
+        mask, gt = pred.masks[i], gts[task.object_id]
+        if mask.shape != gt.shape:
+            rows.append(_row(task, model, sample.dataset, sample.image_id, status="failed",
+                             error=f"model '{model}' returned a {mask.shape} mask for a {gt.shape} image"))
+            continue
+        score = float(pred.scores[i])
+        extras = pred.extras[i] if pred.extras is not None and pred.extras[i] else None
+        rows.append(_row(task, model, sample.dataset, sample.image_id,
+                         iou=iou(mask, gt), biou=boundary_iou(mask, gt),
+                         score=None if np.isnan(score) else score,
+                         gt_area=gt_areas[task.object_id], pred_area=int(np.count_nonzero(mask)),
+                         mask_rle=canonical_json(encode_rle(mask)),
+                         extras=canonical_json(extras) if extras else None, status="ok"))
+    return rows
+
+
+def _decode_groups(adapter: Adapter, model: str, sample, groups: dict, states: dict,
+                   prompts_per_call: int) -> list[Row]:
+    """Rows of the pending ``groups``: decode ``prompts_per_call`` at a time against ``states``
+    (preprocessing → encoded state, or the exception its encoding raised) and score."""
     rows: list[Row] = []
+    gt_areas = {o.id: int(np.count_nonzero(o.mask)) for o in sample.objects}
+    where = f"{sample.dataset}/{sample.image_id}"
     for (prep, selection), tasks in groups.items():
         state = states[prep]
         if isinstance(state, BaseException):  # recorded, never dropped: the run goes on with the next group
-            err = _describe(state, f"model '{model}' failed to encode {sample.dataset}/{sample.image_id}")
+            err = _describe(state, f"model '{model}' failed to encode {where}")
             rows.extend(_row(t, model, sample.dataset, sample.image_id, status="failed", error=err) for t in tasks)
             continue
-        for start in range(0, len(tasks), chunk_size):
-            chunk = tasks[start:start + chunk_size]
+        for start in range(0, len(tasks), prompts_per_call):
+            chunk = tasks[start:start + prompts_per_call]
             try:
                 pred = adapter.predict(state, [t.prompt for t in chunk], mask_selection=selection)
             except Exception as exc:
-                err = _describe(exc, f"model '{model}' failed to decode on {sample.dataset}/{sample.image_id}")
+                err = _describe(exc, f"model '{model}' failed to decode on {where}")
                 rows.extend(_row(t, model, sample.dataset, sample.image_id, status="failed", error=err) for t in chunk)
                 continue
-            for i, task in enumerate(chunk):
-                mask = pred.masks[i]
-                gt = gts[task.object_id].mask
-                if mask.shape != gt.shape:
-                    rows.append(_row(task, model, sample.dataset, sample.image_id, status="failed",
-                                     error=f"model '{model}' returned a {mask.shape} mask for a {gt.shape} image"))
-                    continue
-                score = float(pred.scores[i])
-                extras = pred.extras[i] if pred.extras is not None and pred.extras[i] else None
-                rows.append(_row(task, model, sample.dataset, sample.image_id,
-                                 iou=iou(mask, gt), biou=boundary_iou(mask, gt),
-                                 score=None if np.isnan(score) else score,
-                                 gt_area=gt_areas[task.object_id], pred_area=int(np.count_nonzero(mask)),
-                                 mask_rle=canonical_json(encode_rle(mask)),
-                                 extras=canonical_json(extras) if extras else None, status="ok"))
+            rows.extend(_scored_rows(pred, chunk, model, sample, gt_areas))
             del pred
     return rows
 
 
-def _encode_states(stage: EncodeStage, images: list, preps: list[str]) -> dict:
-    states: dict = {}
-    for prep in preps:
-        try:
-            states[prep] = stage.encode(images, prep)
-        except Exception as exc:  # noqa: BLE001 - the stage already isolates per-image failures
-            states[prep] = [exc] * len(images)
-    return states
+def _encode(stage: EncodeStage, images: list, prep: str) -> list:
+    """Per image, its state or the exception that prevented it (the stage isolates per-image failures)."""
+    try:
+        return stage.encode(images, prep)
+    except Exception as exc:  # noqa: BLE001 - e.g. a cache problem: every image of the call fails alike
+        return [exc] * len(images)
 
 
 def evaluate_image(adapter: Adapter, model: str, sample, protocols: list[Protocol], done: set,
-                   chunk_size: int, stage: Optional[EncodeStage] = None) -> list[Row]:
-    """All missing rows of one (model, image): encode once per preprocessing, decode in chunks, score."""
-    rows, groups = plan_image(adapter, model, sample, protocols, done)
+                   prompts_per_call: int, stage: Optional[EncodeStage] = None) -> list[Row]:
+    """All missing rows of one (model, image): encode once per preprocessing (through ``stage``, which
+    may hold an embedding cache), decode in calls, score."""
+    rows: list[Row] = []
+    groups = _pending(adapter, model, sample, protocols, done, rows)
     stage = stage or EncodeStage(adapter)
-    preps = list(dict.fromkeys(p for p, _ in groups))
-    by_prep = _encode_states(stage, [sample.image], preps)
-    return rows + decode_image(adapter, model, sample, groups, {p: v[0] for p, v in by_prep.items()}, chunk_size)
+    states = {prep: _encode(stage, [sample.image], prep)[0] for prep in dict.fromkeys(p for p, _ in groups)}
+    return rows + _decode_groups(adapter, model, sample, groups, states, prompts_per_call)
 
 
-# ------------------------------------------------------------------------------------- worker plumbing
+class ImageJob(NamedTuple):
+    """One image to evaluate: its dataset (index into the run's datasets), id, and per model the
+    :data:`~sambench.store.IMAGE_ROW_COLUMNS` already stored."""
 
-def _adapter(config: RunConfig, cache: dict, model: str) -> Adapter:
-    if model not in cache:
-        cache[model] = build_adapter(model, device=config.device, checkpoint=config.checkpoints.get(model),
-                                     plugin=config.plugins.get(model), options=config.model_options.get(model))
-    return cache[model]
-
-
-def _load(ds: Dataset, image_id: str):
-    """The sample, or the SambenchError that says why it cannot be used (recorded as failed rows)."""
-    try:
-        return ds.load(image_id)
-    except SambenchError as exc:
-        return exc
+    dataset_index: int
+    image_id: str
+    done_by_model: dict
 
 
-def _delta(after: dict, before: dict) -> dict:
-    return {k: v - before.get(k, 0) for k, v in after.items()}
+class ImageResult(NamedTuple):
+    """Rows per model of one image, and each adapter's counter increments."""
+
+    image_id: str
+    rows: dict
+    counters: dict
 
 
-class ImageWorker:
-    """Computes the rows of a batch of images for every model of a run: each model built once, its
-    encoder run through the embedding cache ``encode_batch`` images at a time. The same object works in
-    the driver (serial), in each process-pool worker and in each Ray actor."""
+class ImageWork:
+    """Evaluates images: holds the protocols, the opened datasets, the adapters (built on first use) and
+    their encode stages (embedding cache, ``encode_batch``)."""
 
-    def __init__(self, config: RunConfig, protocols: Optional[list[Protocol]] = None,
-                 adapters: Optional[dict] = None) -> None:
-        self.config = config
-        self.protocols = protocols if protocols is not None else _protocols(config)
-        self.adapters: dict[str, Adapter] = adapters if adapters is not None else {}
-        self.stages: dict[str, EncodeStage] = {}
-        self.datasets: dict[int, Dataset] = {}
+    def __init__(self, config: RunConfig, protocols: list[Protocol], datasets: Optional[list[Dataset]] = None,
+                 adapters: Optional[dict[str, Adapter]] = None) -> None:
+        self.config, self.protocols = config, protocols
+        self.datasets: dict[int, Dataset] = dict(enumerate(datasets or []))
+        self.adapters: dict[str, Adapter] = dict(adapters or {})
         self.cache: Optional[EmbeddingCache] = open_cache(config.cache_dir, config.cache_max_gb, config.cache_dtype)
+        self.stages: dict[str, EncodeStage] = {}
 
-    def _stage(self, model: str) -> EncodeStage:
+    def stage(self, model: str) -> EncodeStage:
         if model not in self.stages:
-            self.stages[model] = EncodeStage(_adapter(self.config, self.adapters, model), self.cache,
-                                             self.config.encode_batch)
+            self.stages[model] = EncodeStage(self.adapter(model), self.cache, self.config.encode_batch)
         return self.stages[model]
 
-    def batch(self, ds_index: int, image_ids: list[str], done_by_image: dict,
-              samples: Optional[list] = None) -> tuple[list[tuple[str, dict]], dict]:
-        """([(image_id, {model: rows})], {model: counter deltas}) for ``image_ids``; ``done_by_image``
-        maps image id → model → keys already stored; ``samples`` are preloaded samples (or errors)."""
-        if ds_index not in self.datasets:
-            self.datasets[ds_index] = self.config.datasets[ds_index].open()
-        ds = self.datasets[ds_index]
-        if samples is None:
-            samples = [_load(ds, i) for i in image_ids]
-        cards = [p.card for p in self.protocols]
-        out: dict[str, dict] = {i: {} for i in image_ids}
-        loaded = {}
-        for image_id, sample in zip(image_ids, samples):
+    def release_models(self) -> None:
+        """Drop this process's adapters (the Ray driver: actors hold the replicas)."""
+        for ad in self.adapters.values():
+            ad.close()
+        self.adapters.clear()
+        self.stages.clear()
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def adapter(self, model: str) -> Adapter:
+        if model not in self.adapters:
+            c = self.config
+            self.adapters[model] = build_adapter(model, device=c.device, checkpoint=c.checkpoints.get(model),
+                                                 plugin=c.plugins.get(model), options=c.model_options.get(model))
+        return self.adapters[model]
+
+    def dataset(self, index: int) -> Dataset:
+        if index not in self.datasets:
+            self.datasets[index] = self.config.datasets[index].open()
+        return self.datasets[index]
+
+    def load(self, job: ImageJob):
+        """The job's sample, or the SambenchError saying why it cannot be used (recorded as failed rows)."""
+        try:
+            return self.dataset(job.dataset_index).load(job.image_id)
+        except SambenchError as exc:
+            return exc
+
+    def __call__(self, job: ImageJob) -> ImageResult:
+        return self.batch([job])[0]
+
+    def batch(self, jobs: list[ImageJob], samples: Optional[list] = None) -> list[ImageResult]:
+        """Results of several images, in order: per model, the cache misses among them share encoder passes
+        of ``encode_batch`` images; then each image is decoded and scored. A batch's counter increments are
+        carried by its first result. ``samples``: preloaded (loader thread) samples or errors."""
+        samples = samples if samples is not None else [self.load(j) for j in jobs]
+        rows: list[dict] = [{} for _ in jobs]
+        loaded: dict[int, Any] = {}
+        for k, (job, sample) in enumerate(zip(jobs, samples)):
             if isinstance(sample, SambenchError):
-                for model in done_by_image[image_id]:
-                    out[image_id][model] = image_failure_rows(model, ds.name, image_id, cards, str(sample))
+                name = self.dataset(job.dataset_index).name
+                for model in job.done_by_model:
+                    rows[k][model] = image_failure_rows(model, name, job.image_id, [p.card for p in self.protocols],
+                                                        str(sample))
             elif isinstance(sample, BaseException):
                 raise sample
             else:
-                loaded[image_id] = sample
+                loaded[k] = sample
         counters: dict[str, dict] = {}
         for model in self.config.models:
-            todo = [i for i in loaded if model in done_by_image[i]]
+            todo = [k for k in loaded if model in jobs[k].done_by_model]
             if not todo:
                 continue
-            ad, stage = _adapter(self.config, self.adapters, model), self._stage(model)
+            ad, stage = self.adapter(model), self.stage(model)
             before = {**ad.counters(), **stage.counters()}
-            plans = {i: plan_image(ad, model, loaded[i], self.protocols, done_by_image[i][model]) for i in todo}
-            states: dict[str, dict] = {i: {} for i in todo}
-            for prep in dict.fromkeys(p for _, groups in plans.values() for p, _ in groups):
-                need = [i for i in todo if any(p == prep for p, _ in plans[i][1])]
-                for i, state in zip(need, _encode_states(stage, [loaded[i].image for i in need], [prep])[prep]):
-                    states[i][prep] = state
-            for i in todo:
-                rows, groups = plans[i]
-                out[i][model] = rows + decode_image(ad, model, loaded[i], groups, states.pop(i), self.config.chunk_size)
-            counters[model] = _delta({**ad.counters(), **stage.counters()}, before)
-        return [(i, out[i]) for i in image_ids], counters
+            failed: dict[int, list[Row]] = {k: [] for k in todo}
+            groups = {k: _pending(ad, model, loaded[k], self.protocols, jobs[k].done_by_model[model], failed[k])
+                      for k in todo}
+            states: dict[int, dict] = {k: {} for k in todo}
+            for prep in dict.fromkeys(p for g in groups.values() for p, _ in g):
+                need = [k for k in todo if any(p == prep for p, _ in groups[k])]
+                for k, state in zip(need, _encode(stage, [loaded[k].image for k in need], prep)):
+                    states[k][prep] = state
+            for k in todo:
+                rows[k][model] = failed[k] + _decode_groups(ad, model, loaded[k], groups[k], states.pop(k),
+                                                            self.config.prompts_per_call)
+            after = {**ad.counters(), **stage.counters()}
+            counters[model] = {key: v - before.get(key, 0) for key, v in after.items()}
+        return [ImageResult(job.image_id, rows[k], counters if k == 0 else {}) for k, job in enumerate(jobs)]
+
+
+def batches(items: Iterable, size: int) -> Iterator[list]:
+    """Consecutive lists of ``size`` items (the last may be shorter), consumed lazily."""
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# ------------------------------------------------------------------------------------------- engines
+
+
+class SerialEngine:
+    """Images in this process, with the parent's adapters, ``encode_batch`` at a time; a loader thread
+    reads the next ``prefetch`` batches while the models work (sambench/loader.py)."""
+
+    def __init__(self, work: ImageWork, workers: int = 1) -> None:
+        self.work = work
+
+    def map(self, jobs: Iterable[ImageJob]) -> Iterator[ImageResult]:
+        work = self.work
+
+        def load(batch: list[ImageJob]) -> list:
+            return [work.load(j) for j in batch]
+
+        # lazily: a job's done keys are read when the loader reaches it, a few images ahead of the model
+        for batch, samples in prefetch(batches(jobs, work.config.encode_batch), load, depth=work.config.prefetch):
+            if isinstance(samples, BaseException):
+                raise samples
+            yield from work.batch(batch, samples)
+
+    def close(self) -> None:
+        pass
 
 
 _WORKER: dict = {}
 
 
 def _worker_init(config: RunConfig) -> None:
-    """Process-pool worker / Ray actor start: end with the driver, build models lazily."""
+    """Pool worker / Ray actor start: end when the parent ends (even by SIGKILL); build models lazily."""
     die_with_parent()
-    _WORKER.clear()
-    _WORKER["worker"] = ImageWorker(config)
+    _WORKER["work"] = ImageWork(config, protocols_of(config))
 
 
-def _process_batch(ds_index: int, image_ids: list[str], done_by_image: dict) -> tuple[list, dict]:
-    """Worker entry: :meth:`ImageWorker.batch` in this process's worker."""
-    return _WORKER["worker"].batch(ds_index, image_ids, done_by_image)
+def _worker_job(job: ImageJob) -> ImageResult:
+    return _WORKER["work"](job)
 
 
-# ------------------------------------------------------------------------------------------- the run
+def _worker_batch(jobs: list[ImageJob]) -> list[ImageResult]:
+    return _WORKER["work"].batch(jobs)
 
 
-def _protocols(config: RunConfig) -> list[Protocol]:
-    return [Protocol(with_overrides(load_protocol_card(p), levels=config.levels, draws=config.draws, seed=config.seed))
-            for p in config.protocols]
+class ProcessPoolEngine:
+    """Images spread over ``workers`` processes; each builds its own adapters and datasets from the
+    config (so the config must pickle); results arrive in completion order."""
+
+    def __init__(self, work: ImageWork, workers: int) -> None:
+        self.pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(work.config,))
+
+    def map(self, jobs: Iterable[ImageJob]) -> Iterator[ImageResult]:
+        futures = [self.pool.submit(_worker_job, job) for job in jobs]
+        for fut in as_completed(futures):
+            yield fut.result()
+
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
 
 
-def git_commit() -> Optional[str]:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
-                             text=True, timeout=5)
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
+def _ray_engine(work: ImageWork, workers: Optional[int]):
+    """The Ray engine (imported only when asked for: Ray is an optional dependency)."""
+    from sambench.ray_engine import RayEngine
+
+    return RayEngine(work, workers)
 
 
-def library_versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    libs = {"python": platform.python_version()}
-    for name in ("numpy", "opencv-python-headless", "pycocotools", "torch", "torchvision", "segment-anything",
-                 "segment-anything-hq", "timm", "pandas", "scipy"):
-        try:
-            libs[name] = version(name)
-        except PackageNotFoundError:
-            libs[name] = None
-    return libs
+#: Engine name → class (or factory) taking ``(work, workers)`` with ``map(jobs)`` and ``close()``.
+ENGINES = {"serial": SerialEngine, "process": ProcessPoolEngine, "ray": _ray_engine}
 
 
-def prompt_hashes(store: Store) -> dict:
-    """:func:`sambench.prompts.prompt_set_hash` of the stored prompts, per protocol and dataset."""
-    cur = store.conn.execute("SELECT DISTINCT protocol, dataset, image_id, object_id, level, draw, prompt_hash "
-                             "FROM results WHERE prompt_hash IS NOT NULL")
-    groups: dict[tuple, list] = {}
-    for protocol, dataset, *entry in cur:
-        groups.setdefault((protocol, dataset), []).append(entry)
-    out: dict = {}
-    for (protocol, dataset), entries in groups.items():
-        out.setdefault(protocol, {})[dataset] = prompt_set_hash(entries)
-    return out
+def make_engine(work: ImageWork, workers: Optional[int], name: Optional[str] = None):
+    name = name or ("serial" if (workers or 1) == 1 else "process")
+    if name not in ENGINES:
+        raise SambenchError(f"unknown engine '{name}' (known: {', '.join(ENGINES)})")
+    return ENGINES[name](work, workers)
 
 
-def run(config: RunConfig) -> RunResult:
-    """Run (or resume) the benchmark described by ``config`` into ``config.out``."""
-    t0 = time.perf_counter()
-    if config.chunk_size < 1:
-        raise SambenchError(f"--chunk-size must be >= 1, got {config.chunk_size}")
+# ------------------------------------------------------------------------------------------- stages
+
+
+def check_config(config: RunConfig) -> None:
+    """Refuse impossible numbers and unknown model names before any work."""
+    if config.prompts_per_call < 1:
+        raise SambenchError(f"--prompts-per-call must be >= 1, got {config.prompts_per_call}")
     if config.shard is not None and not (0 <= config.shard[0] < config.shard[1]):
         raise SambenchError(f"--shard must be I/N with 0 <= I < N, got {config.shard[0]}/{config.shard[1]}")
     if config.limit is not None and config.limit < 1:
         raise SambenchError(f"--limit must be >= 1, got {config.limit}")
+    if config.workers is not None and config.workers < 1:
+        raise SambenchError(f"--workers must be >= 1, got {config.workers}")
+    if config.engine is not None and config.engine not in ENGINES:
+        raise SambenchError(f"unknown engine '{config.engine}' (known: {', '.join(ENGINES)})")
+    if config.encode_batch < 1:
+        raise SambenchError(f"--encode-batch must be >= 1, got {config.encode_batch}")
+    if config.cache_dtype not in STORAGES:
+        raise SambenchError(f"--cache-dtype must be one of {', '.join(STORAGES)}, got {config.cache_dtype!r}")
+    if not config.cache_max_gb > 0:
+        raise SambenchError(f"--cache-max-gb must be > 0, got {config.cache_max_gb}")
     for m in config.models:
-        load_model_card(m)  # unknown names fail before any work
-    protocols = _protocols(config)
+        load_model_card(m)
+
+
+def protocols_of(config: RunConfig) -> list[Protocol]:
+    return [Protocol(with_overrides(load_protocol_card(p), levels=config.levels, draws=config.draws, seed=config.seed))
+            for p in config.protocols]
+
+
+def open_datasets(config: RunConfig) -> list[Dataset]:
     datasets = [s.open() for s in config.datasets]
     names = [d.name for d in datasets]
     if len(set(names)) != len(names):
         raise SambenchError(f"two datasets share the name '{[n for n in names if names.count(n) > 1][0]}': give --name")
-
-    if config.engine not in ENGINES:
-        raise SambenchError(f"--engine must be one of {', '.join(ENGINES)}, got {config.engine!r}")
-    if config.encode_batch < 1:
-        raise SambenchError(f"--encode-batch must be >= 1, got {config.encode_batch}")
-    open_cache(config.cache_dir, config.cache_max_gb, config.cache_dtype)  # bad cache settings fail here
-    lock = RunLock(config.out).acquire(wait=config.wait_lock)  # one writer per run directory
-    try:
-        return _run_locked(config, protocols, datasets, t0)
-    finally:
-        lock.release()
+    return datasets
 
 
-#: How images are executed: ``local`` (serial, or a process pool) or ``ray`` (sambench/ray_engine.py).
-ENGINES = ("local", "ray")
-
-
-def _run_locked(config: RunConfig, protocols: list[Protocol], datasets: list[Dataset], t0: float) -> RunResult:
-    run_dir = Path(config.out)
-    store = Store(run_dir)
-    old = read_manifest(run_dir)
-    adapters: dict[str, Adapter] = {}
-    signatures = {m: _adapter(config, adapters, m).signature() for m in config.models}
+def claim_identities(store: Store, work: ImageWork, datasets: list[Dataset]) -> tuple[dict, dict]:
+    """Record every model, protocol and dataset identity before the first row (or refuse a changed one).
+    Returns (model signatures, dataset manifest entries)."""
+    config = work.config
+    signatures = {m: work.adapter(m).signature() for m in config.models}
     for m, sig in signatures.items():
         store.claim_identity("model", m, sig, MODEL_IDENTITY)
-    for p in protocols:
+    for p in work.protocols:
         ident = p.card.identity()
         ident["settings"] = {s.pop("level"): s for s in ident["settings"]}
         store.claim_identity("protocol", p.name, ident, PROTOCOL_IDENTITY)
@@ -417,63 +481,8 @@ def _run_locked(config: RunConfig, protocols: list[Protocol], datasets: list[Dat
     for spec, d in zip(config.datasets, datasets):
         ds_info[d.name] = {"content_hash": d.content_hash(), "n_images": len(d.ids()), "spec": spec.to_dict(),
                            "describe": d.describe()}
-        store.claim_identity("dataset", d.name, {"content_hash": ds_info[d.name]["content_hash"]}, ("content_hash",))
-    if config.retry_failed:
-        store.delete_failed(config.models)
-
-    counters = {m: {"encoder_calls": 0, "decoded_prompts": 0} for m in config.models}
-    rows_added = 0
-    cards = [p.card for p in protocols]
-    pool = engine = None
-    if config.engine == "ray":
-        from sambench.ray_engine import RayEngine
-
-        # the driver's models were only needed for their signatures: the actors hold the replicas
-        for ad in adapters.values():
-            ad.close()
-        adapters.clear()
-        engine = RayEngine(_worker_init, _process_batch, config, workers=config.workers, address=config.ray_address,
-                           gpus_per_worker=config.gpus_per_worker)
-    elif (config.workers or 1) > 1:
-        pool = ProcessPoolExecutor(max_workers=config.workers, initializer=_worker_init, initargs=(config,))
-    local = ImageWorker(config, protocols, adapters)
-    try:
-        for di, ds in enumerate(datasets):
-            local.datasets[di] = ds
-            ids = select_images(ds.name, ds.ids(), config.limit, config.shard)
-            batches = [ids[i:i + config.encode_batch] for i in range(0, len(ids), config.encode_batch)]
-            bar = _progress(config, len(ids), ds.name)
-
-            def done(batch: list[str]) -> dict:
-                return {i: {m: store.done_keys(m, ds.name, i) for m in config.models} for i in batch}
-
-            if engine is not None:
-                for (_, batch, _), result in engine.run([(di, b, done(b)) for b in batches]):
-                    if isinstance(result, BaseException):  # the image outlived max_retries actor deaths
-                        result = ([(i, {m: image_failure_rows(m, ds.name, i, cards, str(result))
-                                        for m in config.models}) for i in batch], {})
-                    rows_added += _commit(store, *result, counters, bar)
-            elif pool is not None:
-                jobs = [pool.submit(_process_batch, di, b, done(b)) for b in batches]
-                for fut in as_completed(jobs):
-                    rows_added += _commit(store, *fut.result(), counters, bar)
-            else:  # the loader thread reads the next images while the models work on these
-                load = lambda batch: [_load(ds, i) for i in batch]  # noqa: E731
-                for batch, samples in prefetch(batches, load, depth=config.prefetch):
-                    rows_added += _commit(store, *local.batch(di, batch, done(batch), samples), counters, bar)
-            bar.close()
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-        if engine is not None:
-            engine.close()
-
-    counts = store.count()
-    manifest = _manifest(config, old, protocols, ds_info, signatures, counters, prompt_hashes(store), counts,
-                         time.perf_counter() - t0)
-    write_manifest(run_dir, manifest)
-    store.close()
-    return RunResult(run_dir, rows_added, counts, counters, time.perf_counter() - t0, manifest)
+        store.claim_identity("dataset", d.name, {"content_hash": ds_info[d.name]["content_hash"]}, DATASET_IDENTITY)
+    return signatures, ds_info
 
 
 def select_images(dataset: str, ids: list[str], limit: Optional[int], shard: Optional[tuple[int, int]]) -> list[str]:
@@ -487,18 +496,43 @@ def select_images(dataset: str, ids: list[str], limit: Optional[int], shard: Opt
     return [x for x in ids if int(stable_hash("shard", dataset, x), 16) % n == i]
 
 
-def _commit(store: Store, results: list, cnt: dict, counters: dict, bar) -> int:
-    """Write each image's rows (one transaction per (model, image)) and add the batch's counters."""
+def _jobs(store: Store, models: list[str], index: int, ds: Dataset, ids: list[str]) -> Iterator[ImageJob]:
+    for image_id in ids:
+        yield ImageJob(index, image_id, {m: store.done_keys(m, ds.name, image_id) for m in models})
+
+
+def execute(store: Store, work: ImageWork, datasets: list[Dataset]) -> tuple[int, dict]:
+    """Evaluate every selected image of every dataset on the engine; write each image's rows as they come.
+    Returns (rows added, counters per model)."""
+    config = work.config
+    workers = config.workers
+    if workers is None and config.engine != "ray":  # ray: the engine sizes itself to the cluster
+        workers = default_workers(config.models)
+    counters = {m: {"encoder_calls": 0, "decoded_prompts": 0} for m in config.models}
+    rows_added = 0
+    engine = make_engine(work, workers, config.engine)
+    try:
+        for index, ds in enumerate(datasets):
+            ids = select_images(ds.name, ds.ids(), config.limit, config.shard)
+            bar = _progress(config, len(ids), ds.name)
+            for result in engine.map(_jobs(store, config.models, index, ds, ids)):
+                rows_added += _commit(store, result, counters, bar)
+            bar.close()
+    finally:
+        engine.close()
+    return rows_added, counters
+
+
+def _commit(store: Store, result: ImageResult, counters: dict, bar) -> int:
     added = 0
-    for _, rows in results:
-        for model_rows in rows.values():
-            added += store.write(model_rows)
-        bar.update(1)
-    for model, c in cnt.items():
+    for model_rows in result.rows.values():
+        added += store.write(model_rows)  # one transaction per (model, image)
+    for model, c in result.counters.items():
         for k, v in c.items():
             counters[model][k] = counters[model].get(k, 0) + v
     bar.rows = getattr(bar, "rows", 0) + added
     bar.set_postfix(rows=bar.rows, refresh=False)
+    bar.update(1)
     return added
 
 
@@ -509,38 +543,44 @@ def _progress(config: RunConfig, total: int, name: str):
                 file=sys.stderr, smoothing=0.1)
 
 
-def _manifest(config: RunConfig, old: dict, protocols: list[Protocol], ds_info: dict, signatures: dict,
-              counters: dict, phashes: dict, counts: dict, wall: float) -> dict:
-    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    prev_counters = old.get("counters", {})
-    merged_counters = {m: dict(v) for m, v in prev_counters.items()}
-    for m, c in counters.items():
-        acc = merged_counters.setdefault(m, {"encoder_calls": 0, "decoded_prompts": 0})
-        for k, v in c.items():
-            acc[k] = acc.get(k, 0) + v
-    protos = dict(old.get("protocols", {}))
-    for p in protocols:
-        protos[p.name] = {"version": p.card.version, "identity": p.card.identity(), "seed": p.card.seed,
-                          "card": str(p.card.path) if p.card.path else None}
-    for p, by_ds in phashes.items():
-        protos.setdefault(p, {})["prompt_hash"] = by_ds
-    invocations = list(old.get("invocations", []))
-    invocations.append({"at": now, "argv": sys.argv, "config": config.public(), "wall_time_s": round(wall, 3),
-                        "counters": counters})
-    return {
-        "sambench_version": sambench.__version__,
-        "schema_version": 1,
-        "git_commit": git_commit(),
-        "created": old.get("created", now),
-        "updated": now,
-        "config": config.public(),
-        "protocols": protos,
-        "datasets": {**old.get("datasets", {}), **ds_info},
-        "models": {**old.get("models", {}), **signatures},
-        "seed": config.seed,
-        "libraries": library_versions(),
-        "platform": {"machine": platform.machine(), "system": platform.system(), "cpus": os.cpu_count()},
-        "counters": merged_counters,
-        "rows": counts,
-        "invocations": invocations,
-    }
+def prompt_hashes(store: Store) -> dict:
+    """:func:`sambench.prompts.prompt_set_hash` of the stored prompts, per protocol and dataset."""
+    out: dict = {}
+    for (protocol, dataset), entries in store.prompt_entries().items():
+        out.setdefault(protocol, {})[dataset] = prompt_set_hash(entries)
+    return out
+
+
+def record_manifest(store: Store, work: ImageWork, signatures: dict, ds_info: dict, counters: dict,
+                    wall: float) -> dict:
+    """Merge this run into ``manifest.json`` (sambench.store owns the format) and return it."""
+    config = work.config
+    protocols = {p.name: {"version": p.card.version, "identity": p.card.identity(), "seed": p.card.seed,
+                          "card": str(p.card.path) if p.card.path else None} for p in work.protocols}
+    new = Invocation(config=config.public(), seed=config.seed, protocols=protocols,
+                     prompt_hashes=prompt_hashes(store), datasets=ds_info, models=signatures, counters=counters,
+                     rows=store.count(), wall_time_s=wall)
+    manifest = updated_manifest(read_manifest(store.run_dir), new)
+    write_manifest(store.run_dir, manifest)
+    return manifest
+
+
+def run(config: RunConfig, adapters: Optional[dict[str, Adapter]] = None,
+        datasets: Optional[list[Dataset]] = None) -> RunResult:
+    """Run (or resume) the benchmark described by ``config`` into ``config.out``.
+
+    ``adapters`` (model name → built adapter) and ``datasets`` (opened, in ``config.datasets`` order)
+    replace building them from the config, for callers that hold the objects (:mod:`sambench.api`).
+    """
+    t0 = time.perf_counter()
+    check_config(config)
+    work = ImageWork(config, protocols_of(config), datasets or open_datasets(config), adapters)
+    datasets = [work.dataset(i) for i in range(len(config.datasets))]
+    with RunLock(config.out).acquire(wait=config.wait_lock), Store(config.out) as store:  # one writer per run dir
+        signatures, ds_info = claim_identities(store, work, datasets)
+        if config.retry_failed:
+            store.delete_failed(config.models)
+        rows_added, counters = execute(store, work, datasets)
+        manifest = record_manifest(store, work, signatures, ds_info, counters, time.perf_counter() - t0)
+        counts, rows = manifest["rows"], store.frame()
+    return RunResult(Path(config.out), rows_added, counts, counters, time.perf_counter() - t0, manifest, rows)
