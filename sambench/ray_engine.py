@@ -21,8 +21,9 @@ SQLite, exactly as a local run: the engine only decides *where* an image's rows 
 * **Cache.** Actors use the run's embedding cache directory; on a cluster give a path every node sees
   (NFS): entries are written atomically and never need a lock to read.
 
-The work itself is the runner's: ``init(config)`` once per actor and ``work(job)`` per image — the same
-two functions the local process pool uses, so a Ray run gives the same rows as a local one.
+The work itself is the runner's: ``_worker_init(config)`` once per actor (as in a pool worker) and
+:meth:`sambench.runner.ImageWork.batch` per batch of ``encode_batch`` images, so a Ray run gives the
+same rows as a local one.
 """
 
 from __future__ import annotations
@@ -54,23 +55,26 @@ class _Worker:
     def pid(self) -> int:
         return os.getpid()
 
-    def work(self, fn: Callable, job: tuple) -> Any:
-        return fn(*job)
+    def work(self, fn: Callable, jobs: list) -> Any:
+        return fn(jobs)
 
 
 class RayEngine:
-    """Run ``work(*job)`` for every job on Ray actors (see the module docstring)."""
+    """The ``ray`` engine of :data:`sambench.runner.ENGINES`: ``map(jobs)`` yields one
+    :class:`~sambench.runner.ImageResult` per job, computed on actors (see the module docstring)."""
 
-    def __init__(self, init: Callable, work: Callable, config: Any, *, workers: Optional[int] = None,
-                 address: Optional[str] = None, cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0,
+    def __init__(self, work: Any, workers: Optional[int] = None, *, cpus_per_worker: float = 1.0,
                  max_retries: int = DEFAULT_MAX_RETRIES, inflight: int = DEFAULT_INFLIGHT,
                  local_cpus: Optional[int] = None) -> None:
+        from sambench.runner import _worker_batch, _worker_init
+
         ray = _import_ray()
-        if gpus_per_worker < 0 or cpus_per_worker <= 0:
-            raise SambenchError(f"--gpus-per-worker must be >= 0 and CPUs per worker > 0 "
-                                f"(got {gpus_per_worker}, {cpus_per_worker})")
-        self.ray = ray
-        self.work = work
+        config = work.config
+        address, gpus = config.ray_address, float(config.gpus_per_worker or 0.0)
+        if gpus < 0 or cpus_per_worker <= 0:
+            raise SambenchError(f"--gpus-per-worker must be >= 0, got {gpus}")
+        self.ray, self.work, self.fn = ray, work, _worker_batch
+        self.batch = max(1, int(config.encode_batch))
         self.max_retries = int(max_retries)
         self.inflight = max(1, int(inflight))
         self._started_ray = False
@@ -86,10 +90,11 @@ class RayEngine:
             except ConnectionError as exc:
                 raise SambenchError(f"--address {address}: cannot connect to a Ray cluster ({exc})") from None
             self._started_ray = True
-        self.n_workers = workers or self._default_workers(cpus_per_worker, gpus_per_worker)
-        remote = ray.remote(_Worker).options(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker,
+        work.release_models()  # the driver only needed them for their signatures: the actors hold replicas
+        self.n_workers = workers or self._default_workers(cpus_per_worker, gpus)
+        remote = ray.remote(_Worker).options(num_cpus=cpus_per_worker, num_gpus=gpus,
                                              max_restarts=self.max_retries, max_task_retries=self.max_retries)
-        self.actors = [remote.remote(init, config) for _ in range(self.n_workers)]
+        self.actors = [remote.remote(_worker_init, config) for _ in range(self.n_workers)]
 
     def _default_workers(self, cpus: float, gpus: float) -> int:
         res = self.ray.cluster_resources()
@@ -100,15 +105,29 @@ class RayEngine:
         """The process id of every live actor (they change when Ray restarts one)."""
         return self.ray.get([a.pid.remote() for a in self.actors])
 
-    def run(self, jobs: Iterable[tuple]) -> Iterator[tuple[tuple, Any]]:
-        """Yield ``(job, result)`` as results arrive; ``result`` is an exception for an image whose
-        actor died more than ``max_retries`` times."""
+    def _lost(self, jobs: list, exc: Exception) -> list:
+        """Failed-row results for the images of a batch whose actor died more than ``max_retries`` times."""
+        from sambench.runner import ImageResult, image_failure_rows
+
+        why = f"Ray worker died {self.max_retries + 1} times on this image ({type(exc).__name__})"
+        cards = [p.card for p in self.work.protocols]
+        out = []
+        for job in jobs:
+            name = self.work.dataset(job.dataset_index).name
+            out.append(ImageResult(job.image_id, {m: image_failure_rows(m, name, job.image_id, cards, why)
+                                                  for m in job.done_by_model}, {}))
+        return out
+
+    def map(self, jobs: Iterable) -> Iterator:
+        """Yield results as they arrive; batches of ``encode_batch`` images travel together."""
         ray = self.ray
         from ray.exceptions import RayActorError
 
-        queue = deque(jobs)
+        from sambench.runner import batches
+
+        queue = deque(batches(jobs, self.batch))
         live = list(range(len(self.actors)))
-        running: dict = {}  # ObjectRef -> (actor index, job)
+        running: dict = {}  # ObjectRef -> (actor index, batch of jobs)
         load = {i: 0 for i in live}
 
         def fill() -> None:
@@ -116,27 +135,25 @@ class RayEngine:
                 i = min(live, key=lambda k: load[k])
                 if load[i] >= self.inflight:
                     return
-                job = queue.popleft()
-                running[self.actors[i].work.remote(self.work, job)] = (i, job)
+                batch = queue.popleft()
+                running[self.actors[i].work.remote(self.fn, batch)] = (i, batch)
                 load[i] += 1
 
         fill()
         while running:
             done, _ = ray.wait(list(running), num_returns=1)
-            ref = done[0]
-            i, job = running.pop(ref)
+            i, batch = running.pop(done[0])
             load[i] -= 1
             try:
-                result = ray.get(ref)
+                results = ray.get(done[0])
             except RayActorError as exc:  # restarts exhausted: this actor is gone for good
                 if i in live:
                     live.remove(i)
-                result = SambenchError(f"Ray worker died {self.max_retries + 1} times on this image "
-                                       f"({type(exc).__name__})")
+                results = self._lost(batch, exc)
                 if not live and (queue or running):
-                    raise SambenchError("every Ray worker died; the rows written so far are kept — "
+                    raise SambenchError("every Ray worker died; the rows written so far are kept: "
                                         "re-run the same command to resume") from None
-            yield job, result
+            yield from results
             fill()
 
     def close(self) -> None:
@@ -149,12 +166,6 @@ class RayEngine:
         self.actors = []
         if self._started_ray:
             self.ray.shutdown()
-
-    def __enter__(self) -> "RayEngine":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 __all__ = ["RayEngine"]
