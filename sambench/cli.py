@@ -31,7 +31,7 @@ LAZY_COMMANDS = {
     "compare": "sambench.report.cli:compare_cmd",
     "download": "sambench.commands.download:download_cmd",
     "train": "sambench.commands.train:train_cmd",
-    "cache": "sambench.cache:cache_group",
+    "cache": "sambench.commands.cache:cache_group",
 }
 
 

@@ -246,3 +246,40 @@ def test_a_warm_run_makes_no_encoder_call_and_gives_identical_rows(tmp_path):
     # --no-cache (cache_dir None) neither reads nor writes
     none = run(cfg("none", cache_dir=None))
     assert none.counters["sam-tiny"] == {"encoder_calls": 2, "decoded_prompts": 2}
+
+
+class _ArrayAdapter:
+    """A minimal cacheable adapter: its 'state' is one array (exercises the cache without a model)."""
+
+    def cache_signature(self):
+        return {"family": "array", "variant": "test", "weights_sha256": "0" * 64, "dtype": "fp32"}
+
+    def state_to_tensors(self, state):
+        return {"x": state}, {"shape": list(state.shape)}
+
+    def state_from_tensors(self, tensors, meta):
+        return tensors["x"].numpy()
+
+
+def test_cache_command_lists_sizes_verifies_and_clears(tmp_path):
+    from click.testing import CliRunner
+
+    from sambench.cli import main
+
+    cache = EmbeddingCache(tmp_path)
+    ad = _ArrayAdapter()
+    for i in range(3):
+        cache.put(ad, f"img{i}", "sam", np.full((4, 5), i, dtype=np.float32))
+    assert np.array_equal(cache.get(ad, "img2", "sam"), np.full((4, 5), 2, dtype=np.float32))
+    cli = CliRunner()
+    ls = cli.invoke(main, ["cache", "ls", "--cache", str(tmp_path)])
+    assert ls.exit_code == 0 and len(ls.output.splitlines()) == 3 and "array/test" in ls.output
+    du = cli.invoke(main, ["cache", "du", "--cache", str(tmp_path)])
+    assert "3 entries" in du.output
+    assert cli.invoke(main, ["cache", "verify", "--cache", str(tmp_path)]).exit_code == 0
+    bad = cache.path(cache.key(ad.cache_signature(), "sam", "img1"))
+    bad.write_bytes(bad.read_bytes()[:-7])
+    v = cli.invoke(main, ["cache", "verify", "--cache", str(tmp_path), "--remove"])
+    assert v.exit_code == 1 and str(bad) in v.output and "1 bad" in v.output and not bad.exists()
+    assert cli.invoke(main, ["cache", "clear", "--cache", str(tmp_path)]).output.strip().endswith("removed 2 entries")
+    assert EmbeddingCache(tmp_path).entries() == []
