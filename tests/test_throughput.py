@@ -69,3 +69,23 @@ def test_prefetch_keeps_order_loads_ahead_and_hands_back_errors():
     assert [k for k, _ in rest] == [1, 2, 3, 4, 5]
     assert rest[0][1] == 10 and isinstance(rest[1][1], ValueError) and rest[4][1] == 50
     assert list(prefetch([1, 2], lambda k: k, depth=0)) == [(1, 1), (2, 2)]
+
+
+@pytest.mark.slow
+def test_a_run_with_encode_batch_2_gives_the_rows_of_single_encodes(tmp_path):
+    """The serial engine with --encode-batch 2 (one encoder pass for two images, loader thread ahead)
+    gives the per-image rows: same keys and prompts, masks within float rounding of batched products."""
+    from sambench.runner import DatasetSpec, RunConfig, run
+
+    def go(name, batch):
+        cfg = RunConfig(models=["sam-tiny"], protocols=["gt-box"], datasets=[DatasetSpec("grabcut-sample")],
+                        out=tmp_path / name, limit=3, progress=False, device="cpu", encode_batch=batch)
+        res = run(cfg)
+        return res, res.rows.sort_values(["image_id", "protocol", "level", "draw"]).reset_index(drop=True)
+
+    one, rows1 = go("one", 1)
+    two, rows2 = go("two", 2)
+    assert one.counters["sam-tiny"]["encoder_calls"] == two.counters["sam-tiny"]["encoder_calls"] == 3
+    assert len(rows1) == len(rows2) == 3 and (rows2.status == "ok").all()
+    assert list(rows1.prompt_hash) == list(rows2.prompt_hash)
+    assert np.allclose(rows1.iou, rows2.iou, atol=1e-3) and np.allclose(rows1.score, rows2.score, atol=1e-4)
