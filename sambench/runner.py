@@ -17,8 +17,9 @@ processes where every worker builds its own adapters and results come back to th
 writes to SQLite, and ``ray`` on Ray actors (sambench/ray_engine.py), whose results also come back to the
 parent. Encoders go through the embedding cache (sambench/cache.py, sambench/encode.py) when
 ``cache_dir`` is set. One process writes a run directory at a time (sambench/runlock.py); pool workers
-end with the parent however it ends (sambench/lifetime.py). Prompts are keyed and baselines reseed their own RNG per prompt, so the rows do not
-depend on the engine, the number of workers or the order of completion.
+end with the parent however it ends (sambench/lifetime.py). Prompts are keyed and baselines reseed their
+own RNG per prompt, so the rows do not depend on the engine, the number of workers or the order of
+completion (on CPUs, at equal torch thread counts: float reductions depend on them; docs/scale.md).
 """
 
 from __future__ import annotations
@@ -37,14 +38,14 @@ import pandas as pd
 from sambench.adapters import build_adapter, is_cpu_baseline
 from sambench.adapters.base import Adapter
 from sambench.cache import DEFAULT_MAX_GB, STORAGES, EmbeddingCache, open_cache
+from sambench.cards import ProtocolCard, load_model_card, load_protocol_card, with_overrides
+from sambench.datasets import Dataset, DatasetSpec
 from sambench.encode import EncodeStage
 from sambench.lifetime import die_with_parent
 from sambench.loader import prefetch
-from sambench.runlock import RunLock
-from sambench.cards import ProtocolCard, load_model_card, load_protocol_card, with_overrides
-from sambench.datasets import Dataset, DatasetSpec
 from sambench.metrics import boundary_iou, encode_rle, iou
 from sambench.prompts import Protocol, PromptTask, prompt_set_hash
+from sambench.runlock import RunLock
 from sambench.store import (DATASET_IDENTITY, IMAGE_ROW_COLUMNS, MODEL_IDENTITY, PROTOCOL_IDENTITY, Invocation, Row,
                             Store, read_manifest, updated_manifest, write_manifest)
 from sambench.types import SambenchError, canonical_json, stable_hash
