@@ -165,6 +165,40 @@ def estimate(enc_b_cpu: float, dec_cpu: float) -> dict:
             "measured_cpu_vit_b_encoder_s": enc_b_cpu, "measured_cpu_decode_s": dec_cpu}
 
 
+def fp16_effect(model: str, n_images: int, draws: int = 20) -> dict:
+    """In one process: encode each image once, decode the whole suite from the fp32 state and from the
+    same state after an fp16 cache round trip, and compare the masks and scores."""
+    from sambench.adapters import build_adapter
+    from sambench.cache import EmbeddingCache, image_hash
+    from sambench.cards import load_protocol_card, with_overrides
+    from sambench.datasets import open_dataset
+    from sambench.prompts import Protocol
+
+    ad = build_adapter(model, device="cpu", options={"random_init": True})
+    proto = Protocol(with_overrides(load_protocol_card("stable-sam-paper"), draws=draws))
+    ds = open_dataset("grabcut-sample")
+    a, b, sa, sb = {}, {}, [], []
+    with tempfile.TemporaryDirectory() as td:
+        cache = EmbeddingCache(td, storage="fp16")
+        for image_id in ds.ids()[:n_images]:
+            s = ds.load(image_id)
+            prompts = [t for t in proto.tasks(s.dataset, s.image_id, s.objects) if t.prompt is not None]
+            state = ad.encode(s.image, "sam")
+            cache.put(ad, image_hash(s.image), "sam", state)
+            half = cache.get(ad, image_hash(s.image), "sam")
+            p32 = ad.predict(state, [t.prompt for t in prompts])
+            p16 = ad.predict(half, [t.prompt for t in prompts])
+            for i, t in enumerate(prompts):
+                a[(image_id, t.level, t.draw)], b[(image_id, t.level, t.draw)] = p32.masks[i], p16.masks[i]
+            sa += list(p32.scores)
+            sb += list(p16.scores)
+            emb = float((state.features - half.features).abs().max())
+    out = _agreement(a, b)
+    out["max_abs_score_diff"] = float(np.max(np.abs(np.array(sa) - np.array(sb))))
+    out["max_abs_embedding_diff_last_image"] = emb
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=2)
@@ -172,7 +206,14 @@ def main() -> None:
     ap.add_argument("--naive-prompts", type=int, default=2, help="prompts per image timed in the naive loop")
     ap.add_argument("--skip", default="", help="comma-separated configurations to skip (naive, ray, fp16)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--fp16-only", action="store_true", help="only the in-process fp16-storage mask comparison")
     a = ap.parse_args()
+    if a.fp16_only:
+        r = fp16_effect(a.model, a.images)
+        print(f"fp16 storage vs fp32, {a.model}, {a.images} image(s): {r}")
+        if a.json:
+            a.json.write_text(json.dumps(r, indent=1) + "\n")
+        return
     skip = set(filter(None, a.skip.split(",")))
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     base = [sys.executable, "-m", "sambench", "run", "-m", a.model, "--option", "random_init=true",
