@@ -133,36 +133,47 @@ def _rows(run_dir: Path) -> list:
     return rows
 
 
-def estimate(enc_b_cpu: float, dec_cpu: float) -> dict:
+def scoring_cpu_s(h: int = 1536, w: int = 2048, n: int = 10) -> float:
+    """CPU seconds to score one mask at an HQ-dataset size (IoU, boundary IoU, RLE), measured here."""
+    from sambench.metrics import boundary_iou, encode_rle, iou
+    from sambench.types import canonical_json
+
+    yy, xx = np.mgrid[0:h, 0:w]
+    gt = ((yy - h / 2) ** 2 / (h / 3) ** 2 + (xx - w / 2) ** 2 / (w / 3) ** 2) < 1
+    pr = ((yy - h / 2 - 7) ** 2 / (h / 3.1) ** 2 + (xx - w / 2 + 5) ** 2 / (w / 3) ** 2) < 1
+    t = time.process_time()
+    for _ in range(n):
+        iou(pr, gt), boundary_iou(pr, gt), canonical_json(encode_rle(pr))
+    return (time.process_time() - t) / n
+
+
+def estimate(enc_b_cpu_s: float, dec_cpu_s: float, score_s: float, cores: int = 2) -> dict:
     """Wall time of the Stable-SAM paper suite — an ESTIMATE, not a measurement.
 
     Work: 4 HQ datasets (DIS5K-VD 470, COIFT 280, HRSOD 400, ThinObject5K-TE 500 = 1650 images, one
     object each) × ``stable-sam-paper`` (61 prompts per object) × SAM, HQ-SAM, Stable-SAM with ViT-L.
     Encoder calls with the cache: 2 per image (Stable-SAM reuses its base SAM's entries; HQ-SAM's weights
-    differ) = 3300; without it 3 per image = 4950. Decodes: 3 × 1650 × 61 = 301,950.
+    differ) = 3300. Decodes: 3 × 1650 × 61 = 301,950, each scored at full resolution on the CPU.
 
-    Per-call costs: the ViT-B CPU figures measured here are scaled to ViT-L by the encoders' FLOP ratio
-    (ViT-L/16 ≈ 3.3× ViT-B/16 at 1024²); the decoder is the same for every variant. The GPU costs are
-    assumptions stated, not measured (no GPU here): ViT-L encoder 0.10 s per image on one A100-class
-    GPU in fp32 (the SAM paper gives ~0.15 s for ViT-H), and 2 ms per decoded prompt including the
-    upsampling to the HQ images' 1–4 K resolutions (the decoder is ~4 M parameters; our CPU/GPU ratio
-    for it is assumed equal to the encoder's would give less). 8 GPUs = 8 Ray actors with
-    ``--gpus-per-worker 1``, images spread evenly, plus 60 s of start-up (Ray, 8 model loads).
+    Measured here (CPU seconds, robust to a shared machine): the ViT-B encoder and the decoder per prompt
+    (``enc_b_cpu_s``, ``dec_cpu_s``; wall on ``cores`` idle cores = CPU / cores), and scoring one mask at
+    2048×1536 (``score_s``). ViT-L ≈ 3.3× the ViT-B encoder's FLOPs at 1024²; the decoder is the same.
+    Assumed, not measured (no GPU here): ViT-L encoder 0.10 s per image on one A100-class GPU in fp32
+    (the SAM paper gives ~0.15 s for ViT-H) and 2 ms per decoded prompt with its upsampling; the scoring
+    stays on the CPU (one core per GPU worker). 8 GPUs = 8 Ray actors, images spread evenly, + 60 s
+    start-up (Ray, 8 model loads).
     """
     images, prompts = 1650, 61
-    enc_calls_cached, enc_calls_naive_models = 2 * images, 3 * images
-    decodes = 3 * images * prompts
-    vit_l_cpu = enc_b_cpu * 3.3
-    cpu_s = enc_calls_cached * vit_l_cpu + decodes * dec_cpu
+    enc_calls, decodes = 2 * images, 3 * images * prompts
+    cpu_h = (enc_calls * 3.3 * enc_b_cpu_s + decodes * (dec_cpu_s + score_s)) / cores / 3600
     gpu_enc, gpu_dec = 0.10, 0.002
-    one = enc_calls_cached * gpu_enc + decodes * gpu_dec
-    one_nocache = enc_calls_naive_models * gpu_enc + decodes * gpu_dec
-    naive = decodes * gpu_enc + decodes * gpu_dec  # re-encode per prompt
-    return {"images": images, "prompts_per_image": prompts, "encoder_calls": enc_calls_cached, "decodes": decodes,
-            "cpu_2core_h": cpu_s / 3600, "gpu1_h": one / 3600, "gpu1_no_shared_encoder_h": one_nocache / 3600,
-            "gpu8_h": (one / 8 + 60) / 3600, "gpu1_naive_h": naive / 3600,
-            "assumed_gpu_encoder_s": gpu_enc, "assumed_gpu_decode_s": gpu_dec,
-            "measured_cpu_vit_b_encoder_s": enc_b_cpu, "measured_cpu_decode_s": dec_cpu}
+    one = enc_calls * gpu_enc + decodes * (gpu_dec + score_s)
+    naive = decodes * (gpu_enc + gpu_dec + score_s)  # one encoder pass per prompt
+    return {"images": images, "prompts_per_image": prompts, "encoder_calls": enc_calls, "decodes": decodes,
+            "cpu_h": cpu_h, "cores": cores, "gpu1_h": one / 3600, "gpu8_h": (one / 8 + 60) / 3600,
+            "gpu1_naive_h": naive / 3600, "assumed_gpu_encoder_s": gpu_enc, "assumed_gpu_decode_s": gpu_dec,
+            "measured_vit_b_encoder_cpu_s": enc_b_cpu_s, "measured_decode_cpu_s": dec_cpu_s,
+            "measured_score_cpu_s_2048x1536": score_s}
 
 
 def fp16_effect(model: str, n_images: int, draws: int = 20) -> dict:
@@ -206,8 +217,15 @@ def main() -> None:
     ap.add_argument("--naive-prompts", type=int, default=2, help="prompts per image timed in the naive loop")
     ap.add_argument("--skip", default="", help="comma-separated configurations to skip (naive, ray, fp16)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--from-json", type=Path, default=None, help="recompute ratios and the estimate from a --json")
     ap.add_argument("--fp16-only", action="store_true", help="only the in-process fp16-storage mask comparison")
     a = ap.parse_args()
+    if a.from_json:
+        res = json.loads(a.from_json.read_text())
+        report(res, res["images"])
+        if a.json:
+            a.json.write_text(json.dumps(res, indent=1) + "\n")
+        return
     if a.fp16_only:
         r = fp16_effect(a.model, a.images)
         print(f"fp16 storage vs fp32, {a.model}, {a.images} image(s): {r}")
@@ -278,15 +296,21 @@ def main() -> None:
                   f"timed prompts: {per_prompt:.1f} s per prompt; {prompts} encoder calls)  "
                   f"peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
 
-    enc = (once["run_s"] - warm["run_s"]) / a.images  # the only difference is the encoder calls
-    dec = None
-    if "naive" in res:
-        # the naive per-prompt time is one encoder call + one decode: the decode share is what remains
-        dec = max(res["naive"]["s_per_prompt"] - res["naive"]["encode_s_per_call"], 0.0)
-    if dec is None or dec <= 0:
-        dec = warm["run_s"] / max(warm["counters"]["decoded_prompts"], 1)  # upper bound: includes start-up
-    res["per_call"] = {"encoder_s": enc, "decode_s": dec}
-    res["estimate"] = estimate(enc, dec)
+    report(res, a.images)
+    if a.json:
+        a.json.write_text(json.dumps(res, indent=1) + "\n")
+
+
+def report(res: dict, images: int) -> None:
+    """Ratios, per-call costs and the estimate from the measured configurations."""
+    once, cold, warm = res["encode-once"], res["cold-cache"], res["warm-cache"]
+    # CPU seconds: the encoder is the only difference between encode-once and warm; the warm run's CPU
+    # minus the model build (naive worker's build_s, ~1 thread) is decoding + scoring + start-up (an upper bound)
+    enc = (once["cpu_s"] - warm["cpu_s"]) / images
+    build = res.get("naive", {}).get("build_s", 0.0)
+    dec = (warm["cpu_s"] - build) / max(warm["counters"]["decoded_prompts"], 1)
+    res["per_call_cpu_s"] = {"encoder": enc, "decode_and_score_upper_bound": dec}
+    res["estimate"] = estimate(enc, dec, scoring_cpu_s())
     print("\n== ratios (wall time of each `sambench run` process, start-up included)")
     if "naive" in res:
         print(f"  naive / encode-once        {res['naive']['extrapolated_wall_s'] / once['wall_s']:6.1f}x  (naive extrapolated)")
@@ -295,17 +319,17 @@ def main() -> None:
     print(f"  cold cache / encode-once   {cold['wall_s'] / once['wall_s']:6.2f}x wall, "
           f"{cold['cpu_s'] / once['cpu_s']:6.2f}x CPU  (cost of writing the cache)")
     if "ray-2" in res:
-        print(f"  local / ray x2             {once['wall_s'] / res['ray-2']['wall_s']:6.2f}x wall, "
-              f"{once['cpu_s'] / res['ray-2']['cpu_s']:6.2f}x CPU")
-    print(f"  per call: ViT-B encoder {enc:.1f} s, decode {dec * 1000:.0f} ms per prompt (CPU)")
+        # (no CPU ratio: Ray's actors are reaped by its raylet, not by the driver, so RUSAGE_CHILDREN misses them)
+        print(f"  local / ray x2             {once['wall_s'] / res['ray-2']['wall_s']:6.2f}x wall;  peak RSS of the "
+              f"whole Ray tree {res['ray-2']['peak_tree_rss_mb']:.0f} MB vs {once['peak_rss_mb']:.0f} MB local")
+    print(f"  per call (CPU seconds): ViT-B encoder {enc:.1f}, decode + score <= {dec:.2f} per prompt")
     e = res["estimate"]
     print(f"\n== ESTIMATE (not a measurement) of the Stable-SAM paper suite, ViT-L, SAM + HQ-SAM + Stable-SAM, "
           f"{e['images']} images, {e['decodes']} decodes, {e['encoder_calls']} encoder calls:")
-    print(f"  this CPU (2 cores) {e['cpu_2core_h']:.0f} h;  1 GPU {e['gpu1_h']:.1f} h;  8 GPUs {e['gpu8_h']:.2f} h;  "
+    print(f"  {e['cores']} CPU cores {e['cpu_h']:.0f} h;  1 GPU {e['gpu1_h']:.1f} h;  8 GPUs {e['gpu8_h']:.2f} h;  "
           f"1 GPU naive loop {e['gpu1_naive_h']:.0f} h  (GPU costs assumed: encoder {e['assumed_gpu_encoder_s']} s, "
-          f"decode {e['assumed_gpu_decode_s'] * 1000:.0f} ms)")
-    if a.json:
-        a.json.write_text(json.dumps(res, indent=1) + "\n")
+          f"decode {e['assumed_gpu_decode_s'] * 1000:.0f} ms; scoring measured "
+          f"{e['measured_score_cpu_s_2048x1536'] * 1000:.0f} ms per 2048x1536 mask)")
 
 
 if __name__ == "__main__":
