@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import yaml
 
-from sambench.types import SambenchError
+from sambench.types import SambenchError, did_you_mean
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -345,7 +345,8 @@ def _load(kind: str, name: str):
             cards = {name: p}
         else:
             noun = "model" if kind == "models" else "protocol"
-            raise SambenchError(f"unknown {noun} '{name}' (known: {', '.join(sorted(cards)) or 'none'}; "
+            raise SambenchError(f"unknown {noun} '{name}'{did_you_mean(name, cards)} "
+                                f"(known: {', '.join(sorted(cards)) or 'none'}; "
                                 f"cards are read from {', '.join(str(d) for d in card_dirs(kind))})")
     path = cards[name]
     data = read_yaml(path)

@@ -99,3 +99,127 @@ def test_item12_all_empty_draws_have_undefined_stability_and_are_counted():
     r = table.iloc[0]
     assert r["n"] == 2 and r["n_stability"] == 1
     assert r["stability_pairwise"] == 1.0 and r["stability_union"] == 1.0  # object 0 only, not (1 + 1) / 2 of "nothing"
+
+
+# ------------------------------------------------------------------------------------- item 9: messages
+
+
+def _one_folder_sample(root: Path, mask: np.ndarray, size=(24, 32)) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    cv2.imwrite(str(root / "images" / "a.png"), np.full(size + (3,), 90, np.uint8))
+    cv2.imwrite(str(root / "masks" / "a.png"), mask)
+    return root
+
+
+def test_item9_a_0_1_mask_says_it_holds_low_values_and_how_to_read_them(tmp_path):
+    from sambench.datasets import open_dataset
+
+    m = np.zeros((24, 32), np.uint8)
+    m[4:20, 6:26] = 1                                   # 320 pixels of value 1
+    ds = open_dataset(str(_one_folder_sample(tmp_path / "ds", m)))
+    with pytest.raises(SambenchError) as exc:
+        ds.load("a")
+    msg = str(exc.value)
+    assert "a.png: empty mask (no pixel > 128)" in msg and "320 pixel(s) of value 1" in msg
+    assert "threshold=0" in msg and "\n" not in msg
+    # ... and the advice works
+    assert open_dataset(str(tmp_path / "ds"), threshold="0").load("a").objects[0].mask.sum() == 320
+    # A truly empty mask gets no hint.
+    z = _one_folder_sample(tmp_path / "z", np.zeros((24, 32), np.uint8))
+    with pytest.raises(SambenchError, match=r"empty mask \(no pixel > 128\)$"):
+        open_dataset(str(z)).load("a")
+
+
+@pytest.fixture
+def bad_weight_files(tmp_path):
+    import torch
+
+    rnd = tmp_path / "random.pth"
+    rnd.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "sambench-stable-sam-plugin", "plugin_state": Evil()}, evil)
+    return rnd, evil
+
+
+def test_item9_random_bytes_are_not_called_pickled_objects(bad_weight_files):
+    from sambench.checkpoints import read_state_dict
+    from sambench.stable_sam.plugin_io import load_plugin_file
+
+    rnd, _ = bad_weight_files
+    for load, what in ((read_state_dict, "not a PyTorch checkpoint"), (load_plugin_file, "not a Stable-SAM plug-in")):
+        with pytest.raises(SambenchError) as exc:
+            load(rnd)
+        msg = str(exc.value)
+        assert what in msg and "pickles Python objects" not in msg, msg
+        assert "weights_only" not in msg.replace("torch.load(weights_only=True)", "") and "\n" not in msg
+
+
+def test_item9_malicious_plugin_is_refused_without_torchs_unsafe_advice(bad_weight_files, tmp_path):
+    from sambench.stable_sam.plugin_io import load_plugin_file
+
+    _, evil = bad_weight_files
+    with pytest.raises(SambenchError) as exc:
+        load_plugin_file(evil)
+    msg = str(exc.value)
+    assert "refused" in msg and "system" in msg and "\n" not in msg
+    assert "weights_only" not in msg and "False" not in msg and "trusted" not in msg, msg
+    # through the CLI as well: one error line, exit 2, no advice
+    p = subprocess.run(_cli("run", "-m", "stable-sam-tiny", "-p", "gt-box", "--limit", "1", "--plugin", str(evil),
+                            "--out", str(tmp_path / "r"), "--no-report", "-q"), capture_output=True, text=True)
+    assert p.returncode == 2 and len(_error_lines(p.stderr)) == 1, p.stderr
+    assert "weights_only=False" not in p.stderr and "weights_only` set to `False`" not in p.stderr
+
+
+def test_item9_a_directory_as_checkpoint_is_named_a_directory(tmp_path):
+    from sambench.adapters import build_adapter
+
+    (tmp_path / "ckpts").mkdir()
+    with pytest.raises(SambenchError, match=r"ckpts: is a directory, not a checkpoint file") as exc:
+        build_adapter("sam-tiny", device="cpu", checkpoint=str(tmp_path / "ckpts"))
+    assert "not found" not in str(exc.value)
+
+
+@pytest.mark.parametrize("model,key,blamed,hint", [
+    ("sam-tiny", "chunk_sise", "--option chunk_sise: unknown option 'chunk_sise' for model 'sam-tiny'", "did you mean 'chunk_size'"),
+    ("grabcut", "iteration", "--option iteration: unknown option 'iteration' for model 'grabcut'", "did you mean 'iterations'"),
+    ("box-fill", "x", "--option x: unknown option 'x' for model 'box-fill'", ""),
+])
+def test_item9_unknown_option_is_blamed_on_the_option_not_the_card(model, key, blamed, hint):
+    from sambench.adapters import build_adapter
+
+    with pytest.raises(SambenchError) as exc:
+        build_adapter(model, device="cpu", options={key: 1})
+    msg = str(exc.value)
+    assert msg.startswith(blamed) and hint in msg and ".yaml" not in msg, msg
+
+
+def test_item9_unknown_option_in_a_card_file_is_blamed_on_the_card(tmp_path, monkeypatch):
+    from sambench.adapters import build_adapter
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "my-sam.yaml").write_text("name: my-sam\nadapter: sam\noptions: {variant: tiny, "
+                                                     "random_init: true, bogus: 1}\n")
+    monkeypatch.setenv("SAMBENCH_CARDS", str(tmp_path))
+    with pytest.raises(SambenchError, match=r"my-sam.yaml: unknown option\(s\) bogus"):
+        build_adapter("my-sam", device="cpu")
+
+
+# ------------------------------------------------------------------------ item 10: "did you mean" (difflib)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--model", "grabcat"], "unknown model 'grabcat' (did you mean 'grabcut'?)"),
+    (["--protocol", "noisy-bx"], "unknown protocol 'noisy-bx' (did you mean 'noisy-box'?)"),
+    (["--dataset", "grabcut-sampel"], "unknown dataset 'grabcut-sampel' (did you mean 'grabcut-sample'?)"),
+])
+def test_item10_typos_get_a_did_you_mean(tmp_path, args, needle):
+    p = subprocess.run(_cli("run", "--out", str(tmp_path / "r"), "--no-report", "-q", *args),
+                       capture_output=True, text=True)
+    err = _error_lines(p.stderr)
+    assert p.returncode == 2 and len(err) == 1 and needle in err[0], p.stderr

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from sambench.types import Prediction, Prompt, SambenchError
+from sambench.types import Prediction, Prompt, SambenchError, did_you_mean
 
 #: Preprocessing modes a protocol may ask for.
 #: ``sam``: the model's own transform (SAM: longest side to 1024, pad to square).
@@ -25,6 +25,19 @@ PREPROCESSING_MODES = ("sam", "hq-sam-1024")
 #: Mask-selection policies. ``single``: one mask per prompt (``multimask_output=False``).
 #: ``best-of-3``: three masks, keep the one with the highest predicted IoU.
 MASK_SELECTIONS = ("single", "best-of-3")
+
+
+class UnknownOptionsError(SambenchError):
+    """An adapter factory got option keys it does not know.
+
+    Factories raise it (``where`` = the card); :func:`sambench.adapters.build_adapter` knows which keys
+    came from ``--option`` and which from the card file, and blames the right one.
+    """
+
+    def __init__(self, where: str, keys, known) -> None:
+        self.where, self.keys, self.known = str(where), sorted(keys), sorted(known)
+        super().__init__(f"{self.where}: unknown option(s) {', '.join(self.keys)}"
+                         f"{did_you_mean(self.keys[0], self.known)} (known: {', '.join(self.known) or 'none'})")
 
 
 class Adapter(abc.ABC):

@@ -179,13 +179,9 @@ def _palette_to_gray(im: Image.Image, idx: np.ndarray) -> Optional[np.ndarray]:
     return lut[idx]
 
 
-def read_mask(path: os.PathLike | str, threshold: int = DEFAULT_THRESHOLD) -> np.ndarray:
-    """Read a mask file as a boolean ``(H, W)`` array: foreground where ``value > threshold``.
-
-    Multi-channel masks use their first channel in RGB order; 16-bit masks are scaled to 8 bits;
-    palette masks follow the gray/colour-palette rule of the module docstring. Raises SambenchError
-    naming the file if it cannot be read. Emptiness is checked by the caller.
-    """
+def read_mask_values(path: os.PathLike | str) -> np.ndarray:
+    """A mask file's 8-bit values ``(H, W)`` uint8 before thresholding, or a bool array when the file
+    holds no intensities (1-bit, colour-palette masks). Conversions as in the module docstring."""
     try:
         with Image.open(os.fspath(path)) as im:
             im.load()
@@ -197,7 +193,7 @@ def read_mask(path: os.PathLike | str, threshold: int = DEFAULT_THRESHOLD) -> np
                 gray = _palette_to_gray(im, idx)
                 if gray is None:
                     return (idx != 0) & (idx != 255)
-                return gray > threshold
+                return gray
             if mode == "1":
                 return np.asarray(im, dtype=bool).copy()
             if mode in ("CMYK", "YCbCr", "LAB", "HSV"):
@@ -214,8 +210,39 @@ def read_mask(path: os.PathLike | str, threshold: int = DEFAULT_THRESHOLD) -> np
         raise SambenchError(f"{path}: unsupported mask layout {arr.shape}")
     if mode.startswith("I;16") or mode == "I":
         arr = np.clip(arr.astype(np.int64), 0, 65535).astype(np.uint16)
-    arr = _to_uint8(arr, path, "mask")
-    return arr > threshold
+    return _to_uint8(arr, path, "mask")
+
+
+def read_mask(path: os.PathLike | str, threshold: int = DEFAULT_THRESHOLD) -> np.ndarray:
+    """Read a mask file as a boolean ``(H, W)`` array: foreground where ``value > threshold``.
+
+    Multi-channel masks use their first channel in RGB order; 16-bit masks are scaled to 8 bits;
+    palette masks follow the gray/colour-palette rule of the module docstring. Raises SambenchError
+    naming the file if it cannot be read. Emptiness is checked by the caller (see :func:`empty_mask_error`).
+    """
+    values = read_mask_values(path)
+    return values if values.dtype == np.bool_ else values > threshold
+
+
+def empty_mask_error(path: os.PathLike | str, threshold: int) -> SambenchError:
+    """The error for a mask with no pixel above ``threshold``, with a hint when it holds low values.
+
+    A 0/1 (or 0/k, k <= threshold) mask is common: say how many pixels are non-zero and which
+    ``threshold`` would read them as foreground.
+    """
+    msg = f"{path}: empty mask (no pixel > {threshold})"
+    try:
+        values = read_mask_values(path)
+    except SambenchError:
+        return SambenchError(msg)
+    if values.dtype != np.bool_:
+        nonzero = int(np.count_nonzero(values))
+        if nonzero:
+            top = int(values.max())
+            vals = "value 1" if top == 1 else f"values 1..{top}"
+            msg += (f"; it holds {nonzero} pixel(s) of {vals} (a 0/{top} mask?): --dataset-option "
+                    f"threshold={top - 1} reads them as foreground")
+    return SambenchError(msg)
 
 
 def check_threshold(value: Any) -> int:

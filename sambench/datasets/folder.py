@@ -29,6 +29,7 @@ from sambench.datasets.base import (
     Dataset,
     as_path,
     check_threshold,
+    empty_mask_error,
     file_sha256,
     parse_list,
     read_image,
@@ -311,7 +312,7 @@ class FolderDataset(Dataset):
             raise SambenchError(f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but image {img_path.name} "
                                 f"is {image.shape[1]}x{image.shape[0]}")
         if not mask.any():
-            raise SambenchError(f"{mask_path}: empty mask (no pixel > {self.threshold})")
+            raise empty_mask_error(mask_path, self.threshold)
         meta: dict = {"image_path": str(img_path), "mask_paths": [str(mask_path)]}
         box_path = self._box_path(image_id)
         if box_path is not None:
