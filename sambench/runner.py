@@ -129,11 +129,20 @@ def image_failure_rows(model: str, dataset: str, image_id: str, protocols: Itera
                 protocol_version=p.version, status="failed", error=error) for p in protocols]
 
 
+def object_failure_rows(model: str, sample, protocols: Iterable[ProtocolCard], done: set) -> list[Row]:
+    """One failed row per protocol for each unusable object of ``sample`` (``Sample.failed_objects``):
+    object id set, level ``""``, draw -1, so each lost object is counted while the others are scored."""
+    return [Row(model=model, dataset=sample.dataset, image_id=sample.image_id, object_id=oid, protocol=p.name, level="",
+                draw=-1, protocol_version=p.version, status="failed", error=reason)
+            for oid, reason in sorted(sample.failed_objects.items()) for p in protocols
+            if (oid, p.name, "", -1) not in done]
+
+
 def evaluate_image(adapter: Adapter, model: str, sample, protocols: list[Protocol], done: set,
                    chunk_size: int) -> list[Row]:
     """All missing rows of one (model, image): encode once per preprocessing, decode in chunks, score."""
     gts = {o.id: o for o in sample.objects}
-    rows: list[Row] = []
+    rows: list[Row] = object_failure_rows(model, sample, [p.card for p in protocols], done)
     # (preprocessing, mask_selection) → tasks; the encoder runs once per preprocessing mode.
     groups: dict[tuple[str, str], list[PromptTask]] = {}
     for proto in protocols:
@@ -310,7 +319,9 @@ def run(config: RunConfig) -> RunResult:
     ds_info = {}
     for spec, d in zip(config.datasets, datasets):
         ds_info[d.name] = {"content_hash": d.content_hash(), "n_images": len(d.ids()), "spec": spec.to_dict(),
-                           "describe": d.describe()}
+                           "describe": d.describe(), "notices": d.notices()}
+        for note in ds_info[d.name]["notices"]:  # once per run, here in the parent (workers open datasets too)
+            print(f"warning: {note}", file=sys.stderr)
         store.claim_identity("dataset", d.name, {"content_hash": ds_info[d.name]["content_hash"]}, ("content_hash",))
     if config.retry_failed:
         store.delete_failed(config.models)

@@ -76,6 +76,9 @@ class Sample:
     image: np.ndarray
     objects: list[Object]
     meta: dict = field(default_factory=dict)
+    #: object id → one-line reason, for annotated objects of this image that cannot be used (a malformed
+    #: or empty COCO segmentation): each is recorded as a failed row, the other objects are still scored.
+    failed_objects: dict = field(default_factory=dict)
 
     @property
     def size(self) -> tuple[int, int]:

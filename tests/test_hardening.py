@@ -223,3 +223,116 @@ def test_item10_typos_get_a_did_you_mean(tmp_path, args, needle):
                        capture_output=True, text=True)
     err = _error_lines(p.stderr)
     assert p.returncode == 2 and len(err) == 1 and needle in err[0], p.stderr
+
+
+# ------------------------------------------------- item 2: one bad COCO annotation fails alone, others are scored
+
+
+def _coco(root: Path, anns: list, size=(40, 50), file_name="a.png") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "images").mkdir(exist_ok=True)
+    h, w = size
+    cv2.imwrite(str(root / "images" / file_name), np.random.default_rng(1).integers(0, 255, (h, w, 3), dtype=np.uint8))
+    doc = {"images": [{"id": 1, "file_name": file_name, "height": h, "width": w}],
+           "annotations": [dict(a, image_id=1, category_id=1, iscrowd=0) for a in anns],
+           "categories": [{"id": 1, "name": "thing"}]}
+    (root / "ann.json").write_text(json.dumps(doc))
+    return root / "ann.json"
+
+
+def test_item2_a_bad_coco_annotation_fails_alone_and_the_rest_is_scored(tmp_path):
+    from sambench.runner import DatasetSpec, RunConfig, run
+    from sambench.store import Store
+    from sambench.summary import summarize
+
+    good = {"id": 10, "segmentation": [[5, 5, 30, 5, 30, 25, 5, 25]]}
+    js = _coco(tmp_path / "coco", [good, {"id": 11, "segmentation": []}, {"id": 12, "segmentation": [[3, 3, 9, 9]]}])
+    from sambench.datasets import open_dataset
+
+    sample = open_dataset(str(js)).load("a")
+    assert [o.id for o in sample.objects] == ["10"] and sorted(sample.failed_objects) == ["11", "12"]
+    assert "annotation 11 of a.png: empty mask" in sample.failed_objects["11"]
+
+    res = run(RunConfig(models=["box-fill"], protocols=["gt-box"], datasets=[DatasetSpec(str(js))],
+                        out=tmp_path / "r", workers=1, progress=False))
+    assert res.counts == {"ok": 1, "failed": 2}
+    with Store(tmp_path / "r", create=False) as st:
+        df = st.frame()
+    ok = df[df.status == "ok"]
+    assert list(ok.object_id) == ["10"] and ok.iou.iloc[0] == 1.0   # the valid object is scored
+    failed = df[df.status == "failed"].sort_values("object_id")
+    assert list(failed.object_id) == ["11", "12"] and all("ann.json: annotation" in e for e in failed.error)
+    row = summarize(df).iloc[0]
+    assert row["n"] == 1 and row["failed"] == 2                       # two objects lost, two counted
+    # a resume adds nothing (the failed objects count as done) ...
+    assert run(RunConfig(models=["box-fill"], protocols=["gt-box"], datasets=[DatasetSpec(str(js))],
+                         out=tmp_path / "r", workers=1, progress=False)).rows_added == 0
+
+
+# --------------------------------------------------------------------------------- item 3: EXIF orientation
+
+
+def _tagged(path: Path, arr: np.ndarray, orientation: int) -> Path:
+    from PIL import Image
+
+    im = Image.fromarray(arr)
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    im.save(path, exif=exif.tobytes(), **({"quality": 95} if path.suffix == ".jpg" else {}))
+    return path
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".webp"])
+def test_item3_images_are_decoded_exactly_as_cv2_imread_for_every_orientation(tmp_path, ext):
+    from sambench.datasets.base import read_image_oriented
+
+    arr = np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    for o in range(1, 9):
+        p = _tagged(tmp_path / f"o{o}{ext}", arr, o)
+        ref = cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)   # what SAM's scripts/amg.py sees
+        img, applied = read_image_oriented(p)
+        assert applied == o and img.shape == ref.shape and np.array_equal(img, ref), (ext, o)
+
+
+def test_item3_exif_is_named_in_the_size_error_and_warned_once_per_dataset(tmp_path):
+    from sambench.datasets import open_dataset
+
+    root = tmp_path / "ds"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    arr = np.full((20, 30, 3), 120, np.uint8)
+    m = np.zeros((20, 30), np.uint8)
+    m[5:15, 5:25] = 255
+    _tagged(root / "images" / "wide.jpg", arr, 6)           # non-square, rotated on load: 20x30 → 30x20
+    cv2.imwrite(str(root / "masks" / "wide.png"), m)
+    _tagged(root / "images" / "sq.jpg", np.full((24, 24, 3), 90, np.uint8), 3)  # square: fits silently
+    sq = np.zeros((24, 24), np.uint8)
+    sq[2:10, 2:20] = 255
+    cv2.imwrite(str(root / "masks" / "sq.png"), sq)
+    cv2.imwrite(str(root / "images" / "plain.jpg"), arr)
+    cv2.imwrite(str(root / "masks" / "plain.png"), m)
+    ds = open_dataset(str(root))
+    with pytest.raises(SambenchError, match=r"wide.png: mask is 30x20 but image wide.jpg is 20x30 \(its EXIF "
+                                            r"orientation 6 was applied"):
+        ds.load("wide")
+    assert ds.load("sq").image.shape == (24, 24, 3)
+    notes = ds.notices()
+    assert len(notes) == 1 and "2 image(s) carry an EXIF orientation" in notes[0] and "sq (3)" in notes[0]
+    assert ds.exif_oriented() == {"sq": 3, "wide": 6}
+    # ... printed once by a run with 2 workers (the workers open the dataset too), not once per process
+    p = subprocess.run(_cli("run", "-m", "box-fill", "-p", "gt-box", "-d", str(root), "--workers", "2",
+                            "--out", str(tmp_path / "r"), "--no-report", "-q", "--keep-going"),
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.count("EXIF orientation tag") == 1, p.stderr
+    man = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert any("EXIF" in n for n in man["datasets"][ds.name]["notices"])
+
+
+def test_item3_untagged_datasets_keep_their_content_hash():
+    from sambench.datasets import open_dataset
+
+    ds = open_dataset("grabcut-sample")
+    assert ds.exif_oriented() == {}
+    committed = json.loads((Path(__file__).resolve().parents[1] / "results" / "default" / "manifest.json").read_text())
+    assert ds.content_hash() == committed["datasets"]["grabcut-sample"]["content_hash"]
