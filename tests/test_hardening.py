@@ -336,3 +336,24 @@ def test_item3_untagged_datasets_keep_their_content_hash():
     assert ds.exif_oriented() == {}
     committed = json.loads((Path(__file__).resolve().parents[1] / "results" / "default" / "manifest.json").read_text())
     assert ds.content_hash() == committed["datasets"]["grabcut-sample"]["content_hash"]
+
+
+# ---------------------------------------------------------------- item 13: cosmetic (unpaired-files warning)
+
+
+def test_item13_unpaired_files_are_warned_once_and_listed_in_the_report(tmp_path):
+    root = tmp_path / "ds"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    m = np.zeros((20, 30), np.uint8)
+    m[5:15, 5:25] = 255
+    for name in ("a", "b", "c"):
+        cv2.imwrite(str(root / "images" / f"{name}.png"), np.full((20, 30, 3), 100, np.uint8))
+        cv2.imwrite(str(root / "masks" / f"{name}.png"), m)
+    cv2.imwrite(str(root / "images" / "lonely.png"), np.full((20, 30, 3), 100, np.uint8))
+    p = subprocess.run(_cli("run", "-m", "box-fill", "-p", "gt-box", "-d", str(root), "--workers", "2",
+                            "--out", str(tmp_path / "r"), "-q"), capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.count("image(s) without a mask") == 1, p.stderr
+    page = (tmp_path / "r" / "report" / "index.html").read_text()
+    assert "1 image(s) without a mask" in page and "lonely" in page

@@ -62,6 +62,7 @@ class Dataset(abc.ABC):
 
     _content_hash: Optional[str] = None
     _exif: Optional[dict] = None
+    _image_hashes: Optional[dict] = None
 
     @abc.abstractmethod
     def ids(self) -> list[str]:
@@ -97,6 +98,29 @@ class Dataset(abc.ABC):
     def _image_file(self, image_id: str) -> Optional[Path]:
         """The image file of ``image_id`` (None if a loader has no files)."""
         return None
+
+    def image_files(self, image_id: str) -> list[str]:
+        """Files (as shown to users) that make up ``image_id``'s sample: image, masks, boxes, annotations."""
+        f = self._image_file(image_id)
+        return [str(f)] if f is not None else []
+
+    def _image_payload(self, image_id: str) -> Any:
+        """JSON-able description of everything that determines one sample (file digests, annotations,
+        options). Loaders override it; the default hashes the image file only."""
+        f = self._image_file(image_id)
+        return [file_sha256(f) if f is not None and f.is_file() else "missing"]
+
+    def image_hashes(self) -> dict[str, str]:
+        """image id → sha256 of :meth:`_image_payload` (plus the applied EXIF orientation), cached.
+
+        What changed between two versions of a dataset is the ids whose hashes differ: a resume after a
+        fixed mask re-runs exactly those (``--retry-failed``) and names their files.
+        """
+        if self._image_hashes is None:
+            oriented = self.exif_oriented()
+            self._image_hashes = {k: stable_hash("sambench-image", self.format, self._image_payload(k), oriented.get(k, 1))
+                                  for k in self.ids()}
+        return dict(self._image_hashes)
 
     def exif_oriented(self) -> dict[str, int]:
         """image id → EXIF orientation (2..8) of every image whose tag is applied on load (cached)."""

@@ -36,7 +36,7 @@ from pycocotools.coco import COCO
 from sambench.datasets.base import (Dataset, as_path, exif_note, file_sha256, parse_bool, parse_list,
                                     read_image_oriented)
 from sambench.metrics import to_coco_rle
-from sambench.types import Object, Sample, SambenchError
+from sambench.types import Object, Sample, SambenchError, canonical_json
 
 #: Bumped whenever the COCO loader's decoding rules change (part of the content hash).
 LOADER_VERSION = 1
@@ -302,6 +302,15 @@ class CocoDataset(Dataset):
 
     def _image_file(self, image_id: str) -> Optional[Path]:
         return self._image_path(image_id)
+
+    def image_files(self, image_id: str) -> list[str]:
+        return [str(self._image_path(image_id)), f"{self.path} (annotations of {self._img[image_id]['file_name']})"]
+
+    def _image_payload(self, image_id: str) -> Any:
+        p = self._image_path(image_id)
+        return [LOADER_VERSION, self._options(), file_sha256(p) if p.is_file() else "missing",
+                json.loads(canonical_json(self._img[image_id])),
+                [json.loads(canonical_json(a)) for a in self._anns[image_id]]]
 
     def ids(self) -> list[str]:
         """Sorted image ids of images with at least one kept annotation."""

@@ -299,6 +299,15 @@ class FolderDataset(Dataset):
                        f"in {self.images_dir} (e.g. {', '.join(self._no_image[:3]) or '-'}); they are left out")
         return out
 
+    def image_files(self, image_id: str) -> list[str]:
+        box = self._box_path(image_id)
+        return [str(self._images[image_id]), str(self._masks[image_id])] + ([str(box)] if box is not None else [])
+
+    def _image_payload(self, image_id: str) -> Any:
+        box = self._box_path(image_id)
+        return [LOADER_VERSION, self.threshold, file_sha256(self._images[image_id]), file_sha256(self._masks[image_id]),
+                file_sha256(box) if box is not None else None]
+
     def _box_path(self, image_id: str) -> Optional[Path]:
         if self.boxes_dir is None:
             return None

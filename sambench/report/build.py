@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 import sambench
+from sambench.files import atomic_write, ensure_dir
 from sambench.metrics import decode_rle
 from sambench.report import figures as F
 from sambench.report.common import headline_scope, model_colors, settings_info
@@ -229,29 +230,26 @@ def write_report(run_dirs: Iterable[str | Path], out_dir: Optional[str | Path] =
     if bad:
         raise SambenchError(f"report: unsupported figure format(s) {', '.join(bad)} (use png, pdf, svg)")
     out = Path(out_dir) if out_dir is not None else run_dirs[0] / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    df, manifests = load_runs(run_dirs, with_masks=True)
+    df, manifests = load_runs(run_dirs, with_masks=True)  # bad runs fail before anything is created
+    ensure_dir(out, "report directory")
     summary = summarize(df, n_boot=n_boot)
     settings = settings_info(df, manifests)
     colors = model_colors(df["model"].unique())
     scope = headline_scope(summary)
     written: dict[str, Path] = {}
-    notes: list[str] = []
+    notes: list[str] = [f"dataset notice: {n}" for man in manifests for d in (man.get("datasets") or {}).values()
+                        if isinstance(d, dict) for n in d.get("notices") or []]  # unpaired files, EXIF, ...
 
     def write_text(name: str, text: str) -> None:
-        path = out / name
-        path.write_text(text, encoding="utf-8")
-        written[name] = path
+        written[name] = atomic_write(out / name, text)  # temp file + rename: never half a file
 
     # tables
     s_cells = summary_cells(summary, settings)
-    summary_csv_frame(summary, settings).to_csv(out / "summary.csv", index=False)
-    written["summary.csv"] = out / "summary.csv"
+    write_text("summary.csv", summary_csv_frame(summary, settings).to_csv(index=False))
     write_text("summary.md", s_cells.to_markdown())
     write_text("summary.tex", s_cells.to_latex())
     p_cells = paper_cells(summary, settings, scope)
-    paper_csv_frame(summary, settings).to_csv(out / "paper.csv", index=False)
-    written["paper.csv"] = out / "paper.csv"
+    write_text("paper.csv", paper_csv_frame(summary, settings).to_csv(index=False))
     write_text("paper.md", p_cells.to_markdown())
     write_text("paper.tex", p_cells.to_latex())
 
