@@ -22,13 +22,16 @@ merges read only these two files.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
 import pandas as pd
 
+from sambench.files import atomic_write, ensure_dir
 from sambench.types import SambenchError
 
 DB_NAME = "results.sqlite"
@@ -102,22 +105,36 @@ class Store:
     """The SQLite results table of one run directory."""
 
     def __init__(self, run_dir: str | Path, create: bool = True) -> None:
+        """Open (``create=True``: create if needed, read-write) or read (``create=False``: read-only).
+
+        A read-only store never writes, not even its ``-wal``/``-shm`` files where it cannot: it opens
+        ``mode=ro``, and when even that needs files it cannot create (a WAL-mode database in a read-only
+        directory) ``immutable=1``, so ``report`` and ``compare`` work on a run the user may not write.
+        Every SQLite error, then or later, is one line naming the file (:func:`database_error`).
+        """
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / DB_NAME
-        if not self.path.exists() and not create:
-            raise SambenchError(f"{self.run_dir}: not a sambench run directory (no {DB_NAME})")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            self.conn = sqlite3.connect(str(self.path))
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.conn.executescript(SCHEMA)
-            self.conn.execute("INSERT OR IGNORE INTO info VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            self.conn.commit()
-        except sqlite3.DatabaseError as exc:
-            raise SambenchError(f"{self.path}: not a usable sambench results database ({exc})") from None
-        found = self.conn.execute("SELECT value FROM info WHERE key='schema_version'").fetchone()[0]
-        if int(found) != SCHEMA_VERSION:
+        self.read_only = not create
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise SambenchError(f"{self.run_dir}: is a file, not a run directory")
+        if not create:
+            if not self.path.exists():
+                raise SambenchError(f"{self.run_dir}: not a sambench run directory (no {DB_NAME})")
+            self.conn = _open_read_only(self.path)
+        else:
+            ensure_dir(self.run_dir, "run directory")
+            try:
+                self.conn = _connect(str(self.path), self.path)
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+                self.conn.executescript(SCHEMA)
+                self.conn.execute("INSERT OR IGNORE INTO info VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                self.conn.commit()
+            except sqlite3.DatabaseError as exc:
+                raise database_error(self.path, exc) from None
+        row = self.conn.execute("SELECT value FROM info WHERE key='schema_version'").fetchone()
+        found = row[0] if row else None
+        if found is None or int(found) != SCHEMA_VERSION:
             raise SambenchError(f"{self.path}: results schema version {found}, this sambench reads {SCHEMA_VERSION}")
 
     def claim_identity(self, kind: str, name: str, identity: dict, checked: tuple) -> None:
@@ -183,6 +200,15 @@ class Store:
         return d
 
     def close(self) -> None:
+        """Close; a read-write store first folds its write-ahead log back into the database and leaves
+        WAL mode, so a finished run directory holds no ``-wal``/``-shm`` files and reads anywhere (also
+        ``mode=ro`` in a read-only checkout). Skipped, harmlessly, while another process has it open."""
+        if not self.read_only:
+            try:
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self.conn.execute("PRAGMA journal_mode=DELETE")
+            except SambenchError:
+                pass  # busy (a reader) or out of space: WAL stays, which SQLite handles on the next open
         self.conn.close()
 
     def __enter__(self) -> "Store":
@@ -190,6 +216,121 @@ class Store:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# ---------------------------------------------------------------------------------- SQLite errors
+
+
+def database_error(path: Path, exc: BaseException) -> SambenchError:
+    """One line for an SQLite error on ``path``: a full disk, a corrupt file, a read-only place."""
+    msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    low = msg.lower()
+    if "disk is full" in low or _disk_full(path):
+        return SambenchError(f"{path}: no space left on device ({msg}); every image written so far is kept: free "
+                             f"space and rerun the same command to resume")
+    if "malformed" in low or "not a database" in low or "corrupt" in low:
+        return SambenchError(f"{path}: corrupt results database ({msg}); restore it from a copy or run again "
+                             f"into another --out")
+    if "readonly" in low or "read-only" in low:
+        return SambenchError(f"{path}: read-only: cannot write the results database ({msg})")
+    if "unable to open" in low:
+        return SambenchError(f"{path}: cannot open the results database ({msg}; check the directory's permissions)")
+    return SambenchError(f"{path}: results database error: {msg}")
+
+
+def _disk_full(path: Path) -> bool:
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return st.f_bavail == 0
+
+
+class _Cursor(sqlite3.Cursor):
+    """A cursor whose SQLite errors are one-line :class:`SambenchError` s naming the database."""
+
+    def _guard(self, fn, *args):
+        try:
+            return fn(*args)
+        except sqlite3.DatabaseError as exc:
+            raise database_error(self.connection.db_path, exc) from None
+
+    def execute(self, *args):
+        return self._guard(super().execute, *args)
+
+    def executemany(self, *args):
+        return self._guard(super().executemany, *args)
+
+    def executescript(self, *args):
+        return self._guard(super().executescript, *args)
+
+    def fetchone(self):
+        return self._guard(super().fetchone)
+
+    def fetchmany(self, *args):
+        return self._guard(super().fetchmany, *args)
+
+    def fetchall(self):
+        return self._guard(super().fetchall)
+
+    def __next__(self):
+        return self._guard(super().__next__)
+
+
+class _Connection(sqlite3.Connection):
+    """A connection whose statements, commits and cursors turn SQLite errors into one line (any query of
+    sambench, pandas' included, goes through it)."""
+
+    db_path: Path
+
+    def cursor(self, factory=_Cursor):
+        return super().cursor(factory)
+
+    def execute(self, *args):
+        return self.cursor().execute(*args)
+
+    def executemany(self, *args):
+        return self.cursor().executemany(*args)
+
+    def executescript(self, *args):
+        return self.cursor().executescript(*args)
+
+    def commit(self):
+        try:
+            return super().commit()
+        except sqlite3.DatabaseError as exc:
+            raise database_error(self.db_path, exc) from None
+
+    def __exit__(self, *exc):
+        try:
+            return super().__exit__(*exc)
+        except sqlite3.DatabaseError as e:
+            raise database_error(self.db_path, e) from None
+
+
+def _connect(target: str, path: Path, uri: bool = False) -> _Connection:
+    try:
+        conn = sqlite3.connect(target, uri=uri, factory=_Connection)
+    except sqlite3.DatabaseError as exc:
+        raise database_error(path, exc) from None
+    conn.db_path = path
+    return conn
+
+
+def _open_read_only(path: Path) -> _Connection:
+    """``mode=ro``; ``immutable=1`` when read-only mode needs files it cannot create (WAL, read-only dir)."""
+    base = "file:" + urllib.parse.quote(str(path.resolve()))
+    conn = _connect(base + "?mode=ro", path, uri=True)
+    try:
+        conn.execute("SELECT value FROM info WHERE key='schema_version'").fetchone()
+        return conn
+    except SambenchError as first:
+        conn.close()
+        if "corrupt" in str(first):
+            raise
+    conn = _connect(base + "?immutable=1", path, uri=True)
+    conn.execute("SELECT value FROM info WHERE key='schema_version'").fetchone()
+    return conn
 
 
 # ------------------------------------------------------------------------------------------- manifest
@@ -206,12 +347,8 @@ def read_manifest(run_dir: str | Path) -> dict:
 
 
 def write_manifest(run_dir: str | Path, manifest: dict) -> Path:
-    """Write atomically (temp file + rename) so a kill never leaves half a manifest."""
-    path = Path(run_dir) / MANIFEST_NAME
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    """Write atomically (temp file + rename) so a kill or a full disk never leaves half a manifest."""
+    return atomic_write(Path(run_dir) / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
 def load_runs(run_dirs: Iterable[str | Path], with_masks: bool = True) -> tuple[pd.DataFrame, list[dict]]:
