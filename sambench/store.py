@@ -163,6 +163,17 @@ class Store:
         with self.conn:
             self.conn.execute("INSERT OR REPLACE INTO info VALUES (?, ?)", (key, json.dumps(merged, sort_keys=True)))
 
+    def identities(self) -> dict[str, dict[str, dict]]:
+        """What :meth:`claim_identity` recorded: ``{"model"|"protocol"|"dataset": {name: identity}}``."""
+        out: dict[str, dict[str, dict]] = {}
+        for key, value in self.conn.execute("SELECT key, value FROM info WHERE key LIKE '%:%'").fetchall():
+            kind, _, name = key.partition(":")
+            try:
+                out.setdefault(kind, {})[name] = json.loads(value)
+            except ValueError:
+                continue
+        return out
+
     def delete_failed(self, models: Iterable[str]) -> int:
         """Remove the failed rows of ``models`` so that the next run retries them. Returns rows removed."""
         models = list(models)
@@ -351,6 +362,27 @@ def write_manifest(run_dir: str | Path, manifest: dict) -> Path:
     return atomic_write(Path(run_dir) / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
+def run_manifest(run_dir: str | Path) -> dict:
+    """The run's manifest, completed from the store's ``info`` table: a run killed before it wrote
+    ``manifest.json`` (or whose manifest lacks an entry) still states its dataset content hashes and
+    protocol versions/decoding, so ``compare`` can check them."""
+    man = read_manifest(run_dir)
+    with Store(run_dir, create=False) as st:
+        ids = st.identities()
+    datasets = man.setdefault("datasets", {})
+    for name, ident in ids.get("dataset", {}).items():
+        entry = datasets.setdefault(name, {})
+        if isinstance(entry, dict) and "content_hash" in ident:
+            entry.setdefault("content_hash", ident["content_hash"])
+    protocols = man.setdefault("protocols", {})
+    for name, ident in ids.get("protocol", {}).items():
+        entry = protocols.setdefault(name, {})
+        if isinstance(entry, dict):
+            entry.setdefault("version", ident.get("version"))
+            entry.setdefault("identity", {k: ident[k] for k in ("mask_selection", "preprocessing", "seed") if k in ident})
+    return man
+
+
 def load_runs(run_dirs: Iterable[str | Path], with_masks: bool = True) -> tuple[pd.DataFrame, list[dict]]:
     """Rows of several run directories concatenated (a ``run`` column names the source) and their manifests.
 
@@ -363,7 +395,7 @@ def load_runs(run_dirs: Iterable[str | Path], with_masks: bool = True) -> tuple[
             df = st.frame(with_masks=with_masks)
         df.insert(0, "run", str(d))
         frames.append(df)
-        manifests.append(read_manifest(d))
+        manifests.append(run_manifest(d))
     if not frames:
         raise SambenchError("no run directory given")
     df = pd.concat(frames, ignore_index=True)

@@ -146,7 +146,8 @@ def test_item4_compare_checks_dataset_identity_from_the_store_when_the_manifest_
     p = subprocess.run(_cli("compare", str(tmp_path / "ra"), str(tmp_path / "rb")), capture_output=True, text=True)
     _one_error(p, "dataset")
     assert "content" in p.stderr
-    p = subprocess.run(_cli("compare", str(tmp_path / "ra"), str(tmp_path / "rb"), "--allow-dataset-mismatch"),
+    p = subprocess.run(_cli("compare", str(tmp_path / "ra"), str(tmp_path / "rb"), "--allow-dataset-mismatch",
+                           "--allow-prompt-mismatch"),
                        capture_output=True, text=True)
     assert p.returncode in (0, 1), p.stderr
 
