@@ -322,7 +322,11 @@ def run(config: RunConfig) -> RunResult:
                            "describe": d.describe(), "notices": d.notices()}
         for note in ds_info[d.name]["notices"]:  # once per run, here in the parent (workers open datasets too)
             print(f"warning: {note}", file=sys.stderr)
-        store.claim_identity("dataset", d.name, {"content_hash": ds_info[d.name]["content_hash"]}, ("content_hash",))
+        rerun = store.claim_dataset(d.name, ds_info[d.name]["content_hash"], d.image_hashes(), d.image_files,
+                                    retry=config.retry_failed)
+        if rerun:
+            print(f"dataset '{d.name}' changed: re-running {len(rerun)} changed image(s) "
+                  f"({', '.join(rerun[:5])}{', ...' if len(rerun) > 5 else ''})", file=sys.stderr)
     if config.retry_failed:
         store.delete_failed(config.models)
 

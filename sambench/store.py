@@ -163,6 +163,50 @@ class Store:
         with self.conn:
             self.conn.execute("INSERT OR REPLACE INTO info VALUES (?, ?)", (key, json.dumps(merged, sort_keys=True)))
 
+    def claim_dataset(self, name: str, content_hash: str, image_hashes: dict[str, str], files, retry: bool) -> list[str]:
+        """Record dataset ``name``'s content hash and per-image hashes, or deal with a changed dataset.
+
+        Unchanged: nothing to do. Changed: the images whose hash differs (changed, added or removed) are
+        named by their files (``files(image_id)`` → list of paths); without ``retry`` the resume is refused
+        with that list, with ``retry`` (``--retry-failed``) every stored row of those images is deleted so
+        exactly they run again, and the new hashes are recorded. Returns the ids whose rows were deleted.
+        """
+        key, images_key = f"dataset:{name}", f"dataset-images:{name}"
+        prev = self._info_json(key)
+        prev_images = self._info_json(images_key)
+        deleted: list[str] = []
+        if prev is not None and prev.get("content_hash") != content_hash:
+            if prev_images is None:
+                raise SambenchError(f"{self.run_dir}: holds results of dataset '{name}' with content hash "
+                                    f"{str(prev.get('content_hash'))[:12]}, this run has {content_hash[:12]} (this store "
+                                    f"predates per-image hashes, so the changed files are unknown): use another --out")
+            stored = {r[0] for r in self.conn.execute("SELECT DISTINCT image_id FROM results WHERE dataset=?", (name,))}
+            changed = sorted(i for i in set(prev_images) | set(image_hashes)
+                             if prev_images.get(i) != image_hashes.get(i) and (i in stored or i in prev_images))
+            if changed and not retry:
+                shown = []
+                for i in changed[:3]:
+                    shown.extend(files(i) if i in image_hashes else [f"{i} (removed)"])
+                more = f" and {len(changed) - 3} more image(s)" if len(changed) > 3 else ""
+                raise SambenchError(f"{self.run_dir}: dataset '{name}' changed since these results: {len(changed)} "
+                                    f"image(s) differ: {', '.join(shown)}{more}; rerun with --retry-failed to re-run "
+                                    f"exactly the changed and failed images, or use another --out")
+            if changed:
+                with self.conn:
+                    for i in changed:
+                        self.conn.execute("DELETE FROM results WHERE dataset=? AND image_id=?", (name, i))
+                deleted = changed
+        with self.conn:
+            self.conn.execute("INSERT OR REPLACE INTO info VALUES (?, ?)",
+                              (key, json.dumps({"content_hash": content_hash}, sort_keys=True)))
+            self.conn.execute("INSERT OR REPLACE INTO info VALUES (?, ?)",
+                              (images_key, json.dumps(image_hashes, sort_keys=True)))
+        return deleted
+
+    def _info_json(self, key: str) -> Optional[dict]:
+        row = self.conn.execute("SELECT value FROM info WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row is not None else None
+
     def identities(self) -> dict[str, dict[str, dict]]:
         """What :meth:`claim_identity` recorded: ``{"model"|"protocol"|"dataset": {name: identity}}``."""
         out: dict[str, dict[str, dict]] = {}

@@ -221,7 +221,7 @@ def test_item6_out_pointing_at_a_file_is_one_line(tmp_path):
     f = tmp_path / "afile"
     f.write_text("x")
     p = _run(f, check=False)
-    _one_error(p, str(f), "not a directory")
+    _one_error(p, str(f), "is a file")
     assert f.read_text() == "x"
     base = tmp_path / "base"
     _run(base)
@@ -284,7 +284,7 @@ def test_item8_a_fixed_mask_is_named_and_retried_with_retry_failed(tmp_path):
     p = subprocess.run(_cli(*args), capture_output=True, text=True)
     assert p.returncode == 1
     con = lambda: sqlite3.connect(tmp_path / "r" / "results.sqlite")
-    first = con().execute("SELECT image_id, status, iou FROM results ORDER BY image_id").fetchall()
+    first = con().execute("SELECT image_id, status, gt_area FROM results ORDER BY image_id").fetchall()
     assert [r[1] for r in first] == ["ok", "ok", "failed"]
     cv2.imwrite(str(ds / "masks" / "im2.png"), bad * 255)   # fixed
     m0 = np.zeros((20, 30), np.uint8)
@@ -295,10 +295,10 @@ def test_item8_a_fixed_mask_is_named_and_retried_with_retry_failed(tmp_path):
     assert "im1.png" not in err
     p = subprocess.run(_cli(*args, "--retry-failed"), capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
-    after = con().execute("SELECT image_id, status, iou FROM results ORDER BY image_id").fetchall()
+    after = con().execute("SELECT image_id, status, gt_area FROM results ORDER BY image_id").fetchall()
     assert [r[1] for r in after] == ["ok", "ok", "ok"]
     assert after[1] == first[1]                               # im1 untouched
-    assert after[0][2] != first[0][2]                         # im0 re-scored against its new mask
+    assert after[0][2] == 18 * 28 != first[0][2]              # im0 re-scored against its new mask
     assert "rerun" in p.stderr or "re-run" in p.stderr
     p = subprocess.run(_cli(*args), capture_output=True, text=True)   # and the store now knows the new data
     assert p.returncode == 0, p.stderr
