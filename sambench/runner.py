@@ -306,16 +306,22 @@ def run(config: RunConfig) -> RunResult:
         raise SambenchError(f"two datasets share the name '{[n for n in names if names.count(n) > 1][0]}': give --name")
 
     run_dir = Path(config.out)
+    adapters: dict[str, Adapter] = {}
+    # Models are built before the run directory exists: a refused model (bad checkpoint, no CUDA) leaves
+    # nothing behind on which `report` could succeed with empty tables.
+    signatures = {m: _adapter(config, adapters, m).signature() for m in config.models}
     store = Store(run_dir)
     old = read_manifest(run_dir)
-    adapters: dict[str, Adapter] = {}
-    signatures = {m: _adapter(config, adapters, m).signature() for m in config.models}
     for m, sig in signatures.items():
-        store.claim_identity("model", m, sig, MODEL_IDENTITY)
+        # Prompts per predict() call change how a model batches its decoder, hence masks by a pixel and
+        # scores by ~1e-7 (batched float arithmetic): a resume must keep it (issue 11).
+        store.claim_identity("model", m, {**sig, "chunk_size": config.chunk_size}, MODEL_IDENTITY + ("chunk_size",))
     for p in protocols:
         ident = p.card.identity()
         ident["settings"] = {s.pop("level"): s for s in ident["settings"]}
-        store.claim_identity("protocol", p.name, ident, PROTOCOL_IDENTITY)
+        # A resume with other draws or levels would mix settings across objects: the set is fixed too.
+        ident["levels"] = sorted(ident["settings"])
+        store.claim_identity("protocol", p.name, ident, PROTOCOL_IDENTITY + ("draws", "levels"))
     ds_info = {}
     for spec, d in zip(config.datasets, datasets):
         ds_info[d.name] = {"content_hash": d.content_hash(), "n_images": len(d.ids()), "spec": spec.to_dict(),
