@@ -314,6 +314,8 @@ def with_overrides(card: ProtocolCard, levels: Optional[list[str]] = None, draws
         settings = new
     if draws is not None and draws < 1:
         raise SambenchError(f"{where}: --draws must be >= 1, got {draws}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise SambenchError(f"{where}: --seed must be an integer >= 0 (as a card's 'seed'), got {seed!r}")
     return ProtocolCard(name=card.name, version=card.version, description=card.description,
                         settings=tuple(settings), draws=draws or card.draws,
                         seed=card.seed if seed is None else seed, mask_selection=card.mask_selection,

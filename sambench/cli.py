@@ -51,11 +51,21 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except SambenchError as exc:
             _fail(exc)
+        except KeyboardInterrupt:  # Ctrl-C: 130 (128 + SIGINT), as shells report it; 1 means "samples failed"
+            click.echo("error: interrupted (every image finished so far is stored: rerun the same command to resume)",
+                       err=True)
+            sys.exit(130)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except BrokenPipeError:  # `sambench list ... | head`: the reader left, nothing to report
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(0)
+        except OSError as exc:  # storage: a full disk, a read-only place, a file where a directory belongs
+            if os.environ.get("SAMBENCH_DEBUG"):
+                raise
+            from sambench.files import storage_error
+
+            _fail(storage_error(exc.filename or "sambench", exc, "I/O error"))
         except Exception as exc:  # a bug or an environment problem: still one line, traceback on request
             if os.environ.get("SAMBENCH_DEBUG"):
                 raise
@@ -131,6 +141,40 @@ def _key_values(values: tuple, option: str) -> dict:
     return out
 
 
+def dataset_specs(datasets: list[str], fmt, images, masks, names: list[str], options: dict) -> list:
+    """The DatasetSpec of each ``--dataset`` (one ``--name`` per ``-d``, in order).
+
+    ``--images``/``--masks`` (or ``--dataset-option images=DIR``/``masks=DIR``) name a folder dataset's
+    directories; ``--images`` alone names the image directory of a COCO ``.json``.
+    """
+    from sambench.runner import DatasetSpec
+
+    options = dict(options)
+    images = images or options.pop("images", None)
+    masks = masks or options.pop("masks", None)
+    if images or masks:
+        if len(datasets) > 1:
+            raise SambenchError("--images/--masks name the directories of one dataset: give one --dataset")
+        spec = datasets[0] if datasets else images
+        coco = fmt == "coco" or (fmt is None and str(spec).lower().endswith(".json"))
+        if coco and masks:
+            raise SambenchError(f"{spec}: --masks is for folder datasets; a COCO dataset takes --images only")
+        if not coco and not (images and masks):
+            raise SambenchError("--images and --masks go together for a folder dataset (a COCO .json takes --images alone)")
+        datasets = [spec]
+        kinds = [DatasetSpec(spec=spec, format="coco" if coco else "folder", images=images, masks=masks,
+                             options=options)]
+    else:
+        datasets = datasets or list(DEFAULT_RUN["datasets"])
+        kinds = [DatasetSpec(spec=d, format=fmt, options=options) for d in datasets]
+    if names and len(names) != len(kinds):
+        raise SambenchError(f"--name given {len(names)} time(s) for {len(kinds)} dataset(s): give one --name per "
+                            f"--dataset, in order")
+    for spec, name in zip(kinds, names):
+        spec.name = name
+    return kinds
+
+
 def default_run_dir(models: list[str], protocols: list[str], datasets: list[str], extra: dict) -> Path:
     """A deterministic directory under ./runs, so that re-running the same command resumes it."""
     slug = "_".join(["+".join(models), "+".join(protocols), "+".join(Path(d).name for d in datasets)])
@@ -143,9 +187,9 @@ def default_run_dir(models: list[str], protocols: list[str], datasets: list[str]
 @click.option("--protocol", "-p", "protocols", multiple=True, help="Protocol card name (repeatable).")
 @click.option("--dataset", "-d", "datasets", multiple=True, help="Dataset name or path (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(["folder", "coco"]), default=None, help="Format of --dataset PATH (default: auto).")
-@click.option("--images", default=None, help="Folder dataset: image directory (with --masks).")
+@click.option("--images", default=None, help="Folder dataset: image directory (with --masks); COCO: the directory file_name is relative to.")
 @click.option("--masks", default=None, help="Folder dataset: mask directory (with --images).")
-@click.option("--name", "ds_name", default=None, help="Name for a --dataset PATH (default: derived from the path).")
+@click.option("--name", "ds_names", multiple=True, help="Name for each --dataset, in order (default: derived from the path).")
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=None, help="Run directory (default: under ./runs/, derived from the command so re-running resumes).")
 @click.option("--levels", default=None, help="Override protocol levels, e.g. 0,0.2,0.4 or gt-box,1-point.")
 @click.option("--draws", type=int, default=None, help="Override draws per level.")
@@ -163,7 +207,7 @@ def default_run_dir(models: list[str], protocols: list[str], datasets: list[str]
 @click.option("--retry-failed", is_flag=True, help="Delete this run's failed rows of the given models first, so they run again.")
 @click.option("--no-report", is_flag=True, help="Do not write the report into the run directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def run_cmd(models, protocols, datasets, fmt, images, masks, ds_name, out, levels, draws, seed, limit, shard,
+def run_cmd(models, protocols, datasets, fmt, images, masks, ds_names, out, levels, draws, seed, limit, shard,
             ds_options, device,
             checkpoints, plugins, options, chunk_size, workers, keep_going, retry_failed, no_report, quiet) -> None:
     """Run models × protocols × datasets and store every prompt's result (resumable).
@@ -185,17 +229,11 @@ def run_cmd(models, protocols, datasets, fmt, images, masks, ds_name, out, level
     is_default = not (models_l or protocols_l or datasets_l or images)
     models_l = models_l or list(DEFAULT_RUN["models"])
     protocols_l = protocols_l or list(DEFAULT_RUN["protocols"])
-    if images or masks:
-        if not (images and masks):
-            raise SambenchError("--images and --masks go together")
-        specs = [DatasetSpec(spec=datasets_l[0] if datasets_l else images, format="folder", name=ds_name,
-                             images=images, masks=masks, options=ds_opts)]
-    else:
-        datasets_l = datasets_l or list(DEFAULT_RUN["datasets"])
-        specs = [DatasetSpec(spec=d, format=fmt, name=ds_name if len(datasets_l) == 1 else None, options=ds_opts)
-                 for d in datasets_l]
+    specs = dataset_specs(datasets_l, fmt, images, masks, list(ds_names), ds_opts)
     levels_l = _split((levels,)) if levels else (list(DEFAULT_RUN["levels"]) if is_default else None)
     draws = draws if draws is not None else (DEFAULT_RUN["draws"] if is_default else None)
+    if workers is not None and workers < 1:
+        raise SambenchError(f"--workers must be >= 1, got {workers}")
     if workers is None:
         from sambench.cards import load_model_card
         from sambench.perf import BASELINE_ADAPTERS

@@ -203,6 +203,9 @@ _WORKER: dict = {}
 
 
 def _worker_init(config: RunConfig) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (exit 130), not each worker's
     _WORKER.clear()
     _WORKER["config"] = config
     _WORKER["protocols"] = _protocols(config)
@@ -297,13 +300,16 @@ def run(config: RunConfig) -> RunResult:
         raise SambenchError(f"--shard must be I/N with 0 <= I < N, got {config.shard[0]}/{config.shard[1]}")
     if config.limit is not None and config.limit < 1:
         raise SambenchError(f"--limit must be >= 1, got {config.limit}")
+    if config.workers is not None and int(config.workers) < 1:
+        raise SambenchError(f"--workers must be >= 1, got {config.workers}")
     for m in config.models:
         load_model_card(m)  # unknown names fail before any work
     protocols = _protocols(config)
     datasets = [s.open() for s in config.datasets]
     names = [d.name for d in datasets]
     if len(set(names)) != len(names):
-        raise SambenchError(f"two datasets share the name '{[n for n in names if names.count(n) > 1][0]}': give --name")
+        raise SambenchError(f"two datasets share the name '{[n for n in names if names.count(n) > 1][0]}': give "
+                            f"--name NAME once per --dataset, in order")
 
     run_dir = Path(config.out)
     adapters: dict[str, Adapter] = {}
@@ -312,6 +318,7 @@ def run(config: RunConfig) -> RunResult:
     signatures = {m: _adapter(config, adapters, m).signature() for m in config.models}
     store = Store(run_dir)
     old = read_manifest(run_dir)
+    stored_settings: dict = {}
     for m, sig in signatures.items():
         # Prompts per predict() call change how a model batches its decoder, hence masks by a pixel and
         # scores by ~1e-7 (batched float arithmetic): a resume must keep it (issue 11).
@@ -319,9 +326,11 @@ def run(config: RunConfig) -> RunResult:
     for p in protocols:
         ident = p.card.identity()
         ident["settings"] = {s.pop("level"): s for s in ident["settings"]}
-        # A resume with other draws or levels would mix settings across objects: the set is fixed too.
-        ident["levels"] = sorted(ident["settings"])
-        store.claim_identity("protocol", p.name, ident, PROTOCOL_IDENTITY + ("draws", "levels"))
+        # Draws and levels may grow on a resume (every selected image gets the new rows), never shrink:
+        # that would leave objects on different settings (issue 11). The store keeps the grown set.
+        ident["levels"] = [s.label for s in p.card.settings]
+        stored_settings[p.name] = store.claim_identity("protocol", p.name, ident, PROTOCOL_IDENTITY,
+                                                       grows=("draws", "levels"))
     ds_info = {}
     for spec, d in zip(config.datasets, datasets):
         ds_info[d.name] = {"content_hash": d.content_hash(), "n_images": len(d.ids()), "spec": spec.to_dict(),
@@ -338,6 +347,10 @@ def run(config: RunConfig) -> RunResult:
 
     workers = max(1, int(config.workers))
     counters = {m: {"encoder_calls": 0, "decoded_prompts": 0} for m in config.models}
+    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    invocation = {"id": f"{started}-{os.getpid()}", "started": started, "argv": list(sys.argv),
+                  "config": config.public(), "status": "running", "counters": counters}
+    store.record_invocation(invocation)
     rows_added = 0
     pool = None
     if workers > 1:
@@ -351,20 +364,32 @@ def run(config: RunConfig) -> RunResult:
                 done_by_model = {m: store.done_keys(m, ds.name, image_id) for m in config.models}
                 if pool is None:
                     rows, cnt = _image_rows(config, ds, image_id, protocols, adapters, done_by_model)
-                    rows_added += _commit(store, rows, cnt, counters, bar)
+                    rows_added += _commit(store, rows, cnt, counters, bar, invocation)
                 else:
                     jobs.append(pool.submit(_process_image, di, image_id, done_by_model))
             for fut in as_completed(jobs):
                 _, rows, cnt = fut.result()
-                rows_added += _commit(store, rows, cnt, counters, bar)
+                rows_added += _commit(store, rows, cnt, counters, bar, invocation)
             bar.close()
+    except BaseException as exc:  # Ctrl-C, a full disk, a bug: say so in the store, then let it propagate
+        invocation["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        try:
+            store.record_invocation(invocation)
+        except SambenchError:
+            pass
+        raise
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+    invocation["status"] = "finished"
+    invocation["wall_time_s"] = round(time.perf_counter() - t0, 3)
+    store.record_invocation(invocation)
 
     counts = store.count()
-    manifest = _manifest(config, old, protocols, ds_info, signatures, counters, prompt_hashes(store), counts,
-                         time.perf_counter() - t0)
+    manifest = _manifest(config, old, protocols, ds_info, signatures, store.invocations(), invocation["id"],
+                         prompt_hashes(store), counts)
+    for name, ident in stored_settings.items():  # what the store holds, not only what this invocation asked
+        manifest["protocols"][name]["stored"] = {"draws": ident.get("draws"), "levels": ident.get("levels")}
     write_manifest(run_dir, manifest)
     store.close()
     return RunResult(run_dir, rows_added, counts, counters, time.perf_counter() - t0, manifest)
@@ -381,13 +406,12 @@ def select_images(dataset: str, ids: list[str], limit: Optional[int], shard: Opt
     return [x for x in ids if int(stable_hash("shard", dataset, x), 16) % n == i]
 
 
-def _commit(store: Store, rows: dict, cnt: dict, counters: dict, bar) -> int:
-    added = 0
-    for model, model_rows in rows.items():
-        added += store.write(model_rows)  # one transaction per (model, image)
+def _commit(store: Store, rows: dict, cnt: dict, counters: dict, bar, invocation: dict) -> int:
     for model, c in cnt.items():
         for k, v in c.items():
             counters[model][k] += v
+    # One transaction per image: its rows of every model and this invocation's counters with them.
+    added = store.write([r for model_rows in rows.values() for r in model_rows], invocation=invocation)
     bar.rows = getattr(bar, "rows", 0) + added
     bar.set_postfix(rows=bar.rows, refresh=False)
     bar.update(1)
@@ -402,23 +426,27 @@ def _progress(config: RunConfig, total: int, name: str):
 
 
 def _manifest(config: RunConfig, old: dict, protocols: list[Protocol], ds_info: dict, signatures: dict,
-              counters: dict, phashes: dict, counts: dict, wall: float) -> dict:
+              stored: list[dict], current: str, phashes: dict, counts: dict) -> dict:
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    prev_counters = old.get("counters", {})
-    merged_counters = {m: dict(v) for m, v in prev_counters.items()}
-    for m, c in counters.items():
-        acc = merged_counters.setdefault(m, {"encoder_calls": 0, "decoded_prompts": 0})
-        for k, v in c.items():
-            acc[k] = acc.get(k, 0) + v
+    # Invocations: those of manifests written before the store recorded them (no "id"), then every one
+    # the store holds; one still "running" that is not this one was killed (SIGKILL, power loss).
+    invocations = [i for i in old.get("invocations", []) if "id" not in i]
+    for inv in stored:
+        if inv.get("status") == "running" and inv.get("id") != current:
+            inv = {**inv, "status": "killed"}
+        invocations.append(inv)
+    merged_counters: dict = {}
+    for inv in invocations:
+        for m, c in (inv.get("counters") or {}).items():
+            acc = merged_counters.setdefault(m, {"encoder_calls": 0, "decoded_prompts": 0})
+            for k, v in c.items():
+                acc[k] = acc.get(k, 0) + v
     protos = dict(old.get("protocols", {}))
     for p in protocols:
         protos[p.name] = {"version": p.card.version, "identity": p.card.identity(), "seed": p.card.seed,
                           "card": str(p.card.path) if p.card.path else None}
     for p, by_ds in phashes.items():
         protos.setdefault(p, {})["prompt_hash"] = by_ds
-    invocations = list(old.get("invocations", []))
-    invocations.append({"at": now, "argv": sys.argv, "config": config.public(), "wall_time_s": round(wall, 3),
-                        "counters": counters})
     return {
         "sambench_version": sambench.__version__,
         "schema_version": 1,

@@ -137,19 +137,38 @@ class Store:
         if found is None or int(found) != SCHEMA_VERSION:
             raise SambenchError(f"{self.path}: results schema version {found}, this sambench reads {SCHEMA_VERSION}")
 
-    def claim_identity(self, kind: str, name: str, identity: dict, checked: tuple) -> None:
+    def claim_identity(self, kind: str, name: str, identity: dict, checked: tuple, grows: tuple = ()) -> dict:
         """Record what ``kind`` ``name`` (a model, protocol or dataset) is, or refuse if it changed.
 
         Stored in the ``info`` table *before* any row is written, in the same database, so even a run
         killed before its manifest exists cannot be resumed with other weights, seed, decoding or data.
         ``checked`` are the fields that must match; a protocol's ``settings`` (level label → setting)
-        must agree on every label both know, and new labels are added.
+        must agree on every label both know, and new labels are added. ``grows`` are fields a run may
+        extend but never shrink — a number (``draws``: not fewer) or a list (``levels``: a superset) —
+        because a resume computes the missing rows of every selected image: extending keeps every object
+        on the same settings, dropping would leave the objects done before on other settings than those
+        done after. Returns the recorded (merged) identity.
         """
         key = f"{kind}:{name}"
         row = self.conn.execute("SELECT value FROM info WHERE key=?", (key,)).fetchone()
         merged = dict(identity)
         if row is not None:
             prev = json.loads(row[0])
+            for f in grows:
+                if f not in prev or f not in identity:
+                    continue
+                old, new = prev[f], identity[f]
+                if isinstance(old, list):
+                    lost = [x for x in old if x not in new]
+                    if lost:
+                        raise SambenchError(f"{self.run_dir}: holds results of {kind} '{name}' at {f} {', '.join(map(str, old))}; "
+                                            f"this run drops {', '.join(map(str, lost))}: a resume may add {f}, never drop "
+                                            f"them (objects would end on different settings): keep them or use another --out")
+                    merged[f] = list(old) + [x for x in new if x not in old]
+                elif new < old:
+                    raise SambenchError(f"{self.run_dir}: holds results of {kind} '{name}' with {f} {old}, this run has "
+                                        f"{new}: a resume may add {f}, never drop them (objects would end on different "
+                                        f"settings): give --{f} {old} or use another --out")
             for f in checked:
                 if f in prev and prev.get(f) != identity.get(f):
                     raise SambenchError(f"{self.run_dir}: holds results of {kind} '{name}' with {f} {prev[f]!r}, "
@@ -162,6 +181,7 @@ class Store:
                 merged["settings"] = {**prev["settings"], **identity.get("settings", {})}
         with self.conn:
             self.conn.execute("INSERT OR REPLACE INTO info VALUES (?, ?)", (key, json.dumps(merged, sort_keys=True)))
+        return merged
 
     def claim_dataset(self, name: str, content_hash: str, image_hashes: dict[str, str], files, retry: bool) -> list[str]:
         """Record dataset ``name``'s content hash and per-image hashes, or deal with a changed dataset.
@@ -210,7 +230,8 @@ class Store:
     def identities(self) -> dict[str, dict[str, dict]]:
         """What :meth:`claim_identity` recorded: ``{"model"|"protocol"|"dataset": {name: identity}}``."""
         out: dict[str, dict[str, dict]] = {}
-        for key, value in self.conn.execute("SELECT key, value FROM info WHERE key LIKE '%:%'").fetchall():
+        for key, value in self.conn.execute("SELECT key, value FROM info WHERE key LIKE '%:%' AND key NOT LIKE "
+                                            "'invocation:%'").fetchall():
             kind, _, name = key.partition(":")
             try:
                 out.setdefault(kind, {})[name] = json.loads(value)
@@ -233,14 +254,39 @@ class Store:
             (model, dataset, image_id))
         return {tuple(r) for r in cur.fetchall()}
 
-    def write(self, rows: Iterable[Row]) -> int:
-        """Insert rows in ONE transaction; keys already present are left unchanged. Returns rows added."""
+    def write(self, rows: Iterable[Row], invocation: Optional[dict] = None) -> int:
+        """Insert rows in ONE transaction; keys already present are left unchanged. Returns rows added.
+
+        ``invocation`` (see :meth:`record_invocation`) is updated in the same transaction, so the counters
+        of a run killed at any point match the rows it left.
+        """
         values = [r.values() for r in rows]
         with self.conn:
             before = self.conn.total_changes
             self.conn.executemany(f"INSERT OR IGNORE INTO results ({', '.join(COLUMNS)}) VALUES "
                                   f"({', '.join('?' * len(COLUMNS))})", values)
-            return self.conn.total_changes - before
+            added = self.conn.total_changes - before
+            if invocation is not None:
+                self._put_invocation(invocation)
+            return added
+
+    def record_invocation(self, invocation: dict) -> None:
+        """Store one ``run`` invocation (``id``, ``started``, ``argv``, ``config``, ``status``, ``counters``).
+
+        Written when the run starts and with every image, so argv and counters of a run killed before its
+        manifest reach the manifest of the run that resumes it (status ``killed``).
+        """
+        with self.conn:
+            self._put_invocation(invocation)
+
+    def _put_invocation(self, invocation: dict) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO info VALUES (?, ?)",
+                          (f"invocation:{invocation['id']}", json.dumps(invocation, sort_keys=True)))
+
+    def invocations(self) -> list[dict]:
+        """Every recorded invocation, oldest first."""
+        out = [json.loads(v) for (v,) in self.conn.execute("SELECT value FROM info WHERE key LIKE 'invocation:%'")]
+        return sorted(out, key=lambda d: (d.get("started", ""), d.get("id", "")))
 
     def frame(self, with_masks: bool = True) -> pd.DataFrame:
         """All rows as a DataFrame, sorted by key."""
@@ -257,7 +303,7 @@ class Store:
     def close(self) -> None:
         """Close; a read-write store first folds its write-ahead log back into the database and leaves
         WAL mode, so a finished run directory holds no ``-wal``/``-shm`` files and reads anywhere (also
-        ``mode=ro`` in a read-only checkout). Skipped, harmlessly, while another process has it open."""
+        ``mode=ro`` in a read-only checkout). Skipped, harmlessly, while another connection has it open."""
         if not self.read_only:
             try:
                 self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

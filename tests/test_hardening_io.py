@@ -156,11 +156,11 @@ def test_item4_compare_checks_dataset_identity_from_the_store_when_the_manifest_
 
 
 @pytest.mark.parametrize("first,second,needle", [
-    (["--draws", "2"], ["--draws", "3"], "draws"),
+    (["--draws", "3"], ["--draws", "2"], "draws"),
     (["--levels", "0,0.5"], ["--levels", "0,1"], "levels"),
     (["--chunk-size", "64"], ["--chunk-size", "3"], "chunk"),
 ])
-def test_item5_resume_with_other_draws_levels_or_chunk_size_is_refused(tmp_path, first, second, needle):
+def test_item5_resume_with_fewer_draws_other_levels_or_chunk_size_is_refused(tmp_path, first, second, needle):
     args = ["run", "-m", "box-fill", "-p", "noisy-box", "--limit", "1", "--out", str(tmp_path / "r"), "--no-report", "-q"]
     default = {"--draws": "2", "--levels": "0,0.5", "--chunk-size": "64"}
     fixed = [x for k, v in default.items() if k != first[0] for x in (k, v)]
@@ -173,6 +173,26 @@ def test_item5_resume_with_other_draws_levels_or_chunk_size_is_refused(tmp_path,
     # the same settings resume fine
     p = subprocess.run(_cli(*args, *fixed, *first), capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
+
+
+def test_item5_a_killed_run_resumed_with_more_draws_ends_with_every_object_on_the_same_draws(tmp_path):
+    """Growing is allowed: the resume computes the new draws for every image, so no object is left behind."""
+    args = ["run", "-m", "box-fill", "-p", "noisy-box", "--levels", "0.5", "--limit", "4", "--out", str(tmp_path / "r"),
+            "--no-report", "-q"]
+    p = subprocess.run(_cli(*args, "--draws", "2"), capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    con = sqlite3.connect(tmp_path / "r" / "results.sqlite")
+    con.execute("DELETE FROM results WHERE image_id IN ('book', 'bush')")
+    con.commit()
+    con.close()  # as if killed after two of the four images
+    p = subprocess.run(_cli(*args, "--draws", "3"), capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    con = sqlite3.connect(tmp_path / "r" / "results.sqlite")
+    per_object = con.execute("SELECT image_id, COUNT(*) FROM results GROUP BY image_id").fetchall()
+    con.close()
+    assert len(per_object) == 4 and {n for _, n in per_object} == {3}
+    man = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert man["protocols"]["noisy-box"]["stored"] == {"draws": 3, "levels": ["0.5"]}
 
 
 # ------------------------------------------------------------------- item 6: storage and I/O errors
@@ -364,14 +384,14 @@ def _wait_rows(db: Path, n: int, proc, timeout=120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         if db.exists():
+            con = sqlite3.connect(str(db), timeout=1)
             try:
-                con = sqlite3.connect(str(db), timeout=1)
-                k = con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-                con.close()
-                if k >= n:
+                if con.execute("SELECT COUNT(*) FROM results").fetchone()[0] >= n:
                     return
             except sqlite3.OperationalError:
                 pass
+            finally:
+                con.close()  # always: an open reader keeps the WAL files alive
         time.sleep(0.05)
     raise AssertionError("the run finished (or hung) before it could be interrupted")
 
@@ -389,7 +409,9 @@ def test_item10_ctrl_c_exits_130_and_item13_killed_invocations_reach_the_manifes
     assert "Traceback" not in err and "interrupted" in err
     # SIGKILL: nothing can be caught, yet its argv and counters reach the manifest of the resumed run
     proc = subprocess.Popen(_cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    n0 = sqlite3.connect(db).execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    con = sqlite3.connect(db)
+    n0 = con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    con.close()  # an open reader would (rightly) keep the WAL files alive
     _wait_rows(db, n0 + 3, proc)
     proc.kill()
     proc.wait()
