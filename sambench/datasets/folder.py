@@ -293,10 +293,15 @@ class FolderDataset(Dataset):
         """EXIF-oriented images (see the base class) and files left out for want of a partner. Not logged
         when the dataset is opened (every worker process opens it): the runner prints them once."""
         out = super().notices()
-        if self._no_mask or self._no_image:
-            out.append(f"{self.name}: {len(self._no_mask)} image(s) without a mask in {self.masks_dir} "
-                       f"(e.g. {', '.join(self._no_mask[:3]) or '-'}), {len(self._no_image)} mask(s) without an image "
-                       f"in {self.images_dir} (e.g. {', '.join(self._no_image[:3]) or '-'}); they are left out")
+        parts = []
+        if self._no_mask:
+            parts.append(f"{len(self._no_mask)} image(s) without a mask in {self.masks_dir} "
+                         f"(e.g. {', '.join(self._no_mask[:3])})")
+        if self._no_image:
+            parts.append(f"{len(self._no_image)} mask(s) without an image in {self.images_dir} "
+                         f"(e.g. {', '.join(self._no_image[:3])})")
+        if parts:
+            out.append(f"{self.name}: {' and '.join(parts)}; they are left out")
         return out
 
     def image_files(self, image_id: str) -> list[str]:
