@@ -13,8 +13,8 @@ import pytest
 from sambench.adapters.baselines import BoxFillAdapter
 from sambench.cards import make_setting
 from sambench.metrics import encode_rle, iou, stability
-from sambench.prompts import gt_box, keyed_rng, make_prompt, prompt_key
-from sambench.types import SambenchError
+from sambench.prompts import gt_box, make_prompt, prompt_rng
+from sambench.types import SambenchError, keyed_rng
 
 
 def _cli(*args):
@@ -46,7 +46,7 @@ def test_item11_zero_noise_is_exactly_the_gt_box_for_1px_and_other_objects(kind)
     s0 = make_setting(kind, {"scale": 0}, None, "test")
     for i, m in enumerate(masks):
         for draw in range(4):
-            rng = keyed_rng(prompt_key(0, "p", 1, "0", draw, "d", "im", str(i)))
+            rng = prompt_rng(0, "p", 1, "0", draw, "d", "im", str(i))
             assert make_prompt(s0, m, rng).box == gt_box(m)
     # A 1-px object has zero-size noise terms: its GT box at every level, so box-fill scores exactly gt-box's 1.0.
     fill = BoxFillAdapter()

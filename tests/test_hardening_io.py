@@ -158,7 +158,7 @@ def test_item4_compare_checks_dataset_identity_from_the_store_when_the_manifest_
 @pytest.mark.parametrize("first,second,needle", [
     (["--draws", "3"], ["--draws", "2"], "draws"),
     (["--levels", "0,0.5"], ["--levels", "0,1"], "levels"),
-    (["--chunk-size", "64"], ["--chunk-size", "3"], "chunk"),
+    (["--chunk-size", "64"], ["--chunk-size", "3"], "prompts_per_call"),
 ])
 def test_item5_resume_with_fewer_draws_other_levels_or_chunk_size_is_refused(tmp_path, first, second, needle):
     args = ["run", "-m", "box-fill", "-p", "noisy-box", "--limit", "1", "--out", str(tmp_path / "r"), "--no-report", "-q"]

@@ -35,7 +35,7 @@ from pycocotools.coco import COCO
 
 from sambench.datasets.base import (Dataset, as_path, exif_note, file_sha256, parse_bool, parse_list,
                                     read_image_oriented)
-from sambench.metrics import to_coco_rle
+from sambench.metrics import decode_rle, to_coco_rle
 from sambench.types import Object, Sample, SambenchError, canonical_json
 
 #: Bumped whenever the COCO loader's decoding rules change (part of the content hash).
@@ -92,13 +92,13 @@ def segmentation_to_rle(seg: Any, height: int, width: int) -> Optional[dict]:
     raise _BadSegmentation(f"segmentation must be a polygon list or an RLE dict, got {type(seg).__name__}")
 
 
-def decode_rle(rle: dict) -> np.ndarray:
-    """Boolean (H, W) mask of a COCO RLE; raises ``_BadSegmentation`` if pycocotools rejects it."""
+def _checked_decode(rle: dict) -> np.ndarray:
+    """:func:`sambench.metrics.decode_rle`, raising ``_BadSegmentation`` if pycocotools rejects the RLE."""
     try:
         with warnings.catch_warnings():
             # pycocotools' Cython RLE wrapper predates numpy 2's __array__(copy=...) protocol
             warnings.filterwarnings("ignore", message="__array__ implementation", category=DeprecationWarning)
-            return mask_utils.decode(rle).astype(bool)
+            return decode_rle(rle)
     except (ValueError, TypeError, UnicodeEncodeError) as exc:
         raise _BadSegmentation(f"invalid RLE ({exc})") from None
 
@@ -337,7 +337,7 @@ class CocoDataset(Dataset):
             where = f"{self.path}: annotation {ann['id']} of {im['file_name']}"
             try:
                 rle = segmentation_to_rle(ann["segmentation"], h, w)
-                mask = decode_rle(rle) if rle is not None else None
+                mask = _checked_decode(rle) if rle is not None else None
             except _BadSegmentation as exc:
                 failed[str(ann["id"])] = f"{where}: {exc}"
                 continue
