@@ -5,6 +5,8 @@ image_id, object_id, protocol, level, draw) with the prompt (JSON + sha256), IoU
 model's score, the predicted mask as COCO RLE, per-prompt extras, and a status (``ok`` or ``failed``
 with its error). A failure that concerns a whole image (unreadable file, mask of the wrong size, ...) is
 one row with ``object_id = ''``, ``level = ''`` and ``draw = -1`` for each model and protocol it blocked.
+An annotated object that cannot be used (a COCO segmentation that decodes to nothing) is the same with
+its ``object_id`` set, so each lost object is counted while the image's other objects are scored.
 The columns are declared once, by :class:`Row`; the table schema, the key and every grouping of rows
 (:data:`LEVEL_COLUMNS`, :data:`OBJECT_COLUMNS`, :data:`PROMPT_COLUMNS`) are derived from it, in its order.
 Every SQL statement of sambench is in this module.
@@ -16,7 +18,10 @@ uninterrupted one.
 
 The ``info`` table records, before the first row, the identity of every model (weights, options),
 protocol (version, seed, decoding, level settings) and dataset (content hash) the store holds results of
-(:meth:`Store.claim_identity`); a resume with a different one is refused.
+(:meth:`Store.claim_identity`); a resume with a different one is refused (draws and levels may only
+grow; a changed dataset names its changed images, which ``--retry-failed`` re-runs). It also records
+every ``run`` invocation (argv, counters, status), updated with each image's rows, so a killed run's
+counters reach the next manifest. Readers open the store read-only; see docs/runs.md.
 
 ``RUN_DIR/manifest.json`` describes the run: :func:`updated_manifest` merges one more invocation into it,
 :func:`merge_manifests` merges the manifests of several runs (first wins, disagreements listed).
