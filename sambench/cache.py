@@ -220,6 +220,20 @@ class EmbeddingCache:
             self._reported.add(str(path))
             log.warning("sambench cache: %s: %s; ignored and recomputed", path, why)
 
+    def as_stored(self, adapter: Any, state: Any) -> Any:
+        """``state`` as a later read of its entry will return it: with fp16 storage, its floating tensors
+        rounded to float16 and back (so a cold run decodes exactly what a warm run will); else ``state``."""
+        if self.storage == "fp32":
+            return state
+        import torch
+
+        raw, meta = adapter.state_to_tensors(state)
+        back = {}
+        for name, t in raw.items():
+            t = torch.as_tensor(t)
+            back[name] = t.to(torch.float16).to(t.dtype) if t.is_floating_point() else t
+        return adapter.state_from_tensors(back, meta)
+
     def put(self, adapter: Any, img_hash: str, preprocessing: str, state: Any) -> Optional[Path]:
         """Store a state atomically (temp file + rename), then evict if over the limit."""
         import torch

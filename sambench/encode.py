@@ -7,8 +7,9 @@ its state or the exception that prevented it (recorded by the runner as failed r
 2. the rest go through the adapter's :meth:`~sambench.adapters.base.Adapter.encode_batch` ``batch``
    images at a time (``--encode-batch``); if a batch fails, its images are encoded one by one so that
    each failure is attributed to its own image;
-3. new states are written to the cache. A failed cache write (disk full, read-only share) is reported
-   once and the run goes on uncached.
+3. new states are written to the cache, and decoded as the cache will return them (with fp16 storage:
+   rounded to fp16 and back), so a cold and a warm run give the same rows. A failed cache write (disk
+   full, read-only share) is reported once and the run goes on uncached.
 
 ``counters()`` gives ``cache_hits``, ``cache_misses``, ``cache_corrupt`` and ``cache_writes`` — what the
 runner adds to the adapter's own counters in the manifest — when the adapter is cached, else nothing.
@@ -55,9 +56,10 @@ class EncodeStage:
         for start in range(0, len(todo), self.batch):
             idx = todo[start:start + self.batch]
             for i, state in zip(idx, self._encode_some([images[i] for i in idx], preprocessing)):
-                out[i] = state
                 if self.cache is not None and not isinstance(state, BaseException):
                     self._store(hashes[i], preprocessing, state)
+                    state = self.cache.as_stored(self.adapter, state)  # cold and warm runs decode alike
+                out[i] = state
         return out
 
     def _encode_some(self, images: list[np.ndarray], preprocessing: str) -> list[Any]:

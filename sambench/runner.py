@@ -494,14 +494,19 @@ def claim_identities(store: Store, work: ImageWork, datasets: list[Dataset], sig
 
     * ``prompts_per_call`` is part of each model's identity: it changes how a model batches its decoder,
       hence masks by a pixel and scores by ~1e-7 (batched float arithmetic), so a resume must keep it.
+    * So is ``embedding_storage`` (fp32, or fp16 with ``--cache-dtype fp16``) of a cached model: fp16
+      storage rounds the embeddings (docs/scale.md).
     * ``draws`` and ``levels`` may grow, never shrink (:meth:`Store.claim_identity`).
     * A changed dataset names its changed files; ``--retry-failed`` re-runs exactly those images
       (:meth:`Store.claim_dataset`).
     """
     config = work.config
     for m, sig in signatures.items():
-        store.claim_identity("model", m, {**sig, "prompts_per_call": config.prompts_per_call},
-                             MODEL_IDENTITY + ("prompts_per_call",))
+        ident, checked = {**sig, "prompts_per_call": config.prompts_per_call}, MODEL_IDENTITY + ("prompts_per_call",)
+        if work.adapter(m).cache_signature() is not None:  # fp16 cache storage rounds the embeddings
+            ident["embedding_storage"] = config.cache_dtype if config.cache_dir else "fp32"
+            checked += ("embedding_storage",)
+        store.claim_identity("model", m, ident, checked)
     stored = {}
     for p in work.protocols:
         ident = p.card.identity()

@@ -283,3 +283,22 @@ def test_cache_command_lists_sizes_verifies_and_clears(tmp_path):
     assert v.exit_code == 1 and str(bad) in v.output and "1 bad" in v.output and not bad.exists()
     assert cli.invoke(main, ["cache", "clear", "--cache", str(tmp_path)]).output.strip().endswith("removed 2 entries")
     assert EmbeddingCache(tmp_path).entries() == []
+
+
+@pytest.mark.slow
+def test_fp16_storage_cold_and_warm_runs_agree_and_a_resume_must_keep_the_storage(tmp_path):
+    from sambench.runner import DatasetSpec, RunConfig, run
+    from sambench.types import SambenchError
+
+    def cfg(out, **kw):
+        base = dict(models=["sam-tiny"], protocols=["gt-box"], datasets=[DatasetSpec("grabcut-sample")],
+                    out=tmp_path / out, limit=1, progress=False, device="cpu", cache_dir=str(tmp_path / "c16"),
+                    cache_dtype="fp16")
+        return RunConfig(**{**base, **kw})
+
+    cold = run(cfg("cold"))
+    warm = run(cfg("warm"))
+    assert cold.counters["sam-tiny"]["encoder_calls"] == 1 and warm.counters["sam-tiny"]["encoder_calls"] == 0
+    assert _run_rows(tmp_path / "warm") == _run_rows(tmp_path / "cold")  # the cold run decoded the fp16 copy
+    with pytest.raises(SambenchError, match="embedding_storage"):
+        run(cfg("cold", cache_dtype="fp32", limit=2))
