@@ -1,8 +1,10 @@
 """One run directory, one writer: ``RUN_DIR/.sambench.lock``.
 
 ``sambench run`` holds an exclusive ``flock`` on the lock file for as long as it runs and writes who
-holds it (pid, host, start time, command) into the file. A second ``run`` on the same directory either
-refuses in one line naming the holder, or (``--wait-lock``) waits until the holder is gone.
+holds it (pid, host, start time, command) into the file; it removes the file when it ends normally (the
+run directory then holds only its results). A second ``run`` on the same directory either refuses in one
+line naming the holder, or (``--wait-lock``) waits until the holder is gone. A process that got the lock
+on a file its holder had just removed notices (the path no longer names its file) and tries again.
 
 **Stale locks.** The kernel releases a ``flock`` when its process ends, however it ends (SIGKILL and
 power loss of the process included), so a lock file left behind by a dead run is simply taken over: the
@@ -40,6 +42,15 @@ def _holder_text(path: Path) -> str:
     return (f"sambench pid {info.get('pid')} on {info.get('host')} since {info.get('started')}")
 
 
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``fd`` is still the file at ``path`` (not unlinked or replaced since it was opened)."""
+    try:
+        a, b = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 class RunLock:
     """An exclusive, self-releasing lock on a run directory (see the module docstring)."""
 
@@ -53,23 +64,26 @@ class RunLock:
         import fcntl
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         announced = False
         while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
+                os.close(fd)
                 holder = _holder_text(self.path)
                 if not wait or (deadline is not None and time.monotonic() > deadline):
-                    os.close(fd)
                     raise SambenchError(f"{self.run_dir} is being written by {holder}: wait for it to end, "
                                         f"pass --wait-lock, or use another --out") from None
                 if not announced:
                     print(f"sambench: waiting for {holder} to release {self.run_dir} ...", file=sys.stderr)
                     announced = True
                 time.sleep(poll_s)
+                continue
+            if _same_file(fd, self.path):
+                break
+            os.close(fd)  # the holder released and removed the file after we opened it: try the new one
         info = {"pid": os.getpid(), "host": socket.gethostname(),
                 "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "argv": sys.argv}
@@ -79,13 +93,14 @@ class RunLock:
         return self
 
     def release(self) -> None:
-        """Release the lock (the file stays, emptied: it only names holders)."""
+        """Remove the lock file, then release the lock (a waiter holding the removed file's descriptor
+        sees that it is gone and opens the path again, see :meth:`acquire`)."""
         if self._fd is not None:
-            import fcntl
-
             try:
-                os.ftruncate(self._fd, 0)
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                if _same_file(self._fd, self.path):
+                    self.path.unlink()
+            except OSError:
+                pass  # a read-only or vanished directory: the kernel still releases the flock below
             finally:
                 os.close(self._fd)
                 self._fd = None

@@ -44,6 +44,7 @@ def test_a_locked_run_dir_refuses_a_second_writer_and_names_the_holder(tmp_path)
     assert (tmp_path / LOCK_NAME).exists()
     with RunLock(tmp_path):
         assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
+    assert not (tmp_path / LOCK_NAME).exists()  # a normal end leaves only the results
 
 
 def test_wait_lock_waits_for_the_holder(tmp_path):
