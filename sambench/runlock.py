@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from sambench.files import ensure_dir, storage_error
 from sambench.types import SambenchError
 
 LOCK_NAME = ".sambench.lock"
@@ -63,11 +64,16 @@ class RunLock:
         """Take the lock; raise SambenchError naming the holder if it is taken and ``wait`` is false."""
         import fcntl
 
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise SambenchError(f"{self.run_dir}: is a file, not a run directory")
+        ensure_dir(self.run_dir, "run directory")
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         announced = False
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise storage_error(self.path, exc, "cannot create the run lock") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
