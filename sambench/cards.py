@@ -101,9 +101,11 @@ class ModelCard:
     checkpoint: Optional[CheckpointSpec]
     path: Optional[Path]
     raw: dict = field(default_factory=dict, compare=False)
+    #: Free text naming the model's paper and/or URL (optional ``paper:`` field); shown on leaderboards.
+    paper: Optional[str] = None
 
 
-MODEL_FIELDS = {"name", "adapter", "description", "options", "checkpoint", "base", "tags"}
+MODEL_FIELDS = {"name", "adapter", "description", "options", "checkpoint", "base", "tags", "paper"}
 
 
 def parse_model_card(data: dict, path: Path) -> ModelCard:
@@ -120,8 +122,11 @@ def parse_model_card(data: dict, path: Path) -> ModelCard:
             raise SambenchError(f"{path}: field 'checkpoint' must be a mapping with at least 'file'")
         _check_fields(c, {"file", "url", "size", "sha256", "hash_prefix"}, path)
         ckpt = CheckpointSpec(**c)
+    paper = data.get("paper")
+    if paper is not None and not isinstance(paper, str):
+        raise SambenchError(f"{path}: field 'paper' must be a string (citation and/or URL)")
     return ModelCard(name=name, adapter=adapter, description=str(data.get("description", "")).strip(),
-                     options=dict(options), checkpoint=ckpt, path=path, raw=data)
+                     options=dict(options), checkpoint=ckpt, path=path, raw=data, paper=paper)
 
 
 # ------------------------------------------------------------------------------------------ protocols

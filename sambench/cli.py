@@ -27,6 +27,7 @@ def _fail(exc: SambenchError) -> None:
 LAZY_COMMANDS = {
     "report": "sambench.report.cli:report_cmd",
     "compare": "sambench.report.cli:compare_cmd",
+    "leaderboard": "sambench.leaderboard.cli:leaderboard_cmd",
     "download": "sambench.checkpoints:download_cmd",
     "train": "sambench.stable_sam.train:train_cmd",
 }
