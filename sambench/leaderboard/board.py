@@ -226,8 +226,9 @@ def build_board(board: BoardInput, rank_by: Optional[str] = None, n_boot: int = 
                     values[(cid, model)] = {"value": None, "ci": [None, None],
                                             "datasets": {d: None for d in vals}, "n": 0}
                     continue
-                # keyed by score and model (not protocol): the same per-object values give the same CI
-                values[(cid, model)] = aggregate(score, vals, key=f"leaderboard|{score.name}|{model}", n_boot=n_boot)
+                # keyed by the score alone: every model (same objects, by coverage) is resampled alike, and the same
+                # per-object values give the same CI
+                values[(cid, model)] = aggregate(score, vals, key=f"leaderboard|{score.name}", n_boot=n_boot)
     rank_col = resolve_rank_by(columns, rank_by)
     score = SCORES[rank_col["score"]]
     entries = _rank(models, rank_col, score, values)

@@ -15,7 +15,8 @@ A score is computed for one model on one protocol, first per dataset, from that 
    dataset the board holds for the protocol; a model missing one gets no cross-dataset figure.
 
 The CI is a stratified percentile bootstrap over objects (``sambench.summary.stratified_bootstrap``: objects
-resampled within each dataset, steps 3–4 repeated on each resample), 95%, keyed by score, protocol and model.
+resampled within each dataset, steps 3–4 repeated on each resample), 95%, keyed by the score: every model
+is resampled with the same object indices, so equal values give equal intervals.
 
 Registry: :data:`SCORES` maps a name to its :class:`HeadlineScore`, in column order. A score whose rows a
 protocol lacks returns ``None`` from ``values`` and is simply not a column for it. Scores from other stages
@@ -254,7 +255,7 @@ def paired(score: HeadlineScore, a: dict[str, pd.DataFrame], b: dict[str, pd.Dat
     names = sorted(set(a) & set(b))
     mats, deltas, diffs = [], [], []
     for d in names:
-        j = a[d].join(b[d], how="inner", lsuffix="_a", rsuffix="_b").dropna()
+        j = a[d].add_suffix("_a").join(b[d].add_suffix("_b"), how="inner").dropna()
         if j.empty:
             continue
         k = a[d].shape[1]
