@@ -321,7 +321,8 @@ def write_report(run_dirs: Iterable[str | Path], out_dir: Optional[str | Path] =
         notes.append("no successful result with a mask: no visual grid")
 
     # leaderboard
-    board = build_leaderboard(summary, df, manifests, [str(d) for d in run_dirs], n_boot=n_boot)
+    board = build_leaderboard(summary, df, manifests, [str(d) for d in run_dirs], n_boot=n_boot,
+                              ranked=_ranked_board(df, manifests, run_dirs, n_boot, out, notes))
     for c in board["conflicts"]:
         notes.append(f"runs disagree on {c['section']} '{c['name']}' (run {c['run']}); leaderboard.json keeps the first")
     write_text("leaderboard.json", json.dumps(board, indent=2, sort_keys=True, allow_nan=False) + "\n")
@@ -338,6 +339,19 @@ def write_report(run_dirs: Iterable[str | Path], out_dir: Optional[str | Path] =
             ("files", "summary.csv/.md/.tex, paper.csv/.md/.tex, leaderboard.json")]
     write_text("index.html", render_page("sambench report", meta, list(dict.fromkeys(notes)), sections))
     return written
+
+
+def _ranked_board(df, manifests, run_dirs, n_boot: int, out: Path, notes: list) -> dict:
+    """leaderboard.json's ``board`` (``sambench.leaderboard``), or why these runs cannot be ranked together."""
+    from sambench.leaderboard.board import BoardInput, build_board, check_runs
+
+    board = BoardInput(df, manifests, run_dirs)
+    try:
+        check_runs(board)
+        return build_board(board, n_boot=n_boot, out_dir=out)
+    except SambenchError as exc:
+        notes.append(f"leaderboard.json ranks nothing: {exc}")
+        return {"refused": str(exc)}
 
 
 def _safe(name: str) -> str:
