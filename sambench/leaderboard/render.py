@@ -176,14 +176,20 @@ def _e(text) -> str:
 
 
 def _linkify(text: Optional[str]) -> str:
+    """Escaped text with URLs as links and `backticked` spans as <code> (the note may be Markdown-ish)."""
     if not text:
         return "–"
-    out, last = [], 0
-    for m in URL.finditer(text):
-        out.append(_e(text[last:m.start()]))
-        out.append(f'<a href="{_e(m.group(0))}">{_e(m.group(0))}</a>')
-        last = m.end()
-    out.append(_e(text[last:]))
+    out = []
+    for i, part in enumerate(str(text).split("`")):
+        if i % 2:
+            out.append(f"<code>{_e(part)}</code>")
+            continue
+        last = 0
+        for m in URL.finditer(part):
+            out.append(_e(part[last:m.start()]))
+            out.append(f'<a href="{_e(m.group(0))}">{_e(m.group(0))}</a>')
+            last = m.end()
+        out.append(_e(part[last:]))
     return "".join(out)
 
 
