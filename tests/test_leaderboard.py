@@ -391,3 +391,49 @@ def test_html_page_renders_and_sorts_in_chromium(written, runs):
     hrefs = re.findall(r'class="manifest" href="([^"]+)"', dom)
     assert hrefs and all((page.parent / h).resolve().is_file() for h in hrefs)
     assert "<script" in dom and "http://" not in dom.split("<script")[0].split("<body")[0]
+
+
+# ------------------------------------------------------------------------------------------ hooks, report
+
+
+def test_a_registered_score_joins_as_a_column(runs):
+    """The hook NoC@90 / mCE use: a lower-is-better raw number ranks ascending; absent → no column."""
+    from sambench.leaderboard import SCORES, HeadlineScore, register
+
+    def misses(inp):  # pixels of GT missed at the GT box, per object: a raw count, lower is better
+        if inp.clean is None:
+            return None
+        return (1 - inp.matrix([inp.clean.level])).set_axis(["misses"], axis=1) * 100
+
+    register(HeadlineScore("misses", "missed px", "100 × (1 − IoU) at the GT box.", misses,
+                           higher_is_better=False, unit="number"))
+    try:
+        board = board_of(runs, rank_by="misses")
+        col = next(c for c in board["columns"] if c["id"] == "misses@noisy-box")
+        assert col["higher_is_better"] is False and col["unit"] == "number"
+        # A: d1 (0 + 100/3)/2 = 50/3, d2 0 → 25/3; B: (1 − 1/3)·100 = 200/3 everywhere
+        assert [(e["model"], e["rank"]) for e in board["entries"]] == [("A", 1), ("C", 1), ("B", 3)]
+        assert entry(board, "A")["scores"]["misses@noisy-box"]["value"] == pytest.approx(25 / 3)
+        assert entry(board, "C")["vs_next"]["delta"] == pytest.approx(25 / 3 - 200 / 3)
+        assert entry(board, "C")["vs_next"]["separable"]
+    finally:
+        del SCORES["misses"]
+    assert "misses@noisy-box" not in [c["id"] for c in board_of(runs)["columns"]]
+
+
+def test_report_states_why_it_ranks_nothing(runs, tmp_path):
+    """`sambench report` merges any runs; its leaderboard.json says why they cannot be ranked together."""
+    from sambench.report import write_report
+
+    other = shutil.copytree(runs / "r2", tmp_path / "r2x")
+    con = sqlite3.connect(other / "results.sqlite")
+    con.execute("UPDATE results SET prompt_hash='deadbeef' WHERE dataset='d2' AND level='1'")
+    con.commit()
+    con.close()
+    written = write_report([runs / "r1", other], tmp_path / "rep", formats=("png",), n_grid=0, n_boot=50)
+    doc = json.loads(written["leaderboard.json"].read_text())
+    assert doc["format"] == 2 and "different prompts" in doc["board"]["refused"]
+    assert "leaderboard.json ranks nothing" in written["index.html"].read_text()
+    ok = write_report([runs / "r1", runs / "r2"], tmp_path / "rep2", formats=("png",), n_grid=0, n_boot=50)
+    ranked = json.loads(ok["leaderboard.json"].read_text())["board"]
+    assert [e["model"] for e in ranked["entries"]] == ["A", "C", "B"]

@@ -59,7 +59,7 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
                 raise SambenchError(f"{p}: holds no sambench run directory (no {DB_NAME} at any depth)")
             runs.extend(found)
         else:
-            raise SambenchError(f"{p}: not a directory")
+            raise SambenchError(f"{p}: {'not a directory' if p.exists() else 'no such directory'}")
     seen, out = set(), []
     for r in runs:
         if r.resolve() not in seen:
