@@ -33,11 +33,11 @@ import pandas as pd
 
 from sambench.report.common import settings_info
 from sambench.report.compat import expand_image_failures, find_mismatches
-from sambench.store import DB_NAME, MANIFEST_NAME, load_runs
-from sambench.summary import GROUP, per_object
+from sambench.store import DB_NAME, MANIFEST_NAME, OBJECT_COLUMNS, load_runs
+from sambench.summary import per_object
 from sambench.types import SambenchError
 
-from sambench.leaderboard.scores import OBJECT, SCORES, HeadlineScore, ScoreInput, aggregate, paired
+from sambench.leaderboard.scores import SCORES, HeadlineScore, ScoreInput, aggregate, paired
 
 BOARD_FORMAT = 1
 DEFAULT_SCORE = "degraded_miou"
@@ -106,7 +106,7 @@ def object_table(rows: pd.DataFrame) -> pd.DataFrame:
     x = x[x["level"] != ""]
     failed = (x["status"] == "failed").to_numpy()
     x = x.assign(_v=np.where(failed, 0.0, x["iou"].astype(float).fillna(0.0)), _f=failed)
-    keys = GROUP + OBJECT
+    keys = list(OBJECT_COLUMNS)
     out = x.groupby(keys, sort=True).agg(iou=("_v", "mean"), draws=("draw", "count"), failed=("_f", "sum"),
                                          level_value=("level_value", "first")).reset_index()
     ok = rows[rows["status"] == "ok"]

@@ -34,9 +34,10 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
-from sambench.report.common import SettingInfo
+from sambench.cards import Setting
+from sambench.store import LEVEL_COLUMNS, OBJECT_COLUMNS
 
-OBJECT = ["image_id", "object_id"]
+OBJECT = [c for c in OBJECT_COLUMNS if c not in LEVEL_COLUMNS]  # image_id, object_id
 STABLE_SAM_PAPER = "stable-sam-paper"
 PAPER_LEVELS = ("gt-box", "noisy-box", "1-point", "3-points")
 
@@ -64,14 +65,14 @@ class ScoreInput:
         return piv.reindex(columns=levels)
 
     @property
-    def clean(self) -> Optional[SettingInfo]:
+    def clean(self) -> Optional[Setting]:
         """The protocol's GT-box setting (a level labelled ``gt-box`` first, else a box level of value 0)."""
         gt = [s for s in self.settings if s.is_gt_box]
         gt.sort(key=lambda s: s.level != "gt-box")
         return gt[0] if gt else None
 
     @property
-    def degraded(self) -> list[SettingInfo]:
+    def degraded(self) -> list[Setting]:
         """Every setting of the protocol except the GT-box ones."""
         return [s for s in self.settings if not s.is_gt_box]
 
@@ -148,7 +149,7 @@ def curve_points(settings) -> Optional[list[tuple[float, str]]]:
         return None
     pts = []
     for s in settings:
-        x = 0.0 if (s.is_gt_box and s.value is None) else s.value
+        x = 0.0 if (s.is_gt_box and s.level_value is None) else s.level_value
         if x is None:
             return None
         pts.append((float(x), s.level))

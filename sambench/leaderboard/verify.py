@@ -59,12 +59,10 @@ class VerifyResult:
 
 
 def reopen_dataset(spec: dict):
-    """The dataset a manifest's ``spec`` records (the runner's ``DatasetSpec.to_dict()``)."""
-    from sambench.datasets import open_dataset
+    """The dataset a manifest's ``spec`` records (``sambench.datasets.DatasetSpec.to_dict()``)."""
+    from sambench.datasets import DatasetSpec
 
-    kwargs = {k: v for k, v in spec.items() if k != "options"}
-    kwargs.update(spec.get("options") or {})
-    return open_dataset(**kwargs)
+    return DatasetSpec.from_dict(spec).open()
 
 
 def _key(r) -> str:

@@ -10,7 +10,7 @@ Two runs are comparable when they asked the same questions of the same data:
 * **datasets** — every dataset both manifests name has the same ``content_hash``;
 * **models** (only asked for by the leaderboard, since ``compare`` exists to set two versions of one model
   against each other) — a model both manifests name has the same signature identity (adapter, its version,
-  weights hash, variant, options, plug-in).
+  weights hash, variant, options, plug-in: ``sambench.store.MODEL_IDENTITY``, what a resumed run must keep).
 
 The manifests' per-dataset prompt-set hash is not compared: it covers every stored prompt, so it differs
 between a run and a ``--limit``/``--levels`` subset of it whose shared prompts are identical; the per-key
@@ -25,12 +25,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from sambench.store import KEY_COLUMNS
+from sambench.store import KEY_COLUMNS, MODEL_IDENTITY, PROMPT_COLUMNS
 
 #: A prompt's key: the result key without the model (every model of a protocol gets the same prompts).
-PROMPT_KEY = ["dataset", "image_id", "object_id", "protocol", "level", "draw"]
-#: Signature fields that make two results of one model name the same model (as the runner's resume check).
-MODEL_IDENTITY = ("adapter", "adapter_version", "weights_sha256", "variant", "options", "plugin_id", "plugin_config")
+PROMPT_KEY = list(PROMPT_COLUMNS)
+#: Protocol identity fields that change the masks of the same prompts.
 DECODING = ("mask_selection", "preprocessing")
 
 

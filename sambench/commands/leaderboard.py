@@ -1,4 +1,4 @@
-"""``sambench leaderboard RUN_OR_DIR... --out DIR [--rank-by SCORE] [--verify]`` (registered by sambench.cli).
+"""``sambench leaderboard RUN_OR_DIR... --out DIR [--rank-by SCORE] [--verify]`` (``sambench.leaderboard``).
 
 Exit codes: 0 — board written (and, with ``--verify``, every stored number re-scored equal); 1 — ``--verify``
 found a stored number that its mask does not give (nothing is written); 2 — refused (runs that cannot share
