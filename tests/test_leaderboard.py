@@ -321,7 +321,7 @@ def test_verify_passes_untouched_and_catches_an_edited_iou(real_run, tmp_path):
     assert ok.ok and ok.checked == 6 and ok.failed_rows == 0
     res = CliRunner().invoke(main, ["leaderboard", str(real_run), "--out", str(tmp_path / "good"), "--verify"])
     assert res.exit_code == 0, res.output
-    assert "6 stored mask(s) re-scored" in res.output and (tmp_path / "good" / "leaderboard.html").exists()
+    assert "6 stored mask(s) re-scored against the ground truth and their prompts regenerated" in res.output and (tmp_path / "good" / "leaderboard.html").exists()
 
     bad = shutil.copytree(real_run, tmp_path / "edited")
     con = sqlite3.connect(bad / "results.sqlite")
@@ -335,6 +335,24 @@ def test_verify_passes_untouched_and_catches_an_edited_iou(real_run, tmp_path):
     res = CliRunner().invoke(main, ["leaderboard", str(bad), "--out", str(tmp_path / "bad"), "--verify"])
     assert res.exit_code == 1 and "1 MISMATCH" in res.output and "stored IoU" in res.output
     assert not (tmp_path / "bad").exists()  # nothing written
+
+
+def test_verify_catches_a_prompt_the_protocol_does_not_draw(real_run, tmp_path):
+    """A row passed off under noisy box s = 1 with the GT box as its prompt (hash made consistent)."""
+    from sambench.leaderboard import verify_runs
+
+    bad = shutil.copytree(real_run, tmp_path / "easy")
+    con = sqlite3.connect(bad / "results.sqlite")
+    (gt_prompt,) = con.execute("SELECT prompt FROM results WHERE image_id='banana1' AND level='0'").fetchone()
+    easy = Prompt.from_json(gt_prompt)
+    n = con.execute("UPDATE results SET prompt=?, prompt_hash=? WHERE image_id='banana1' AND level='1' AND draw=0",
+                    (easy.to_json(), easy.hash())).rowcount
+    con.commit()
+    con.close()
+    assert n == 1
+    result = verify_runs([bad])
+    assert result.n_mismatches == 1
+    assert "banana1" in result.mismatches[0] and "is not the one protocol 'noisy-box' v1 (seed 0) draws" in result.mismatches[0]
 
 
 def test_verify_refuses_other_ground_truth(real_run, tmp_path):

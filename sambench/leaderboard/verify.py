@@ -5,9 +5,12 @@ For every run directory: each dataset is reopened from the spec its manifest rec
 not the GT the run was scored against). Then, for every successful row, the stored mask is decoded from its
 RLE and compared with the object's GT mask: the recomputed IoU and boundary IoU (``sambench.metrics``) must
 equal the stored ones within ``tol`` (1e-9: the same computation on the same masks gives the same float),
-the stored ``gt_area``/``pred_area`` must equal the pixel counts, the mask must have the image's size, and
-the stored ``prompt_hash`` must be the hash of the stored prompt. A failed row carries no number and is not
-re-scored (it is counted, and scores 0 on the board). Any mismatch fails verification; nothing is repaired.
+the stored ``gt_area``/``pred_area`` must equal the pixel counts, the mask must have the image's size, the
+stored ``prompt_hash`` must be the hash of the stored prompt, and that prompt must be the one the protocol
+draws for the row's key: it is regenerated from the protocol identity the store recorded before its first
+row (seed, version, level settings; ``sambench.prompts``), so a run cannot pass off easier prompts under a
+harder level. A failed row carries no number and is not re-scored (it is counted, and scores 0 on the
+board). Any mismatch fails verification; nothing is repaired.
 
 The board's aggregates are computed from the same rows at build time, so a verified store gives a verified
 board. Stored rows are never changed.
@@ -22,9 +25,11 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
+from sambench.cards import ProtocolCard, Setting
 from sambench.metrics import boundary_iou, decode_rle, iou
+from sambench.prompts import Protocol
 from sambench.store import Store, read_manifest
-from sambench.types import Prompt, SambenchError
+from sambench.types import Object, Prompt, SambenchError
 
 TOL = 1e-9
 MAX_LISTED = 20
@@ -49,7 +54,8 @@ class VerifyResult:
             self.mismatches.append(text)
 
     def summary(self) -> str:
-        head = (f"verify: {self.checked} stored mask(s) re-scored against the ground truth, "
+        head = (f"verify: {self.checked} stored mask(s) re-scored against the ground truth and their prompts "
+                f"regenerated, "
                 f"{self.failed_rows} failed row(s) without a mask")
         if self.ok:
             return head + ": every stored number matches"
@@ -81,8 +87,9 @@ def verify_run(run_dir: str | Path, result: Optional[VerifyResult] = None, tol: 
     manifest = read_manifest(run_dir)
     with Store(run_dir, create=False) as st:
         rows = st.frame(with_masks=True)
+        ok = rows[rows["status"] == "ok"]
+        protocols = {p: recorded_protocol(st, manifest, p) for p in sorted(ok["protocol"].unique())}
     result.failed_rows += int((rows["status"] == "failed").sum())
-    ok = rows[rows["status"] == "ok"]
     for dataset, drows in ok.groupby("dataset", sort=True):
         entry = (manifest.get("datasets") or {}).get(dataset) or {}
         if not isinstance(entry.get("spec"), dict):
@@ -101,7 +108,49 @@ def verify_run(run_dir: str | Path, result: Optional[VerifyResult] = None, tol: 
             gts = {str(o.id): np.asarray(o.mask, dtype=bool) for o in sample.objects}
             for r in irows.itertuples(index=False):
                 _check_row(run_dir, r, gts.get(str(r.object_id)), result, tol)
+                _check_prompt(run_dir, r, protocols.get(r.protocol), gts.get(str(r.object_id)), result)
     return result
+
+
+def recorded_protocol(store: Store, manifest: dict, name: str) -> Optional[Protocol]:
+    """The protocol as the run recorded it (the store's identity, else the manifest's), or None."""
+    ident = store.identity("protocol", name)
+    if ident is None:
+        ident = dict(((manifest.get("protocols") or {}).get(name) or {}).get("identity") or {})
+        if isinstance(ident.get("settings"), list):
+            ident["settings"] = {str(d.get("level")): d for d in ident["settings"] if isinstance(d, dict)}
+    try:
+        settings = tuple(Setting.from_dict({**d, "level": level}, name) for level, d in ident["settings"].items())
+        card = ProtocolCard(name=name, version=int(ident["version"]), description="", settings=settings,
+                            draws=int(ident["draws"]), seed=int(ident["seed"]),
+                            mask_selection=str(ident.get("mask_selection")),
+                            preprocessing=str(ident.get("preprocessing")), path=None)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return Protocol(card)
+
+
+def _check_prompt(run_dir: Path, r, protocol: Optional[Protocol], gt: Optional[np.ndarray],
+                  result: VerifyResult) -> None:
+    where = f"{run_dir}: {_key(r)}"
+    if gt is None:
+        return
+    if protocol is None:
+        result.add(f"{where}: the run records no identity of protocol '{r.protocol}': its prompts cannot be regenerated")
+        return
+    if int(r.protocol_version) != protocol.card.version:
+        result.add(f"{where}: stored protocol_version {r.protocol_version}, the run recorded version "
+                   f"{protocol.card.version}")
+        return
+    try:
+        setting = protocol.card.setting(str(r.level))
+        expected = protocol.prompt(setting, int(r.draw), str(r.dataset), str(r.image_id), Object(str(r.object_id), gt))
+    except SambenchError as exc:
+        result.add(f"{where}: its prompt cannot be regenerated ({exc})")
+        return
+    if expected.hash() != r.prompt_hash:
+        result.add(f"{where}: stored prompt {r.prompt} is not the one protocol '{r.protocol}' v{protocol.card.version} "
+                   f"(seed {protocol.card.seed}) draws: {expected.to_json()}")
 
 
 def _check_row(run_dir: Path, r, gt: Optional[np.ndarray], result: VerifyResult, tol: float) -> None:
