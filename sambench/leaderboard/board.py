@@ -76,6 +76,9 @@ class BoardInput:
     manifests: list[dict]
     run_dirs: list[Path]
 
+    def __post_init__(self) -> None:
+        self.run_dirs = [Path(d) for d in self.run_dirs]
+
 
 def load_board(paths: Iterable[str | Path], check: bool = True) -> BoardInput:
     """Find, merge and (``check``) refuse incomparable runs; see the module docstring."""
