@@ -201,12 +201,43 @@ def build_board(board: BoardInput, rank_by: Optional[str] = None, n_boot: int = 
     """The ``board`` section of leaderboard.json (columns, ranked entries with provenance, notes)."""
     check_coverage(board.rows)
     objects = object_table(board.rows)
-    inputs = score_inputs(board, objects)
     models = sorted(board.rows["model"].unique())
-    protocols = sorted(objects["protocol"].unique())
-    notes: list[str] = []
-    columns, values, per_object_values = [], {}, {}
-    for protocol in protocols:
+    table = _score_table(score_inputs(board, objects), objects, models, n_boot)
+    rank_col = resolve_rank_by(table.columns, rank_by)
+    entries = _rank(models, rank_col, SCORES[rank_col["score"]], table.values)
+    _test_neighbours(entries, rank_col, table, n_boot)
+    failed = objects.groupby("model")["failed"].sum()
+    for e in entries:
+        m = e["model"]
+        e["scores"] = {c["id"]: table.values[(c["id"], m)] for c in table.columns if (c["id"], m) in table.values}
+        e["failed_rows"] = int(failed.get(m, 0))
+        e["provenance"] = provenance(board, m, out_dir)
+    ties = [e for e in entries if e["tie"]]
+    if ties:
+        table.notes.append(f"tied (same printed {rank_col['title']}): "
+                           + ", ".join(f"{e['model']} (rank {e['rank']})" for e in ties))
+    return {"format": BOARD_FORMAT, "rank_by": rank_col["id"], "columns": table.columns, "entries": entries,
+            "notes": list(dict.fromkeys(table.notes)),
+            "ci": f"stratified percentile bootstrap over objects, {n_boot} resamples, 95%",
+            "failures": "a failed draw scores IoU 0; an image-level failure stands for every prompt the other "
+                        "models answered on that image"}
+
+
+@dataclass
+class _ScoreTable:
+    """Every (column, model) cell: ``values`` (aggregated), ``per_object`` (per dataset, for paired tests)."""
+
+    columns: list
+    values: dict
+    per_object: dict
+    notes: list
+
+
+def _score_table(inputs: dict, objects: pd.DataFrame, models: list[str], n_boot: int) -> _ScoreTable:
+    """One column per (registered score, protocol) that applies to some model; each model's value over
+    every dataset the board holds for the protocol (none, with a note, when it lacks one)."""
+    table = _ScoreTable([], {}, {}, [])
+    for protocol in sorted(objects["protocol"].unique()):
         datasets = sorted(objects.loc[objects["protocol"] == protocol, "dataset"].unique())
         for score in SCORES.values():
             per_model = {}
@@ -218,43 +249,32 @@ def build_board(board: BoardInput, rank_by: Optional[str] = None, n_boot: int = 
             if not per_model:
                 continue
             cid = column_id(score.name, protocol)
-            columns.append({"id": cid, "score": score.name, "protocol": protocol, "title": score.title,
-                            "definition": score.definition, "unit": score.unit,
-                            "higher_is_better": score.higher_is_better, "datasets": datasets})
+            table.columns.append({"id": cid, "score": score.name, "protocol": protocol, "title": score.title,
+                                  "definition": score.definition, "unit": score.unit,
+                                  "higher_is_better": score.higher_is_better, "datasets": datasets})
             for model, vals in per_model.items():
-                per_object_values[(cid, model)] = vals
+                table.per_object[(cid, model)] = vals
                 if set(vals) != set(datasets):
-                    notes.append(f"{model}: no {score.title} on {protocol} across datasets (it covers "
-                                 f"{len(vals)} of {len(datasets)}: {', '.join(sorted(vals))})")
-                    values[(cid, model)] = {"value": None, "ci": [None, None],
-                                            "datasets": {d: None for d in vals}, "n": 0}
+                    table.notes.append(f"{model}: no {score.title} on {protocol} across datasets (it covers "
+                                       f"{len(vals)} of {len(datasets)}: {', '.join(sorted(vals))})")
+                    table.values[(cid, model)] = {"value": None, "ci": [None, None],
+                                                  "datasets": {d: None for d in vals}, "n": 0}
                     continue
-                # keyed by the score alone: every model (same objects, by coverage) is resampled alike, and the same
-                # per-object values give the same CI
-                values[(cid, model)] = aggregate(score, vals, key=f"leaderboard|{score.name}", n_boot=n_boot)
-    rank_col = resolve_rank_by(columns, rank_by)
-    score = SCORES[rank_col["score"]]
-    entries = _rank(models, rank_col, score, values)
+                # keyed by the score alone: every model (same objects, by coverage) is resampled alike, and
+                # the same per-object values give the same CI
+                table.values[(cid, model)] = aggregate(score, vals, key=f"leaderboard|{score.name}", n_boot=n_boot)
+    return table
+
+
+def _test_neighbours(entries: list[dict], col: dict, table: _ScoreTable, n_boot: int) -> None:
+    """``vs_next`` of every ranked entry: the paired test against the next-ranked model."""
+    score = SCORES[col["score"]]
     ranked = [e for e in entries if e["rank"] is not None]
     for a, b in zip(ranked, ranked[1:]):
-        t = paired(score, per_object_values[(rank_col["id"], a["model"])], per_object_values[(rank_col["id"], b["model"])],
+        t = paired(score, table.per_object[(col["id"], a["model"])], table.per_object[(col["id"], b["model"])],
                    key=f"leaderboard-paired|{score.name}|{a['model']}|{b['model']}", n_boot=n_boot)
         lo, hi = t["ci"]
         a["vs_next"] = {"model": b["model"], **t, "separable": bool(np.isfinite(lo) and (lo > 0 or hi < 0))}
-    fail = objects.groupby("model")["failed"].sum()
-    for e in entries:
-        m = e["model"]
-        e["scores"] = {c["id"]: values[(c["id"], m)] for c in columns if (c["id"], m) in values}
-        e["failed_rows"] = int(fail.get(m, 0))
-        e["provenance"] = provenance(board, m, out_dir)
-    ties = [e for e in entries if e["tie"]]
-    if ties:
-        notes.append("tied (same printed " + rank_col["title"] + "): " + ", ".join(f"{e['model']} (rank {e['rank']})" for e in ties))
-    return {"format": BOARD_FORMAT, "rank_by": rank_col["id"], "columns": columns, "entries": entries,
-            "notes": list(dict.fromkeys(notes)),
-            "ci": f"stratified percentile bootstrap over objects, {n_boot} resamples, 95%",
-            "failures": "a failed draw scores IoU 0; an image-level failure stands for every prompt the other "
-                        "models answered on that image"}
 
 
 def _rank(models: list[str], col: dict, score: HeadlineScore, values: dict) -> list[dict]:
