@@ -27,6 +27,8 @@ BUILTIN = {
     "sam": "sambench.adapters.sam:build_sam",
     "hq-sam": "sambench.adapters.sam:build_hq_sam",
     "stable-sam": "sambench.adapters.stable_sam:build_stable_sam",
+    "sam2": "sambench.adapters.sam2:build_sam2_adapter",
+    "hf": "sambench.adapters.hf:build_hf",
 }
 
 ENTRY_POINT_GROUP = "sambench.adapters"
