@@ -29,6 +29,11 @@ BUILTIN = {
     "stable-sam": "sambench.adapters.stable_sam:build_stable_sam",
     "sam2": "sambench.adapters.sam2:build_sam2_adapter",
     "hf": "sambench.adapters.hf:build_hf",
+    "hf-sam": "sambench.adapters.hf:build_hf",
+    "hf-sam-hq": "sambench.adapters.hf:build_hf",
+    "hf-sam2": "sambench.adapters.hf:build_hf",
+    "hf-sam3-tracker": "sambench.adapters.hf:build_hf",
+    "hf-edgetam": "sambench.adapters.hf:build_hf",
 }
 
 ENTRY_POINT_GROUP = "sambench.adapters"

@@ -43,7 +43,7 @@ import torch
 
 from sambench.adapters.sam import HQSamAdapter, SamAdapter, SamImageState, resolve_device
 from sambench.cards import ModelCard
-from sambench.stable_sam.base import load_base, resolve_base_card, split_options
+from sambench.stable_sam.base import default_plugin_path, load_base, missing_files, resolve_base_card, split_options
 from sambench.stable_sam.inject import inject_plugin
 from sambench.stable_sam.modules import PluginConfig, StableSamPlugin
 from sambench.stable_sam.plugin_io import BaseSignature, check_base, load_plugin_file
@@ -191,6 +191,11 @@ def build_stable_sam(card: ModelCard, *, device: str = "auto", checkpoint: Optio
     plugin_seed = _int_opt(stable, "plugin_seed", 0, 0, where)
     arch = {k: v for k, v in stable.items() if k not in ("introspect", "allow_fresh_plugin", "top_k", "plugin_seed")}
     cfg = PluginConfig.from_options(arch)  # validates the architecture options early
+    missing = missing_files(card, base_card, checkpoint, plugin, allow_fresh, merged.get("random_init") is True)
+    if missing:
+        raise SambenchError(missing)
+    if plugin is None and default_plugin_path(card).is_file():
+        plugin = str(default_plugin_path(card))
     if plugin is None and not allow_fresh:
         raise SambenchError(f"model '{card.name}' needs a trained plug-in: pass --plugin PLUGIN.pt (train one with "
                             f"`sambench train stable-sam --base {base_card.name} ...`), or set option "

@@ -10,6 +10,7 @@ card's file in the checkpoint directory, else random init for cards without a ch
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Optional, Union
 
 import torch
@@ -57,6 +58,47 @@ def resolve_base_card(card: Union[str, ModelCard]) -> tuple[ModelCard, Optional[
     if c.adapter not in BASE_KINDS:
         raise SambenchError(f"model '{c.name}' is a '{c.adapter}' model; Stable-SAM needs a sam or hq-sam base")
     return c, None
+
+
+#: The plug-in file a Stable-SAM card uses when no ``--plugin`` is given: ``<card>.plugin.pt`` in the
+#: checkpoint directory (``$SAMBENCH_CHECKPOINTS``), where ``sambench train stable-sam --out`` can put it.
+PLUGIN_SUFFIX = ".plugin.pt"
+
+#: The training data in the error message: HQ-SAM's HQSeg-44K layout (docs/stable-sam.md "Training").
+DEFAULT_TRAIN_DATA = "/data/HQSeg-44K/DIS5K/DIS-TR"
+
+
+def default_plugin_path(card: ModelCard) -> Path:
+    """``$SAMBENCH_CHECKPOINTS/<card name>.plugin.pt`` (the plug-in a card uses without ``--plugin``)."""
+    from sambench.checkpoints import checkpoint_dir
+
+    return checkpoint_dir() / f"{card.name}{PLUGIN_SUFFIX}"
+
+
+def missing_files(card: ModelCard, base_card: ModelCard, checkpoint: Optional[str], plugin: Optional[str],
+                  allow_fresh: bool, random_init: bool) -> Optional[str]:
+    """One line naming every file a Stable-SAM run lacks and the commands that get them, or None.
+
+    Checked before anything is loaded, so that ``sambench run --model stable-sam`` on a machine without
+    weights fails once, saying all of it: the base checkpoint (``sambench download <base>``) and the
+    trained plug-in (``sambench train stable-sam --base <base> ... --out <default plug-in path>``).
+    """
+    from sambench.checkpoints import checkpoint_dir
+
+    missing, commands = [], []
+    spec = base_card.checkpoint
+    if checkpoint is None and spec is not None and not random_init and not (checkpoint_dir() / spec.file).is_file():
+        missing.append(f"the {base_card.name} checkpoint {spec.file}")
+        commands.append(f"`sambench download {base_card.name}`")
+    if plugin is None and not allow_fresh and not default_plugin_path(card).is_file():
+        missing.append(f"a trained plug-in {default_plugin_path(card).name}")
+        commands.append(f"`sambench train stable-sam --base {base_card.name} --data {DEFAULT_TRAIN_DATA} "
+                        f"--out {default_plugin_path(card)}` (HQSeg-44K's training sets, docs/stable-sam.md)")
+    if not missing:
+        return None
+    return (f"model '{card.name}' needs {' and '.join(missing)}, not found in {checkpoint_dir()} (set "
+            f"$SAMBENCH_CHECKPOINTS, or pass --checkpoint / --plugin); get {'them' if len(missing) > 1 else 'it'} "
+            f"with {' then '.join(commands)}")
 
 
 def split_options(options: Optional[dict]) -> tuple[dict, dict]:
