@@ -50,3 +50,45 @@ def save_small_model(directory: Path, family: str, seed: int = 0) -> Path:
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
     return Path(directory)
+
+
+#: Key renames from a segment_anything ``Sam`` state dict to transformers' ``SamModel``, as transformers'
+#: conversion script ``models/sam/convert_sam_to_hf.py`` does them. That script is in the transformers
+#: repository but not in the installed wheel, so the cross-backend test states the renames itself.
+_SAM1_RENAMES = (
+    ("iou_prediction_head.layers.0", "iou_prediction_head.proj_in"),
+    ("iou_prediction_head.layers.1", "iou_prediction_head.layers.0"),
+    ("iou_prediction_head.layers.2", "iou_prediction_head.proj_out"),
+    ("mask_decoder.output_upscaling.0", "mask_decoder.upscale_conv1"),
+    ("mask_decoder.output_upscaling.1", "mask_decoder.upscale_layer_norm"),
+    ("mask_decoder.output_upscaling.3", "mask_decoder.upscale_conv2"),
+    ("mask_downscaling.0", "mask_embed.conv1"), ("mask_downscaling.1", "mask_embed.layer_norm1"),
+    ("mask_downscaling.3", "mask_embed.conv2"), ("mask_downscaling.4", "mask_embed.layer_norm2"),
+    ("mask_downscaling.6", "mask_embed.conv3"),
+    ("point_embeddings", "point_embed"),
+    ("pe_layer.positional_encoding_gaussian_matrix", "shared_embedding.positional_embedding"),
+    ("image_encoder", "vision_encoder"),
+    ("neck.0", "neck.conv1"), ("neck.1", "neck.layer_norm1"), ("neck.2", "neck.conv2"), ("neck.3", "neck.layer_norm2"),
+    ("patch_embed.proj", "patch_embed.projection"),
+    (".norm", ".layer_norm"),
+    ("blocks", "layers"),
+)
+_HYPER = {"0": "proj_in", "1": "layers.0", "2": "proj_out"}
+
+
+def sam1_to_transformers(sd: dict) -> dict:
+    """A segment_anything state dict renamed for transformers' ``SamModel`` (see :data:`_SAM1_RENAMES`)."""
+    import re
+
+    out = {}
+    for key, value in sd.items():
+        if key in ("pixel_mean", "pixel_std"):
+            continue
+        for old, new in _SAM1_RENAMES:
+            key = key.replace(old, new) if old in key else key
+        m = re.search(r"output_hypernetworks_mlps\.\d+\.layers\.(\d)\.", key)
+        if m:
+            key = key.replace(f"layers.{m.group(1)}.", f"{_HYPER[m.group(1)]}.")
+        out[key] = value
+    out["shared_image_embedding.positional_embedding"] = out["prompt_encoder.shared_embedding.positional_embedding"]
+    return out

@@ -139,3 +139,41 @@ def test_card_kind_must_match_the_checkpoint(tmp_path):
         build_adapter("hf-sam2.1-hiera-tiny", device="cpu", checkpoint=str(directory))
     with pytest.raises(SambenchError, match="not a transformers model directory"):
         build_adapter(f"hf:{tmp_path / 'nothing'}", device="cpu")
+
+
+@pytest.mark.slow
+def test_cross_backend_same_sam_weights_through_segment_anything_and_transformers(image, tmp_path):
+    """The same random SAM weights (2-block ViT, full decoder) through Meta's ``SamPredictor`` and through
+    sambench's transformers backend (``SamModel`` with transformers' conversion renames): the image
+    preprocessing agrees to 1e-6, the embeddings to 1e-4, the masks to IoU >= 0.999, scores to 1e-4."""
+    import transformers as T
+    from segment_anything import SamPredictor
+
+    from sambench.sam_models import build_sam_model
+
+    try:
+        from hf_fixtures import sam1_to_transformers
+        from sam_fixtures import prompt_arrays
+    except ImportError:
+        from tests.hf_fixtures import sam1_to_transformers
+        from tests.sam_fixtures import prompt_arrays
+
+    sa = build_sam_model("tiny", seed=7)
+    vision = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, global_attn_indexes=[1], mlp_dim=128)
+    hf = T.SamModel(T.SamConfig(vision_config=vision)).eval()
+    hf.load_state_dict(sam1_to_transformers(sa.state_dict()), strict=True)
+    hf.save_pretrained(tmp_path)
+    T.SamProcessor(T.SamImageProcessor()).save_pretrained(tmp_path)
+    ad = build_adapter(f"hf:{tmp_path}", device="cpu")
+    predictor = SamPredictor(sa)
+    predictor.set_image(image)
+    state = ad.encode(image)
+    assert float((state.embeddings - predictor.features).abs().max()) < 1e-4
+    prompts = mixed_prompts(*image.shape[:2])
+    for selection in ("single", "best-of-3"):
+        pred = ad.predict(state, prompts, selection)
+        for i, p in enumerate(prompts):
+            masks, scores, _ = predictor.predict(**prompt_arrays(p), multimask_output=selection == "best-of-3")
+            j = int(np.argmax(scores))
+            assert mask_iou(pred.masks[i], masks[j]) >= 0.999, (selection, i)
+            assert abs(pred.scores[i] - scores[j]) < 1e-4, (selection, i)
