@@ -366,7 +366,7 @@ def test_cli_trains_one_step(tmp_path):
     loaded = load_plugin_file(out)
     assert loaded.plugin.cfg.drp_hidden == 16 and loaded.steps == 1
     r = CliRunner().invoke(main, ["train", "stable-sam", "--base", "grabcut", "--data", "grabcut-sample", "--out", str(out)])
-    assert r.exit_code == 2 and "error: model 'grabcut' is a 'grabcut' model; Stable-SAM needs a sam or hq-sam base" in r.output
+    assert r.exit_code == 2 and "error: model 'grabcut' is a 'grabcut' model; Stable-SAM needs a sam, hq-sam or sam2 base" in r.output
 
 
 # ------------------------------------------------------------------------------------------- adapter

@@ -235,6 +235,7 @@ class Sam2Adapter(Adapter):
     """
 
     kind = "sam2"
+    hq = False
 
     def __init__(self, model: torch.nn.Module, *, name: str, options: Sam2Options,
                  device: str | torch.device = "auto", weights_id: str = "unknown") -> None:

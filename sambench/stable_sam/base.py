@@ -28,12 +28,13 @@ from sambench.types import SambenchError
 STABLE_OPTION_KEYS = ("introspect", "top_k", "allow_fresh_plugin", "plugin_seed") + tuple(
     f.name for f in fields(PluginConfig))
 
-BASE_KINDS = {"sam": False, "hq-sam": True}
+#: Base adapter kinds → HQ-SAM or not. ``sam2``: SAM 2.1 on the official ``sam2`` package.
+BASE_KINDS = {"sam": False, "hq-sam": True, "sam2": False}
 
 
 @dataclass
 class LoadedBase:
-    """The frozen base: the official ``Sam`` module, its card, parsed SAM options and signature."""
+    """The frozen base: the official ``Sam`` (or SAM 2 ``SAM2Base``) module, its card, parsed options and signature."""
 
     model: torch.nn.Module
     card: ModelCard
@@ -49,14 +50,14 @@ def resolve_base_card(card: Union[str, ModelCard]) -> tuple[ModelCard, Optional[
     if c.adapter == "stable-sam":
         base_name = c.raw.get("base")
         if not isinstance(base_name, str) or not base_name:
-            raise SambenchError(f"{c.path or c.name}: a stable-sam card needs 'base: <sam or hq-sam card name>'")
+            raise SambenchError(f"{c.path or c.name}: a stable-sam card needs 'base: <sam, hq-sam or sam2 card name>'")
         b = load_model_card(base_name)
         if b.adapter not in BASE_KINDS:
             raise SambenchError(f"{c.path or c.name}: base '{base_name}' is a '{b.adapter}' model; Stable-SAM needs a "
-                                f"sam or hq-sam base")
+                                f"sam, hq-sam or sam2 base")
         return b, c
     if c.adapter not in BASE_KINDS:
-        raise SambenchError(f"model '{c.name}' is a '{c.adapter}' model; Stable-SAM needs a sam or hq-sam base")
+        raise SambenchError(f"model '{c.name}' is a '{c.adapter}' model; Stable-SAM needs a sam, hq-sam or sam2 base")
     return c, None
 
 
@@ -114,6 +115,15 @@ def load_base(base_card: ModelCard, checkpoint: Optional[str], options: Optional
     from sambench.adapters.sam import load_sam_model, parse_options
 
     hq = BASE_KINDS[base_card.adapter]
+    if base_card.adapter == "sam2":
+        from sambench.adapters.sam2 import load_sam2_model, parse_sam2_options
+
+        opts2 = parse_sam2_options(options, where=where, extra_keys=STABLE_OPTION_KEYS)
+        loaded2 = load_sam2_model(base_card, options=opts2, checkpoint=checkpoint)
+        sig = BaseSignature(card=base_card.name, variant=opts2.variant, hq=False, weights_id=loaded2.weights_id)
+        model = loaded2.model.eval()
+        model.requires_grad_(False)
+        return LoadedBase(model=model, card=base_card, hq=False, sam_options=opts2, signature=sig)
     sam_opts = parse_options(options, hq=hq, where=where, extra_keys=STABLE_OPTION_KEYS)
     loaded = load_sam_model(base_card, hq=hq, options=sam_opts, checkpoint=checkpoint)
     sig = BaseSignature(card=base_card.name, variant=sam_opts.variant, hq=hq, weights_id=loaded.weights_id)
