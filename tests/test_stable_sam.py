@@ -330,8 +330,10 @@ def test_mismatched_base_and_bad_files_are_refused(trained, tmp_path):
     torch.save({"weights": torch.zeros(3)}, bad)
     with pytest.raises(SambenchError, match="no 'sambench-stable-sam-plugin' header"):
         build_stable_sam(card, device="cpu", plugin=str(bad), options=dict(card.options))
-    with pytest.raises(SambenchError, match="needs a trained plug-in"):
+    with pytest.raises(SambenchError, match="needs the sam-vit-b checkpoint sam_vit_b_01ec64.pth and a trained plug-in"):
         build_adapter("stable-sam-vit-b", device="cpu")
+    with pytest.raises(SambenchError, match=r"needs a trained plug-in stable-sam-vit-b.plugin.pt, .*sambench train stable-sam"):
+        build_adapter("stable-sam-vit-b", device="cpu", checkpoint=str(bad))
 
 
 def test_resume_equals_uninterrupted(tmp_path, sam_base, grabcut, embed_cache):
