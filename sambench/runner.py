@@ -449,6 +449,8 @@ def run(config: RunConfig, adapters: Optional[dict[str, Adapter]] = None,
     check_config(config)
     work = ImageWork(config, protocols_of(config), datasets or open_datasets(config), adapters)
     datasets = [work.dataset(i) for i in range(len(config.datasets))]
+    for m in config.models:  # every model's weights found and loaded before the run directory exists
+        work.adapter(m)
     with Store(config.out) as store:
         signatures, ds_info = claim_identities(store, work, datasets)
         if config.retry_failed:
