@@ -389,6 +389,9 @@ def download_checkpoint(card: Union[str, ModelCard], dest_dir: Optional[PathLike
     if not isinstance(card, ModelCard):
         card = load_model_card(card)
     spec = card.checkpoint
+    if spec is None and card.adapter.startswith("hf") and card.options.get("source"):
+        raise SambenchError(f"model '{card.name}' is a transformers model: get it with `huggingface-cli download "
+                            f"{card.options['source']}` (into the hub cache, where sambench finds it)")
     if spec is None:
         raise SambenchError(f"model '{card.name}' has no checkpoint to download (its card names none: it runs "
                             f"with random-init weights)")

@@ -177,3 +177,10 @@ def test_cross_backend_same_sam_weights_through_segment_anything_and_transformer
             j = int(np.argmax(scores))
             assert mask_iou(pred.masks[i], masks[j]) >= 0.999, (selection, i)
             assert abs(pred.scores[i] - scores[j]) < 1e-4, (selection, i)
+
+
+def test_download_points_transformers_cards_to_the_hub_client():
+    from sambench.checkpoints import download_checkpoint
+
+    with pytest.raises(SambenchError, match="huggingface-cli download facebook/sam2.1-hiera-large"):
+        download_checkpoint("hf-sam2.1-hiera-large")

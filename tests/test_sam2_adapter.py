@@ -169,3 +169,26 @@ def test_cards_name_official_files():
         assert c.checkpoint.file == f"sam2.1_hiera_{f}.pt"
         assert c.checkpoint.url == f"https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_{f}.pt"
     assert isinstance(build_adapter("sam2.1-hiera-tiny-random", device="cpu"), Sam2Adapter)
+
+
+def test_download_covers_the_sam2_cards(tmp_path, monkeypatch):
+    """``sambench download sam2.1-hiera-*`` fetches the card's official address (a local stand-in server
+    here: tests never touch the network) into the checkpoint directory."""
+    import http.server
+    import threading
+
+    from sambench.checkpoints import download_checkpoint
+
+    served = tmp_path / "served"
+    served.mkdir()
+    payload = b"sam2 weights stand-in" * 100
+    (served / "sam2.1_hiera_tiny.pt").write_bytes(payload)
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(served), **k)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/sam2.1_hiera_tiny.pt"
+        out = download_checkpoint("sam2.1-hiera-tiny", dest_dir=tmp_path / "ckpt", url=url, progress=False)
+    finally:
+        server.shutdown()
+    assert out.name == "sam2.1_hiera_tiny.pt" and out.read_bytes() == payload
