@@ -52,11 +52,16 @@ def file_digests_of(path, algorithms: Sequence[str] = ("sha256",), chunk: int = 
 
 @dataclass(frozen=True)
 class Object:
-    """One annotated object of an image: a stable id and its boolean mask (H×W, original resolution)."""
+    """One annotated object of an image: a stable id and its boolean mask (H×W, original resolution).
+
+    ``ignore``: optional boolean H×W mask of pixels that are neither object nor background (GrabCut's
+    unlabelled band, VOC's void): excluded from IoU and never clicked. None = every pixel counts.
+    """
 
     id: str
     mask: np.ndarray
     meta: dict = field(default_factory=dict, compare=False)
+    ignore: Optional[np.ndarray] = field(default=None, compare=False)
 
 
 @dataclass
