@@ -37,6 +37,10 @@ class Adapter(abc.ABC):
 
     name: str = "adapter"
     capabilities: frozenset = frozenset({"box", "points", "box+points"})
+    #: True for adapters whose ``predict`` also takes ``mask_inputs`` (one low-res logit map or None per
+    #: prompt, as returned in ``Prediction.low_res_logits``) and ``return_logits`` — SAM's mask prompt.
+    #: The interactive protocol feeds a model its previous logits only when this is True.
+    mask_prompts: bool = False
     #: True for adapters whose work is CPU-bound Python/OpenCV and benefits from a process pool.
     parallel_safe: bool = False
 
