@@ -170,3 +170,65 @@ def noc(ious: dict[int, float], threshold: float, limit: int) -> int:
         if ious[level] >= threshold:
             return level
     return limit
+
+
+# ------------------------------------------------------------------------------------------- the card
+
+#: How a click sequence starts: the first click (RITM), the GT box, or a noisy box (keyed per draw).
+STARTS = ("click", "gt-box", "noisy-box")
+#: Fields a ``kind: clicks`` protocol card may set besides the common ones.
+CLICK_FIELDS = ("max_clicks", "start", "start_scale", "feed_logits")
+
+
+@dataclass(frozen=True)
+class ClickSettings:
+    """The interactive protocol's parameters (a ``kind: clicks`` card; docs/protocols.md).
+
+    ``max_clicks``: the click limit (20); ``start``: one of :data:`STARTS`; ``start_scale``: the noise
+    scale of a ``noisy-box`` start (HQ-SAM's ``box_noise``); ``feed_logits``: give a model that takes
+    mask prompts its previous low-res logits (SAM's interactive use).
+    """
+
+    max_clicks: int = 20
+    start: str = "click"
+    start_scale: float = 0.0
+    feed_logits: bool = True
+
+    @property
+    def first_level(self) -> int:
+        return 0 if self.start != "click" else 1
+
+    @property
+    def levels(self) -> list[int]:
+        return list(range(self.first_level, self.max_clicks + 1))
+
+    @property
+    def deterministic(self) -> bool:
+        """Only a noisy start box depends on the draw."""
+        return self.start != "noisy-box"
+
+    def to_dict(self) -> dict:
+        return {"max_clicks": self.max_clicks, "start": self.start, "start_scale": self.start_scale,
+                "feed_logits": self.feed_logits}
+
+
+def parse_click_settings(data: dict, where: str) -> ClickSettings:
+    """Validate the click fields of a card mapping; ``where`` names the card in the one-line error."""
+    from sambench.types import SambenchError
+
+    n = data.get("max_clicks", 20)
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 100:
+        raise SambenchError(f"{where}: 'max_clicks' must be an integer in [1, 100], got {n!r}")
+    start = data.get("start", "click")
+    if start not in STARTS:
+        raise SambenchError(f"{where}: 'start' must be one of {', '.join(STARTS)}, got {start!r}")
+    scale = data.get("start_scale", 0.0 if start != "noisy-box" else None)
+    if start == "noisy-box":
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.0 <= float(scale) <= 1.0:
+            raise SambenchError(f"{where}: a noisy-box start needs 'start_scale' in [0, 1], got {scale!r}")
+    elif scale not in (0, 0.0):
+        raise SambenchError(f"{where}: 'start_scale' only applies to start: noisy-box")
+    feed = data.get("feed_logits", True)
+    if not isinstance(feed, bool):
+        raise SambenchError(f"{where}: 'feed_logits' must be true or false, got {feed!r}")
+    return ClickSettings(max_clicks=n, start=start, start_scale=float(scale), feed_logits=feed)

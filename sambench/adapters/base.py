@@ -41,6 +41,9 @@ class Adapter(abc.ABC):
     #: prompt, as returned in ``Prediction.low_res_logits``) and ``return_logits`` — SAM's mask prompt.
     #: The interactive protocol feeds a model its previous logits only when this is True.
     mask_prompts: bool = False
+    #: False for adapters whose mask cannot follow corrective clicks (box-fill): the interactive protocol
+    #: records their sequences as failed instead of scoring a mask that ignores the clicks.
+    interactive: bool = True
     #: True for adapters whose work is CPU-bound Python/OpenCV and benefits from a process pool.
     parallel_safe: bool = False
 
