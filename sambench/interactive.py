@@ -23,7 +23,7 @@ import numpy as np
 from sambench.adapters.base import Adapter
 from sambench.clicks import ClickSettings, Step, run_sequence
 from sambench.metrics import boundary_iou, encode_rle, iou
-from sambench.prompts import gt_box, keyed_rng, noisy_box, prompt_key
+from sambench.prompts import gt_box, noisy_box, prompt_rng
 from sambench.store import Row
 from sambench.types import Object, Prompt, SambenchError, canonical_json
 
@@ -35,8 +35,8 @@ def start_box(card, clicks: ClickSettings, dataset: str, image_id: str, obj: Obj
     box = gt_box(obj.mask)
     if clicks.start == "gt-box":
         return box
-    key = prompt_key(card.seed, card.name, card.version, "0", draw, dataset, image_id, obj.id)
-    return noisy_box(box, obj.mask.shape[:2], clicks.start_scale, keyed_rng(key))
+    rng = prompt_rng(card.seed, card.name, card.version, "0", draw, dataset, image_id, obj.id)
+    return noisy_box(box, obj.mask.shape[:2], clicks.start_scale, rng)
 
 
 def _row(card, model: str, sample, obj_id: str, level: int, draw: int, prompt: Optional[Prompt], **kw: Any) -> Row:

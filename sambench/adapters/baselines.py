@@ -46,7 +46,6 @@ class BoxFillAdapter(Adapter):
 
     name = "box-fill"
     capabilities = frozenset({"box", "points", "box+points"})
-    parallel_safe = True
     interactive = False  # points never change its mask: corrective clicks mean nothing to it
 
     def __init__(self, card_name: str = "box-fill") -> None:
@@ -77,7 +76,6 @@ class GrabCutAdapter(Adapter):
 
     name = "grabcut"
     capabilities = frozenset({"box", "points", "box+points"})
-    parallel_safe = True
 
     def __init__(self, card_name: str = "grabcut", max_side: int = 320, iterations: int = 3) -> None:
         super().__init__()
