@@ -94,8 +94,8 @@ def evaluate_clicks(adapter: Adapter, model: str, sample, card, done: set, state
     """Every missing row of click protocol ``card`` (a card with ``clicks`` settings) for one (model, image).
 
     ``done``: (object_id, protocol, level, draw) already stored. ``state_for(preprocessing)`` returns the
-    image's encoded state (encoding it on first use) or raises; ``describe(exc, context)`` makes the
-    one-line error of a failed row.
+    image's encoded state (encoding it on first use; ``sambench.runner.ImageStates.get``) or raises;
+    ``describe(exc, context)`` makes the one-line error of a failed row.
     """
     clicks: ClickSettings = card.clicks
     where = f"{sample.dataset}/{sample.image_id}"
@@ -111,11 +111,11 @@ def evaluate_clicks(adapter: Adapter, model: str, sample, card, done: set, state
                 continue
             try:
                 box = start_box(card, clicks, sample.dataset, sample.image_id, obj, draw)
-                state = state_for(card.preprocessing)
-            except SambenchError as exc:
-                rows += _failed_sequence(card, clicks, model, sample, obj.id, draw, f"{where}/{obj.id}: {exc}"
-                                         if "empty mask" in str(exc) else str(exc), done)
+            except SambenchError as exc:  # an empty mask has no box
+                rows += _failed_sequence(card, clicks, model, sample, obj.id, draw, f"{where}/{obj.id}: {exc}", done)
                 continue
+            try:
+                state = state_for(card.preprocessing)
             except Exception as exc:
                 rows += _failed_sequence(card, clicks, model, sample, obj.id, draw,
                                          describe(exc, f"model '{model}' failed to encode {where}"), done)

@@ -32,6 +32,19 @@ NOC_COLUMNS = (["dataset", "model", "protocol", "n", "failed", "click_limit"]
                + [f"nof{t}" for t in NOC_THRESHOLDS])
 
 
+def click_protocols(manifests) -> set[str]:
+    """Names of the interactive (``kind: clicks``) protocols the run manifests record."""
+    names = set()
+    for m in manifests:
+        for name, p in (m or {}).get("protocols", {}).items():
+            settings = (p.get("identity") or {}).get("settings") or []
+            if isinstance(settings, dict):
+                settings = list(settings.values())
+            if any(isinstance(s, dict) and s.get("kind") == "clicks" for s in settings):
+                names.add(name)
+    return names
+
+
 def sequences(df: pd.DataFrame, protocols) -> pd.DataFrame:
     """One row per click sequence of ``protocols``: its key, ``failed`` and, if whole, NoC/reached per target."""
     rows = df[df["protocol"].isin(list(protocols)) & (df["level"] != "")]

@@ -50,7 +50,7 @@ def test_clicked_and_ignored_pixels_are_never_clicked_and_an_exact_mask_gives_no
 def test_click_prompt_keeps_order_labels_and_box():
     p = click_prompt([Click(4, 4, True), Click(11, 7, False)], box=(1.0, 1.0, 7.0, 7.0))
     assert p.points == ((4.0, 4.0), (11.0, 7.0)) and p.labels == (1, 0) and p.box == (1.0, 1.0, 7.0, 7.0)
-    assert click_prompt([], box=(0.0, 0.0, 2.0, 2.0)).kind == "box"
+    assert click_prompt([], box=(0.0, 0.0, 2.0, 2.0)).form == "box"
 
 
 # A 10x20 scene: object = blob A (7x7, rows 1-7, cols 1-7) + blob B (3x3, rows 2-4, cols 12-14).
