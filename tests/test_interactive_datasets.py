@@ -134,3 +134,18 @@ def test_sbd_preset_reads_mat_instances_and_the_val_list(tmp_path):
     (root / "inst" / "2008_000002.mat").write_bytes(b"not matlab")
     with pytest.raises(SambenchError, match="2008_000002.mat: cannot read MATLAB file"):
         ds.load("2008_000002")
+
+
+def test_shipped_band_variant_has_the_same_objects_plus_the_original_ignore_band():
+    plain, band = open_dataset("grabcut-sample"), open_dataset("grabcut-sample-band")
+    assert plain.ids() == band.ids() and plain.content_hash() != band.content_hash()
+    counts = {}
+    for image_id in band.ids():
+        a, b = plain.load(image_id).objects[0], band.load(image_id).objects[0]
+        assert np.array_equal(a.mask, b.mask) and a.ignore is None
+        counts[image_id] = 0 if b.ignore is None else int(b.ignore.sum())
+        if b.ignore is not None:
+            assert not (b.ignore & b.mask).any()
+            assert iou(a.mask | b.ignore, b.mask) < 1.0 and iou(a.mask | b.ignore, b.mask, b.ignore) == 1.0
+    assert counts["banana1"] == 2562 and counts["llama"] == 0 and counts["teddy"] == 0
+    assert sum(v > 0 for v in counts.values()) == 11

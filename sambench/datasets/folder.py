@@ -483,3 +483,17 @@ def grabcut_sample(*, name: Optional[str] = None, **options: Any) -> FolderDatas
                          name=name or "grabcut-sample", preset="grabcut-sample",
                          image_exts=options.pop("image_exts", (".jpg",)),
                          mask_exts=options.pop("mask_exts", (".png",)), **options)
+
+
+GRABCUT_SAMPLE_BAND_DESCRIPTION = ("the grabcut-sample images with the original GrabCut GT: 128 = unlabelled band, "
+                                   "ignored in IoU and clicks (as RITM evaluates GrabCut; research use only)")
+
+
+def grabcut_sample_band(*, name: Optional[str] = None, **options: Any) -> FolderDataset:
+    """``grabcut-sample-band``: the same 13 images and boxes with the original GrabCut GT
+    (``masks_band/``, {0, 128, 255}); 128 is the ignore band (``Object.ignore``), 255 the object."""
+    options.setdefault("ignore", 128)
+    return FolderDataset(GRABCUT_SAMPLE_DIR, images="images", masks="masks_band", boxes="boxes",
+                         name=name or "grabcut-sample-band", preset="grabcut-sample-band",
+                         image_exts=options.pop("image_exts", (".jpg",)),
+                         mask_exts=options.pop("mask_exts", (".png",)), **options)
