@@ -227,7 +227,7 @@ def clicks_figure(summary: pd.DataFrame, protocol: str, colors: dict[str, str], 
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False, loc="lower right")
-    ax.set_title(f"mIoU vs clicks, protocol '{protocol}' ({scope}); bands: bootstrap 95% CI", fontsize=10)
+    ax.set_title(f"mIoU vs clicks, protocol '{protocol}'\n{scope}; bands: bootstrap 95% CI", fontsize=9.5)
     return fig
 
 
