@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import yaml
 
-from sambench.types import SambenchError
+from sambench.types import SambenchError, did_you_mean
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -102,11 +102,13 @@ class ModelCard:
     path: Optional[Path]
     raw: dict = field(default_factory=dict, compare=False)
     tags: tuple = ()
+    #: Free text naming the model's paper and/or URL (optional ``paper:`` field); shown on leaderboards.
+    paper: Optional[str] = None
 
 
 #: ``base`` is read by the stable-sam adapter (the card its plug-in sits on, sambench/stable_sam/base.py).
-#: ``tags`` are free words shown by ``sambench list models``.
-MODEL_FIELDS = {"name", "adapter", "description", "options", "checkpoint", "base", "tags"}
+#: ``tags`` are free words shown by ``sambench list models``; ``paper`` is shown by ``sambench leaderboard``.
+MODEL_FIELDS = {"name", "adapter", "description", "options", "checkpoint", "base", "tags", "paper"}
 
 
 def parse_model_card(data: dict, path: Path) -> ModelCard:
@@ -126,8 +128,11 @@ def parse_model_card(data: dict, path: Path) -> ModelCard:
     tags = data.get("tags") or []
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise SambenchError(f"{path}: field 'tags' must be a list of words")
+    paper = data.get("paper")
+    if paper is not None and not isinstance(paper, str):
+        raise SambenchError(f"{path}: field 'paper' must be a string (citation and/or URL)")
     return ModelCard(name=name, adapter=adapter, description=str(data.get("description", "")).strip(),
-                     options=dict(options), checkpoint=ckpt, path=path, raw=data, tags=tuple(tags))
+                     options=dict(options), checkpoint=ckpt, path=path, raw=data, tags=tuple(tags), paper=paper)
 
 
 # ------------------------------------------------------------------------------------------ protocols
@@ -399,6 +404,8 @@ def with_overrides(card: ProtocolCard, levels: Optional[list[str]] = None, draws
         settings = new
     if draws is not None and draws < 1:
         raise SambenchError(f"{where}: --draws must be >= 1, got {draws}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise SambenchError(f"{where}: --seed must be an integer >= 0 (as a card's 'seed'), got {seed!r}")
     return ProtocolCard(name=card.name, version=card.version, description=card.description,
                         settings=tuple(settings), draws=draws or card.draws,
                         seed=card.seed if seed is None else seed, mask_selection=card.mask_selection,
@@ -430,7 +437,8 @@ def _load(section: str, name: str):
             cards = {name: p}
         else:
             noun = "model" if section == "models" else "protocol"
-            raise SambenchError(f"unknown {noun} '{name}' (known: {', '.join(sorted(cards)) or 'none'}; "
+            raise SambenchError(f"unknown {noun} '{name}'{did_you_mean(name, cards)} "
+                                f"(known: {', '.join(sorted(cards)) or 'none'}; "
                                 f"cards are read from {', '.join(str(d) for d in card_dirs(section))})")
     path = cards[name]
     data = read_yaml(path)

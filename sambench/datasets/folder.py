@@ -18,7 +18,6 @@ channel, 16-bit and palette rules.
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,18 +31,19 @@ from sambench.datasets.base import (
     as_path,
     check_mask_value,
     check_threshold,
+    empty_mask_error,
+    exif_note,
     file_sha256,
     foreground,
     looks_like_instance_ids,
     parse_bool,
     parse_list,
-    read_image,
+    read_image_oriented,
     read_mask_values,
     split_instances,
 )
 from sambench.types import Object, Sample, SambenchError
 
-log = logging.getLogger(__name__)
 
 #: Bumped whenever the folder loader's decoding rules change (part of the content hash).
 LOADER_VERSION = 1
@@ -264,9 +264,9 @@ class FolderDataset(Dataset):
             ``val.txt``).
 
     Without ``instances``: one object per mask file, object id ``"0"``; a mask holding only small
-    integers (1, 2, 3, … <= threshold) is refused as an instance-id mask. Images without a mask and masks
-    without an image are left out, counted in :meth:`describe` and logged; zero pairs is an error naming
-    both directories.
+    integers (1, 2, 3, … and 255) is refused as an instance-id mask. Images without a mask and masks
+    without an image are left out, counted in :meth:`describe` and listed in :meth:`notices`; zero pairs
+    is an error naming both directories.
     """
 
     format = "folder"
@@ -339,14 +339,37 @@ class FolderDataset(Dataset):
         self._images = {k: image_files[k] for k in paired}
         self._masks = {k: mask_files[k] for k in paired}
         self._ids = paired
-        if self._no_mask or self._no_image:
-            log.warning("%s: %d image(s) without a mask in %s (e.g. %s), %d mask(s) without an image in %s (e.g. %s); "
-                        "they are left out", self.name, len(self._no_mask), mask_dir, self._no_mask[:3],
-                        len(self._no_image), img_dir, self._no_image[:3])
 
     def ids(self) -> list[str]:
         """Sorted image ids: relative paths without extension, '/'-separated."""
         return list(self._ids)
+
+    def _image_file(self, image_id: str) -> Optional[Path]:
+        return self._images.get(image_id)
+
+    def notices(self) -> list[str]:
+        """EXIF-oriented images (see the base class) and files left out for want of a partner. Not logged
+        when the dataset is opened (every worker process opens it): the runner prints them once."""
+        out = super().notices()
+        parts = []
+        if self._no_mask:
+            parts.append(f"{len(self._no_mask)} image(s) without a mask in {self.masks_dir} "
+                         f"(e.g. {', '.join(self._no_mask[:3])})")
+        if self._no_image:
+            parts.append(f"{len(self._no_image)} mask(s) without an image in {self.images_dir} "
+                         f"(e.g. {', '.join(self._no_image[:3])})")
+        if parts:
+            out.append(f"{self.name}: {' and '.join(parts)}; they are left out")
+        return out
+
+    def image_files(self, image_id: str) -> list[str]:
+        box = self._box_path(image_id)
+        return [str(self._images[image_id]), str(self._masks[image_id])] + ([str(box)] if box is not None else [])
+
+    def _image_payload(self, image_id: str) -> Any:
+        box = self._box_path(image_id)
+        return [LOADER_VERSION, self.threshold, file_sha256(self._images[image_id]), file_sha256(self._masks[image_id]),
+                file_sha256(box) if box is not None else None]
 
     def _box_path(self, image_id: str) -> Optional[Path]:
         if self.boxes_dir is None:
@@ -363,11 +386,11 @@ class FolderDataset(Dataset):
         if image_id not in self._images:
             raise SambenchError(f"{self.name}: unknown image id '{image_id}'")
         img_path, mask_path = self._images[image_id], self._masks[image_id]
-        image = read_image(img_path)
+        image, orientation = read_image_oriented(img_path)
         values, kind = read_mask_values(mask_path)
         if values.shape != image.shape[:2]:
             raise SambenchError(f"{mask_path}: mask is {values.shape[1]}x{values.shape[0]} but image {img_path.name} "
-                                f"is {image.shape[1]}x{image.shape[0]}")
+                                f"is {image.shape[1]}x{image.shape[0]}{exif_note(orientation)}")
         objects = self._objects(values, kind, mask_path)
         meta: dict = {"image_path": str(img_path), "mask_paths": [str(mask_path)]}
         box_path = self._box_path(image_id)
@@ -391,15 +414,14 @@ class FolderDataset(Dataset):
             return objs
         mask = foreground(values, kind, self.threshold)
         ignore = (values == self.ignore) & ~mask if self.ignore is not None and kind != "binary" else None
-        ids = looks_like_instance_ids(values, kind, self.threshold)
-        if ids is not None:
-            shown = ", ".join(map(str, ids[:8])) + (", …" if len(ids) > 8 else "")
-            what = "empty mask" if not mask.any() else "not an intensity mask"
-            raise SambenchError(f"{mask_path}: {what} (no object pixel > {self.threshold}): its values {{0, {shown}}} "
-                                f"are instance ids (or a 0/1 mask); pass instances=true for one object per id "
-                                f"(255 = void), or threshold=0 for one object")
         if not mask.any():
-            raise SambenchError(f"{mask_path}: empty mask (no pixel > {self.threshold})")
+            raise empty_mask_error(mask_path, self.threshold, values, kind)
+        ids = looks_like_instance_ids(values, kind, self.threshold)
+        if ids is not None:  # only 255 is "foreground": the VOC void band of an instance-id mask
+            shown = ", ".join(map(str, ids[:8])) + (", …" if len(ids) > 8 else "")
+            raise SambenchError(f"{mask_path}: not an intensity mask (no pixel > {self.threshold} but 255): its values "
+                                f"{{0, {shown}}} are instance ids with a void band; pass instances=true for one "
+                                f"object per id (255 = void)")
         return [Object(id="0", mask=mask, meta=meta, ignore=ignore if ignore is not None and ignore.any() else None)]
 
     def _hash_payload(self) -> Any:
