@@ -64,6 +64,17 @@ def sequences(df: pd.DataFrame, protocols) -> pd.DataFrame:
     return pd.DataFrame(out, columns=cols)
 
 
+def object_noc(rows: pd.DataFrame, protocol: str, target: str = "90") -> pd.DataFrame:
+    """Per object (index image_id, object_id): NoC@target averaged over its sequences, a failed sequence
+    counting as the click limit (as ``compare`` and the leaderboard count failures: never rewarded)."""
+    s = sequences(rows, {protocol})
+    col = f"noc{target}"
+    if s.empty:
+        return pd.DataFrame(columns=[col], index=pd.MultiIndex.from_tuples([], names=["image_id", "object_id"]))
+    s[col] = np.where(s["failed"], s["click_limit"], s[col]).astype(float)
+    return s.groupby(["image_id", "object_id"], sort=True)[[col]].mean()
+
+
 def noc_table(df: pd.DataFrame, protocols, n_boot: int = 1000) -> pd.DataFrame:
     """NoC@85/90/95 with CIs and NoF per (dataset, model, protocol) of the click ``protocols`` in rows ``df``."""
     seqs = sequences(df, protocols)

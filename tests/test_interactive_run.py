@@ -128,6 +128,9 @@ def test_report_and_noc_gate(tmp_path, cards):
     assert "noc.csv" in written and "miou_vs_clicks_clicks3.png" in written
     html = (tmp_path / "rep" / "index.html").read_text()
     assert "NoC@90" in html and "miou_vs_clicks_clicks3.png" in html
+    board = json.loads((tmp_path / "rep" / "leaderboard.json").read_text())
+    assert "noc90@clicks3" in [c["id"] for c in board["board"]["columns"]]
+    assert board["noc"]["grabcut"]["grabcut-sample"]["clicks3"]["click_limit"] == 3
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     for d, v in (("a", 0.95), ("b", 0.5)):  # a reaches 90 % at click 1, b never does (NoC = 3)
         con = sqlite3.connect(str(tmp_path / d / "results.sqlite"))

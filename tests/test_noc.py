@@ -57,3 +57,13 @@ def test_draws_are_averaged_per_object_and_datasets_pool_into_all():
     assert t.loc["d2", "noc85"] == 1.0
     assert t.loc["ALL", "noc85"] == pytest.approx((0.5 + 1.0) / 2) and t.loc["ALL", "n"] == 2
     assert not math.isnan(t.loc["ALL", "noc85_lo"])
+
+
+def test_object_noc_counts_failed_sequences_as_the_limit_for_the_leaderboard():
+    from sambench.leaderboard.scores import SCORES
+    from sambench.noc import object_noc
+
+    m = _frame()
+    per_obj = object_noc(m[m["model"] == "m"], "clicks", "90")
+    assert per_obj["noc90"].to_dict() == {("a", "0"): 3.0, ("b", "0"): 4.0, ("c", "0"): 4.0}  # c failed: limit
+    assert not SCORES["noc90"].higher_is_better and SCORES["noc90"].unit == "number"
