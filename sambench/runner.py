@@ -42,6 +42,7 @@ from sambench.cache import DEFAULT_MAX_GB, STORAGES, EmbeddingCache, open_cache
 from sambench.cards import ProtocolCard, load_model_card, load_protocol_card, with_overrides
 from sambench.datasets import Dataset, DatasetSpec
 from sambench.encode import EncodeStage
+from sambench.interactive import evaluate_clicks
 from sambench.lifetime import die_with_parent
 from sambench.loader import prefetch
 from sambench.metrics import boundary_iou, encode_rle, iou
@@ -179,11 +180,12 @@ def _pending(adapter: Adapter, model: str, sample, protocols: list[Protocol], do
 
 
 def _scored_rows(pred, tasks: list[PromptTask], model: str, sample, gt_areas: dict) -> list[Row]:
-    """Rows of one predicted chunk: IoU, boundary IoU, areas, RLE; a mask of the wrong size fails."""
-    gts = {o.id: o.mask for o in sample.objects}
+    """Rows of one predicted chunk: IoU, boundary IoU (an object's ignore band left out), areas, RLE; a
+    mask of the wrong size fails."""
+    objects = {o.id: o for o in sample.objects}
     rows = []
     for i, task in enumerate(tasks):
-        mask, gt = pred.masks[i], gts[task.object_id]
+        mask, gt, ignore = pred.masks[i], objects[task.object_id].mask, objects[task.object_id].ignore
         if mask.shape != gt.shape:
             rows.append(_row(task, model, sample.dataset, sample.image_id, status="failed",
                              error=f"model '{model}' returned a {mask.shape} mask for a {gt.shape} image"))
@@ -191,7 +193,7 @@ def _scored_rows(pred, tasks: list[PromptTask], model: str, sample, gt_areas: di
         score = float(pred.scores[i])
         extras = pred.extras[i] if pred.extras is not None and pred.extras[i] else None
         rows.append(_row(task, model, sample.dataset, sample.image_id,
-                         iou=iou(mask, gt), biou=boundary_iou(mask, gt),
+                         iou=iou(mask, gt, ignore), biou=boundary_iou(mask, gt, ignore=ignore),
                          score=None if np.isnan(score) else score,
                          gt_area=gt_areas[task.object_id], pred_area=int(np.count_nonzero(mask)),
                          mask_rle=canonical_json(encode_rle(mask)),
@@ -225,6 +227,26 @@ def _decode_groups(adapter: Adapter, model: str, sample, groups: dict, states: d
     return rows
 
 
+
+def _click_rows(adapter: Adapter, model: str, sample, protocols: list[Protocol], done: set, states: dict,
+                stage: EncodeStage) -> list[Row]:
+    """Rows of the interactive (click) protocols (:mod:`sambench.interactive`) on the image's states
+    (encoded through ``stage`` if a mode is still missing; an encode failure raises one SambenchError line)."""
+    clicks = [p for p in protocols if p.card.clicks is not None]
+    where = f"{sample.dataset}/{sample.image_id}"
+
+    def get(prep: str) -> Any:
+        if prep not in states:
+            states[prep] = _encode(stage, [sample.image], prep)[0]
+        if isinstance(states[prep], BaseException):
+            raise SambenchError(_describe(states[prep], f"model '{model}' failed to encode {where}"))
+        return states[prep]
+
+    rows: list[Row] = []
+    for proto in clicks:
+        rows.extend(evaluate_clicks(adapter, model, sample, proto.card, done, get, _describe))
+    return rows
+
 def _encode(stage: EncodeStage, images: list, prep: str) -> list:
     """Per image, its state or the exception that prevented it (the stage isolates per-image failures)."""
     try:
@@ -236,12 +258,15 @@ def _encode(stage: EncodeStage, images: list, prep: str) -> list:
 def evaluate_image(adapter: Adapter, model: str, sample, protocols: list[Protocol], done: set,
                    prompts_per_call: int, stage: Optional[EncodeStage] = None) -> list[Row]:
     """All missing rows of one (model, image): encode once per preprocessing (through ``stage``, which
-    may hold an embedding cache), decode in calls, score."""
+    may hold an embedding cache), decode in calls, score; then the click sequences of interactive protocols
+    (:mod:`sambench.interactive`) on the same states."""
     rows: list[Row] = object_failure_rows(model, sample, [p.card for p in protocols], done)
-    groups = _pending(adapter, model, sample, protocols, done, rows)
+    batch = [p for p in protocols if p.card.clicks is None]
+    groups = _pending(adapter, model, sample, batch, done, rows)
     stage = stage or EncodeStage(adapter)
     states = {prep: _encode(stage, [sample.image], prep)[0] for prep in dict.fromkeys(p for p, _ in groups)}
-    return rows + _decode_groups(adapter, model, sample, groups, states, prompts_per_call)
+    rows += _decode_groups(adapter, model, sample, groups, states, prompts_per_call)
+    return rows + _click_rows(adapter, model, sample, protocols, done, states, stage)
 
 
 class ImageJob(NamedTuple):
@@ -336,7 +361,8 @@ class ImageWork:
             before = {**ad.counters(), **stage.counters()}
             failed = {k: object_failure_rows(model, loaded[k], [p.card for p in self.protocols],
                                              jobs[k].done_by_model[model]) for k in todo}
-            groups = {k: _pending(ad, model, loaded[k], self.protocols, jobs[k].done_by_model[model], failed[k])
+            batch_protocols = [p for p in self.protocols if p.card.clicks is None]  # clicks: _click_rows
+            groups = {k: _pending(ad, model, loaded[k], batch_protocols, jobs[k].done_by_model[model], failed[k])
                       for k in todo}
             states: dict[int, dict] = {k: {} for k in todo}
             for prep in dict.fromkeys(p for g in groups.values() for p, _ in g):
@@ -344,8 +370,11 @@ class ImageWork:
                 for k, state in zip(need, _encode(stage, [loaded[k].image for k in need], prep)):
                     states[k][prep] = state
             for k in todo:
-                rows[k][model] = failed[k] + _decode_groups(ad, model, loaded[k], groups[k], states.pop(k),
-                                                            self.config.prompts_per_call)
+                st = states.pop(k)
+                rows[k][model] = (failed[k] + _decode_groups(ad, model, loaded[k], groups[k], st,
+                                                             self.config.prompts_per_call)
+                                  + _click_rows(ad, model, loaded[k], self.protocols, jobs[k].done_by_model[model],
+                                                st, stage))
             after = {**ad.counters(), **stage.counters()}
             counters[model] = {key: v - before.get(key, 0) for key, v in after.items()}
         return [ImageResult(job.image_id, rows[k], counters if k == 0 else {}) for k, job in enumerate(jobs)]
