@@ -361,12 +361,6 @@ class SamAdapter(Adapter):
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             what = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
             raise SambenchError(f"model '{self.name}': expected an RGB uint8 (H, W, 3) image, got {what}")
-<<<<<<< HEAD
-=======
-        h, w = int(image.shape[0]), int(image.shape[1])
-        if self.options.paper_eval:
-            preprocessing = "hq-sam-1024"
->>>>>>> main
         if preprocessing == "sam":
             resized = self.transform.apply_image(image)
         else:
@@ -383,6 +377,8 @@ class SamAdapter(Adapter):
         """One encoder forward pass over a batch of images (each resized and padded to 1024² as in
         :meth:`encode`); counts one encoder call per image. The states equal per-image :meth:`encode`
         up to float rounding of batched matrix products (tests/test_cache.py checks the masks)."""
+        if self.options.paper_eval:  # HQ-SAM's paper evaluation always resizes to 1024² (module docstring)
+            preprocessing = "hq-sam-1024"
         prepared = [self._prepare(image, preprocessing) for image in images]
         if not prepared:
             return []
@@ -408,6 +404,7 @@ class SamAdapter(Adapter):
         return {"family": "hq-sam" if self.hq else "sam", "state_version": STATE_VERSION,
                 "variant": self.options.variant, "weights_sha256": self.weights_id, "dtype": self.options.dtype,
                 "image_size": int(self.model.image_encoder.img_size),
+                **({"paper_eval": True} if self.options.paper_eval else {}),
                 "packages": {pkg.replace("-", "_"): _package_version(pkg), "torch": torch.__version__}}
 
     def state_to_tensors(self, state: SamImageState) -> tuple[dict, dict]:
