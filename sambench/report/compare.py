@@ -184,7 +184,7 @@ def _expand_image_failures(df: pd.DataFrame, other: pd.DataFrame) -> pd.DataFram
     img = df[(df["status"] == "failed") & (df["level"] == "")]
     if img.empty:
         return df
-    scope = ["model", "dataset", "image_id", "protocol"]
+    scope = [c for c in KEY_COLUMNS if c not in ("object_id", "level", "draw")]  # model, dataset, image, protocol
     targets = other[other["level"] != ""][list(KEY_COLUMNS) + ["protocol_version"]]
     synth = targets.merge(img[scope + ["error"]], on=scope, how="inner")
     if synth.empty:
