@@ -7,7 +7,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -125,7 +124,6 @@ def test_python_api_doc_example_runs(tmp_path, monkeypatch):
 
 DIST_INFO_METADATA = "Metadata-Version: 2.1\nName: sambench-echo-adapter\nVersion: 0.1\n"
 MODULE = '''
-import numpy as np
 
 from sambench.adapters.baselines import BoxFillAdapter
 
