@@ -33,14 +33,16 @@ def test_import_sambench_loads_neither_torch_nor_the_api():
     assert bare.split() == ["False", "False"]
 
 
-def test_adapter_and_dataset_objects_give_the_rows_of_their_cards(tmp_path):
+def test_adapter_protocol_and_dataset_objects_give_the_rows_of_their_names(tmp_path):
     from sambench.adapters.baselines import BoxFillAdapter, GrabCutAdapter
+    from sambench.cards import load_protocol_card
     from sambench.runner import default_workers
 
     by_card = sambench.run(["box-fill", "grabcut"], "noisy-box", "grabcut-sample", out=tmp_path / "cards",
                            model_options={"grabcut": {"max_side": 96, "iterations": 1}}, **SMALL)
-    by_object = sambench.run([BoxFillAdapter(), GrabCutAdapter("grabcut", max_side=96, iterations=1)], "noisy-box",
-                             open_dataset("grabcut-sample"), out=tmp_path / "objects", **SMALL)
+    by_object = sambench.run([BoxFillAdapter(), GrabCutAdapter("grabcut", max_side=96, iterations=1)],
+                             load_protocol_card("noisy-box"), open_dataset("grabcut-sample"), out=tmp_path / "objects",
+                             **SMALL)
     a, b = _results(by_card), _results(by_object)
     assert len(a) == 2 * 2 * (1 + 2) and (a["status"] == "ok").all()
     pd.testing.assert_frame_equal(a, b)
