@@ -164,17 +164,29 @@ def _name(x: Any) -> str:
     return x.name if isinstance(x, (ProtocolCard, Dataset)) else (x.spec if isinstance(x, DatasetSpec) else str(x))
 
 
+def _workers(objects: list, workers: Optional[int]) -> Optional[int]:
+    """Objects imply one worker unless they all pickle (then None: the runner's policy, or as asked)."""
+    if not objects or workers == 1 or _pickles(objects):
+        return workers
+    if workers is not None:
+        raise SambenchError(f"sambench.run: workers={workers} needs every model and dataset object to pickle, "
+                            f"and one does not: leave workers unset (one process) or pass names")
+    return 1
+
+
 def run(models: Union[Model, Sequence[Model]], protocols: Union[ProtocolLike, Sequence[ProtocolLike]],
         datasets: Union[DatasetLike, Sequence[DatasetLike]], out: Optional[Union[str, Path]] = None,
         **options: Any) -> Run:
     """Evaluate ``models`` × ``protocols`` × ``datasets`` into ``out`` and return the :class:`Run`.
 
-    ``out`` defaults to a directory under ``./runs`` derived from the names and options (as the command
-    line does), so the same call resumes. ``options`` are :data:`OPTIONS` (``levels``, ``draws``, ``seed``,
-    ``limit``, ``shard``, ``prompts_per_call``, ``workers``, ``engine``, ``device``, ``checkpoints``,
-    ``plugins``, ``model_options``, ``retry_failed``, ``progress``; dicts are keyed by model name).
+    ``out`` defaults to a directory under ``./runs`` derived from the names, options and object
+    identities (as the command line does), so the same call resumes. ``options`` are :data:`OPTIONS`
+    (``levels``, ``draws``, ``seed``, ``limit``, ``shard``, ``prompts_per_call``, ``workers``, ``engine``,
+    ``device``, ``checkpoints``, ``plugins``, ``model_options``, ``retry_failed``, ``progress``; dicts are
+    keyed by model name).
     """
     from sambench.runner import RunConfig, default_run_dir, run as run_config
+    from sambench.store import as_loaded
 
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
@@ -184,25 +196,17 @@ def run(models: Union[Model, Sequence[Model]], protocols: Union[ProtocolLike, Se
     if len(set(names)) != len(names):
         raise SambenchError(f"sambench.run: two models are named '{[n for n in names if names.count(n) > 1][0]}'")
     adapters = {n: a for n, a in named if a is not None}
-    specs = [_dataset(d) for d in _as_list(datasets)]
-    protos = _as_list(protocols)
-    objects = list(adapters.values()) + [d for d in specs if isinstance(d, Dataset)] + \
-        [p for p in protos if isinstance(p, ProtocolCard)]
+    specs, protos = [_dataset(d) for d in _as_list(datasets)], _as_list(protocols)
+    objects = [*adapters.values(), *(d for d in specs if isinstance(d, Dataset)),
+               *(p for p in protos if isinstance(p, ProtocolCard))]
     if options.get("levels") is not None:
         options["levels"] = [str(v) for v in _as_list(options["levels"])]
-    if objects and options.get("workers") != 1 and not _pickles(objects):
-        if options.get("workers") is not None:
-            raise SambenchError(f"sambench.run: workers={options['workers']} needs every model and dataset object "
-                                f"to pickle, and one does not: leave workers unset (one process) or pass names")
-        options["workers"] = 1
-    out = Path(out) if out is not None else default_run_dir(
-        names, [_name(p) for p in protos], [_name(d) for d in specs],
-        {**{k: v for k, v in options.items() if k != "progress"},
-         "identities": [a.signature() for a in adapters.values()]})
-    config = RunConfig(models=names, protocols=protos, datasets=specs, out=out,
-                       **{"progress": False, **options})
+    options["workers"] = _workers(objects, options.get("workers"))
+    if out is None:
+        extra = {**{k: v for k, v in options.items() if k not in ("progress", "workers", "engine")},
+                 "identities": [a.signature() for a in adapters.values()]}
+        out = default_run_dir(names, [_name(p) for p in protos], [_name(d) for d in specs], extra)
+    config = RunConfig(models=names, protocols=protos, datasets=specs, out=Path(out), **{"progress": False, **options})
     result = run_config(config, adapters=adapters)
-    from sambench.store import as_loaded
-
     opened = {d.name: d for d in specs if isinstance(d, Dataset)}
     return Run([result.run_dir], datasets=opened, loaded=as_loaded(result.run_dir, result.rows, result.manifest))
