@@ -170,3 +170,13 @@ def test_an_installed_entry_point_registers_an_adapter(tmp_path, monkeypatch):
     echo, fill = rows[rows["model"] == "echo"], rows[rows["model"] == "box-fill"]
     assert len(echo) == 2 and (echo["iou"].to_numpy() == fill["iou"].to_numpy()).all()
     assert run.manifests[0]["models"]["echo"]["adapter"] == "echo-box"
+
+
+def test_without_out_the_same_call_resumes_the_same_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = sambench.run("box-fill", "gt-box", "grabcut-sample", limit=1)
+    again = sambench.run("box-fill", "gt-box", "grabcut-sample", limit=1, workers=1)
+    assert first.path == again.path and first.path.parent == Path("runs")
+    assert len(again.manifests[0]["invocations"]) == 2 and len(again.rows()) == 1
+    other = sambench.run("box-fill", "gt-box", "grabcut-sample", limit=2)
+    assert other.path != first.path
