@@ -20,6 +20,7 @@ depend on the engine, the number of workers or the order of completion.
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import json
 import os
 import sys
@@ -508,10 +509,14 @@ def record_manifest(store: Store, work: ImageWork, signatures: dict, ds_info: di
     return manifest
 
 
+_INVOCATION_NUMBERS = itertools.count()
+
+
 def start_invocation(store: Store, config: RunConfig) -> dict:
     """Record this ``run`` in the store (argv, config, status ``running``, zero counters) before any work."""
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    invocation = {"id": f"{started}-{os.getpid()}", "started": started, "argv": list(sys.argv),
+    # started has 1 s resolution: two runs of one process (the Python API) in the same second need the counter
+    invocation = {"id": f"{started}-{os.getpid()}-{next(_INVOCATION_NUMBERS):04d}", "started": started, "argv": list(sys.argv),
                   "config": config.public(), "status": "running", "wall_time_s": None,
                   "counters": {m: {"encoder_calls": 0, "decoded_prompts": 0} for m in config.models}}
     store.record_invocation(invocation)
