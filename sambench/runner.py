@@ -20,13 +20,15 @@ depend on the engine, the number of workers or the order of completion.
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
+import json
 import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator, NamedTuple, Optional
+from typing import Any, Iterable, Iterator, NamedTuple, Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -42,7 +44,8 @@ from sambench.store import (IMAGE_ROW_COLUMNS, MODEL_IDENTITY, PROTOCOL_IDENTITY
                             Store, read_manifest, updated_manifest, write_manifest)
 from sambench.types import SambenchError, canonical_json, stable_hash
 
-__all__ = ["DatasetSpec", "RunConfig", "RunResult", "run", "default_workers", "select_images", "ENGINES"]
+__all__ = ["DatasetSpec", "RunConfig", "RunResult", "run", "default_workers", "default_run_dir", "select_images",
+           "ENGINES"]
 
 
 @dataclass
@@ -52,12 +55,14 @@ class RunConfig:
     ``prompts_per_call``: prompts handed to ``adapter.predict`` at once (the adapter may batch its decoder
     in smaller chunks of its own, e.g. SAM's ``chunk_size`` option). ``workers``: None applies
     :func:`default_workers`. ``engine``: a name in :data:`ENGINES`; None is ``serial`` for one worker,
-    else ``process``.
+    else ``process``. ``protocols`` are card names or cards; ``datasets`` are specs or opened datasets
+    (which the process engine pickles to its workers); ``models`` are names — of cards, or of the
+    adapter objects given to :func:`run`.
     """
 
     models: list[str]
-    protocols: list[str]
-    datasets: list[DatasetSpec]
+    protocols: list[Union[str, ProtocolCard]]
+    datasets: list[Union[DatasetSpec, Dataset]]
     out: Path
     levels: Optional[list[str]] = None
     draws: Optional[int] = None
@@ -75,11 +80,11 @@ class RunConfig:
     progress: bool = True
 
     def public(self) -> dict:
-        d = asdict(self)
-        d["out"] = str(self.out)
-        d["datasets"] = [s.to_dict() for s in self.datasets]
-        d.pop("progress")
-        return d
+        """The configuration as the manifest records it: JSON, cards by name, datasets by :func:`dataset_entry`."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "progress"}
+        d["protocols"] = [p.name if isinstance(p, ProtocolCard) else p for p in self.protocols]
+        d["datasets"] = [dataset_entry(s) for s in self.datasets]
+        return json.loads(json.dumps(d, default=str))
 
 
 @dataclass
@@ -94,12 +99,29 @@ class RunResult:
     rows: Optional[pd.DataFrame] = None
 
 
-def default_workers(models: list[str]) -> int:
+def dataset_entry(d: Union[DatasetSpec, Dataset]) -> dict:
+    """How the manifest records a dataset: its spec, or for an object given in hand its type and name
+    (its ``describe()`` and content hash are recorded under ``datasets`` as for any dataset)."""
+    if isinstance(d, DatasetSpec):
+        return d.to_dict()
+    return {"object": f"{type(d).__module__}.{type(d).__qualname__}", "name": d.name}
+
+
+def default_workers(models: list[str], adapters: Optional[dict[str, Adapter]] = None) -> int:
     """The worker-count policy: one process per usable CPU when every model is a CPU baseline (a pool
-    over images pays off), else 1 (a torch model uses the cores itself, and loads once)."""
-    if not all(is_cpu_baseline(m) for m in models):
+    over images pays off), else 1 (a torch model uses the cores itself, and loads once). An adapter
+    object is a baseline when its signature names a registered CPU-baseline adapter."""
+    adapters = adapters or {}
+    if not all(is_cpu_baseline(adapters[m].signature().get("adapter", "") if m in adapters else m) for m in models):
         return 1
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def default_run_dir(models: list[str], protocols: list[str], datasets: list[str], extra: dict) -> Path:
+    """A deterministic directory under ./runs, so that re-running the same command resumes it."""
+    slug = "_".join(["+".join(models), "+".join(protocols), "+".join(Path(d).name for d in datasets)])
+    slug = "".join(c if c.isalnum() or c in "+-_." else "-" for c in slug)[:120]
+    return Path("runs") / f"{slug}_{stable_hash(models, protocols, datasets, extra)[:8]}"
 
 
 # ------------------------------------------------------------------------------------- per image work
@@ -251,13 +273,14 @@ class ImageResult(NamedTuple):
 
 
 class ImageWork:
-    """Evaluates images: holds the protocols, the opened datasets and the adapters (built on first use)."""
+    """Evaluates images: holds the protocols, the opened datasets and the adapters (built on first use
+    from their cards; ``given`` adapter objects are used as they are)."""
 
-    def __init__(self, config: RunConfig, protocols: list[Protocol], datasets: Optional[list[Dataset]] = None,
-                 adapters: Optional[dict[str, Adapter]] = None) -> None:
+    def __init__(self, config: RunConfig, protocols: list[Protocol], given: Optional[dict[str, Adapter]] = None) -> None:
         self.config, self.protocols = config, protocols
-        self.datasets: dict[int, Dataset] = dict(enumerate(datasets or []))
-        self.adapters: dict[str, Adapter] = dict(adapters or {})
+        self.given: dict[str, Adapter] = dict(given or {})
+        self.adapters: dict[str, Adapter] = dict(self.given)
+        self.datasets: dict[int, Dataset] = {}
 
     def adapter(self, model: str) -> Adapter:
         if model not in self.adapters:
@@ -268,7 +291,8 @@ class ImageWork:
 
     def dataset(self, index: int) -> Dataset:
         if index not in self.datasets:
-            self.datasets[index] = self.config.datasets[index].open()
+            d = self.config.datasets[index]
+            self.datasets[index] = d.open() if isinstance(d, DatasetSpec) else d
         return self.datasets[index]
 
     def __call__(self, job: ImageJob) -> ImageResult:
@@ -311,11 +335,11 @@ class SerialEngine:
 _WORKER: dict = {}
 
 
-def _worker_init(config: RunConfig) -> None:
+def _worker_init(config: RunConfig, given: dict) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (exit 130), not each worker's
-    _WORKER["work"] = ImageWork(config, protocols_of(config))
+    _WORKER["work"] = ImageWork(config, protocols_of(config), given)
 
 
 def _worker_job(job: ImageJob) -> ImageResult:
@@ -324,10 +348,12 @@ def _worker_job(job: ImageJob) -> ImageResult:
 
 class ProcessPoolEngine:
     """Images spread over ``workers`` processes; each builds its own adapters and datasets from the
-    config (so the config must pickle); results arrive in completion order."""
+    config and gets a copy of the given adapter objects (so both must pickle); results arrive in
+    completion order."""
 
     def __init__(self, work: ImageWork, workers: int) -> None:
-        self.pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(work.config,))
+        self.pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init,
+                                        initargs=(work.config, work.given))
 
     def map(self, jobs: Iterable[ImageJob]) -> Iterator[ImageResult]:
         futures = [self.pool.submit(_worker_job, job) for job in jobs]
@@ -352,7 +378,7 @@ def make_engine(work: ImageWork, workers: int, name: Optional[str] = None):
 # ------------------------------------------------------------------------------------------- stages
 
 
-def check_config(config: RunConfig) -> None:
+def check_config(config: RunConfig, given: dict) -> None:
     """Refuse impossible numbers and unknown model names before any work."""
     if config.prompts_per_call < 1:
         raise SambenchError(f"--prompts-per-call must be >= 1, got {config.prompts_per_call}")
@@ -363,16 +389,17 @@ def check_config(config: RunConfig) -> None:
     if config.workers is not None and config.workers < 1:
         raise SambenchError(f"--workers must be >= 1, got {config.workers}")
     for m in config.models:
-        load_model_card(m)
+        if m not in given:
+            load_model_card(m)
 
 
 def protocols_of(config: RunConfig) -> list[Protocol]:
-    return [Protocol(with_overrides(load_protocol_card(p), levels=config.levels, draws=config.draws, seed=config.seed))
-            for p in config.protocols]
+    cards = [p if isinstance(p, ProtocolCard) else load_protocol_card(p) for p in config.protocols]
+    return [Protocol(with_overrides(c, levels=config.levels, draws=config.draws, seed=config.seed)) for c in cards]
 
 
-def open_datasets(config: RunConfig) -> list[Dataset]:
-    datasets = [s.open() for s in config.datasets]
+def open_datasets(work: ImageWork) -> list[Dataset]:
+    datasets = [work.dataset(i) for i in range(len(work.config.datasets))]
     names = [d.name for d in datasets]
     if len(set(names)) != len(names):
         raise SambenchError(f"two datasets share the name '{[n for n in names if names.count(n) > 1][0]}': give "
@@ -408,8 +435,7 @@ def claim_identities(store: Store, work: ImageWork, datasets: list[Dataset], sig
         stored[p.name] = store.claim_identity("protocol", p.name, ident, PROTOCOL_IDENTITY, grows=("draws", "levels"))
     ds_info = {}
     for spec, d in zip(config.datasets, datasets):
-        ds_info[d.name] = {"content_hash": d.content_hash(), "n_images": len(d.ids()), "spec": spec.to_dict(),
-                           "describe": d.describe(), "notices": d.notices()}
+        ds_info[d.name] = _dataset_record(spec, d)
         for note in ds_info[d.name]["notices"]:  # once per run, here in the parent (workers open datasets too)
             print(f"warning: {note}", file=sys.stderr)
         rerun = store.claim_dataset(d.name, ds_info[d.name]["content_hash"], d.image_hashes(), d.image_files,
@@ -418,6 +444,13 @@ def claim_identities(store: Store, work: ImageWork, datasets: list[Dataset], sig
             print(f"dataset '{d.name}' changed: re-running {len(rerun)} changed image(s) "
                   f"({', '.join(rerun[:5])}{', ...' if len(rerun) > 5 else ''})", file=sys.stderr)
     return stored, ds_info
+
+
+def _dataset_record(source: Union[DatasetSpec, Dataset], d: Dataset) -> dict:
+    """The manifest's entry of a dataset: identity, size, description, notices, and how to reopen it (a spec)."""
+    how = {"spec": source.to_dict()} if isinstance(source, DatasetSpec) else {"object": dataset_entry(source)["object"]}
+    return {"content_hash": d.content_hash(), "n_images": len(d.ids()), "describe": d.describe(),
+            "notices": d.notices(), **how}
 
 
 def select_images(dataset: str, ids: list[str], limit: Optional[int], shard: Optional[tuple[int, int]]) -> list[str]:
@@ -440,7 +473,7 @@ def execute(store: Store, work: ImageWork, datasets: list[Dataset], invocation: 
     """Evaluate every selected image of every dataset on the engine; write each image's rows as they come,
     with ``invocation``'s counters (per model) in the same transaction. Returns rows added."""
     config = work.config
-    workers = config.workers if config.workers is not None else default_workers(config.models)
+    workers = config.workers if config.workers is not None else default_workers(config.models, work.given)
     rows_added = 0
     engine = make_engine(work, workers, config.engine)
     try:
@@ -501,28 +534,33 @@ def record_manifest(store: Store, work: ImageWork, signatures: dict, ds_info: di
     return manifest
 
 
+_INVOCATION_NUMBERS = itertools.count()
+
+
 def start_invocation(store: Store, config: RunConfig) -> dict:
     """Record this ``run`` in the store (argv, config, status ``running``, zero counters) before any work."""
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    invocation = {"id": f"{started}-{os.getpid()}", "started": started, "argv": list(sys.argv),
+    # started has 1 s resolution: two runs of one process (the Python API) in the same second need the counter
+    invocation = {"id": f"{started}-{os.getpid()}-{next(_INVOCATION_NUMBERS):04d}", "started": started, "argv": list(sys.argv),
                   "config": config.public(), "status": "running", "wall_time_s": None,
                   "counters": {m: {"encoder_calls": 0, "decoded_prompts": 0} for m in config.models}}
     store.record_invocation(invocation)
     return invocation
 
 
-def run(config: RunConfig, adapters: Optional[dict[str, Adapter]] = None,
-        datasets: Optional[list[Dataset]] = None) -> RunResult:
+def run(config: RunConfig, adapters: Optional[dict[str, Adapter]] = None) -> RunResult:
     """Run (or resume) the benchmark described by ``config`` into ``config.out``.
 
-    ``adapters`` (model name → built adapter) and ``datasets`` (opened, in ``config.datasets`` order)
-    replace building them from the config, for callers that hold the objects (:mod:`sambench.api`).
-    Models and datasets are built before the run directory is created: a refused run leaves nothing.
+    ``adapters`` (model name → adapter object) are used instead of building those models from their
+    cards, for callers that hold the objects (:mod:`sambench.api`). Models and datasets are built before
+    the run directory is created: a refused run leaves nothing.
     """
     t0 = time.perf_counter()
-    check_config(config)
-    work = ImageWork(config, protocols_of(config), datasets or open_datasets(config), adapters)
-    datasets = [work.dataset(i) for i in range(len(config.datasets))]
+    check_config(config, adapters or {})
+    if config.workers is None:  # recorded in the manifest as the count that ran
+        config = replace(config, workers=default_workers(config.models, adapters))
+    work = ImageWork(config, protocols_of(config), adapters)
+    datasets = open_datasets(work)
     signatures = model_signatures(work)
     with Store(config.out) as store:
         stored, ds_info = claim_identities(store, work, datasets, signatures)

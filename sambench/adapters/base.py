@@ -35,9 +35,11 @@ class UnknownOptionsError(SambenchError):
 class Adapter(abc.ABC):
     """Base class of every model adapter.
 
-    Subclasses set ``name`` and ``capabilities`` (the prompt forms they take, a subset of
-    :data:`sambench.types.PROMPT_FORMS`) and implement :meth:`encode` and :meth:`predict`. Counters ``encoder_calls`` and ``decoded_prompts``
-    are kept by the base class helpers and recorded in the run manifest.
+    Subclasses set ``name`` (the model's name: its card's, or the one an object passed to
+    :func:`sambench.run` reports as ``signature()["model"]``) and ``capabilities`` (the prompt forms they
+    take, a subset of :data:`sambench.types.PROMPT_FORMS`), and implement :meth:`signature`,
+    :meth:`encode` and :meth:`predict`. Counters ``encoder_calls`` and ``decoded_prompts`` are kept by the
+    subclasses and recorded in the run manifest.
     """
 
     name: str = "adapter"
