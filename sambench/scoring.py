@@ -9,8 +9,8 @@ Why a crop is exact
     boundary-iou-api erodes after padding the mask with zeros, so outside the image counts as 0. A mask is
     0 outside its bounding box too, so its erosion, and so its boundary band, computed on its bbox crop
     with a zero border, equals the full-image one (the dilation ``d`` still comes from the full image's
-    diagonal). Intersections need only the overlap of two bboxes. A prediction is therefore scanned once
-    (``cv2.boundingRect``) and everything else touches its bbox crop only.
+    diagonal). Intersections need only the overlap of two bboxes. A prediction is therefore read once (to
+    pack it, 8 pixels per byte) and everything else touches its packed bbox crop only.
 
 Ground truth once per object
     :class:`ObjectScorer` computes the object's area, bit-packed mask, boundary band and band size once;
@@ -45,7 +45,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Optional
 
-import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
@@ -100,8 +99,9 @@ class MaskScore:
 
 @dataclass(frozen=True)
 class Packed:
-    """Rows ``[r0, r0 + bits.shape[0])`` × pixels ``[64 w0, 64 (w0 + bits.shape[1]))`` of a mask; pixel ``x``
-    is bit ``x % 64`` of word ``x // 64``. ``width`` is the true width of the mask's bbox (for early exits)."""
+    """Pixels ``[64 w0, 64 (w0 + nw))`` × rows ``[r0, r0 + nh)`` of a mask, as ``bits`` of shape (nw, nh):
+    pixel ``(row, x)`` is bit ``x % 64`` of ``bits[x // 64 - w0, row - r0]``. Words-major, so that shifting
+    along a row moves whole contiguous blocks. ``width`` bounds the width of the mask's bbox."""
 
     r0: int
     w0: int
@@ -110,20 +110,28 @@ class Packed:
 
 
 def pack(mask: np.ndarray) -> Optional[Packed]:
-    """The bit-packed bbox crop of a bool (H, W) mask, or None when the mask is empty."""
-    m = np.ascontiguousarray(mask, dtype=np.bool_)
-    x, y, w, h = cv2.boundingRect(m.view(np.uint8))
-    if w == 0 or h == 0:
-        return None
-    w0, w1 = x // WORD, -(-(x + w) // WORD)
-    crop = m[y:y + h, WORD * w0:min(m.shape[1], WORD * w1)]
-    packed = np.packbits(crop, axis=1, bitorder="little")
-    nbytes = 8 * (w1 - w0)
-    if packed.shape[1] != nbytes:
-        full = np.zeros((h, nbytes), dtype=np.uint8)
-        full[:, :packed.shape[1]] = packed
+    """The bit-packed bbox crop of a bool (H, W) mask, or None when the mask is empty.
+
+    The whole mask is packed first (one pass over it, 8 pixels per byte); the bbox is then found on the
+    packed words (rows and 64-px words with a set bit), and only that part is kept.
+    """
+    m = np.asarray(mask)
+    if m.dtype != np.bool_:
+        m = m.astype(bool)
+    packed = np.packbits(m, axis=1, bitorder="little")
+    h, nbytes = packed.shape
+    if nbytes % 8:
+        full = np.zeros((h, nbytes + 8 - nbytes % 8), dtype=np.uint8)
+        full[:, :nbytes] = packed
         packed = full
-    return Packed(y, w0, packed.view(_U64), w)
+    words = packed.view(_U64)
+    rows = np.flatnonzero(words.any(axis=1))
+    if rows.size == 0:
+        return None
+    r0, r1 = int(rows[0]), int(rows[-1]) + 1
+    cols = np.flatnonzero(words[r0:r1].any(axis=0))
+    w0, w1 = int(cols[0]), int(cols[-1]) + 1
+    return Packed(r0, w0, np.ascontiguousarray(words[r0:r1, w0:w1].T), WORD * (w1 - w0))
 
 
 def popcount(bits: np.ndarray) -> int:
@@ -131,35 +139,36 @@ def popcount(bits: np.ndarray) -> int:
 
 
 def _toward_low(a: np.ndarray, s: int) -> np.ndarray:
-    """``out[x] = a[x + s]`` along the packed pixel axis (zeros shifted in)."""
+    """``out[x] = a[x + s]`` along the packed pixel axis (axis 0; zeros shifted in)."""
     q, r = divmod(s, WORD)
-    nw = a.shape[1]
+    nw = a.shape[0]
     out = np.empty_like(a)
-    out[:, max(0, nw - q):] = 0
+    out[max(0, nw - q):] = 0
     if q >= nw:
         return out
-    src = a[:, q:]
+    src = a[q:]
     if r == 0:
-        out[:, :nw - q] = src
+        out[:nw - q] = src
     else:
-        np.right_shift(src, r, out=out[:, :nw - q])
-        out[:, :nw - q - 1] |= src[:, 1:] << (WORD - r)
+        np.right_shift(src, r, out=out[:nw - q])
+        out[:nw - q - 1] |= src[1:] << (WORD - r)
     return out
 
 
 def _toward_high(a: np.ndarray, s: int) -> np.ndarray:
-    """``out[x] = a[x - s]`` along the packed pixel axis (zeros shifted in)."""
+    """``out[x] = a[x - s]`` along the packed pixel axis (axis 0; zeros shifted in)."""
     q, r = divmod(s, WORD)
-    nw = a.shape[1]
-    out = np.zeros_like(a)
+    nw = a.shape[0]
+    out = np.empty_like(a)
+    out[:min(q, nw)] = 0
     if q >= nw:
         return out
-    src = a[:, :nw - q]
+    src = a[:nw - q]
     if r == 0:
-        out[:, q:] = src
+        out[q:] = src
     else:
-        np.left_shift(src, r, out=out[:, q:])
-        out[:, q + 1:] |= src[:, :nw - q - 1] >> (WORD - r)
+        np.left_shift(src, r, out=out[q:])
+        out[q + 1:] |= src[:nw - q - 1] >> (WORD - r)
     return out
 
 
@@ -173,7 +182,7 @@ def _doubling_steps(length: int) -> Iterator[int]:
 
 def erode_packed(p: Packed, d: int) -> np.ndarray:
     """Erosion of ``p`` by the (2d+1)² square with a zero border, in ``p``'s frame (packed)."""
-    h = p.bits.shape[0]
+    h = p.bits.shape[1]
     length = 2 * d + 1
     if h < length or p.width < length:
         return np.zeros_like(p.bits)
@@ -183,21 +192,21 @@ def erode_packed(p: Packed, d: int) -> np.ndarray:
     f = _toward_high(f, d)                      # centre: AND of a[x - d .. x + d]
     g = np.empty_like(f)
     for s in _doubling_steps(length):           # the same over rows (two buffers, swapped)
-        np.bitwise_and(f[:h - s], f[s:], out=g[:h - s])
-        g[h - s:] = 0
+        np.bitwise_and(f[:, :h - s], f[:, s:], out=g[:, :h - s])
+        g[:, h - s:] = 0
         f, g = g, f
-    g[:d] = 0
-    g[d:] = f[:h - d]
+    g[:, :d] = 0
+    g[:, d:] = f[:, :h - d]
     return g
 
 
 def _overlap_count(a: Packed, a_bits: np.ndarray, b: Packed, b_bits: np.ndarray) -> int:
     """popcount(a_bits & b_bits) over the overlap of the two frames."""
-    r0, r1 = max(a.r0, b.r0), min(a.r0 + a_bits.shape[0], b.r0 + b_bits.shape[0])
-    w0, w1 = max(a.w0, b.w0), min(a.w0 + a_bits.shape[1], b.w0 + b_bits.shape[1])
+    r0, r1 = max(a.r0, b.r0), min(a.r0 + a_bits.shape[1], b.r0 + b_bits.shape[1])
+    w0, w1 = max(a.w0, b.w0), min(a.w0 + a_bits.shape[0], b.w0 + b_bits.shape[0])
     if r0 >= r1 or w0 >= w1:
         return 0
-    return popcount(a_bits[r0 - a.r0:r1 - a.r0, w0 - a.w0:w1 - a.w0] & b_bits[r0 - b.r0:r1 - b.r0, w0 - b.w0:w1 - b.w0])
+    return popcount(a_bits[w0 - a.w0:w1 - a.w0, r0 - a.r0:r1 - a.r0] & b_bits[w0 - b.w0:w1 - b.w0, r0 - b.r0:r1 - b.r0])
 
 
 # ------------------------------------------------------------------------------------------------ RLE
@@ -229,17 +238,18 @@ def rle_from_counts(counts: np.ndarray, height: int, width: int) -> dict:
 
 
 def _packed_changes(p: Packed, height: int) -> np.ndarray:
+    """Column-major change indices of a packed mask: its vertical transitions, a 0 row above and below."""
     bits = p.bits
-    h, nw = bits.shape
-    x = np.empty((h + 1, nw), dtype=_U64)
-    x[0] = bits[0]
-    np.bitwise_xor(bits[1:], bits[:-1], out=x[1:h])
-    x[h] = bits[h - 1]
-    rows, words = np.nonzero(x)
-    set_bits = np.unpackbits(x[rows, words].view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
-    i, j = np.nonzero(set_bits)
-    cols = WORD * (p.w0 + words[i].astype(np.int64)) + j
-    return cols * height + (p.r0 + rows[i].astype(np.int64))
+    nw, h = bits.shape
+    x = np.empty((nw, h + 1), dtype=_U64)
+    x[:, 0] = bits[:, 0]
+    np.bitwise_xor(bits[:, 1:], bits[:, :-1], out=x[:, 1:h])
+    x[:, h] = bits[:, h - 1]
+    flat = np.flatnonzero(x)
+    set_bits = np.unpackbits(x.reshape(-1)[flat].view(np.uint8), bitorder="little")
+    i, j = np.divmod(np.flatnonzero(set_bits), WORD)
+    words, rows = np.divmod(flat[i].astype(np.int64), h + 1)
+    return (WORD * (p.w0 + words) + j) * height + (p.r0 + rows)
 
 
 # ------------------------------------------------------------------------------------- per object

@@ -86,7 +86,7 @@ def test_packed_erosion_and_gt_boundary_equal_the_definition():
         full = np.zeros((h, w), bool)
         if scorer.packed is not None:
             p = scorer.packed
-            bits = np.unpackbits(scorer.boundary.view(np.uint8), axis=1, bitorder="little")
+            bits = np.unpackbits(np.ascontiguousarray(scorer.boundary.T).view(np.uint8), axis=1, bitorder="little")
             c0 = 64 * p.w0
             cols = min(w, c0 + bits.shape[1]) - c0
             full[p.r0:p.r0 + bits.shape[0], c0:c0 + cols] = bits[:, :cols]
@@ -98,7 +98,7 @@ def test_packed_erosion_and_gt_boundary_equal_the_definition():
 def test_erosion_by_doubling_on_a_hand_made_square():
     m = np.zeros((12, 70), bool)
     m[1:10, 2:69] = True            # 9 x 67; d = 2 leaves 5 x 63 (rows 3..7, cols 4..66)
-    eroded = np.unpackbits(erode_packed(pack(m), 2).view(np.uint8), axis=1, bitorder="little")
+    eroded = np.unpackbits(np.ascontiguousarray(erode_packed(pack(m), 2).T).view(np.uint8), axis=1, bitorder="little")
     want = np.zeros((9, 128), np.uint8)
     want[2:7, 4:67] = 1             # frame rows start at 1, columns at 0
     np.testing.assert_array_equal(eroded, want)
