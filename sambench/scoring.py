@@ -39,11 +39,14 @@ On a device
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -431,6 +434,61 @@ class ImageScorer:
 
     def score(self, mask: Any, object_id: str, timer: Optional[StageTimer] = None) -> MaskScore:
         return self.object(object_id).score(mask, timer)
+
+
+# -------------------------------------------------------------------------------------- overlap
+
+
+def default_threads(workers: int = 1) -> int:
+    """Scoring threads per worker process: the CPUs this process may use, shared by ``workers``, at most 4."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(4, cpus // max(1, workers)))
+
+
+class ScoringPool:
+    """Scores chunks of predictions on ``threads`` threads while the caller decodes the next chunk.
+
+    numpy, OpenCV and torch release the GIL in their kernels, so scoring overlaps the model's work and
+    other chunks' scoring. At most ``threads`` chunks wait or run here, so with the one being decoded at
+    most ``threads + 1`` chunks of masks exist at once. ``threads=0`` scores in the caller, at submit.
+    ``timer`` sums the seconds of each stage (over threads: CPU-side seconds, not wall time);
+    ``places`` counts scored masks per place (``host`` or a torch device such as ``cuda:0``).
+    """
+
+    def __init__(self, threads: int = 0) -> None:
+        self.threads = max(0, int(threads))
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="sambench-score") if self.threads else None
+        self._pending: deque = deque()
+        self.timer = StageTimer()
+        self.places: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def count(self, place: str, n: int) -> None:
+        with self._lock:
+            self.places[place] = self.places.get(place, 0) + n
+
+    def submit(self, fn: Callable, *args: Any) -> Future:
+        """Run ``fn(*args)`` on the pool (waiting first while ``threads`` chunks are in flight)."""
+        if self._pool is None:
+            fut: Future = Future()
+            try:
+                fut.set_result(fn(*args))
+            except BaseException as exc:  # surfaces at .result(), like a pooled call
+                fut.set_exception(exc)
+            return fut
+        while self._pending and (len(self._pending) >= self.threads or self._pending[0].done()):
+            self._pending.popleft().exception()  # wait for the oldest; errors surface at .result()
+        fut = self._pool.submit(fn, *args)
+        self._pending.append(fut)
+        return fut
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
 
 def reference_score(mask: np.ndarray, gt: np.ndarray, dilation_ratio: float = 0.02) -> MaskScore:

@@ -151,3 +151,32 @@ def test_gt_work_is_done_once_per_object_and_shapes_are_checked():
     assert scorer.object("a") is first and set(timer.seconds) >= {"bbox+pack", "IoU", "boundary IoU", "RLE"}
     with pytest.raises(ValueError, match="mask shapes differ"):
         scorer.score(np.zeros((41, 50), bool), "b")
+
+
+def test_scoring_pool_keeps_order_and_bounds_chunks_in_flight():
+    import threading
+    import time
+
+    from sambench.scoring import ScoringPool
+
+    finished, lock = [0], threading.Lock()
+
+    def work(i):
+        time.sleep(0.01)
+        with lock:
+            finished[0] += 1
+        return i
+
+    pool = ScoringPool(threads=2)
+    futures = []
+    for i in range(12):
+        futures.append(pool.submit(work, i))
+        with lock:
+            in_flight = len(futures) - finished[0]
+        assert in_flight <= 2   # memory stays bounded: submit waits for the oldest chunk
+    assert [f.result() for f in futures] == list(range(12))
+    pool.close()
+    inline = ScoringPool(threads=0)
+    fut = inline.submit(lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        fut.result()
