@@ -8,7 +8,10 @@ protocol (61 prompts per object).
 * **harness**: ``sambench.runner.evaluate_image`` + ``Store.write`` with a zero-cost adapter whose
   ``predict`` returns views into a bank of ``chunk`` realistic predicted masks (the GT warped by a small
   random affine: shifted, scaled, rotated; built before the clock starts). So the time is the harness's
-  alone: scoring, serialisation and SQLite. Printed as rows/s.
+  alone: scoring, serialisation and SQLite. Printed as rows/s, twice, interleaved on the same image:
+  ``reference`` scores every mask with sambench.metrics in the calling thread (the per-prompt path before
+  issue 14), ``fast`` with the runner's default (sambench.scoring on a thread pool). The rows of both are
+  compared: the ratio is only printed when they are identical.
 * **stages**: per mask, the time of each stage, measured in isolation on the same masks: decode to host
   (a bool torch tensor copied into a numpy array, as the SAM adapter does), IoU, boundary IoU, RLE (with its
   JSON), prompt serialisation (JSON + sha256), SQLite write (per row of one image's transaction). The
@@ -46,6 +49,35 @@ try:  # the fast path (issue 14); absent on the baseline commit
     from sambench import scoring as fast_scoring
 except ImportError:  # pragma: no cover - baseline
     fast_scoring = None
+
+
+if fast_scoring is not None:
+    class _ReferenceObject:
+        """Scores with sambench.metrics on the full masks: what the runner did per prompt before issue 14."""
+
+        def __init__(self, gt: np.ndarray) -> None:
+            self.gt = gt
+            self.height, self.width = gt.shape
+            self.area = int(np.count_nonzero(gt))
+
+        def score(self, mask, timer=None):
+            return fast_scoring.reference_score(mask, self.gt)
+
+    class _ReferenceImageScorer:
+        def __init__(self, objects) -> None:
+            self.objects = {k: _ReferenceObject(v) for k, v in objects.items()}
+
+        def object(self, object_id):
+            return self.objects[object_id]
+
+    class ReferencePool(fast_scoring.ScoringPool):
+        """Reference scoring in the calling thread (no overlap)."""
+
+        def __init__(self) -> None:
+            super().__init__(threads=0)
+
+        def image_scorer(self, objects):
+            return _ReferenceImageScorer(objects)
 
 
 def upscaled_sample(ds, image_id: str, megapixels: float) -> Sample:
@@ -95,22 +127,24 @@ class BankAdapter(Adapter):
         return Prediction(masks=self.bank[:n], scores=np.zeros(n, dtype=np.float32))
 
 
-def _evaluate(adapter: Adapter, model: str, sample: Sample, protocols: list, chunk: int) -> list[Row]:
+def _evaluate(adapter: Adapter, model: str, sample: Sample, protocols: list, chunk: int, pool=None) -> list[Row]:
     from sambench.runner import evaluate_image
 
-    return evaluate_image(adapter, model, sample, protocols, set(), chunk)
+    if fast_scoring is None:  # baseline commit
+        return evaluate_image(adapter, model, sample, protocols, set(), chunk)
+    return evaluate_image(adapter, model, sample, protocols, set(), chunk, scoring=pool)
 
 
-def harness(sample: Sample, bank: np.ndarray, protocols: list, chunk: int, tmp: Path) -> tuple[int, float]:
+def harness(sample: Sample, bank: np.ndarray, protocols: list, chunk: int, tmp: Path, pool=None) -> tuple[list, float]:
     """(rows, seconds) of evaluate_image + one Store.write for one image."""
     store = Store(tmp / f"h{time.perf_counter_ns()}")
     t0 = time.perf_counter()
-    rows = _evaluate(BankAdapter(bank), "bank", sample, protocols, chunk)
+    rows = _evaluate(BankAdapter(bank), "bank", sample, protocols, chunk, pool)
     store.write(rows)
     dt = time.perf_counter() - t0
     store.close()
     assert all(r.status == "ok" for r in rows), [r.error for r in rows if r.status != "ok"][:1]
-    return len(rows), dt
+    return rows, dt
 
 
 def _time(fn, reps: int) -> float:
@@ -151,24 +185,23 @@ def stages(sample: Sample, bank: np.ndarray, protocols: list, tmp: Path, reps: i
     if fast_scoring is not None:
         for name in ("decode to host", "prompt serialisation", "SQLite write"):
             out["fast"][name] = out["reference"][name]
-        scorer = fast_scoring.ObjectScorer(gt)
-        scorer.score(bank[0])  # the GT work, once per object, is not per mask
+        scorer = fast_scoring.ObjectScorer(gt)  # the GT work, once per object, is not per mask
         timer = fast_scoring.StageTimer()
         t0 = time.perf_counter()
         for _ in range(reps):
             for m in bank:
                 scorer.score(m, timer)
-        total = (time.perf_counter() - t0) / (reps * k)
-        per = {s: v / (reps * k) for s, v in timer.seconds.items()}
-        out["fast"].update(per)
-        out["fast"]["(scoring total)"] = total
+        out["fast"]["(scoring, 1 thread)"] = (time.perf_counter() - t0) / (reps * k)
+        out["fast"].update({s: v / (reps * k) for s, v in timer.seconds.items()})
     return out
 
 
-def sam_tiny_share(ds, image_id: str, megapixels: float, protocols: list, chunk: int) -> None:
+def sam_tiny_share(ds, image_id: str, megapixels: float, protocols: list, chunk: int, variants: list) -> None:
+    """Wall time of sam-tiny on one image through evaluate_image, and the share the adapter did not fill."""
     from sambench.adapters import build_adapter
 
     sample = upscaled_sample(ds, image_id, megapixels)
+    h, w = sample.size
     adapter = build_adapter("sam-tiny", device="cpu")
     inner = {"t": 0.0}
     enc, pred = adapter.encode, adapter.predict
@@ -182,13 +215,20 @@ def sam_tiny_share(ds, image_id: str, megapixels: float, protocols: list, chunk:
                 inner["t"] += time.perf_counter() - t0
         return wrap
     adapter.encode, adapter.predict = timed(enc), timed(pred)
-    t0 = time.perf_counter()
-    rows = _evaluate(adapter, "sam-tiny", sample, protocols, chunk)
-    wall = time.perf_counter() - t0
-    h, w = sample.size
-    print(f"\nsam-tiny on {image_id} at {w}x{h} ({h * w / 1e6:.1f} MP), {len(rows)} rows: wall {wall:.1f} s, "
-          f"adapter (encode+predict) {inner['t']:.1f} s, harness {wall - inner['t']:.1f} s = "
-          f"{100 * (wall - inner['t']) / wall:.0f}% of wall time")
+    print(f"\nsam-tiny on {image_id} at {w}x{h} ({h * w / 1e6:.1f} MP)")
+    print("| scoring | rows | wall s | adapter (encode+predict) s | harness s | harness share of wall |")
+    print("|---|---|---|---|---|---|")
+    for v in variants:
+        pool = ReferencePool() if v == "reference" else (
+            fast_scoring.ScoringPool(fast_scoring.default_threads()) if v == "fast" else None)
+        inner["t"] = 0.0
+        t0 = time.perf_counter()
+        rows = _evaluate(adapter, "sam-tiny", sample, protocols, chunk, pool)
+        wall = time.perf_counter() - t0
+        if pool is not None:
+            pool.close()
+        print(f"| {v} | {len(rows)} | {wall:.1f} | {inner['t']:.1f} | {wall - inner['t']:.1f} | "
+              f"{100 * (wall - inner['t']) / wall:.0f}% |", flush=True)
 
 
 def main() -> None:
@@ -202,24 +242,42 @@ def main() -> None:
     ds = open_dataset("grabcut-sample")
     protocols = [Protocol(load_protocol_card("stable-sam-paper"))]
     ids = ds.ids()[: args.images]
+    variants = ["reference", "fast"] if fast_scoring is not None else ["today"]
     cols = ["decode to host", "IoU", "boundary IoU", "RLE", "prompt serialisation", "SQLite write"]
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        print("| MP | image | rows | harness s | rows/s |")
-        print("|---|---|---|---|---|")
+        print("| MP | image | rows | " + " | ".join(f"{v} s | {v} rows/s" for v in variants) + " | ratio |")
+        print("|---|---|---|" + "---|---|" * len(variants) + "---|")
         profiles = []
         for mp in (float(s) for s in args.sizes.split(",")):
-            n_rows, secs = 0, 0.0
+            tot = {v: [0, 0.0] for v in variants}
             for image_id in ids:
                 sample = upscaled_sample(ds, image_id, mp)
                 bank = mask_bank(sample.objects[0].mask, args.chunk)
-                n, dt = harness(sample, bank, protocols, args.chunk, tmp)
-                n_rows, secs = n_rows + n, secs + dt
+                got = {}
+                for v in variants:
+                    pool = ReferencePool() if v == "reference" else (
+                        fast_scoring.ScoringPool(fast_scoring.default_threads()) if v == "fast" else None)
+                    rows, dt = harness(sample, bank, protocols, args.chunk, tmp, pool)
+                    if pool is not None:
+                        pool.close()
+                    got[v] = (rows, dt)
+                    tot[v][0] += len(rows)
+                    tot[v][1] += dt
+                same = len({tuple(tuple(r.values()) for r in rows) for rows, _ in got.values()}) == 1
+                ratio = f"{got['reference'][1] / got['fast'][1]:.1f}x" if len(variants) == 2 else ""
+                if not same:
+                    ratio = "ROWS DIFFER"
                 h, w = sample.size
-                print(f"| {mp:g} | {image_id} {w}x{h} | {n} | {dt:.2f} | {n / dt:.1f} |", flush=True)
+                print(f"| {mp:g} | {image_id} {w}x{h} | {len(rows)} | "
+                      + " | ".join(f"{got[v][1]:.2f} | {len(got[v][0]) / got[v][1]:.1f}" for v in variants)
+                      + f" | {ratio} |", flush=True)
                 if image_id == ids[0]:
                     profiles.append((mp, f"{w}x{h}", stages(sample, bank, protocols, tmp, args.reps)))
-            print(f"| {mp:g} | **all** | {n_rows} | {secs:.2f} | **{n_rows / secs:.1f}** |", flush=True)
+            ratio = f"**{tot['reference'][1] / tot['fast'][1]:.1f}x**" if len(variants) == 2 else ""
+            print(f"| {mp:g} | **all** | {tot[variants[0]][0]} | "
+                  + " | ".join(f"{tot[v][1]:.2f} | **{tot[v][0] / tot[v][1]:.1f}**" for v in variants)
+                  + f" | {ratio} |", flush=True)
         for variant in ("reference", "fast"):
             if not profiles[0][2][variant]:
                 continue
@@ -231,7 +289,7 @@ def main() -> None:
                 print(f"| {mp:g} | {size} | " + " | ".join(f"{1e3 * p[variant].get(c, float('nan')):.2f}"
                                                            for c in cols + extra) + " |")
     if args.sam_tiny:
-        sam_tiny_share(ds, ids[0], args.sam_tiny, protocols, args.chunk)
+        sam_tiny_share(ds, ids[0], args.sam_tiny, protocols, args.chunk, variants)
 
 
 if __name__ == "__main__":

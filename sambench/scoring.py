@@ -466,6 +466,10 @@ class ScoringPool:
         self.places: dict[str, int] = {}
         self._lock = threading.Lock()
 
+    def image_scorer(self, objects: Mapping[str, np.ndarray]) -> "ImageScorer":
+        """The scorer of one image's objects (GT work done once per object)."""
+        return ImageScorer(objects)
+
     def count(self, place: str, n: int) -> None:
         with self._lock:
             self.places[place] = self.places.get(place, 0) + n
