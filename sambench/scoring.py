@@ -32,9 +32,9 @@ RLE from runs
 
 On a device
     :meth:`ObjectScorer.score` also takes a torch bool tensor (H, W). It does the same on the tensor's
-    device, unpacked: bbox, crop, separable erosion by doubling on bool tensors, counts. Only the bbox, four
-    counts and the transition coordinates come back to the host, never the mask. On CPU tensors, it gives
-    exactly the numpy values (tested).
+    device, unpacked: bbox, crop, separable erosion by doubling on bool tensors, counts. Only the row and
+    column occupancy flags (H + W booleans, for the bbox), four counts and the transition coordinates come
+    back to the host, never the mask. On CPU tensors, it gives exactly the numpy values (tested).
 """
 
 from __future__ import annotations
@@ -354,11 +354,12 @@ class _TorchCrop:
     def of(cls, mask) -> Optional["_TorchCrop"]:
         import torch
 
-        rows = torch.nonzero(mask.any(dim=1)).flatten()
-        cols = torch.nonzero(mask.any(dim=0)).flatten()
-        if rows.numel() == 0:
+        h = mask.shape[0]
+        occupied = torch.cat([mask.any(dim=1), mask.any(dim=0)]).cpu().numpy()  # H + W flags: one transfer
+        rows, cols = np.flatnonzero(occupied[:h]), np.flatnonzero(occupied[h:])
+        if rows.size == 0:
             return None
-        r0, r1, c0, c1 = (int(v) for v in torch.stack([rows[0], rows[-1], cols[0], cols[-1]]).tolist())
+        r0, r1, c0, c1 = int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
         return cls(mask[r0:r1 + 1, c0:c1 + 1], r0, c0)
 
     def boundary(self, d: int):

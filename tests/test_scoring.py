@@ -180,3 +180,49 @@ def test_scoring_pool_keeps_order_and_bounds_chunks_in_flight():
     fut = inline.submit(lambda: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         fut.result()
+
+
+class _TorchMasks:
+    """Wraps an adapter so that its predictions hold torch bool tensors (as a CUDA adapter's would)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.capabilities = inner.capabilities
+        self.masks_on_device = False
+
+    def encode(self, image, preprocessing="sam"):
+        return self.inner.encode(image, preprocessing)
+
+    def predict(self, state, prompts, mask_selection="single"):
+        from sambench.types import Prediction
+
+        p = self.inner.predict(state, prompts, mask_selection)
+        return Prediction(masks=torch.from_numpy(p.masks), scores=p.scores, extras=p.extras)
+
+
+def test_runner_rows_do_not_depend_on_threads_or_where_masks_live():
+    import json
+
+    from sambench.adapters.baselines import BoxFillAdapter
+    from sambench.cards import load_protocol_card, with_overrides
+    from sambench.datasets import open_dataset
+    from sambench.metrics import decode_rle
+    from sambench.prompts import Protocol
+    from sambench.runner import evaluate_image
+    from sambench.scoring import ScoringPool
+    from sambench.store import COLUMNS
+
+    sample = open_dataset("grabcut-sample").load("banana1")
+    protocols = [Protocol(with_overrides(load_protocol_card("stable-sam-paper"), draws=3))]
+    runs = []
+    for adapter, threads in ((BoxFillAdapter(), 0), (BoxFillAdapter(), 2), (_TorchMasks(BoxFillAdapter()), 2)):
+        pool = ScoringPool(threads)
+        runs.append([r.values() for r in evaluate_image(adapter, "box-fill", sample, protocols, set(), 4, pool)])
+        pool.close()
+    assert runs[0] == runs[1] == runs[2] and len(runs[0]) == 1 + 3 * 3
+    gt = sample.objects[0].mask
+    for row in (dict(zip(COLUMNS, v)) for v in runs[0]):
+        assert row["status"] == "ok"    # box-fill gives point prompts an empty mask
+        want = reference_score(decode_rle(json.loads(row["mask_rle"])), gt)
+        assert (row["iou"], row["biou"], row["pred_area"], row["gt_area"]) == (want.iou, want.biou, want.pred_area,
+                                                                                 int(gt.sum()))
