@@ -57,7 +57,7 @@ if fast_scoring is not None:
 
         def __init__(self, gt: np.ndarray) -> None:
             self.gt = gt
-            self.height, self.width = gt.shape
+            self.shape = gt.shape
             self.area = int(np.count_nonzero(gt))
 
         def score(self, mask, timer=None):

@@ -34,7 +34,7 @@ from sambench.adapters import build_adapter, is_cpu_baseline
 from sambench.adapters.base import Adapter
 from sambench.cards import ProtocolCard, load_model_card, load_protocol_card, with_overrides
 from sambench.datasets import Dataset, DatasetSpec
-from sambench.metrics import boundary_iou, encode_rle, iou
+from sambench.scoring import ImageScorer, ScoringPool, StageTimer, add_timings, default_threads
 from sambench.prompts import Protocol, PromptTask, prompt_set_hash
 from sambench.store import (DATASET_IDENTITY, IMAGE_ROW_COLUMNS, MODEL_IDENTITY, PROTOCOL_IDENTITY, Invocation, Row,
                             Store, read_manifest, updated_manifest, write_manifest)
@@ -71,6 +71,9 @@ class RunConfig:
     model_options: dict = field(default_factory=dict)
     retry_failed: bool = False
     progress: bool = True
+    #: threads per process that score predictions while the adapter decodes the next ones; None applies
+    #: :func:`sambench.scoring.default_threads` (the usable CPUs shared by the workers, at most 4)
+    scoring_threads: Optional[int] = None
 
     def public(self) -> dict:
         d = asdict(self)
@@ -145,57 +148,78 @@ def _pending(adapter: Adapter, model: str, sample, protocols: list[Protocol], do
     return groups
 
 
-def _scored_rows(pred, tasks: list[PromptTask], model: str, sample, gt_areas: dict) -> list[Row]:
-    """Rows of one predicted chunk: IoU, boundary IoU, areas, RLE; a mask of the wrong size fails."""
-    gts = {o.id: o.mask for o in sample.objects}
+def _scored_rows(pred, tasks: list[PromptTask], model: str, sample, scorer: ImageScorer,
+                 timer: StageTimer) -> list[Row]:
+    """Rows of one predicted chunk: IoU, boundary IoU, areas, RLE (computed by sambench.scoring: exactly the
+    values of sambench.metrics' definitions); a mask of the wrong size fails. Masks that an adapter left on a
+    CUDA device are scored there; numpy arrays and CPU tensors on the host."""
+    masks, place = pred.masks, "host"
+    if not isinstance(masks, np.ndarray):  # a torch tensor
+        if masks.device.type == "cpu":
+            masks = masks.numpy()
+        else:
+            place = str(masks.device)
+    timer.count(place, len(tasks))
     rows = []
     for i, task in enumerate(tasks):
-        mask, gt = pred.masks[i], gts[task.object_id]
-        if mask.shape != gt.shape:
+        mask, gt = masks[i], scorer.object(task.object_id)
+        if tuple(mask.shape) != gt.shape:
             rows.append(_row(task, model, sample.dataset, sample.image_id, status="failed",
-                             error=f"model '{model}' returned a {mask.shape} mask for a {gt.shape} image"))
+                             error=f"model '{model}' returned a {tuple(mask.shape)} mask for a {gt.shape} image"))
             continue
-        score = float(pred.scores[i])
-        extras = pred.extras[i] if pred.extras is not None and pred.extras[i] else None
-        rows.append(_row(task, model, sample.dataset, sample.image_id,
-                         iou=iou(mask, gt), biou=boundary_iou(mask, gt),
-                         score=None if np.isnan(score) else score,
-                         gt_area=gt_areas[task.object_id], pred_area=int(np.count_nonzero(mask)),
-                         mask_rle=canonical_json(encode_rle(mask)),
-                         extras=canonical_json(extras) if extras else None, status="ok"))
+        s = gt.score(mask, timer)
+        with timer.stage("rows"):
+            score = float(pred.scores[i])
+            extras = pred.extras[i] if pred.extras is not None and pred.extras[i] else None
+            rows.append(_row(task, model, sample.dataset, sample.image_id, iou=s.iou, biou=s.biou,
+                             score=None if np.isnan(score) else score, gt_area=gt.area, pred_area=s.pred_area,
+                             mask_rle=canonical_json(s.rle), extras=canonical_json(extras) if extras else None,
+                             status="ok"))
     return rows
 
 
 def evaluate_image(adapter: Adapter, model: str, sample, protocols: list[Protocol], done: set,
-                   prompts_per_call: int) -> list[Row]:
-    """All missing rows of one (model, image): encode once per preprocessing, decode in calls, score."""
-    rows: list[Row] = []
-    groups = _pending(adapter, model, sample, protocols, done, rows)
+                   prompts_per_call: int, scoring: Optional[ScoringPool] = None,
+                   timer: Optional[StageTimer] = None) -> list[Row]:
+    """All missing rows of one (model, image): encode once per preprocessing, decode in calls, score.
+
+    Each call's masks are scored on ``scoring``'s threads while the adapter decodes the next call's (in
+    this thread when ``scoring`` is None); the rows come back in the same order either way. ``timer``
+    collects the seconds of each stage and where the masks were scored.
+    """
+    pool = scoring if scoring is not None else ScoringPool(threads=0)
+    timer = timer if timer is not None else StageTimer()
+    scorer = pool.image_scorer({o.id: o.mask for o in sample.objects})
+    failed: list[Row] = []
+    slots: list = [failed]  # row lists and futures of row lists, in row order
+    groups = _pending(adapter, model, sample, protocols, done, failed)
     states: dict[str, Any] = {}
     encode_errors: dict[str, str] = {}
-    gt_areas = {o.id: int(np.count_nonzero(o.mask)) for o in sample.objects}
     where = f"{sample.dataset}/{sample.image_id}"
     for (prep, selection), tasks in groups.items():
         if prep not in states and prep not in encode_errors:
             try:
-                states[prep] = adapter.encode(sample.image, prep)
+                with timer.stage("encode"):
+                    states[prep] = adapter.encode(sample.image, prep)
             except Exception as exc:  # recorded, never dropped: the run goes on with the next group
                 encode_errors[prep] = _describe(exc, f"model '{model}' failed to encode {where}")
         if prep in encode_errors:
-            rows.extend(_row(t, model, sample.dataset, sample.image_id, status="failed", error=encode_errors[prep])
-                        for t in tasks)
+            slots.append([_row(t, model, sample.dataset, sample.image_id, status="failed", error=encode_errors[prep])
+                          for t in tasks])
             continue
         for start in range(0, len(tasks), prompts_per_call):
             chunk = tasks[start:start + prompts_per_call]
             try:
-                pred = adapter.predict(states[prep], [t.prompt for t in chunk], mask_selection=selection)
+                with timer.stage("decode"):
+                    pred = adapter.predict(states[prep], [t.prompt for t in chunk], mask_selection=selection)
             except Exception as exc:
                 err = _describe(exc, f"model '{model}' failed to decode on {where}")
-                rows.extend(_row(t, model, sample.dataset, sample.image_id, status="failed", error=err) for t in chunk)
+                slots.append([_row(t, model, sample.dataset, sample.image_id, status="failed", error=err) for t in chunk])
                 continue
-            rows.extend(_scored_rows(pred, chunk, model, sample, gt_areas))
+            slots.append(pool.submit(_scored_rows, pred, chunk, model, sample, scorer, timer))
             del pred
-    return rows
+    with timer.stage("wait for scoring"):
+        return [r for slot in slots for r in (slot if isinstance(slot, list) else slot.result())]
 
 
 class ImageJob(NamedTuple):
@@ -208,11 +232,13 @@ class ImageJob(NamedTuple):
 
 
 class ImageResult(NamedTuple):
-    """Rows per model of one image, and each adapter's counter increments."""
+    """Rows per model of one image, each adapter's counter increments, and per model the seconds of each
+    stage and where its masks were scored (:class:`sambench.scoring.StageTimer` ``.summary()``)."""
 
     image_id: str
     rows: dict
     counters: dict
+    timings: dict = {}
 
 
 class ImageWork:
@@ -223,12 +249,32 @@ class ImageWork:
         self.config, self.protocols = config, protocols
         self.datasets: dict[int, Dataset] = dict(enumerate(datasets or []))
         self.adapters: dict[str, Adapter] = dict(adapters or {})
+        self._scoring: Optional[ScoringPool] = None
+
+    def scoring_threads(self) -> int:
+        c = self.config
+        if c.scoring_threads is not None:
+            return max(0, c.scoring_threads)
+        return default_threads(c.workers if c.workers is not None else default_workers(c.models))
+
+    @property
+    def scoring(self) -> ScoringPool:
+        """This process's scoring threads (started on first use)."""
+        if self._scoring is None:
+            self._scoring = ScoringPool(self.scoring_threads())
+        return self._scoring
+
+    def close(self) -> None:
+        if self._scoring is not None:
+            self._scoring.close()
+            self._scoring = None
 
     def adapter(self, model: str) -> Adapter:
         if model not in self.adapters:
             c = self.config
             self.adapters[model] = build_adapter(model, device=c.device, checkpoint=c.checkpoints.get(model),
                                                  plugin=c.plugins.get(model), options=c.model_options.get(model))
+            self.adapters[model].masks_on_device = True  # the runner scores masks where the adapter leaves them
         return self.adapters[model]
 
     def dataset(self, index: int) -> Dataset:
@@ -240,6 +286,7 @@ class ImageWork:
         ds = self.dataset(job.dataset_index)
         rows: dict[str, list[Row]] = {}
         counters: dict[str, dict] = {}
+        timings: dict[str, dict] = {}
         try:
             sample = ds.load(job.image_id)
         except SambenchError as exc:
@@ -249,11 +296,13 @@ class ImageWork:
             return ImageResult(job.image_id, rows, counters)
         for model, done in job.done_by_model.items():
             ad = self.adapter(model)
-            before = ad.counters()
-            rows[model] = evaluate_image(ad, model, sample, self.protocols, done, self.config.prompts_per_call)
+            before, timer = ad.counters(), StageTimer()
+            rows[model] = evaluate_image(ad, model, sample, self.protocols, done, self.config.prompts_per_call,
+                                         self.scoring, timer)
             after = ad.counters()
             counters[model] = {k: after[k] - before[k] for k in after}
-        return ImageResult(job.image_id, rows, counters)
+            timings[model] = timer.summary()
+        return ImageResult(job.image_id, rows, counters, timings)
 
 
 # ------------------------------------------------------------------------------------------- engines
@@ -376,12 +425,13 @@ def _jobs(store: Store, models: list[str], index: int, ds: Dataset, ids: list[st
         yield ImageJob(index, image_id, {m: store.done_keys(m, ds.name, image_id) for m in models})
 
 
-def execute(store: Store, work: ImageWork, datasets: list[Dataset]) -> tuple[int, dict]:
+def execute(store: Store, work: ImageWork, datasets: list[Dataset]) -> tuple[int, dict, dict]:
     """Evaluate every selected image of every dataset on the engine; write each image's rows as they come.
-    Returns (rows added, counters per model)."""
+    Returns (rows added, counters per model, timings per model: stage seconds and where masks were scored)."""
     config = work.config
     workers = config.workers if config.workers is not None else default_workers(config.models)
     counters = {m: {"encoder_calls": 0, "decoded_prompts": 0} for m in config.models}
+    timings: dict[str, dict] = {}
     rows_added = 0
     engine = make_engine(work, workers, config.engine)
     try:
@@ -389,17 +439,20 @@ def execute(store: Store, work: ImageWork, datasets: list[Dataset]) -> tuple[int
             ids = select_images(ds.name, ds.ids(), config.limit, config.shard)
             bar = _progress(config, len(ids), ds.name)
             for result in engine.map(_jobs(store, config.models, index, ds, ids)):
-                rows_added += _commit(store, result, counters, bar)
+                rows_added += _commit(store, result, counters, timings, bar)
             bar.close()
     finally:
         engine.close()
-    return rows_added, counters
+    return rows_added, counters, timings
 
 
-def _commit(store: Store, result: ImageResult, counters: dict, bar) -> int:
+def _commit(store: Store, result: ImageResult, counters: dict, timings: dict, bar) -> int:
     added = 0
-    for model_rows in result.rows.values():
+    for model, model_rows in result.rows.items():
+        t0 = time.perf_counter()
         added += store.write(model_rows)  # one transaction per (model, image)
+        add_timings(timings, {model: {"seconds": {"store write": time.perf_counter() - t0}}})
+    add_timings(timings, result.timings)
     for model, c in result.counters.items():
         for k, v in c.items():
             counters[model][k] += v
@@ -425,14 +478,15 @@ def prompt_hashes(store: Store) -> dict:
 
 
 def record_manifest(store: Store, work: ImageWork, signatures: dict, ds_info: dict, counters: dict,
-                    wall: float) -> dict:
+                    wall: float, timings: Optional[dict] = None) -> dict:
     """Merge this run into ``manifest.json`` (sambench.store owns the format) and return it."""
     config = work.config
     protocols = {p.name: {"version": p.card.version, "identity": p.card.identity(), "seed": p.card.seed,
                           "card": str(p.card.path) if p.card.path else None} for p in work.protocols}
     new = Invocation(config=config.public(), seed=config.seed, protocols=protocols,
                      prompt_hashes=prompt_hashes(store), datasets=ds_info, models=signatures, counters=counters,
-                     rows=store.count(), wall_time_s=wall)
+                     rows=store.count(), wall_time_s=wall,
+                     scoring={"threads": work.scoring_threads(), "models": timings or {}})
     manifest = updated_manifest(read_manifest(store.run_dir), new)
     write_manifest(store.run_dir, manifest)
     return manifest
@@ -453,7 +507,10 @@ def run(config: RunConfig, adapters: Optional[dict[str, Adapter]] = None,
         signatures, ds_info = claim_identities(store, work, datasets)
         if config.retry_failed:
             store.delete_failed(config.models)
-        rows_added, counters = execute(store, work, datasets)
-        manifest = record_manifest(store, work, signatures, ds_info, counters, time.perf_counter() - t0)
+        try:
+            rows_added, counters, timings = execute(store, work, datasets)
+        finally:
+            work.close()
+        manifest = record_manifest(store, work, signatures, ds_info, counters, time.perf_counter() - t0, timings)
         counts, rows = manifest["rows"], store.frame()
     return RunResult(Path(config.out), rows_added, counts, counters, time.perf_counter() - t0, manifest, rows)

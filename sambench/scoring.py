@@ -61,15 +61,26 @@ STAGES = ("bbox+pack", "IoU", "boundary IoU", "RLE")
 
 
 class StageTimer:
-    """Seconds spent per named stage, summed; safe to share between threads."""
+    """Seconds spent per named stage, summed, and masks scored per place (``host``, ``cuda:0``, ...);
+    safe to share between threads."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.places: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def add(self, stage: str, seconds: float) -> None:
         with self._lock:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+    def count(self, place: str, masks: int) -> None:
+        with self._lock:
+            self.places[place] = self.places.get(place, 0) + masks
+
+    def summary(self) -> dict:
+        """``{"seconds": {stage: s}, "places": {place: masks}}`` (the form :func:`add_timings` sums)."""
+        with self._lock:
+            return {"seconds": dict(self.seconds), "places": dict(self.places)}
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -79,9 +90,16 @@ class StageTimer:
         finally:
             self.add(name, time.perf_counter() - t0)
 
-    def merge(self, other: "StageTimer") -> None:
-        for k, v in other.seconds.items():
-            self.add(k, v)
+
+
+def add_timings(total: dict, new: dict) -> dict:
+    """Add ``new`` into ``total`` in place; both map a name (a model) to a :meth:`StageTimer.summary`."""
+    for name, summary in new.items():
+        acc = total.setdefault(name, {"seconds": {}, "places": {}})
+        for part in ("seconds", "places"):
+            for k, v in summary.get(part, {}).items():
+                acc.setdefault(part, {})[k] = acc.get(part, {}).get(k, 0) + v
+    return total
 
 
 _NULL_TIMER = StageTimer()
@@ -280,6 +298,10 @@ class ObjectScorer:
         self._device: dict = {}
         self._lock = threading.Lock()
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.height, self.width
+
     def score(self, mask: Any, timer: Optional[StageTimer] = None) -> MaskScore:
         """IoU, boundary IoU, area and RLE of ``mask`` (bool numpy array, or torch bool tensor: see module doc)."""
         if tuple(mask.shape) != (self.height, self.width):
@@ -455,25 +477,16 @@ class ScoringPool:
     numpy, OpenCV and torch release the GIL in their kernels, so scoring overlaps the model's work and
     other chunks' scoring. At most ``threads`` chunks wait or run here, so with the one being decoded at
     most ``threads + 1`` chunks of masks exist at once. ``threads=0`` scores in the caller, at submit.
-    ``timer`` sums the seconds of each stage (over threads: CPU-side seconds, not wall time);
-    ``places`` counts scored masks per place (``host`` or a torch device such as ``cuda:0``).
     """
 
     def __init__(self, threads: int = 0) -> None:
         self.threads = max(0, int(threads))
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="sambench-score") if self.threads else None
         self._pending: deque = deque()
-        self.timer = StageTimer()
-        self.places: dict[str, int] = {}
-        self._lock = threading.Lock()
 
     def image_scorer(self, objects: Mapping[str, np.ndarray]) -> "ImageScorer":
         """The scorer of one image's objects (GT work done once per object)."""
         return ImageScorer(objects)
-
-    def count(self, place: str, n: int) -> None:
-        with self._lock:
-            self.places[place] = self.places.get(place, 0) + n
 
     def submit(self, fn: Callable, *args: Any) -> Future:
         """Run ``fn(*args)`` on the pool (waiting first while ``threads`` chunks are in flight)."""

@@ -281,6 +281,23 @@ class Invocation:
     counters: dict
     rows: dict
     wall_time_s: float
+    #: ``{"threads": n, "models": {model: {"seconds": {stage: s}, "places": {place: masks}}}}``: where
+    #: each model's masks were scored and the seconds of each stage (sambench.scoring.StageTimer)
+    scoring: dict = field(default_factory=dict)
+
+
+def _rounded_timings(models: dict) -> dict:
+    return {m: {"seconds": {k: round(v, 3) for k, v in sorted(t.get("seconds", {}).items())},
+                "places": dict(sorted(t.get("places", {}).items()))} for m, t in models.items()}
+
+
+def _merged_scoring(old: dict, new: dict) -> dict:
+    """The manifest's ``scoring`` section: stage seconds and places summed over invocations."""
+    from sambench.scoring import add_timings
+
+    models = add_timings({m: {"seconds": dict(t.get("seconds", {})), "places": dict(t.get("places", {}))}
+                          for m, t in old.get("models", {}).items()}, new.get("models", {}))
+    return {"threads": new.get("threads", old.get("threads")), "models": _rounded_timings(models)}
 
 
 def updated_manifest(old: dict, new: Invocation) -> dict:
@@ -294,7 +311,9 @@ def updated_manifest(old: dict, new: Invocation) -> dict:
         protos[p] = {**protos.get(p, {}), "prompt_hash": by_ds}
     invocations = list(old.get("invocations", []))
     invocations.append({"at": now, "argv": sys.argv, "config": new.config, "wall_time_s": round(new.wall_time_s, 3),
-                        "counters": new.counters})
+                        "counters": new.counters,
+                        "scoring": {"threads": new.scoring.get("threads"),
+                                    "models": _rounded_timings(new.scoring.get("models", {}))}})
     return {
         "sambench_version": sambench.__version__,
         "schema_version": SCHEMA_VERSION,
@@ -309,6 +328,7 @@ def updated_manifest(old: dict, new: Invocation) -> dict:
         "libraries": library_versions(),
         "platform": {"machine": platform.machine(), "system": platform.system(), "cpus": os.cpu_count()},
         "counters": _add_counters(old.get("counters", {}), new.counters),
+        "scoring": _merged_scoring(old.get("scoring", {}), new.scoring),
         "rows": new.rows,
         "invocations": invocations,
     }

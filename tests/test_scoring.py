@@ -226,3 +226,25 @@ def test_runner_rows_do_not_depend_on_threads_or_where_masks_live():
         want = reference_score(decode_rle(json.loads(row["mask_rle"])), gt)
         assert (row["iou"], row["biou"], row["pred_area"], row["gt_area"]) == (want.iou, want.biou, want.pred_area,
                                                                                  int(gt.sum()))
+
+
+def test_manifest_records_where_and_how_long_scoring_ran(tmp_path):
+    import json
+
+    from sambench.datasets import DatasetSpec
+    from sambench.runner import RunConfig, run
+
+    def config(draws):
+        return RunConfig(models=["box-fill"], protocols=["noisy-box"], datasets=[DatasetSpec("grabcut-sample")],
+                         out=tmp_path / "r", levels=["0", "0.5"], draws=draws, limit=2, workers=1, progress=False,
+                         scoring_threads=2)
+    run(config(1))
+    run(config(2))   # resumes: 2 more rows
+    m = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    first, second = (inv["scoring"]["models"]["box-fill"] for inv in m["invocations"])
+    assert first["places"] == {"host": 4} and second["places"] == {"host": 2}
+    total = m["scoring"]["models"]["box-fill"]
+    assert m["scoring"]["threads"] == 2 and total["places"] == {"host": 6}
+    stages = {"encode", "decode", "bbox+pack", "IoU", "boundary IoU", "RLE", "rows", "wait for scoring", "store write"}
+    assert set(total["seconds"]) == stages and all(v >= 0 for v in total["seconds"].values())
+    assert total["seconds"]["RLE"] == pytest.approx(first["seconds"]["RLE"] + second["seconds"]["RLE"], abs=2e-3)
