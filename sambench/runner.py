@@ -274,7 +274,7 @@ class ImageWork:
             c = self.config
             self.adapters[model] = build_adapter(model, device=c.device, checkpoint=c.checkpoints.get(model),
                                                  plugin=c.plugins.get(model), options=c.model_options.get(model))
-            self.adapters[model].masks_on_device = True  # the runner scores masks where the adapter leaves them
+        self.adapters[model].masks_on_device = True  # the runner scores masks where the adapter leaves them
         return self.adapters[model]
 
     def dataset(self, index: int) -> Dataset:
