@@ -56,10 +56,6 @@ from sambench.metrics import boundary_dilation
 WORD = 64
 _U64 = np.dtype("<u8")
 
-#: Stage names a :class:`StageTimer` collects while scoring (seconds summed over masks).
-STAGES = ("bbox+pack", "IoU", "boundary IoU", "RLE")
-
-
 class StageTimer:
     """Seconds spent per named stage, summed, and masks scored per place (``host``, ``cuda:0``, ...);
     safe to share between threads."""
@@ -89,7 +85,6 @@ class StageTimer:
             yield
         finally:
             self.add(name, time.perf_counter() - t0)
-
 
 
 def add_timings(total: dict, new: dict) -> dict:
