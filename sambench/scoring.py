@@ -87,6 +87,12 @@ class StageTimer:
             self.add(name, time.perf_counter() - t0)
 
 
+def rounded_timings(timings: dict) -> dict:
+    """``timings`` (name → :meth:`StageTimer.summary`) with seconds rounded to 1 ms, keys sorted (for JSON)."""
+    return {name: {"seconds": {k: round(v, 3) for k, v in sorted(t.get("seconds", {}).items())},
+                   "places": dict(sorted(t.get("places", {}).items()))} for name, t in sorted(timings.items())}
+
+
 def add_timings(total: dict, new: dict) -> dict:
     """Add ``new`` into ``total`` in place; both map a name (a model) to a :meth:`StageTimer.summary`."""
     for name, summary in new.items():
