@@ -76,7 +76,7 @@ if fast_scoring is not None:
         def __init__(self) -> None:
             super().__init__(threads=0)
 
-        def image_scorer(self, objects):
+        def image_scorer(self, objects, ignores=None):
             return _ReferenceImageScorer(objects)
 
 

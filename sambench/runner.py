@@ -36,6 +36,7 @@ from sambench.adapters.base import Adapter
 from sambench.cards import ProtocolCard, load_model_card, load_protocol_card, with_overrides
 from sambench.datasets import Dataset, DatasetSpec
 from sambench.scoring import ImageScorer, ScoringPool, StageTimer, add_timings, default_threads, rounded_timings
+from sambench.interactive import evaluate_clicks
 from sambench.prompts import Protocol, PromptTask, prompt_set_hash
 from sambench.store import (IMAGE_ROW_COLUMNS, MODEL_IDENTITY, PROTOCOL_IDENTITY, Invocation, Row,
                             Store, read_manifest, updated_manifest, write_manifest)
@@ -188,10 +189,33 @@ def _scored_rows(pred, tasks: list[PromptTask], model: str, sample, scorer: Imag
     return rows
 
 
+class ImageStates:
+    """One image's encoded state per preprocessing mode, for one model: encoded on first use and at most
+    once, shared by the batch protocols and the click sequences. An encode failure is kept (one line) and
+    raised again as SambenchError for every later use, so it is recorded once per row, never retried."""
+
+    def __init__(self, adapter: Adapter, model: str, sample) -> None:
+        self.adapter, self.model, self.sample = adapter, model, sample
+        self.states: dict[str, Any] = {}
+        self.errors: dict[str, str] = {}
+
+    def get(self, preprocessing: str) -> Any:
+        if preprocessing not in self.states and preprocessing not in self.errors:
+            try:
+                self.states[preprocessing] = self.adapter.encode(self.sample.image, preprocessing)
+            except Exception as exc:  # recorded, never dropped: the run goes on with the next group
+                where = f"{self.sample.dataset}/{self.sample.image_id}"
+                self.errors[preprocessing] = _describe(exc, f"model '{self.model}' failed to encode {where}")
+        if preprocessing in self.errors:
+            raise SambenchError(self.errors[preprocessing])
+        return self.states[preprocessing]
+
+
 def evaluate_image(adapter: Adapter, model: str, sample, protocols: list[Protocol], done: set,
                    prompts_per_call: int, scoring: Optional[ScoringPool] = None,
                    timer: Optional[StageTimer] = None) -> list[Row]:
-    """All missing rows of one (model, image): encode once per preprocessing, decode in calls, score.
+    """All missing rows of one (model, image): encode once per preprocessing, decode in calls, score;
+    then the click sequences of interactive protocols (:mod:`sambench.interactive`) on the same states.
 
     Each call's masks are scored on ``scoring``'s threads while the adapter decodes the next call's (in
     this thread when ``scoring`` is None); the rows come back in the same order either way. ``timer``
@@ -199,35 +223,35 @@ def evaluate_image(adapter: Adapter, model: str, sample, protocols: list[Protoco
     """
     pool = scoring if scoring is not None else ScoringPool(threads=0)
     timer = timer if timer is not None else StageTimer()
-    scorer = pool.image_scorer({o.id: o.mask for o in sample.objects})
+    scorer = pool.image_scorer({o.id: o.mask for o in sample.objects}, {o.id: o.ignore for o in sample.objects})
     failed: list[Row] = object_failure_rows(model, sample, [p.card for p in protocols], done)
     slots: list = [failed]  # row lists and futures of row lists, in row order
-    groups = _pending(adapter, model, sample, protocols, done, failed)
-    states: dict[str, Any] = {}
-    encode_errors: dict[str, str] = {}
+    batch = [p for p in protocols if p.card.clicks is None]
+    groups = _pending(adapter, model, sample, batch, done, failed)
+    states = ImageStates(adapter, model, sample)
     where = f"{sample.dataset}/{sample.image_id}"
     for (prep, selection), tasks in groups.items():
-        if prep not in states and prep not in encode_errors:
-            try:
-                with timer.stage("encode"):
-                    states[prep] = adapter.encode(sample.image, prep)
-            except Exception as exc:  # recorded, never dropped: the run goes on with the next group
-                encode_errors[prep] = _describe(exc, f"model '{model}' failed to encode {where}")
-        if prep in encode_errors:
-            slots.append([_row(t, model, sample.dataset, sample.image_id, status="failed", error=encode_errors[prep])
+        try:
+            with timer.stage("encode"):
+                state = states.get(prep)
+        except SambenchError as exc:
+            slots.append([_row(t, model, sample.dataset, sample.image_id, status="failed", error=str(exc))
                           for t in tasks])
             continue
         for start in range(0, len(tasks), prompts_per_call):
             chunk = tasks[start:start + prompts_per_call]
             try:
                 with timer.stage("decode"):
-                    pred = adapter.predict(states[prep], [t.prompt for t in chunk], mask_selection=selection)
+                    pred = adapter.predict(state, [t.prompt for t in chunk], mask_selection=selection)
             except Exception as exc:
                 err = _describe(exc, f"model '{model}' failed to decode on {where}")
                 slots.append([_row(t, model, sample.dataset, sample.image_id, status="failed", error=err) for t in chunk])
                 continue
             slots.append(pool.submit(_scored_rows, pred, chunk, model, sample, scorer, timer))
             del pred
+    for proto in protocols:
+        if proto.card.clicks is not None:
+            slots.append(evaluate_clicks(adapter, model, sample, proto.card, done, states.get, _describe))
     with timer.stage("wait for scoring"):
         return [r for slot in slots for r in (slot if isinstance(slot, list) else slot.result())]
 

@@ -285,8 +285,12 @@ def _ratio(inter: int, union: int) -> float:
 class ObjectScorer:
     """Scores predicted masks against one ground-truth mask; GT-only work is done once, here."""
 
-    def __init__(self, gt: np.ndarray, dilation_ratio: float = 0.02) -> None:
+    def __init__(self, gt: np.ndarray, dilation_ratio: float = 0.02, ignore: Optional[np.ndarray] = None) -> None:
         self.gt = np.ascontiguousarray(gt, dtype=np.bool_)
+        # An ignore mask (pixels that are neither object nor background) is scored by sambench.metrics'
+        # own functions on the full mask; area and RLE, which do not depend on it, still take the fast path.
+        self.ignore = None if ignore is None or not np.any(ignore) else np.asarray(ignore, dtype=bool)
+        self.dilation_ratio = dilation_ratio
         self.height, self.width = self.gt.shape
         self.dilation = boundary_dilation(self.height, self.width, dilation_ratio)
         self.packed = pack(self.gt)
@@ -307,6 +311,9 @@ class ObjectScorer:
         """IoU, boundary IoU, area and RLE of ``mask`` (bool numpy array, or torch bool tensor: see module doc)."""
         if tuple(mask.shape) != (self.height, self.width):
             raise ValueError(f"mask shapes differ: {tuple(mask.shape)} vs {(self.height, self.width)}")
+        if self.ignore is not None:
+            return self._score_with_ignore(mask if isinstance(mask, np.ndarray) else mask.cpu().numpy(),
+                                           timer or _NULL_TIMER)
         if not isinstance(mask, np.ndarray):
             return self._score_torch(mask, timer or _NULL_TIMER)
         timer = timer or _NULL_TIMER
@@ -328,6 +335,21 @@ class ObjectScorer:
         with timer.stage("RLE"):
             rle = rle_from_counts(counts_from_changes(_packed_changes(p, self.height), n), self.height, self.width)
         return MaskScore(iou, biou, area, rle)
+
+    def _score_with_ignore(self, mask: np.ndarray, timer: StageTimer) -> MaskScore:
+        from sambench.metrics import boundary_iou, iou
+
+        n = self.height * self.width
+        with timer.stage("bbox+pack"):
+            p = pack(mask)
+        with timer.stage("IoU"):
+            value = iou(mask, self.gt, self.ignore)
+        with timer.stage("boundary IoU"):
+            bvalue = boundary_iou(mask, self.gt, self.dilation_ratio, ignore=self.ignore)
+        with timer.stage("RLE"):
+            counts = [n] if p is None else counts_from_changes(_packed_changes(p, self.height), n)
+            rle = rle_from_counts(counts, self.height, self.width)
+        return MaskScore(value, bvalue, 0 if p is None else popcount(p.bits), rle)
 
     # --------------------------------------------------------------------------------- torch path
 
@@ -444,8 +466,10 @@ def erode_torch(mask, d: int):
 class ImageScorer:
     """The :class:`ObjectScorer` of every object of one image, built on first use (thread-safe)."""
 
-    def __init__(self, objects: Mapping[str, np.ndarray], dilation_ratio: float = 0.02) -> None:
+    def __init__(self, objects: Mapping[str, np.ndarray], ignores: Optional[Mapping[str, Optional[np.ndarray]]] = None,
+                 dilation_ratio: float = 0.02) -> None:
         self._masks = dict(objects)
+        self._ignores = dict(ignores or {})
         self._ratio = dilation_ratio
         self._scorers: dict[str, ObjectScorer] = {}
         self._lock = threading.Lock()
@@ -453,7 +477,8 @@ class ImageScorer:
     def object(self, object_id: str) -> ObjectScorer:
         with self._lock:
             if object_id not in self._scorers:
-                self._scorers[object_id] = ObjectScorer(self._masks[object_id], self._ratio)
+                self._scorers[object_id] = ObjectScorer(self._masks[object_id], self._ratio,
+                                                        self._ignores.get(object_id))
             return self._scorers[object_id]
 
     def score(self, mask: Any, object_id: str, timer: Optional[StageTimer] = None) -> MaskScore:
@@ -485,9 +510,10 @@ class ScoringPool:
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="sambench-score") if self.threads else None
         self._pending: deque = deque()
 
-    def image_scorer(self, objects: Mapping[str, np.ndarray]) -> "ImageScorer":
-        """The scorer of one image's objects (GT work done once per object)."""
-        return ImageScorer(objects)
+    def image_scorer(self, objects: Mapping[str, np.ndarray],
+                     ignores: Optional[Mapping[str, Optional[np.ndarray]]] = None) -> "ImageScorer":
+        """The scorer of one image's objects and their ignore masks (GT work done once per object)."""
+        return ImageScorer(objects, ignores)
 
     def submit(self, fn: Callable, *args: Any) -> Future:
         """Run ``fn(*args)`` on the pool (waiting first while ``threads`` chunks are in flight)."""
@@ -510,9 +536,10 @@ class ScoringPool:
             self._pool = None
 
 
-def reference_score(mask: np.ndarray, gt: np.ndarray, dilation_ratio: float = 0.02) -> MaskScore:
+def reference_score(mask: np.ndarray, gt: np.ndarray, dilation_ratio: float = 0.02,
+                    ignore: Optional[np.ndarray] = None) -> MaskScore:
     """The same record from sambench.metrics' full-resolution definitions (the slow path tests compare with)."""
     from sambench.metrics import boundary_iou, encode_rle, iou
 
-    return MaskScore(iou(mask, gt), boundary_iou(mask, gt, dilation_ratio), int(np.count_nonzero(mask)),
-                     encode_rle(mask))
+    return MaskScore(iou(mask, gt, ignore), boundary_iou(mask, gt, dilation_ratio, ignore=ignore),
+                     int(np.count_nonzero(mask)), encode_rle(mask))

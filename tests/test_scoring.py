@@ -267,3 +267,15 @@ def test_sam_adapter_writes_the_same_masks_into_a_device_tensor():
     adapter._postprocess_into(state, low, device)
     assert host.any() and not host.all()
     np.testing.assert_array_equal(device.numpy(), host)
+
+
+def test_an_ignore_band_gives_the_reference_values():
+    # GrabCut/VOC ignore bands: iou/biou leave ignored pixels out (sambench.metrics); area and RLE do not
+    rng = np.random.default_rng(9)
+    for _ in range(10):
+        gt = _blobs(rng, 70, 90)
+        ignore = _scipy_boundary(gt, 2) & (rng.random(gt.shape) < 0.8)
+        scorer = ObjectScorer(gt, ignore=ignore)
+        for pred in (_blobs(rng, 70, 90), np.zeros_like(gt), gt):
+            want = reference_score(pred, gt, ignore=ignore)
+            assert scorer.score(pred) == want == scorer.score(torch.from_numpy(pred))
