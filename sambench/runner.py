@@ -37,8 +37,8 @@ from sambench.adapters import build_adapter, is_cpu_baseline
 from sambench.adapters.base import Adapter
 from sambench.cards import ProtocolCard, load_model_card, load_protocol_card, with_overrides
 from sambench.datasets import Dataset, DatasetSpec
+from sambench.scoring import ImageScorer, ScoringPool, StageTimer, add_timings, default_threads, rounded_timings
 from sambench.interactive import evaluate_clicks
-from sambench.metrics import boundary_iou, encode_rle, iou
 from sambench.prompts import Protocol, PromptTask, prompt_set_hash
 from sambench.store import (IMAGE_ROW_COLUMNS, MODEL_IDENTITY, PROTOCOL_IDENTITY, Invocation, Row,
                             Store, read_manifest, updated_manifest, write_manifest)
@@ -78,6 +78,9 @@ class RunConfig:
     model_options: dict = field(default_factory=dict)
     retry_failed: bool = False
     progress: bool = True
+    #: threads per process that score predictions while the adapter decodes the next ones; None applies
+    #: :func:`sambench.scoring.default_threads` (the usable CPUs shared by the workers, at most 4)
+    scoring_threads: Optional[int] = None
 
     def public(self) -> dict:
         """The configuration as the manifest records it: JSON, cards by name, datasets by :func:`dataset_entry`."""
@@ -178,25 +181,33 @@ def _pending(adapter: Adapter, model: str, sample, protocols: list[Protocol], do
     return groups
 
 
-def _scored_rows(pred, tasks: list[PromptTask], model: str, sample, gt_areas: dict) -> list[Row]:
-    """Rows of one predicted chunk: IoU, boundary IoU (an object's ignore band left out), areas, RLE; a
-    mask of the wrong size fails."""
-    objects = {o.id: o for o in sample.objects}
+def _scored_rows(pred, tasks: list[PromptTask], model: str, sample, scorer: ImageScorer,
+                 timer: StageTimer) -> list[Row]:
+    """Rows of one predicted chunk: IoU, boundary IoU, areas, RLE (computed by sambench.scoring: exactly the
+    values of sambench.metrics' definitions); a mask of the wrong size fails. Masks that an adapter left on a
+    CUDA device are scored there; numpy arrays and CPU tensors on the host."""
+    masks, place = pred.masks, "host"
+    if not isinstance(masks, np.ndarray):  # a torch tensor
+        if masks.device.type == "cpu":
+            masks = masks.numpy()
+        else:
+            place = str(masks.device)
+    timer.count(place, len(tasks))
     rows = []
     for i, task in enumerate(tasks):
-        mask, gt, ignore = pred.masks[i], objects[task.object_id].mask, objects[task.object_id].ignore
-        if mask.shape != gt.shape:
+        mask, gt = masks[i], scorer.object(task.object_id)
+        if tuple(mask.shape) != gt.shape:
             rows.append(_row(task, model, sample.dataset, sample.image_id, status="failed",
-                             error=f"model '{model}' returned a {mask.shape} mask for a {gt.shape} image"))
+                             error=f"model '{model}' returned a {tuple(mask.shape)} mask for a {gt.shape} image"))
             continue
-        score = float(pred.scores[i])
-        extras = pred.extras[i] if pred.extras is not None and pred.extras[i] else None
-        rows.append(_row(task, model, sample.dataset, sample.image_id,
-                         iou=iou(mask, gt, ignore), biou=boundary_iou(mask, gt, ignore=ignore),
-                         score=None if np.isnan(score) else score,
-                         gt_area=gt_areas[task.object_id], pred_area=int(np.count_nonzero(mask)),
-                         mask_rle=canonical_json(encode_rle(mask)),
-                         extras=canonical_json(extras) if extras else None, status="ok"))
+        s = gt.score(mask, timer)
+        with timer.stage("rows"):
+            score = float(pred.scores[i])
+            extras = pred.extras[i] if pred.extras is not None and pred.extras[i] else None
+            rows.append(_row(task, model, sample.dataset, sample.image_id, iou=s.iou, biou=s.biou,
+                             score=None if np.isnan(score) else score, gt_area=gt.area, pred_area=s.pred_area,
+                             mask_rle=canonical_json(s.rle), extras=canonical_json(extras) if extras else None,
+                             status="ok"))
     return rows
 
 
@@ -223,36 +234,48 @@ class ImageStates:
 
 
 def evaluate_image(adapter: Adapter, model: str, sample, protocols: list[Protocol], done: set,
-                   prompts_per_call: int) -> list[Row]:
+                   prompts_per_call: int, scoring: Optional[ScoringPool] = None,
+                   timer: Optional[StageTimer] = None) -> list[Row]:
     """All missing rows of one (model, image): encode once per preprocessing, decode in calls, score;
-    then the click sequences of interactive protocols (:mod:`sambench.interactive`) on the same states."""
-    rows: list[Row] = object_failure_rows(model, sample, [p.card for p in protocols], done)
+    then the click sequences of interactive protocols (:mod:`sambench.interactive`) on the same states.
+
+    Each call's masks are scored on ``scoring``'s threads while the adapter decodes the next call's (in
+    this thread when ``scoring`` is None); the rows come back in the same order either way. ``timer``
+    collects the seconds of each stage and where the masks were scored.
+    """
+    pool = scoring if scoring is not None else ScoringPool(threads=0)
+    timer = timer if timer is not None else StageTimer()
+    scorer = pool.image_scorer({o.id: o.mask for o in sample.objects}, {o.id: o.ignore for o in sample.objects})
+    failed: list[Row] = object_failure_rows(model, sample, [p.card for p in protocols], done)
+    slots: list = [failed]  # row lists and futures of row lists, in row order
     batch = [p for p in protocols if p.card.clicks is None]
-    groups = _pending(adapter, model, sample, batch, done, rows)
+    groups = _pending(adapter, model, sample, batch, done, failed)
     states = ImageStates(adapter, model, sample)
-    gt_areas = {o.id: int(np.count_nonzero(o.mask)) for o in sample.objects}
     where = f"{sample.dataset}/{sample.image_id}"
     for (prep, selection), tasks in groups.items():
         try:
-            state = states.get(prep)
+            with timer.stage("encode"):
+                state = states.get(prep)
         except SambenchError as exc:
-            rows.extend(_row(t, model, sample.dataset, sample.image_id, status="failed", error=str(exc))
-                        for t in tasks)
+            slots.append([_row(t, model, sample.dataset, sample.image_id, status="failed", error=str(exc))
+                          for t in tasks])
             continue
         for start in range(0, len(tasks), prompts_per_call):
             chunk = tasks[start:start + prompts_per_call]
             try:
-                pred = adapter.predict(state, [t.prompt for t in chunk], mask_selection=selection)
+                with timer.stage("decode"):
+                    pred = adapter.predict(state, [t.prompt for t in chunk], mask_selection=selection)
             except Exception as exc:
                 err = _describe(exc, f"model '{model}' failed to decode on {where}")
-                rows.extend(_row(t, model, sample.dataset, sample.image_id, status="failed", error=err) for t in chunk)
+                slots.append([_row(t, model, sample.dataset, sample.image_id, status="failed", error=err) for t in chunk])
                 continue
-            rows.extend(_scored_rows(pred, chunk, model, sample, gt_areas))
+            slots.append(pool.submit(_scored_rows, pred, chunk, model, sample, scorer, timer))
             del pred
     for proto in protocols:
         if proto.card.clicks is not None:
-            rows.extend(evaluate_clicks(adapter, model, sample, proto.card, done, states.get, _describe))
-    return rows
+            slots.append(evaluate_clicks(adapter, model, sample, proto.card, done, states.get, _describe))
+    with timer.stage("wait for scoring"):
+        return [r for slot in slots for r in (slot if isinstance(slot, list) else slot.result())]
 
 
 class ImageJob(NamedTuple):
@@ -265,11 +288,13 @@ class ImageJob(NamedTuple):
 
 
 class ImageResult(NamedTuple):
-    """Rows per model of one image, and each adapter's counter increments."""
+    """Rows per model of one image, each adapter's counter increments, and per model the seconds of each
+    stage and where its masks were scored (:class:`sambench.scoring.StageTimer` ``.summary()``)."""
 
     image_id: str
     rows: dict
     counters: dict
+    timings: dict = {}
 
 
 class ImageWork:
@@ -281,12 +306,32 @@ class ImageWork:
         self.given: dict[str, Adapter] = dict(given or {})
         self.adapters: dict[str, Adapter] = dict(self.given)
         self.datasets: dict[int, Dataset] = {}
+        self._scoring: Optional[ScoringPool] = None
+
+    def scoring_threads(self) -> int:
+        c = self.config
+        if c.scoring_threads is not None:
+            return max(0, c.scoring_threads)
+        return default_threads(c.workers if c.workers is not None else default_workers(c.models, self.given))
+
+    @property
+    def scoring(self) -> ScoringPool:
+        """This process's scoring threads (started on first use)."""
+        if self._scoring is None:
+            self._scoring = ScoringPool(self.scoring_threads())
+        return self._scoring
+
+    def close(self) -> None:
+        if self._scoring is not None:
+            self._scoring.close()
+            self._scoring = None
 
     def adapter(self, model: str) -> Adapter:
         if model not in self.adapters:
             c = self.config
             self.adapters[model] = build_adapter(model, device=c.device, checkpoint=c.checkpoints.get(model),
                                                  plugin=c.plugins.get(model), options=c.model_options.get(model))
+        self.adapters[model].masks_on_device = True  # the runner scores masks where the adapter leaves them
         return self.adapters[model]
 
     def dataset(self, index: int) -> Dataset:
@@ -299,6 +344,7 @@ class ImageWork:
         ds = self.dataset(job.dataset_index)
         rows: dict[str, list[Row]] = {}
         counters: dict[str, dict] = {}
+        timings: dict[str, dict] = {}
         try:
             sample = ds.load(job.image_id)
         except SambenchError as exc:
@@ -308,11 +354,13 @@ class ImageWork:
             return ImageResult(job.image_id, rows, counters)
         for model, done in job.done_by_model.items():
             ad = self.adapter(model)
-            before = ad.counters()
-            rows[model] = evaluate_image(ad, model, sample, self.protocols, done, self.config.prompts_per_call)
+            before, timer = ad.counters(), StageTimer()
+            rows[model] = evaluate_image(ad, model, sample, self.protocols, done, self.config.prompts_per_call,
+                                         self.scoring, timer)
             after = ad.counters()
             counters[model] = {k: after[k] - before[k] for k in after}
-        return ImageResult(job.image_id, rows, counters)
+            timings[model] = timer.summary()
+        return ImageResult(job.image_id, rows, counters, timings)
 
 
 # ------------------------------------------------------------------------------------------- engines
@@ -471,9 +519,11 @@ def _jobs(store: Store, models: list[str], index: int, ds: Dataset, ids: list[st
 
 def execute(store: Store, work: ImageWork, datasets: list[Dataset], invocation: dict) -> int:
     """Evaluate every selected image of every dataset on the engine; write each image's rows as they come,
-    with ``invocation``'s counters (per model) in the same transaction. Returns rows added."""
+    with ``invocation``'s counters (per model) and scoring timings in the same transaction. Returns rows added."""
     config = work.config
     workers = config.workers if config.workers is not None else default_workers(config.models, work.given)
+    timings: dict[str, dict] = {}
+    invocation["scoring"] = {"threads": work.scoring_threads(), "models": {}, "store_write_s": 0.0}
     rows_added = 0
     engine = make_engine(work, workers, config.engine)
     try:
@@ -481,20 +531,24 @@ def execute(store: Store, work: ImageWork, datasets: list[Dataset], invocation: 
             ids = select_images(ds.name, ds.ids(), config.limit, config.shard)
             bar = _progress(config, len(ids), ds.name)
             for result in engine.map(_jobs(store, config.models, index, ds, ids)):
-                rows_added += _commit(store, result, invocation, bar)
+                rows_added += _commit(store, result, invocation, timings, bar)
             bar.close()
     finally:
         engine.close()
     return rows_added
 
 
-def _commit(store: Store, result: ImageResult, invocation: dict, bar) -> int:
+def _commit(store: Store, result: ImageResult, invocation: dict, timings: dict, bar) -> int:
     counters = invocation["counters"]
+    add_timings(timings, result.timings)
+    invocation["scoring"]["models"] = rounded_timings(timings)
     for model, c in result.counters.items():
         for k, v in c.items():
             counters[model][k] += v
     # One transaction per image: its rows of every model, and this invocation's counters with them.
+    t0 = time.perf_counter()
     added = store.write([r for model_rows in result.rows.values() for r in model_rows], invocation=invocation)
+    invocation["scoring"]["store_write_s"] = round(invocation["scoring"]["store_write_s"] + time.perf_counter() - t0, 6)
     bar.rows = getattr(bar, "rows", 0) + added
     bar.set_postfix(rows=bar.rows, refresh=False)
     bar.update(1)
@@ -577,6 +631,8 @@ def run(config: RunConfig, adapters: Optional[dict[str, Adapter]] = None) -> Run
             except SambenchError:
                 pass
             raise
+        finally:
+            work.close()
         invocation["status"], invocation["wall_time_s"] = "finished", round(time.perf_counter() - t0, 3)
         store.record_invocation(invocation)
         manifest = record_manifest(store, work, signatures, ds_info, stored, invocation)

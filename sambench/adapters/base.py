@@ -52,6 +52,11 @@ class Adapter(abc.ABC):
     #: records their sequences as failed instead of scoring a mask that ignores the clicks.
     interactive: bool = True
 
+    #: Set by the runner when it can score masks where they are: an adapter that computes its masks on a
+    #: CUDA device may then return them there as a torch bool tensor (``Prediction.masks``) instead of
+    #: copying them to the host. Adapters that ignore it return numpy arrays, as before.
+    masks_on_device: bool = False
+
     def __init__(self) -> None:
         self.encoder_calls = 0
         self.decoded_prompts = 0
