@@ -163,7 +163,7 @@ BOX_NOISE_KINDS = ("noisy-box", "box-shift", "box-scale")
 
 @dataclass(frozen=True)
 class Setting:
-    """One level of a protocol: its ``level`` label, the prompt ``kind`` and the kind's parameters.
+    """One level of a protocol: its ``level`` (the name rows are stored under), the prompt ``kind`` and its parameters.
 
     The one level type from card to report: protocols realise prompts from it, the store records
     ``level`` and ``level_value``, the report reads it back from the manifest (:meth:`from_dict`).
@@ -251,7 +251,7 @@ class ProtocolCard:
                 "settings": [s.to_dict() for s in self.settings]}
 
 
-def level_label(value: float) -> str:
+def level_text(value: float) -> str:
     """Canonical text of a numeric level: ``0.1`` → ``"0.1"``, ``3`` → ``"3"``."""
     return format(float(value), "g")
 
@@ -294,7 +294,7 @@ def make_setting(kind: str, params: dict, level: Optional[str], where: str, prot
     elif "negatives" in params:
         raise SambenchError(f"{where}: 'negatives' only applies to 'points' settings")
     if level is None:
-        level = kind if value is None else level_label(value)
+        level = kind if value is None else level_text(value)
     return Setting(level=str(level), kind=kind, params=tuple(sorted(params.items())), level_value=value,
                    protocol=protocol)
 

@@ -11,7 +11,7 @@ from typing import Optional
 
 import click
 
-from sambench.types import SambenchError, stable_hash
+from sambench.types import SambenchError
 
 #: What ``sambench run`` does with no --model/--protocol/--dataset: both classical baselines, the
 #: noisy-box protocol on the shipped GrabCut sample, at the levels and draws below (chosen so that the
@@ -122,13 +122,6 @@ def _key_values(values: tuple, option: str) -> dict:
         k, val = v.split("=", 1)
         out[k] = val
     return out
-
-
-def default_run_dir(models: list[str], protocols: list[str], datasets: list[str], extra: dict) -> Path:
-    """A deterministic directory under ./runs, so that re-running the same command resumes it."""
-    slug = "_".join(["+".join(models), "+".join(protocols), "+".join(Path(d).name for d in datasets)])
-    slug = "".join(c if c.isalnum() or c in "+-_." else "-" for c in slug)[:120]
-    return Path("runs") / f"{slug}_{stable_hash(models, protocols, datasets, extra)[:8]}"
 
 
 def dataset_options(default: tuple = (), multiple: bool = True, pass_given: bool = False):
@@ -279,7 +272,7 @@ def run_cmd(models, protocols, datasets, datasets_given, out, levels, draws, see
     """
     from sambench.adapters import route_files
     from sambench.cards import resolve_model_name
-    from sambench.runner import RunConfig, default_workers, run
+    from sambench.runner import RunConfig, default_run_dir, default_workers, run
 
     models_l, protocols_l, specs = _split(models), _split(protocols), datasets
     is_default = not (models_l or protocols_l or datasets_given)

@@ -1,7 +1,7 @@
 """Prompt protocols: pure, keyed functions from (protocol, level, draw, object) to a prompt.
 
 Every random prompt is drawn from ``numpy.random.default_rng(key)`` where ``key`` is the sha256 of the
-canonical JSON of ``[seed, protocol name, protocol version, level label, draw, dataset, image id,
+canonical JSON of ``[seed, protocol name, protocol version, level, draw, dataset, image id,
 object id]`` read as an integer. Nothing else — not the order of objects, not the process, not the shard,
 not the number of draws before it — can change a prompt. No global RNG is touched.
 

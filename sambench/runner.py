@@ -25,13 +25,15 @@ completion (on CPUs, at equal torch thread counts: float reductions depend on th
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
+import json
 import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator, NamedTuple, Optional
+from typing import Any, Iterable, Iterator, NamedTuple, Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -45,14 +47,15 @@ from sambench.encode import EncodeStage
 from sambench.interactive import evaluate_clicks
 from sambench.lifetime import die_with_parent
 from sambench.loader import prefetch
-from sambench.metrics import boundary_iou, encode_rle, iou
+from sambench.scoring import ImageScorer, ScoringPool, StageTimer, add_timings, default_threads, rounded_timings
 from sambench.prompts import Protocol, PromptTask, prompt_set_hash
 from sambench.runlock import RunLock
 from sambench.store import (IMAGE_ROW_COLUMNS, MODEL_IDENTITY, PROTOCOL_IDENTITY, Invocation, Row,
                             Store, read_manifest, updated_manifest, write_manifest)
 from sambench.types import SambenchError, canonical_json, stable_hash
 
-__all__ = ["DatasetSpec", "RunConfig", "RunResult", "run", "default_workers", "select_images", "ENGINES"]
+__all__ = ["DatasetSpec", "RunConfig", "RunResult", "run", "default_workers", "default_run_dir", "select_images",
+           "ENGINES"]
 
 
 @dataclass
@@ -62,12 +65,14 @@ class RunConfig:
     ``prompts_per_call``: prompts handed to ``adapter.predict`` at once (the adapter may batch its decoder
     in smaller chunks of its own, e.g. SAM's ``chunk_size`` option). ``workers``: None applies
     :func:`default_workers`. ``engine``: a name in :data:`ENGINES`; None is ``serial`` for one worker,
-    else ``process``.
+    else ``process``. ``protocols`` are card names or cards; ``datasets`` are specs or opened datasets
+    (which the process engine pickles to its workers); ``models`` are names — of cards, or of the
+    adapter objects given to :func:`run`.
     """
 
     models: list[str]
-    protocols: list[str]
-    datasets: list[DatasetSpec]
+    protocols: list[Union[str, ProtocolCard]]
+    datasets: list[Union[DatasetSpec, Dataset]]
     out: Path
     levels: Optional[list[str]] = None
     draws: Optional[int] = None
@@ -96,13 +101,16 @@ class RunConfig:
     prefetch: int = 2
     #: Wait for another run holding the run directory instead of refusing.
     wait_lock: bool = False
+    #: threads per process that score predictions while the adapter decodes the next ones; None applies
+    #: :func:`sambench.scoring.default_threads` (the usable CPUs shared by the workers, at most 4)
+    scoring_threads: Optional[int] = None
 
     def public(self) -> dict:
-        d = asdict(self)
-        d["out"] = str(self.out)
-        d["datasets"] = [s.to_dict() for s in self.datasets]
-        d.pop("progress")
-        return d
+        """The configuration as the manifest records it: JSON, cards by name, datasets by :func:`dataset_entry`."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "progress"}
+        d["protocols"] = [p.name if isinstance(p, ProtocolCard) else p for p in self.protocols]
+        d["datasets"] = [dataset_entry(s) for s in self.datasets]
+        return json.loads(json.dumps(d, default=str))
 
 
 @dataclass
@@ -117,12 +125,29 @@ class RunResult:
     rows: Optional[pd.DataFrame] = None
 
 
-def default_workers(models: list[str]) -> int:
+def dataset_entry(d: Union[DatasetSpec, Dataset]) -> dict:
+    """How the manifest records a dataset: its spec, or for an object given in hand its type and name
+    (its ``describe()`` and content hash are recorded under ``datasets`` as for any dataset)."""
+    if isinstance(d, DatasetSpec):
+        return d.to_dict()
+    return {"object": f"{type(d).__module__}.{type(d).__qualname__}", "name": d.name}
+
+
+def default_workers(models: list[str], adapters: Optional[dict[str, Adapter]] = None) -> int:
     """The worker-count policy: one process per usable CPU when every model is a CPU baseline (a pool
-    over images pays off), else 1 (a torch model uses the cores itself, and loads once)."""
-    if not all(is_cpu_baseline(m) for m in models):
+    over images pays off), else 1 (a torch model uses the cores itself, and loads once). An adapter
+    object is a baseline when its signature names a registered CPU-baseline adapter."""
+    adapters = adapters or {}
+    if not all(is_cpu_baseline(adapters[m].signature().get("adapter", "") if m in adapters else m) for m in models):
         return 1
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def default_run_dir(models: list[str], protocols: list[str], datasets: list[str], extra: dict) -> Path:
+    """A deterministic directory under ./runs, so that re-running the same command resumes it."""
+    slug = "_".join(["+".join(models), "+".join(protocols), "+".join(Path(d).name for d in datasets)])
+    slug = "".join(c if c.isalnum() or c in "+-_." else "-" for c in slug)[:120]
+    return Path("runs") / f"{slug}_{stable_hash(models, protocols, datasets, extra)[:8]}"
 
 
 # ------------------------------------------------------------------------------------- per image work
@@ -179,53 +204,61 @@ def _pending(adapter: Adapter, model: str, sample, protocols: list[Protocol], do
     return groups
 
 
-def _scored_rows(pred, tasks: list[PromptTask], model: str, sample, gt_areas: dict) -> list[Row]:
-    """Rows of one predicted chunk: IoU, boundary IoU (an object's ignore band left out), areas, RLE; a
-    mask of the wrong size fails."""
-    objects = {o.id: o for o in sample.objects}
+def _scored_rows(pred, tasks: list[PromptTask], model: str, sample, scorer: ImageScorer,
+                 timer: StageTimer) -> list[Row]:
+    """Rows of one predicted chunk: IoU, boundary IoU, areas, RLE (computed by sambench.scoring: exactly the
+    values of sambench.metrics' definitions); a mask of the wrong size fails. Masks that an adapter left on a
+    CUDA device are scored there; numpy arrays and CPU tensors on the host."""
+    masks, place = pred.masks, "host"
+    if not isinstance(masks, np.ndarray):  # a torch tensor
+        if masks.device.type == "cpu":
+            masks = masks.numpy()
+        else:
+            place = str(masks.device)
+    timer.count(place, len(tasks))
     rows = []
     for i, task in enumerate(tasks):
-        mask, gt, ignore = pred.masks[i], objects[task.object_id].mask, objects[task.object_id].ignore
-        if mask.shape != gt.shape:
+        mask, gt = masks[i], scorer.object(task.object_id)
+        if tuple(mask.shape) != gt.shape:
             rows.append(_row(task, model, sample.dataset, sample.image_id, status="failed",
-                             error=f"model '{model}' returned a {mask.shape} mask for a {gt.shape} image"))
+                             error=f"model '{model}' returned a {tuple(mask.shape)} mask for a {gt.shape} image"))
             continue
-        score = float(pred.scores[i])
-        extras = pred.extras[i] if pred.extras is not None and pred.extras[i] else None
-        rows.append(_row(task, model, sample.dataset, sample.image_id,
-                         iou=iou(mask, gt, ignore), biou=boundary_iou(mask, gt, ignore=ignore),
-                         score=None if np.isnan(score) else score,
-                         gt_area=gt_areas[task.object_id], pred_area=int(np.count_nonzero(mask)),
-                         mask_rle=canonical_json(encode_rle(mask)),
-                         extras=canonical_json(extras) if extras else None, status="ok"))
+        s = gt.score(mask, timer)
+        with timer.stage("rows"):
+            score = float(pred.scores[i])
+            extras = pred.extras[i] if pred.extras is not None and pred.extras[i] else None
+            rows.append(_row(task, model, sample.dataset, sample.image_id, iou=s.iou, biou=s.biou,
+                             score=None if np.isnan(score) else score, gt_area=gt.area, pred_area=s.pred_area,
+                             mask_rle=canonical_json(s.rle), extras=canonical_json(extras) if extras else None,
+                             status="ok"))
     return rows
 
 
-def _decode_groups(adapter: Adapter, model: str, sample, groups: dict, states: dict,
-                   prompts_per_call: int) -> list[Row]:
-    """Rows of the pending ``groups``: decode ``prompts_per_call`` at a time against ``states``
-    (preprocessing → encoded state, or the exception its encoding raised) and score."""
-    rows: list[Row] = []
-    gt_areas = {o.id: int(np.count_nonzero(o.mask)) for o in sample.objects}
+def _decode_groups(adapter: Adapter, model: str, sample, groups: dict, states: dict, prompts_per_call: int,
+                   pool: ScoringPool, scorer: ImageScorer, timer: StageTimer) -> list:
+    """Row lists and futures of row lists, in row order, of the pending ``groups``: decode ``prompts_per_call``
+    at a time against ``states`` (preprocessing → encoded state, or the exception its encoding raised); each
+    call's masks are scored on ``pool``'s threads while the adapter decodes the next call's."""
+    slots: list = []
     where = f"{sample.dataset}/{sample.image_id}"
     for (prep, selection), tasks in groups.items():
         state = states[prep]
         if isinstance(state, BaseException):  # recorded, never dropped: the run goes on with the next group
             err = _describe(state, f"model '{model}' failed to encode {where}")
-            rows.extend(_row(t, model, sample.dataset, sample.image_id, status="failed", error=err) for t in tasks)
+            slots.append([_row(t, model, sample.dataset, sample.image_id, status="failed", error=err) for t in tasks])
             continue
         for start in range(0, len(tasks), prompts_per_call):
             chunk = tasks[start:start + prompts_per_call]
             try:
-                pred = adapter.predict(state, [t.prompt for t in chunk], mask_selection=selection)
+                with timer.stage("decode"):
+                    pred = adapter.predict(state, [t.prompt for t in chunk], mask_selection=selection)
             except Exception as exc:
                 err = _describe(exc, f"model '{model}' failed to decode on {where}")
-                rows.extend(_row(t, model, sample.dataset, sample.image_id, status="failed", error=err) for t in chunk)
+                slots.append([_row(t, model, sample.dataset, sample.image_id, status="failed", error=err) for t in chunk])
                 continue
-            rows.extend(_scored_rows(pred, chunk, model, sample, gt_areas))
+            slots.append(pool.submit(_scored_rows, pred, chunk, model, sample, scorer, timer))
             del pred
-    return rows
-
+    return slots
 
 
 def _click_rows(adapter: Adapter, model: str, sample, protocols: list[Protocol], done: set, states: dict,
@@ -247,6 +280,7 @@ def _click_rows(adapter: Adapter, model: str, sample, protocols: list[Protocol],
         rows.extend(evaluate_clicks(adapter, model, sample, proto.card, done, get, _describe))
     return rows
 
+
 def _encode(stage: EncodeStage, images: list, prep: str) -> list:
     """Per image, its state or the exception that prevented it (the stage isolates per-image failures)."""
     try:
@@ -255,18 +289,42 @@ def _encode(stage: EncodeStage, images: list, prep: str) -> list:
         return [exc] * len(images)
 
 
+def _image_scorer(pool: ScoringPool, sample) -> ImageScorer:
+    return pool.image_scorer({o.id: o.mask for o in sample.objects}, {o.id: o.ignore for o in sample.objects})
+
+
+def _gather(slots: list, timer: StageTimer) -> list[Row]:
+    """The rows of row lists and scoring futures, in order."""
+    with timer.stage("wait for scoring"):
+        return [r for slot in slots for r in (slot if isinstance(slot, list) else slot.result())]
+
+
+def _model_rows(adapter: Adapter, model: str, sample, protocols: list[Protocol], done: set, failed: list[Row],
+                groups: dict, states: dict, prompts_per_call: int, stage: EncodeStage, pool: ScoringPool,
+                timer: StageTimer) -> list[Row]:
+    """One (model, image)'s rows once its states are encoded: failures, the decoded and scored batch
+    protocols, then the click sequences on the same states."""
+    slots = [failed] + _decode_groups(adapter, model, sample, groups, states, prompts_per_call, pool,
+                                      _image_scorer(pool, sample), timer)
+    slots.append(_click_rows(adapter, model, sample, protocols, done, states, stage))
+    return _gather(slots, timer)
+
+
 def evaluate_image(adapter: Adapter, model: str, sample, protocols: list[Protocol], done: set,
-                   prompts_per_call: int, stage: Optional[EncodeStage] = None) -> list[Row]:
-    """All missing rows of one (model, image): encode once per preprocessing (through ``stage``, which
-    may hold an embedding cache), decode in calls, score; then the click sequences of interactive protocols
-    (:mod:`sambench.interactive`) on the same states."""
-    rows: list[Row] = object_failure_rows(model, sample, [p.card for p in protocols], done)
-    batch = [p for p in protocols if p.card.clicks is None]
-    groups = _pending(adapter, model, sample, batch, done, rows)
+                   prompts_per_call: int, scoring: Optional[ScoringPool] = None,
+                   timer: Optional[StageTimer] = None, stage: Optional[EncodeStage] = None) -> list[Row]:
+    """All missing rows of one (model, image): encode once per preprocessing (through ``stage``, which may
+    hold an embedding cache), decode in calls, score (on ``scoring``'s threads, in this thread when None);
+    then the click sequences of interactive protocols (:mod:`sambench.interactive`) on the same states."""
+    pool = scoring if scoring is not None else ScoringPool(threads=0)
+    timer = timer if timer is not None else StageTimer()
     stage = stage or EncodeStage(adapter)
-    states = {prep: _encode(stage, [sample.image], prep)[0] for prep in dict.fromkeys(p for p, _ in groups)}
-    rows += _decode_groups(adapter, model, sample, groups, states, prompts_per_call)
-    return rows + _click_rows(adapter, model, sample, protocols, done, states, stage)
+    failed = object_failure_rows(model, sample, [p.card for p in protocols], done)
+    groups = _pending(adapter, model, sample, [p for p in protocols if p.card.clicks is None], done, failed)
+    with timer.stage("encode"):
+        states = {prep: _encode(stage, [sample.image], prep)[0] for prep in dict.fromkeys(p for p, _ in groups)}
+    return _model_rows(adapter, model, sample, protocols, done, failed, groups, states, prompts_per_call, stage,
+                       pool, timer)
 
 
 class ImageJob(NamedTuple):
@@ -279,24 +337,28 @@ class ImageJob(NamedTuple):
 
 
 class ImageResult(NamedTuple):
-    """Rows per model of one image, and each adapter's counter increments."""
+    """Rows per model of one image, each adapter's counter increments, and per model the seconds of each
+    stage and where its masks were scored (:class:`sambench.scoring.StageTimer` ``.summary()``)."""
 
     image_id: str
     rows: dict
     counters: dict
+    timings: dict = {}
 
 
 class ImageWork:
-    """Evaluates images: holds the protocols, the opened datasets, the adapters (built on first use) and
-    their encode stages (embedding cache, ``encode_batch``)."""
+    """Evaluates images: holds the protocols, the opened datasets, the adapters (built on first use from
+    their cards; ``given`` adapter objects are used as they are), their encode stages (embedding cache,
+    ``encode_batch``) and this process's scoring threads."""
 
-    def __init__(self, config: RunConfig, protocols: list[Protocol], datasets: Optional[list[Dataset]] = None,
-                 adapters: Optional[dict[str, Adapter]] = None) -> None:
+    def __init__(self, config: RunConfig, protocols: list[Protocol], given: Optional[dict[str, Adapter]] = None) -> None:
         self.config, self.protocols = config, protocols
-        self.datasets: dict[int, Dataset] = dict(enumerate(datasets or []))
-        self.adapters: dict[str, Adapter] = dict(adapters or {})
+        self.given: dict[str, Adapter] = dict(given or {})
+        self.adapters: dict[str, Adapter] = dict(self.given)
+        self.datasets: dict[int, Dataset] = {}
         self.cache: Optional[EmbeddingCache] = open_cache(config.cache_dir, config.cache_max_gb, config.cache_dtype)
         self.stages: dict[str, EncodeStage] = {}
+        self._scoring: Optional[ScoringPool] = None
 
     def stage(self, model: str) -> EncodeStage:
         if model not in self.stages:
@@ -313,16 +375,36 @@ class ImageWork:
         if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()
 
+    def scoring_threads(self) -> int:
+        c = self.config
+        if c.scoring_threads is not None:
+            return max(0, c.scoring_threads)
+        return default_threads(c.workers if c.workers is not None else default_workers(c.models, self.given))
+
+    @property
+    def scoring(self) -> ScoringPool:
+        """This process's scoring threads (started on first use)."""
+        if self._scoring is None:
+            self._scoring = ScoringPool(self.scoring_threads())
+        return self._scoring
+
+    def close(self) -> None:
+        if self._scoring is not None:
+            self._scoring.close()
+            self._scoring = None
+
     def adapter(self, model: str) -> Adapter:
         if model not in self.adapters:
             c = self.config
             self.adapters[model] = build_adapter(model, device=c.device, checkpoint=c.checkpoints.get(model),
                                                  plugin=c.plugins.get(model), options=c.model_options.get(model))
+        self.adapters[model].masks_on_device = True  # the runner scores masks where the adapter leaves them
         return self.adapters[model]
 
     def dataset(self, index: int) -> Dataset:
         if index not in self.datasets:
-            self.datasets[index] = self.config.datasets[index].open()
+            d = self.config.datasets[index]
+            self.datasets[index] = d.open() if isinstance(d, DatasetSpec) else d
         return self.datasets[index]
 
     def load(self, job: ImageJob):
@@ -353,11 +435,12 @@ class ImageWork:
             else:
                 loaded[k] = sample
         counters: dict[str, dict] = {}
+        timings: dict[str, dict] = {}
         for model in self.config.models:
             todo = [k for k in loaded if model in jobs[k].done_by_model]
             if not todo:
                 continue
-            ad, stage = self.adapter(model), self.stage(model)
+            ad, stage, timer = self.adapter(model), self.stage(model), StageTimer()
             before = {**ad.counters(), **stage.counters()}
             failed = {k: object_failure_rows(model, loaded[k], [p.card for p in self.protocols],
                                              jobs[k].done_by_model[model]) for k in todo}
@@ -367,17 +450,19 @@ class ImageWork:
             states: dict[int, dict] = {k: {} for k in todo}
             for prep in dict.fromkeys(p for g in groups.values() for p, _ in g):
                 need = [k for k in todo if any(p == prep for p, _ in groups[k])]
-                for k, state in zip(need, _encode(stage, [loaded[k].image for k in need], prep)):
+                with timer.stage("encode"):
+                    encoded = _encode(stage, [loaded[k].image for k in need], prep)
+                for k, state in zip(need, encoded):
                     states[k][prep] = state
             for k in todo:
-                st = states.pop(k)
-                rows[k][model] = (failed[k] + _decode_groups(ad, model, loaded[k], groups[k], st,
-                                                             self.config.prompts_per_call)
-                                  + _click_rows(ad, model, loaded[k], self.protocols, jobs[k].done_by_model[model],
-                                                st, stage))
+                rows[k][model] = _model_rows(ad, model, loaded[k], self.protocols, jobs[k].done_by_model[model],
+                                             failed[k], groups[k], states.pop(k), self.config.prompts_per_call,
+                                             stage, self.scoring, timer)
             after = {**ad.counters(), **stage.counters()}
             counters[model] = {key: v - before.get(key, 0) for key, v in after.items()}
-        return [ImageResult(job.image_id, rows[k], counters if k == 0 else {}) for k, job in enumerate(jobs)]
+            timings[model] = timer.summary()
+        return [ImageResult(job.image_id, rows[k], counters if k == 0 else {}, timings if k == 0 else {})
+                for k, job in enumerate(jobs)]
 
 
 def batches(items: Iterable, size: int) -> Iterator[list]:
@@ -421,13 +506,13 @@ class SerialEngine:
 _WORKER: dict = {}
 
 
-def _worker_init(config: RunConfig) -> None:
+def _worker_init(config: RunConfig, given: Optional[dict] = None) -> None:
     """Pool worker / Ray actor start: end when the parent ends (even by SIGKILL); build models lazily."""
     import signal
 
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (exit 130), not each worker's
-    _WORKER["work"] = ImageWork(config, protocols_of(config))
+    _WORKER["work"] = ImageWork(config, protocols_of(config), given)
 
 
 def _worker_job(job: ImageJob) -> ImageResult:
@@ -440,10 +525,12 @@ def _worker_batch(jobs: list[ImageJob]) -> list[ImageResult]:
 
 class ProcessPoolEngine:
     """Images spread over ``workers`` processes; each builds its own adapters and datasets from the
-    config (so the config must pickle); results arrive in completion order."""
+    config and gets a copy of the given adapter objects (so both must pickle); results arrive in
+    completion order."""
 
     def __init__(self, work: ImageWork, workers: int) -> None:
-        self.pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(work.config,))
+        self.pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init,
+                                        initargs=(work.config, work.given))
 
     def map(self, jobs: Iterable[ImageJob]) -> Iterator[ImageResult]:
         futures = [self.pool.submit(_worker_job, job) for job in jobs]
@@ -475,7 +562,7 @@ def make_engine(work: ImageWork, workers: Optional[int], name: Optional[str] = N
 # ------------------------------------------------------------------------------------------- stages
 
 
-def check_config(config: RunConfig) -> None:
+def check_config(config: RunConfig, given: dict) -> None:
     """Refuse impossible numbers and unknown model names before any work."""
     if config.prompts_per_call < 1:
         raise SambenchError(f"--prompts-per-call must be >= 1, got {config.prompts_per_call}")
@@ -494,16 +581,17 @@ def check_config(config: RunConfig) -> None:
     if not config.cache_max_gb > 0:
         raise SambenchError(f"--cache-max-gb must be > 0, got {config.cache_max_gb}")
     for m in config.models:
-        load_model_card(m)
+        if m not in given:
+            load_model_card(m)
 
 
 def protocols_of(config: RunConfig) -> list[Protocol]:
-    return [Protocol(with_overrides(load_protocol_card(p), levels=config.levels, draws=config.draws, seed=config.seed))
-            for p in config.protocols]
+    cards = [p if isinstance(p, ProtocolCard) else load_protocol_card(p) for p in config.protocols]
+    return [Protocol(with_overrides(c, levels=config.levels, draws=config.draws, seed=config.seed)) for c in cards]
 
 
-def open_datasets(config: RunConfig) -> list[Dataset]:
-    datasets = [s.open() for s in config.datasets]
+def open_datasets(work: ImageWork) -> list[Dataset]:
+    datasets = [work.dataset(i) for i in range(len(work.config.datasets))]
     names = [d.name for d in datasets]
     if len(set(names)) != len(names):
         raise SambenchError(f"two datasets share the name '{[n for n in names if names.count(n) > 1][0]}': give "
@@ -544,8 +632,7 @@ def claim_identities(store: Store, work: ImageWork, datasets: list[Dataset], sig
         stored[p.name] = store.claim_identity("protocol", p.name, ident, PROTOCOL_IDENTITY, grows=("draws", "levels"))
     ds_info = {}
     for spec, d in zip(config.datasets, datasets):
-        ds_info[d.name] = {"content_hash": d.content_hash(), "n_images": len(d.ids()), "spec": spec.to_dict(),
-                           "describe": d.describe(), "notices": d.notices()}
+        ds_info[d.name] = _dataset_record(spec, d)
         for note in ds_info[d.name]["notices"]:  # once per run, here in the parent (workers open datasets too)
             print(f"warning: {note}", file=sys.stderr)
         rerun = store.claim_dataset(d.name, ds_info[d.name]["content_hash"], d.image_hashes(), d.image_files,
@@ -554,6 +641,13 @@ def claim_identities(store: Store, work: ImageWork, datasets: list[Dataset], sig
             print(f"dataset '{d.name}' changed: re-running {len(rerun)} changed image(s) "
                   f"({', '.join(rerun[:5])}{', ...' if len(rerun) > 5 else ''})", file=sys.stderr)
     return stored, ds_info
+
+
+def _dataset_record(source: Union[DatasetSpec, Dataset], d: Dataset) -> dict:
+    """The manifest's entry of a dataset: identity, size, description, notices, and how to reopen it (a spec)."""
+    how = {"spec": source.to_dict()} if isinstance(source, DatasetSpec) else {"object": dataset_entry(source)["object"]}
+    return {"content_hash": d.content_hash(), "n_images": len(d.ids()), "describe": d.describe(),
+            "notices": d.notices(), **how}
 
 
 def select_images(dataset: str, ids: list[str], limit: Optional[int], shard: Optional[tuple[int, int]]) -> list[str]:
@@ -574,11 +668,13 @@ def _jobs(store: Store, models: list[str], index: int, ds: Dataset, ids: list[st
 
 def execute(store: Store, work: ImageWork, datasets: list[Dataset], invocation: dict) -> int:
     """Evaluate every selected image of every dataset on the engine; write each image's rows as they come,
-    with ``invocation``'s counters (per model) in the same transaction. Returns rows added."""
+    with ``invocation``'s counters (per model) and scoring timings in the same transaction. Returns rows added."""
     config = work.config
     workers = config.workers
     if workers is None and config.engine != "ray":  # ray: the engine sizes itself to the cluster
-        workers = default_workers(config.models)
+        workers = default_workers(config.models, work.given)
+    timings: dict[str, dict] = {}
+    invocation["scoring"] = {"threads": work.scoring_threads(), "models": {}, "store_write_s": 0.0}
     rows_added = 0
     engine = make_engine(work, workers, config.engine)
     try:
@@ -586,20 +682,24 @@ def execute(store: Store, work: ImageWork, datasets: list[Dataset], invocation: 
             ids = select_images(ds.name, ds.ids(), config.limit, config.shard)
             bar = _progress(config, len(ids), ds.name)
             for result in engine.map(_jobs(store, config.models, index, ds, ids)):
-                rows_added += _commit(store, result, invocation, bar)
+                rows_added += _commit(store, result, invocation, timings, bar)
             bar.close()
     finally:
         engine.close()
     return rows_added
 
 
-def _commit(store: Store, result: ImageResult, invocation: dict, bar) -> int:
+def _commit(store: Store, result: ImageResult, invocation: dict, timings: dict, bar) -> int:
     counters = invocation["counters"]
+    add_timings(timings, result.timings)
+    invocation["scoring"]["models"] = rounded_timings(timings)
     for model, c in result.counters.items():
         for k, v in c.items():
             counters[model][k] = counters[model].get(k, 0) + v
     # One transaction per image: its rows of every model, and this invocation's counters with them.
+    t0 = time.perf_counter()
     added = store.write([r for model_rows in result.rows.values() for r in model_rows], invocation=invocation)
+    invocation["scoring"]["store_write_s"] = round(invocation["scoring"]["store_write_s"] + time.perf_counter() - t0, 6)
     bar.rows = getattr(bar, "rows", 0) + added
     bar.set_postfix(rows=bar.rows, refresh=False)
     bar.update(1)
@@ -639,28 +739,33 @@ def record_manifest(store: Store, work: ImageWork, signatures: dict, ds_info: di
     return manifest
 
 
+_INVOCATION_NUMBERS = itertools.count()
+
+
 def start_invocation(store: Store, config: RunConfig) -> dict:
     """Record this ``run`` in the store (argv, config, status ``running``, zero counters) before any work."""
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    invocation = {"id": f"{started}-{os.getpid()}", "started": started, "argv": list(sys.argv),
+    # started has 1 s resolution: two runs of one process (the Python API) in the same second need the counter
+    invocation = {"id": f"{started}-{os.getpid()}-{next(_INVOCATION_NUMBERS):04d}", "started": started, "argv": list(sys.argv),
                   "config": config.public(), "status": "running", "wall_time_s": None,
                   "counters": {m: {"encoder_calls": 0, "decoded_prompts": 0} for m in config.models}}
     store.record_invocation(invocation)
     return invocation
 
 
-def run(config: RunConfig, adapters: Optional[dict[str, Adapter]] = None,
-        datasets: Optional[list[Dataset]] = None) -> RunResult:
+def run(config: RunConfig, adapters: Optional[dict[str, Adapter]] = None) -> RunResult:
     """Run (or resume) the benchmark described by ``config`` into ``config.out``.
 
-    ``adapters`` (model name → built adapter) and ``datasets`` (opened, in ``config.datasets`` order)
-    replace building them from the config, for callers that hold the objects (:mod:`sambench.api`).
-    Models and datasets are built before the run directory is created: a refused run leaves nothing.
+    ``adapters`` (model name → adapter object) are used instead of building those models from their
+    cards, for callers that hold the objects (:mod:`sambench.api`). Models and datasets are built before
+    the run directory is created: a refused run leaves nothing.
     """
     t0 = time.perf_counter()
-    check_config(config)
-    work = ImageWork(config, protocols_of(config), datasets or open_datasets(config), adapters)
-    datasets = [work.dataset(i) for i in range(len(config.datasets))]
+    check_config(config, adapters or {})
+    if config.workers is None and config.engine != "ray":  # recorded in the manifest as the count that ran
+        config = replace(config, workers=default_workers(config.models, adapters))
+    work = ImageWork(config, protocols_of(config), adapters)
+    datasets = open_datasets(work)
     signatures = model_signatures(work)
     with RunLock(config.out).acquire(wait=config.wait_lock), Store(config.out) as store:  # one writer per run dir
         stored, ds_info = claim_identities(store, work, datasets, signatures)
@@ -677,6 +782,8 @@ def run(config: RunConfig, adapters: Optional[dict[str, Adapter]] = None,
             except SambenchError:
                 pass
             raise
+        finally:
+            work.close()
         invocation["status"], invocation["wall_time_s"] = "finished", round(time.perf_counter() - t0, 3)
         store.record_invocation(invocation)
         manifest = record_manifest(store, work, signatures, ds_info, stored, invocation)

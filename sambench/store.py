@@ -558,6 +558,21 @@ def _sum_counters(invocations: list[dict]) -> dict:
     return total
 
 
+def _sum_scoring(invocations: list[dict]) -> dict:
+    """The manifest's ``scoring`` section: where each model's masks were scored and the seconds of each stage,
+    summed over the invocations that recorded them (sambench.scoring.StageTimer; docs/metrics.md)."""
+    from sambench.scoring import add_timings, rounded_timings
+
+    models: dict = {}
+    threads, store_write = None, 0.0
+    for inv in invocations:
+        sc = inv.get("scoring") or {}
+        add_timings(models, sc.get("models") or {})
+        threads = sc.get("threads", threads)
+        store_write += sc.get("store_write_s") or 0.0
+    return {"threads": threads, "models": rounded_timings(models), "store_write_s": round(store_write, 3)}
+
+
 @dataclass
 class Invocation:
     """What one ``run`` adds to its directory's manifest (:func:`updated_manifest`)."""
@@ -600,6 +615,7 @@ def updated_manifest(old: dict, new: Invocation) -> dict:
         "libraries": library_versions(),
         "platform": {"machine": platform.machine(), "system": platform.system(), "cpus": os.cpu_count()},
         "counters": _sum_counters(invocations),
+        "scoring": _sum_scoring(invocations),
         "rows": new.rows,
         "invocations": invocations,
     }

@@ -144,9 +144,10 @@ def _sort(table: pd.DataFrame) -> pd.DataFrame:
 def failure_reasons(df: pd.DataFrame) -> pd.DataFrame:
     """Failed rows grouped by (model, dataset, protocol, error) with counts — nothing is dropped silently."""
     failed = df[df["status"] == "failed"]
+    by = GROUP[:3] + ["error"]  # model, dataset, protocol, error
     if failed.empty:
-        return pd.DataFrame(columns=["model", "dataset", "protocol", "error", "count"])
-    return (failed.groupby(["model", "dataset", "protocol", "error"]).size().rename("count").reset_index()
+        return pd.DataFrame(columns=by + ["count"])
+    return (failed.groupby(by).size().rename("count").reset_index()
             .sort_values("count", ascending=False, kind="stable").reset_index(drop=True))
 
 
@@ -160,6 +161,5 @@ def format_table(table: pd.DataFrame) -> str:
     t["mbiou"] = [f"{pct(m)} [{pct(lo)},{pct(hi)}]" for m, lo, hi in zip(t.mbiou, t.mbiou_lo, t.mbiou_hi)]
     t["stability_pairwise"] = t["stability_pairwise"].map(pct)
     t["stability_union"] = t["stability_union"].map(pct)
-    cols = ["dataset", "model", "protocol", "level", "n", "failed", "miou", "mbiou", "stability_pairwise",
-            "stability_union"]
-    return t[cols].to_string(index=False)
+    shown = [c for c in SUMMARY_COLUMNS if c != "level_value" and not c.endswith(("_lo", "_hi"))]
+    return t[shown].to_string(index=False)

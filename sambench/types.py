@@ -175,7 +175,8 @@ class Prompt:
 class Prediction:
     """What an adapter returns for a batch of N prompts.
 
-    ``masks``: bool (N, H, W) at the original image resolution.
+    ``masks``: bool (N, H, W) at the original image resolution: a numpy array, or a torch bool tensor
+    (e.g. on the CUDA device that computed it; the runner then scores it there, see sambench.scoring).
     ``scores``: float (N,) — the model's own quality estimate (SAM: predicted IoU), NaN if it has none.
     ``extras``: optional per-prompt JSON-serialisable dicts (e.g. Stable-SAM sampling locations).
     ``low_res_logits``: optional float32 (N, h, w) logits of each returned mask in the model's own
@@ -183,13 +184,14 @@ class Prediction:
     adapters with ``mask_prompts``: what the interactive protocol feeds back as the next mask prompt.
     """
 
-    masks: np.ndarray
+    masks: Any
     scores: np.ndarray
     extras: Optional[list[dict]] = None
     low_res_logits: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
-        if self.masks.ndim != 3 or self.masks.dtype != np.bool_:
+        is_bool = self.masks.dtype == np.bool_ if isinstance(self.masks, np.ndarray) else str(self.masks.dtype) == "torch.bool"
+        if self.masks.ndim != 3 or not is_bool:
             raise ValueError(f"Prediction.masks must be bool (N,H,W), got {self.masks.dtype} {self.masks.shape}")
         if self.scores.shape != (self.masks.shape[0],):
             raise ValueError("Prediction.scores must have one value per mask")

@@ -89,3 +89,29 @@ def test_run_and_prompts_export_share_the_dataset_options():
     shared = {"--dataset", "--format", "--images", "--masks", "--name", "--dataset-option"}
     assert shared <= options("run") and shared <= options("prompts", "export")
     assert "--prompts-per-call" in options("run") and "--chunk-size" in options("run")  # old spelling kept
+
+
+def test_sambench_run_opens_the_store_once_and_summarises_once(tmp_path, monkeypatch):
+    from sambench import store, summary
+    from sambench.cli import main
+    from sambench.report import build
+
+    calls = {"store": 0, "summarize": 0}
+    real_init, real_summarize = store.Store.__init__, summary.summarize
+
+    def counting_init(self, *args, **kwargs):
+        calls["store"] += 1
+        real_init(self, *args, **kwargs)
+
+    def counting_summarize(*args, **kwargs):
+        calls["summarize"] += 1
+        return real_summarize(*args, **kwargs)
+
+    monkeypatch.setattr(store.Store, "__init__", counting_init)
+    monkeypatch.setattr(summary, "summarize", counting_summarize)
+    monkeypatch.setattr(build, "summarize", counting_summarize)
+    res = CliRunner().invoke(main, ["run", "-m", "box-fill", "-p", "gt-box", "--limit", "2", "--workers", "1", "-q",
+                                    "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "r" / "report" / "index.html").is_file() and "gt-box" in res.output
+    assert calls == {"store": 1, "summarize": 1}

@@ -35,9 +35,11 @@ class UnknownOptionsError(SambenchError):
 class Adapter(abc.ABC):
     """Base class of every model adapter.
 
-    Subclasses set ``name`` and ``capabilities`` (the prompt forms they take, a subset of
-    :data:`sambench.types.PROMPT_FORMS`) and implement :meth:`encode` and :meth:`predict`. Counters ``encoder_calls`` and ``decoded_prompts``
-    are kept by the base class helpers and recorded in the run manifest.
+    Subclasses set ``name`` (the model's name: its card's, or the one an object passed to
+    :func:`sambench.run` reports as ``signature()["model"]``) and ``capabilities`` (the prompt forms they
+    take, a subset of :data:`sambench.types.PROMPT_FORMS`), and implement :meth:`signature`,
+    :meth:`encode` and :meth:`predict`. Counters ``encoder_calls`` and ``decoded_prompts`` are kept by the
+    subclasses and recorded in the run manifest.
     """
 
     name: str = "adapter"
@@ -49,6 +51,11 @@ class Adapter(abc.ABC):
     #: False for adapters whose mask cannot follow corrective clicks (box-fill): the interactive protocol
     #: records their sequences as failed instead of scoring a mask that ignores the clicks.
     interactive: bool = True
+
+    #: Set by the runner when it can score masks where they are: an adapter that computes its masks on a
+    #: CUDA device may then return them there as a torch bool tensor (``Prediction.masks``) instead of
+    #: copying them to the host. Adapters that ignore it return numpy arrays, as before.
+    masks_on_device: bool = False
 
     def __init__(self) -> None:
         self.encoder_calls = 0

@@ -48,12 +48,12 @@ class BoxFillAdapter(Adapter):
     capabilities = frozenset({"box", "points", "box+points"})
     interactive = False  # points never change its mask: corrective clicks mean nothing to it
 
-    def __init__(self, card_name: str = "box-fill") -> None:
+    def __init__(self, name: str = "box-fill") -> None:
         super().__init__()
-        self.card_name = card_name
+        self.name = name
 
     def signature(self) -> dict:
-        return {"model": self.card_name, "adapter": "box-fill", "adapter_version": BASELINE_VERSION,
+        return {"model": self.name, "adapter": "box-fill", "adapter_version": BASELINE_VERSION,
                 "weights_sha256": None}
 
     def encode(self, image: np.ndarray, preprocessing: str = "sam") -> Any:
@@ -77,15 +77,15 @@ class GrabCutAdapter(Adapter):
     name = "grabcut"
     capabilities = frozenset({"box", "points", "box+points"})
 
-    def __init__(self, card_name: str = "grabcut", max_side: int = 320, iterations: int = 3) -> None:
+    def __init__(self, name: str = "grabcut", max_side: int = 320, iterations: int = 3) -> None:
         super().__init__()
         for key, value, low in (("iterations", iterations, 1), ("max_side", max_side, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise SambenchError(f"model '{card_name}': '{key}' must be an integer >= {low}, got {value!r}")
-        self.card_name, self.max_side, self.iterations = card_name, int(max_side), int(iterations)
+                raise SambenchError(f"model '{name}': '{key}' must be an integer >= {low}, got {value!r}")
+        self.name, self.max_side, self.iterations = name, int(max_side), int(iterations)
 
     def signature(self) -> dict:
-        return {"model": self.card_name, "adapter": "grabcut", "adapter_version": BASELINE_VERSION,
+        return {"model": self.name, "adapter": "grabcut", "adapter_version": BASELINE_VERSION,
                 "weights_sha256": None, "options": {"max_side": self.max_side, "iterations": self.iterations},
                 "opencv": cv2.__version__}
 

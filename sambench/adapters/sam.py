@@ -510,7 +510,10 @@ class SamAdapter(Adapter):
             raise SambenchError(f"model '{self.name}': {len(mask_inputs)} mask inputs for {n} prompts")
         logits_out: Optional[np.ndarray] = None
         h, w = state.original_size
-        masks = np.zeros((n, h, w), dtype=bool)
+        if self.masks_on_device and self.device.type == "cuda":  # the runner scores them there
+            masks = torch.zeros((n, h, w), dtype=torch.bool, device=self.device)
+        else:
+            masks = np.zeros((n, h, w), dtype=bool)
         scores = np.full(n, np.nan, dtype=np.float32)
         extras: Optional[list] = None
         multimask = mask_selection == "best-of-3"
@@ -552,14 +555,16 @@ class SamAdapter(Adapter):
         rows = torch.arange(low.shape[0], device=low.device)
         return low[rows, best][:, None], iou[rows, best]
 
-    def _postprocess_into(self, state: SamImageState, low: torch.Tensor, out: np.ndarray) -> None:
-        """Upsample (B, 1, 256, 256) logits as ``Sam.postprocess_masks`` and threshold into ``out`` (B, H, W)."""
+    def _postprocess_into(self, state: SamImageState, low: torch.Tensor, out) -> None:
+        """Upsample (B, 1, 256, 256) logits as ``Sam.postprocess_masks`` and threshold into ``out`` (B, H, W):
+        a numpy array, or a bool tensor on this adapter's device (``masks_on_device``)."""
         for s in range(0, low.shape[0], POSTPROCESS_BATCH):
             if self.options.paper_eval:  # HQ-SAM's compute_iou: 256² → H×W in one bilinear step
                 up = F.interpolate(low[s:s + POSTPROCESS_BATCH], state.original_size, mode="bilinear", align_corners=False)
             else:
                 up = self.model.postprocess_masks(low[s:s + POSTPROCESS_BATCH], state.input_size, state.original_size)
-            out[s:s + POSTPROCESS_BATCH] = (up[:, 0] > self.mask_threshold).cpu().numpy()
+            fg = up[:, 0] > self.mask_threshold
+            out[s:s + POSTPROCESS_BATCH] = fg if isinstance(out, torch.Tensor) else fg.cpu().numpy()
 
     def close(self) -> None:
         """Drop the model (frees memory when the runner is done with this adapter)."""

@@ -23,7 +23,7 @@ from typing import Iterable, Optional
 
 import pandas as pd
 
-from sambench.cards import BOX_NOISE_KINDS, Setting
+from sambench.cards import Setting
 from sambench.summary import ALL
 
 

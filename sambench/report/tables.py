@@ -26,7 +26,7 @@ import pandas as pd
 
 from sambench.cards import Setting
 from sambench.report.common import display_names, headline
-from sambench.summary import ALL
+from sambench.summary import ALL, SUMMARY_COLUMNS
 
 METRIC_COLUMNS = ("miou", "mbiou", "stability_pairwise", "stability_union")
 DASH = "\u2013"
@@ -196,7 +196,7 @@ def summary_csv_frame(summary: pd.DataFrame, settings: list[Setting]) -> pd.Data
     """The summary in percent (one decimal) with a ``best`` column naming the row's bold metrics."""
     t = order_summary(summary, settings)
     best = _summary_best(t)
-    out = t[["dataset", "model", "protocol", "level", "level_value", "n", "failed"]].copy()
+    out = t[SUMMARY_COLUMNS[:SUMMARY_COLUMNS.index("failed") + 1]].copy()  # dataset ... level_value, n, failed
     for col in ("miou", "miou_lo", "miou_hi", "mbiou", "mbiou_lo", "mbiou_hi", "stability_pairwise", "stability_union"):
         out[col + "_pct"] = [_rounded(v) for v in t[col]]
     if "n_stability" in t:

@@ -57,7 +57,8 @@ from sambench.types import SambenchError, keyed_rng, stable_hash
 
 FRAME = 1024
 LOWRES = 256
-PROMPT_KINDS = ("gt-box", "noisy-box", "points")
+#: The prompt kinds (a subset of sambench.cards.PROMPT_KINDS) training draws from.
+TRAINING_PROMPT_KINDS = ("gt-box", "noisy-box", "points")
 RESUME_FORMAT = "sambench-stable-sam-resume"
 CSV_FIELDS = ["step", "epoch", "loss", "bce", "dice", "prompts", "gt_box", "noisy_box", "points", "skipped",
               "lr", "elapsed_s"]
@@ -76,7 +77,7 @@ class TrainConfig:
     lr: float = 1e-3
     seed: int = 0
     objects_per_image: int = 4
-    prompt_kinds: tuple = PROMPT_KINDS
+    prompt_kinds: tuple = TRAINING_PROMPT_KINDS
     point_counts: tuple = (1, 2, 3, 5, 10)
     noise_scale: tuple = (0.1, 0.5)
     augment: bool = True
@@ -90,9 +91,9 @@ class TrainConfig:
             raise SambenchError("train stable-sam: epochs, batch size and objects per image must be >= 1")
         if not self.lr > 0:
             raise SambenchError(f"train stable-sam: learning rate must be > 0, got {self.lr}")
-        bad = [k for k in self.prompt_kinds if k not in PROMPT_KINDS]
+        bad = [k for k in self.prompt_kinds if k not in TRAINING_PROMPT_KINDS]
         if bad or not self.prompt_kinds:
-            raise SambenchError(f"train stable-sam: prompt kinds must be among {', '.join(PROMPT_KINDS)}, got {bad or 'none'}")
+            raise SambenchError(f"train stable-sam: prompt kinds must be among {', '.join(TRAINING_PROMPT_KINDS)}, got {bad or 'none'}")
         if not self.point_counts or any(int(k) < 1 for k in self.point_counts):
             raise SambenchError("train stable-sam: point counts must be integers >= 1")
         lo, hi = self.jitter
