@@ -37,7 +37,6 @@ from pathlib import Path
 import numpy as np
 
 from sambench.perf import TUNED_MALLOC  # noqa: E402  (the thresholds the CLI applies)
-SHARED_GRABCUT = Path("/work/shared/data/grabcut/tau_course_subset/data")
 
 
 def _rss_mb() -> float:
@@ -45,23 +44,11 @@ def _rss_mb() -> float:
 
 
 def _samples(n: int):
-    """The first n GrabCut samples: the shipped sample if present, else the shared copy."""
-    try:
-        from sambench.datasets import open_dataset
+    """The first n images of the GrabCut sample shipped in the package (sambench/data/grabcut_sample)."""
+    from sambench.datasets import open_dataset
 
-        ds = open_dataset("grabcut-sample")
-        return [ds.load(i) for i in ds.ids()[:n]]
-    except Exception:  # noqa: BLE001 - fall back to the raw files (benchmark only)
-        import cv2
-
-        from sambench.types import Object, Sample
-
-        out = []
-        for img_path in sorted((SHARED_GRABCUT / "imgs").glob("*.jpg"))[:n]:
-            image = cv2.cvtColor(cv2.imread(str(img_path)), cv2.COLOR_BGR2RGB)
-            gt = cv2.imread(str(SHARED_GRABCUT / "seg_GT" / (img_path.stem + ".bmp")), cv2.IMREAD_GRAYSCALE)
-            out.append(Sample("grabcut", img_path.stem, image, [Object("0", gt > 128)]))
-        return out
+    ds = open_dataset("grabcut-sample")
+    return [ds.load(i) for i in ds.ids()[:n]]
 
 
 def _prompts(sample, draws: int):

@@ -25,15 +25,15 @@ from sambench.types import SambenchError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def card_dirs(kind: str) -> list[Path]:
-    """Directories searched for ``kind`` cards (``models`` or ``protocols``), highest priority first."""
+def card_dirs(section: str) -> list[Path]:
+    """Directories searched for ``section`` cards (``models`` or ``protocols``), highest priority first."""
     dirs: list[Path] = []
     for entry in filter(None, os.environ.get("SAMBENCH_CARDS", "").split(os.pathsep)):
         p = Path(entry)
-        dirs.append(p / kind if (p / kind).is_dir() else p)
-    dirs.append(Path.cwd() / kind)
-    dirs.append(REPO_ROOT / kind)  # a checkout / editable install
-    dirs.append(Path(sys.prefix) / "share" / "sambench" / kind)  # a wheel install (pyproject data-files)
+        dirs.append(p / section if (p / section).is_dir() else p)
+    dirs.append(Path.cwd() / section)
+    dirs.append(REPO_ROOT / section)  # a checkout / editable install
+    dirs.append(Path(sys.prefix) / "share" / "sambench" / section)  # a wheel install (pyproject data-files)
     seen, out = set(), []
     for d in dirs:
         r = d.resolve()
@@ -101,8 +101,11 @@ class ModelCard:
     checkpoint: Optional[CheckpointSpec]
     path: Optional[Path]
     raw: dict = field(default_factory=dict, compare=False)
+    tags: tuple = ()
 
 
+#: ``base`` is read by the stable-sam adapter (the card its plug-in sits on, sambench/stable_sam/base.py).
+#: ``tags`` are free words shown by ``sambench list models``.
 MODEL_FIELDS = {"name", "adapter", "description", "options", "checkpoint", "base", "tags"}
 
 
@@ -120,11 +123,23 @@ def parse_model_card(data: dict, path: Path) -> ModelCard:
             raise SambenchError(f"{path}: field 'checkpoint' must be a mapping with at least 'file'")
         _check_fields(c, {"file", "url", "size", "sha256", "hash_prefix"}, path)
         ckpt = CheckpointSpec(**c)
+    tags = data.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise SambenchError(f"{path}: field 'tags' must be a list of words")
     return ModelCard(name=name, adapter=adapter, description=str(data.get("description", "")).strip(),
-                     options=dict(options), checkpoint=ckpt, path=path, raw=data)
+                     options=dict(options), checkpoint=ckpt, path=path, raw=data, tags=tuple(tags))
 
 
 # ------------------------------------------------------------------------------------------ protocols
+
+#: Preprocessing modes a protocol may ask for (adapters implement them, sambench/adapters/base.py).
+#: ``sam``: the model's own transform (SAM: longest side to 1024, pad to square).
+#: ``hq-sam-1024``: image and prompts resized to 1024×1024 without keeping aspect (HQ-SAM's evaluation).
+PREPROCESSING_MODES = ("sam", "hq-sam-1024")
+
+#: Mask-selection policies. ``single``: one mask per prompt (``multimask_output=False``).
+#: ``best-of-3``: three masks, keep the one with the highest predicted IoU.
+MASK_SELECTIONS = ("single", "best-of-3")
 
 #: Prompt kinds a protocol setting can generate (see sambench/prompts.py).
 PROMPT_KINDS = ("gt-box", "noisy-box", "box-shift", "box-scale", "points")
@@ -135,26 +150,56 @@ PROTOCOL_FIELDS = {"name", "version", "description", "kind", "levels", "settings
 SETTING_FIELDS = {"level", "kind", "scale", "k", "negatives"}
 
 
+#: Prompt kinds whose setting is a box with noise of scale ``scale`` (0 = the GT box).
+BOX_NOISE_KINDS = ("noisy-box", "box-shift", "box-scale")
+
+
 @dataclass(frozen=True)
 class Setting:
-    """One prompt-degradation level of a protocol: a label, a prompt kind and its parameters.
+    """One level of a protocol: its ``level`` label, the prompt ``kind`` and the kind's parameters.
 
-    ``value`` is the numeric x of degradation curves (noise scale, number of points) or None.
+    The one level type from card to report: protocols realise prompts from it, the store records
+    ``level`` and ``level_value``, the report reads it back from the manifest (:meth:`from_dict`).
+    ``level_value`` is the numeric x of degradation curves (noise scale, number of points) or None.
+    ``protocol`` names the card it belongs to (not part of its identity).
     """
 
-    label: str
+    level: str
     kind: str
     params: tuple  # sorted (key, value) pairs, hashable
-    value: Optional[float]
+    level_value: Optional[float]
+    protocol: str = field(default="", compare=False)
 
     @property
     def deterministic(self) -> bool:
         """GT boxes (and zero-noise boxes) do not depend on the draw: one draw is enough."""
-        p = dict(self.params)
-        return self.kind == "gt-box" or (self.kind in ("noisy-box", "box-shift", "box-scale") and p.get("scale") == 0)
+        return self.kind == "gt-box" or (self.kind in BOX_NOISE_KINDS and dict(self.params).get("scale") == 0)
+
+    @property
+    def is_gt_box(self) -> bool:
+        """True for the tight GT box: level/kind ``gt-box`` or a box-noise level of value 0."""
+        if self.level == "gt-box" or self.kind == "gt-box":
+            return True
+        return self.kind in BOX_NOISE_KINDS and self.level_value is not None and float(self.level_value) == 0.0
+
+    @property
+    def family(self) -> str:
+        """``box`` or ``points``: the x axis a degradation curve of this setting belongs to."""
+        return "points" if self.kind == "points" else "box"
 
     def to_dict(self) -> dict:
-        return {"level": self.label, "kind": self.kind, **dict(self.params)}
+        return {"level": self.level, "kind": self.kind, **dict(self.params)}
+
+    @classmethod
+    def from_dict(cls, d: dict, protocol: str = "") -> "Setting":
+        """The setting a manifest's protocol identity records (``to_dict``); an entry this sambench cannot
+        validate (e.g. a kind from another version) is kept as recorded, without a level value."""
+        params = {k: v for k, v in d.items() if k not in ("level", "kind")}
+        try:
+            return make_setting(str(d.get("kind")), params, d.get("level"), f"protocol '{protocol}'", protocol)
+        except SambenchError:
+            return Setting(str(d.get("level")), str(d.get("kind", "unknown")), tuple(sorted(params.items(), key=str)),
+                           None, protocol)
 
 
 @dataclass(frozen=True)
@@ -170,11 +215,11 @@ class ProtocolCard:
     path: Optional[Path]
     raw: dict = field(default_factory=dict, compare=False)
 
-    def setting(self, label: str) -> Setting:
+    def setting(self, level: str) -> Setting:
         for s in self.settings:
-            if s.label == label:
+            if s.level == level:
                 return s
-        raise SambenchError(f"protocol '{self.name}' has no level '{label}' (levels: {', '.join(s.label for s in self.settings)})")
+        raise SambenchError(f"protocol '{self.name}' has no level '{level}' (levels: {', '.join(s.level for s in self.settings)})")
 
     def draws_for(self, setting: Setting) -> int:
         return 1 if setting.deterministic else self.draws
@@ -191,13 +236,13 @@ def level_label(value: float) -> str:
     return format(float(value), "g")
 
 
-def make_setting(kind: str, params: dict, label: Optional[str], where: str) -> Setting:
+def make_setting(kind: str, params: dict, level: Optional[str], where: str, protocol: str = "") -> Setting:
     """Validate one setting; ``where`` names the card (or option) for the error message."""
     if kind not in PROMPT_KINDS:
         raise SambenchError(f"{where}: unknown prompt kind '{kind}' (known: {', '.join(PROMPT_KINDS)})")
     params = dict(params)
     value: Optional[float] = None
-    if kind in ("noisy-box", "box-shift", "box-scale"):
+    if kind in BOX_NOISE_KINDS:
         s = params.get("scale")
         if isinstance(s, bool) or not isinstance(s, (int, float)):
             raise SambenchError(f"{where}: kind '{kind}' needs a numeric noise 'scale', got {s!r}")
@@ -218,9 +263,10 @@ def make_setting(kind: str, params: dict, label: Optional[str], where: str) -> S
         params["negatives"] = int(n)
     elif "negatives" in params:
         raise SambenchError(f"{where}: 'negatives' only applies to 'points' settings")
-    if label is None:
-        label = kind if value is None else level_label(value)
-    return Setting(label=str(label), kind=kind, params=tuple(sorted(params.items())), value=value)
+    if level is None:
+        level = kind if value is None else level_label(value)
+    return Setting(level=str(level), kind=kind, params=tuple(sorted(params.items())), level_value=value,
+                   protocol=protocol)
 
 
 def parse_protocol_card(data: dict, path: Path) -> ProtocolCard:
@@ -233,8 +279,6 @@ def parse_protocol_card(data: dict, path: Path) -> ProtocolCard:
     seed = data.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise SambenchError(f"{path}: 'seed' must be an integer >= 0, got {seed!r}")
-    from sambench.adapters.base import MASK_SELECTIONS, PREPROCESSING_MODES
-
     mask_selection = data.get("mask_selection", "single")
     if mask_selection not in MASK_SELECTIONS:
         raise SambenchError(f"{path}: mask_selection must be one of {', '.join(MASK_SELECTIONS)}, got {mask_selection!r}")
@@ -254,7 +298,7 @@ def parse_protocol_card(data: dict, path: Path) -> ProtocolCard:
             if "kind" not in s:
                 raise SambenchError(f"{path}: settings[{i}] is missing 'kind'")
             params = {k: v for k, v in s.items() if k not in ("level", "kind")}
-            settings.append(make_setting(s["kind"], params, s.get("level"), f"{path}: settings[{i}]"))
+            settings.append(make_setting(s["kind"], params, s.get("level"), f"{path}: settings[{i}]", name))
     else:
         kind = _require(data, "kind", str, path)
         param = LEVEL_PARAM.get(kind, "")
@@ -262,16 +306,16 @@ def parse_protocol_card(data: dict, path: Path) -> ProtocolCard:
             raise SambenchError(f"{path}: unknown prompt kind '{kind}' (known: {', '.join(PROMPT_KINDS)})")
         extra = {"negatives": data["negatives"]} if "negatives" in data else {}
         if param is None:
-            settings.append(make_setting(kind, extra, None, str(path)))
+            settings.append(make_setting(kind, extra, None, str(path), name))
         else:
             levels = _require(data, "levels", list, path)
             if not levels:
                 raise SambenchError(f"{path}: 'levels' is empty")
             for v in levels:
-                settings.append(make_setting(kind, {param: v, **extra}, None, str(path)))
-    labels = [s.label for s in settings]
-    if len(set(labels)) != len(labels):
-        raise SambenchError(f"{path}: duplicate levels {labels}")
+                settings.append(make_setting(kind, {param: v, **extra}, None, str(path), name))
+    levels = [s.level for s in settings]
+    if len(set(levels)) != len(levels):
+        raise SambenchError(f"{path}: duplicate levels {levels}")
     return ProtocolCard(name=name, version=version, description=str(data.get("description", "")).strip(),
                         settings=tuple(settings), draws=draws, seed=seed, mask_selection=mask_selection,
                         preprocessing=preprocessing, path=path, raw=data)
@@ -282,19 +326,19 @@ def with_overrides(card: ProtocolCard, levels: Optional[list[str]] = None, draws
     """A copy of ``card`` restricted/extended to ``levels`` and with other ``draws``/``seed``.
 
     For a single-kind protocol, ``levels`` are new values of its parameter (``--levels 0,0.5,1``); for a
-    suite they select settings by label. Overrides never change the protocol version: a prompt's key
+    suite they select settings by level. Overrides never change the protocol version: a prompt's key
     already contains its level and draw, so prompts shared with the full card stay byte-identical.
     """
     settings = list(card.settings)
     where = f"protocol '{card.name}'"
     if levels:
         kinds = {s.kind for s in card.settings}
-        by_label = {s.label: s for s in card.settings}
+        by_level = {s.level: s for s in card.settings}
         new = []
         for lv in levels:
             lv = str(lv).strip()
-            if lv in by_label:
-                new.append(by_label[lv])
+            if lv in by_level:
+                new.append(by_level[lv])
                 continue
             if len(kinds) == 1 and LEVEL_PARAM.get(next(iter(kinds))):
                 kind = next(iter(kinds))
@@ -304,11 +348,11 @@ def with_overrides(card: ProtocolCard, levels: Optional[list[str]] = None, draws
                     raise SambenchError(f"{where}: level '{lv}' is not a number") from None
                 base = dict(card.settings[0].params)
                 base[LEVEL_PARAM[kind]] = int(num) if kind == "points" and num == int(num) else num
-                new.append(make_setting(kind, base, None, where))
+                new.append(make_setting(kind, base, None, where, card.name))
             else:
-                raise SambenchError(f"{where} has no level '{lv}' (levels: {', '.join(by_label)})")
-        labels = [s.label for s in new]
-        dup = sorted({x for x in labels if labels.count(x) > 1})
+                raise SambenchError(f"{where} has no level '{lv}' (levels: {', '.join(by_level)})")
+        given = [s.level for s in new]
+        dup = sorted({x for x in given if given.count(x) > 1})
         if dup:
             raise SambenchError(f"{where}: level(s) {', '.join(dup)} given twice in --levels")
         settings = new
@@ -323,33 +367,33 @@ def with_overrides(card: ProtocolCard, levels: Optional[list[str]] = None, draws
 # ------------------------------------------------------------------------------------------- lookup
 
 
-def _scan(kind: str) -> dict[str, Path]:
+def _scan(section: str) -> dict[str, Path]:
     found: dict[str, Path] = {}
-    for d in card_dirs(kind):
+    for d in card_dirs(section):
         for p in sorted(d.glob("*.yaml")) + sorted(d.glob("*.yml")):
             found.setdefault(p.stem, p)
     return found
 
 
-def list_cards(kind: str) -> dict[str, Path]:
+def list_cards(section: str) -> dict[str, Path]:
     """Card name → file for ``models`` or ``protocols`` (file stems; a card's ``name`` must match)."""
-    return _scan(kind)
+    return _scan(section)
 
 
-def _load(kind: str, name: str):
-    cards = _scan(kind)
+def _load(section: str, name: str):
+    cards = _scan(section)
     if name not in cards:
         # A path to a card file works too.
         p = Path(name)
         if p.suffix in (".yaml", ".yml") and p.is_file():
             cards = {name: p}
         else:
-            noun = "model" if kind == "models" else "protocol"
+            noun = "model" if section == "models" else "protocol"
             raise SambenchError(f"unknown {noun} '{name}' (known: {', '.join(sorted(cards)) or 'none'}; "
-                                f"cards are read from {', '.join(str(d) for d in card_dirs(kind))})")
+                                f"cards are read from {', '.join(str(d) for d in card_dirs(section))})")
     path = cards[name]
     data = read_yaml(path)
-    card = parse_model_card(data, path) if kind == "models" else parse_protocol_card(data, path)
+    card = parse_model_card(data, path) if section == "models" else parse_protocol_card(data, path)
     if path.stem != card.name and name == path.stem:
         raise SambenchError(f"{path}: card name '{card.name}' does not match its file name '{path.stem}'")
     return card

@@ -34,7 +34,7 @@ summarised in one line.
 **Download.** :func:`download_checkpoint` streams the card's URL with urllib (stdlib) into
 ``<file>.part`` with a tqdm bar, resumes a partial ``.part`` with an HTTP ``Range`` request, checks the
 size and hashes, then renames atomically. ``sambench download MODEL [--dest DIR] [--url URL]``
-(:data:`download_cmd`) is its command line.
+(:mod:`sambench.commands.download`) is its command line.
 """
 
 from __future__ import annotations
@@ -50,8 +50,6 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
-
-import click
 
 from sambench.cards import CheckpointSpec, ModelCard, load_model_card
 from sambench.types import SambenchError, file_digests_of
@@ -264,11 +262,11 @@ class StateDictInfo:
     variant: Optional[str]
 
     def describe(self) -> str:
-        kind = "an HQ-SAM" if self.hq else "a SAM"
+        family = "an HQ-SAM" if self.hq else "a SAM"
         if self.embed_dim is None:
-            return f"{kind} checkpoint without a ViT image encoder"
+            return f"{family} checkpoint without a ViT image encoder"
         name = self.variant or "unknown"
-        return f"{kind} {name} checkpoint (image encoder: {self.depth} blocks of width {self.embed_dim})"
+        return f"{family} {name} checkpoint (image encoder: {self.depth} blocks of width {self.embed_dim})"
 
 
 def inspect_state_dict(sd: dict) -> StateDictInfo:
@@ -477,18 +475,3 @@ def _stream(resp, url: str, part: Path, offset: int, expected: Optional[int], la
                 break
             fh.write(block)
             bar.update(len(block))
-
-
-@click.command("download")
-@click.argument("model")
-@click.option("--dest", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Directory to save into (default: $SAMBENCH_CHECKPOINTS or ~/.cache/sambench/checkpoints).")
-@click.option("--url", default=None, help="Download from this address (a mirror) instead of the card's.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def download_cmd(model: str, dest: Optional[Path], url: Optional[str], quiet: bool) -> None:
-    """Download and verify MODEL's official checkpoint (resumes an interrupted download)."""
-    try:
-        path = download_checkpoint(model, dest_dir=dest, url=url, progress=not quiet)
-    except SambenchError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(str(path))

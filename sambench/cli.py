@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 from pathlib import Path
+from typing import Optional
 
 import click
 
@@ -27,8 +29,8 @@ def _fail(exc: SambenchError) -> None:
 LAZY_COMMANDS = {
     "report": "sambench.report.cli:report_cmd",
     "compare": "sambench.report.cli:compare_cmd",
-    "download": "sambench.checkpoints:download_cmd",
-    "train": "sambench.stable_sam.train:train_cmd",
+    "download": "sambench.commands.download:download_cmd",
+    "train": "sambench.commands.train:train_cmd",
 }
 
 
@@ -78,27 +80,6 @@ def _split(values: tuple) -> list[str]:
     return out
 
 
-def _per_model(values: tuple, models: list[str], what: str) -> dict:
-    """``--checkpoint PATH`` (one model needs it) or ``--checkpoint MODEL=PATH`` (several)."""
-    out: dict = {}
-    for v in values:
-        if "=" in v and v.split("=", 1)[0] in models:
-            m, p = v.split("=", 1)
-            out[m] = p
-        elif len(models) == 1:
-            out[models[0]] = v
-        else:
-            from sambench.cards import load_model_card
-            from sambench.perf import BASELINE_ADAPTERS
-
-            needing = [m for m in models if load_model_card(m).adapter not in BASELINE_ADAPTERS]
-            if len(needing) == 1:
-                out[needing[0]] = v
-            else:
-                raise SambenchError(f"--{what} {v}: several models in this run; write --{what} MODEL=PATH")
-    return out
-
-
 def _parse_options(values: tuple, models: list[str]) -> dict:
     """``--option MODEL.key=value`` or ``--option key=value`` (every model); values parsed as YAML scalars."""
     import yaml
@@ -138,78 +119,111 @@ def default_run_dir(models: list[str], protocols: list[str], datasets: list[str]
     return Path("runs") / f"{slug}_{stable_hash(models, protocols, datasets, extra)[:8]}"
 
 
+def dataset_options(default: tuple = (), multiple: bool = True, pass_given: bool = False):
+    """The dataset options ``run`` and ``prompts export`` share (--dataset, --format, --images, --masks,
+    --name, --dataset-option). The command receives them as ``datasets``, a list of DatasetSpec (the
+    ``default`` names when no --dataset/--images is given), and with ``pass_given`` a ``datasets_given`` flag."""
+
+    def decorate(command):
+        opts = [
+            click.option("--dataset", "-d", "datasets", multiple=True,
+                         help="Dataset name or path" + (" (repeatable)." if multiple else f" (default: {', '.join(default)}).")),
+            click.option("--format", "fmt", type=click.Choice(["folder", "coco"]), default=None,
+                         help="Format of --dataset PATH (default: auto)."),
+            click.option("--images", default=None, help="Folder dataset: image directory (with --masks)."),
+            click.option("--masks", default=None, help="Folder dataset: mask directory (with --images)."),
+            click.option("--name", "ds_name", default=None,
+                         help="Name for a --dataset PATH in result keys (default: derived from the path)."),
+            click.option("--dataset-option", "ds_options", multiple=True,
+                         help="Dataset loader option key=value (e.g. min_area=100, categories=person)."),
+        ]
+        for opt in reversed(opts):
+            command = opt(command)
+
+        @functools.wraps(command)
+        def wrapper(*args, datasets, fmt, images, masks, ds_name, ds_options, **kwargs):
+            if not multiple and len(datasets) > 1:
+                raise SambenchError("--dataset: give one dataset")
+            given = bool(datasets or images or masks)
+            names = list(datasets) if datasets or images or masks else list(default)
+            specs = _dataset_specs(names, fmt, images, masks, ds_name, _key_values(ds_options, "--dataset-option"))
+            extra = {"datasets_given": given} if pass_given else {}
+            return command(*args, datasets=specs, **extra, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def _dataset_specs(datasets: list[str], fmt, images, masks, ds_name, options: dict) -> list:
+    from sambench.datasets import DatasetSpec
+
+    if images or masks:
+        if not (images and masks):
+            raise SambenchError("--images and --masks go together")
+        return [DatasetSpec(spec=datasets[0] if datasets else images, format="folder", name=ds_name, images=images,
+                            masks=masks, options=options)]
+    return [DatasetSpec(spec=d, format=fmt, name=ds_name if len(datasets) == 1 else None, options=options)
+            for d in datasets]
+
+
+def _shard(text: Optional[str]) -> Optional[tuple[int, int]]:
+    if not text:
+        return None
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise SambenchError(f"--shard {text}: expected I/N, e.g. 0/4") from None
+    return i, n
+
+
 @main.command("run")
 @click.option("--model", "-m", "models", multiple=True, help="Model card name (repeatable, or comma-separated).")
 @click.option("--protocol", "-p", "protocols", multiple=True, help="Protocol card name (repeatable).")
-@click.option("--dataset", "-d", "datasets", multiple=True, help="Dataset name or path (repeatable).")
-@click.option("--format", "fmt", type=click.Choice(["folder", "coco"]), default=None, help="Format of --dataset PATH (default: auto).")
-@click.option("--images", default=None, help="Folder dataset: image directory (with --masks).")
-@click.option("--masks", default=None, help="Folder dataset: mask directory (with --images).")
-@click.option("--name", "ds_name", default=None, help="Name for a --dataset PATH (default: derived from the path).")
+@dataset_options(default=tuple(DEFAULT_RUN["datasets"]), pass_given=True)
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=None, help="Run directory (default: under ./runs/, derived from the command so re-running resumes).")
 @click.option("--levels", default=None, help="Override protocol levels, e.g. 0,0.2,0.4 or gt-box,1-point.")
 @click.option("--draws", type=int, default=None, help="Override draws per level.")
 @click.option("--seed", type=int, default=None, help="Override the protocols' seed.")
 @click.option("--limit", type=int, default=None, help="Only the first N images of each dataset.")
 @click.option("--shard", default=None, help="I/N: only the images of shard I of N (stable hash of dataset and image id).")
-@click.option("--dataset-option", "ds_options", multiple=True, help="Dataset loader option key=value (e.g. min_area=100, categories=person).")
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]), show_default=True)
 @click.option("--checkpoint", "checkpoints", multiple=True, help="Weights file: PATH, or MODEL=PATH with several models.")
 @click.option("--plugin", "plugins", multiple=True, help="Stable-SAM plug-in file: PATH or MODEL=PATH.")
 @click.option("--option", "options", multiple=True, help="Adapter option: key=value or MODEL.key=value.")
-@click.option("--chunk-size", type=int, default=64, show_default=True, help="Prompts handed to the adapter per predict() call (the adapter batches its decoder in its own chunk_size option).")
+@click.option("--prompts-per-call", "--chunk-size", "prompts_per_call", type=int, default=64, show_default=True,
+              help="Prompts handed to the adapter per predict() call (SAM adapters batch their decoder in their own "
+                   "chunk_size option). --chunk-size is the old spelling.")
 @click.option("--workers", type=int, default=None, help="Processes over images (default: CPU count if every model is a classical baseline, else 1).")
 @click.option("--keep-going", is_flag=True, help="Exit 0 even if some samples failed (they are still recorded).")
 @click.option("--retry-failed", is_flag=True, help="Delete this run's failed rows of the given models first, so they run again.")
 @click.option("--no-report", is_flag=True, help="Do not write the report into the run directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def run_cmd(models, protocols, datasets, fmt, images, masks, ds_name, out, levels, draws, seed, limit, shard,
-            ds_options, device,
-            checkpoints, plugins, options, chunk_size, workers, keep_going, retry_failed, no_report, quiet) -> None:
+def run_cmd(models, protocols, datasets, datasets_given, out, levels, draws, seed, limit, shard, device, checkpoints, plugins,
+            options, prompts_per_call, workers, keep_going, retry_failed, no_report, quiet) -> None:
     """Run models × protocols × datasets and store every prompt's result (resumable).
 
     With no --model/--protocol/--dataset it runs the embedded default: grabcut and box-fill on the
     shipped GrabCut sample with the noisy-box protocol (levels 0,0.2,...,1, 5 draws).
     """
-    from sambench.runner import DatasetSpec, RunConfig, run
+    from sambench.adapters import route_files
+    from sambench.runner import RunConfig, default_workers, run
 
-    models_l, protocols_l, datasets_l = _split(models), _split(protocols), list(datasets)
-    ds_opts = _key_values(ds_options, "--dataset-option")
-    shard_t = None
-    if shard:
-        try:
-            i, n = (int(x) for x in shard.split("/"))
-        except ValueError:
-            raise SambenchError(f"--shard {shard}: expected I/N, e.g. 0/4") from None
-        shard_t = (i, n)
-    is_default = not (models_l or protocols_l or datasets_l or images)
+    models_l, protocols_l, specs = _split(models), _split(protocols), datasets
+    is_default = not (models_l or protocols_l or datasets_given)
     models_l = models_l or list(DEFAULT_RUN["models"])
     protocols_l = protocols_l or list(DEFAULT_RUN["protocols"])
-    if images or masks:
-        if not (images and masks):
-            raise SambenchError("--images and --masks go together")
-        specs = [DatasetSpec(spec=datasets_l[0] if datasets_l else images, format="folder", name=ds_name,
-                             images=images, masks=masks, options=ds_opts)]
-    else:
-        datasets_l = datasets_l or list(DEFAULT_RUN["datasets"])
-        specs = [DatasetSpec(spec=d, format=fmt, name=ds_name if len(datasets_l) == 1 else None, options=ds_opts)
-                 for d in datasets_l]
     levels_l = _split((levels,)) if levels else (list(DEFAULT_RUN["levels"]) if is_default else None)
     draws = draws if draws is not None else (DEFAULT_RUN["draws"] if is_default else None)
-    if workers is None:
-        from sambench.cards import load_model_card
-        from sambench.perf import BASELINE_ADAPTERS
-
-        baseline = all(load_model_card(m).adapter in BASELINE_ADAPTERS for m in models_l)
-        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        workers = usable if baseline else 1
+    workers = workers if workers is not None else default_workers(models_l)
+    ds_opts = specs[0].options if specs else {}
     out = out or default_run_dir(models_l, protocols_l, [s.spec for s in specs],
                                  {"levels": levels_l, "draws": draws, "seed": seed, "limit": limit, "shard": shard,
                                   "options": list(options), "dataset_options": ds_opts})
     config = RunConfig(models=models_l, protocols=protocols_l, datasets=specs, out=out, levels=levels_l, draws=draws,
-                       seed=seed, limit=limit, shard=shard_t, chunk_size=chunk_size, workers=workers, device=device,
-                       checkpoints=_per_model(checkpoints, models_l, "checkpoint"),
-                       plugins=_per_model(plugins, models_l, "plugin"),
+                       seed=seed, limit=limit, shard=_shard(shard), prompts_per_call=prompts_per_call,
+                       workers=workers, device=device, checkpoints=route_files(checkpoints, models_l, "checkpoint"),
+                       plugins=route_files(plugins, models_l, "plugin"),
                        model_options=_parse_options(options, models_l), retry_failed=retry_failed,
                        progress=not quiet)
     click.echo(f"sambench run: models {', '.join(models_l)} | protocols {', '.join(protocols_l)} | "
@@ -225,14 +239,12 @@ def run_cmd(models, protocols, datasets, fmt, images, masks, ds_name, out, level
 
 
 def _print_run_summary(result, no_report: bool) -> None:
-    from sambench.store import Store
+    """The summary table (computed once, also for the report), failures, counts and the written files."""
     from sambench.summary import failure_reasons, format_table, summarize
 
-    with Store(result.run_dir, create=False) as st:
-        df = st.frame()
-    table = summarize(df)
+    table = summarize(result.rows)
     click.echo(format_table(table))
-    reasons = failure_reasons(df)
+    reasons = failure_reasons(result.rows)
     if not reasons.empty:
         click.echo(f"\nfailed samples: {int(reasons['count'].sum())}")
         for _, r in reasons.head(10).iterrows():
@@ -245,8 +257,10 @@ def _print_run_summary(result, no_report: bool) -> None:
     click.echo(f"manifest: {result.run_dir / 'manifest.json'}")
     if not no_report:
         from sambench.report import write_report
+        from sambench.store import as_loaded
 
-        written = write_report([result.run_dir], result.run_dir / "report")
+        written = write_report([result.run_dir], result.run_dir / "report", summary=table,
+                               loaded=as_loaded(result.run_dir, result.rows, result.manifest))
         shown = [p for k, p in sorted(written.items()) if Path(p).suffix in (".csv", ".md", ".png", ".html")]
         click.echo("report:   " + "\n          ".join(str(p) for p in shown))
 
@@ -271,9 +285,10 @@ def list_cmd(what: str) -> None:
             continue
         if what == "models":
             ck = f" checkpoint: {card.checkpoint.file}" if card.checkpoint else ""
-            click.echo(f"{name:24s} adapter: {card.adapter}{ck}  ({path})")
+            tags = f"  [{', '.join(card.tags)}]" if card.tags else ""
+            click.echo(f"{name:24s} adapter: {card.adapter}{ck}{tags}  ({path})")
         else:
-            lv = ", ".join(s.label for s in card.settings)
+            lv = ", ".join(s.level for s in card.settings)
             click.echo(f"{name:24s} v{card.version}  levels: {lv}  draws: {card.draws}  ({path})")
 
 
@@ -284,26 +299,17 @@ def prompts_group() -> None:
 
 @prompts_group.command("export")
 @click.option("--protocol", "-p", required=True)
-@click.option("--dataset", "-d", default="grabcut-sample", show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["folder", "coco"]), default=None)
-@click.option("--images", default=None, help="Folder dataset: image directory (with --masks).")
-@click.option("--masks", default=None, help="Folder dataset: mask directory (with --images).")
-@click.option("--name", "ds_name", default=None, help="Dataset name, as given to `run --name`.")
-@click.option("--dataset-option", "ds_options", multiple=True, help="Dataset loader option key=value, as for `run`.")
+@dataset_options(default=("grabcut-sample",), multiple=False)
 @click.option("--levels", default=None)
 @click.option("--draws", type=int, default=None)
 @click.option("--seed", type=int, default=None)
 @click.option("--limit", type=int, default=None)
 @click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="JSON file to write.")
-def prompts_export_cmd(protocol, dataset, fmt, images, masks, ds_name, ds_options, levels, draws, seed, limit,
-                       out) -> None:
+def prompts_export_cmd(protocol, datasets, levels, draws, seed, limit, out) -> None:
     """Write every realised prompt of PROTOCOL on DATASET as JSON, with its hash."""
     from sambench.export import export_prompts
-    from sambench.runner import DatasetSpec
 
-    spec = DatasetSpec(spec=dataset, format="folder" if images else fmt, name=ds_name, images=images, masks=masks,
-                       options=_key_values(ds_options, "--dataset-option"))
-    doc = export_prompts(protocol, spec, levels=_split((levels,)) if levels else None, draws=draws,
+    doc = export_prompts(protocol, datasets[0], levels=_split((levels,)) if levels else None, draws=draws,
                          seed=seed, limit=limit)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")

@@ -19,7 +19,7 @@ from sambench.types import SambenchError
 
 def export_prompts(protocol: str, dataset, levels: Optional[list[str]] = None, draws: Optional[int] = None,
                    seed: Optional[int] = None, limit: Optional[int] = None) -> dict:
-    """``dataset``: a name/path, or a ``sambench.runner.DatasetSpec`` (as a run records it)."""
+    """``dataset``: a name/path, or a :class:`sambench.datasets.DatasetSpec` (as a run records it)."""
     card = with_overrides(load_protocol_card(protocol), levels=levels, draws=draws, seed=seed)
     proto = Protocol(card)
     ds = dataset.open() if hasattr(dataset, "open") else open_dataset(dataset)

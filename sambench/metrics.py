@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from sambench.types import stable_hash
+from sambench.types import keyed_rng
 
 
 def iou(pred: np.ndarray, gt: np.ndarray) -> float:
@@ -91,7 +91,7 @@ def to_coco_rle(rle: dict) -> dict:
 
 
 def decode_rle(rle: dict) -> np.ndarray:
-    """Boolean mask of a COCO RLE dict as produced by :func:`encode_rle`."""
+    """Boolean mask of a COCO RLE dict (``counts`` as str, as :func:`encode_rle` gives, or bytes)."""
     return mask_utils.decode(to_coco_rle(rle)).astype(bool)
 
 
@@ -128,7 +128,7 @@ def bootstrap_ci(values: Sequence[float], n_boot: int = 1000, alpha: float = 0.0
         return float("nan"), float("nan")
     if v.size == 1:
         return float(v[0]), float(v[0])
-    rng = np.random.default_rng(int(stable_hash("bootstrap", key, n_boot), 16))
+    rng = keyed_rng("bootstrap", key, n_boot)
     means = v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1)
     lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
     return float(lo), float(hi)

@@ -14,7 +14,6 @@ import sys
 from typing import Sequence
 
 TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(4 << 30), "MALLOC_TRIM_THRESHOLD_": str(4 << 30)}
-BASELINE_ADAPTERS = ("grabcut", "box-fill")
 
 
 def _models_in(argv: Sequence[str]) -> list[str]:
@@ -35,12 +34,12 @@ def wants_malloc_tuning(argv: Sequence[str], environ: dict) -> bool:
         return False
     if argv[0] == "train":
         return True
-    from sambench.cards import load_model_card
+    from sambench.adapters import is_cpu_baseline
     from sambench.types import SambenchError
 
     for m in _models_in(argv):
         try:
-            if load_model_card(m).adapter not in BASELINE_ADAPTERS:
+            if not is_cpu_baseline(m):
                 return True
         except SambenchError:
             return False  # let the command itself report the unknown name

@@ -32,19 +32,14 @@ from typing import Iterator, Optional
 import numpy as np
 
 from sambench.cards import ProtocolCard, Setting
-from sambench.types import Object, Prompt, SambenchError, stable_hash
+from sambench.types import Object, Prompt, SambenchError, keyed_rng
 
 
-def prompt_key(seed: int, protocol: str, version: int, level: str, draw: int, dataset: str,
-               image_id: str, object_id: str) -> str:
-    """The hex key every random prompt is derived from."""
-    return stable_hash(int(seed), str(protocol), int(version), str(level), int(draw), str(dataset),
-                       str(image_id), str(object_id))
-
-
-def keyed_rng(key_hex: str) -> np.random.Generator:
-    """A fresh PCG64 generator seeded with the 256-bit integer of ``key_hex``."""
-    return np.random.default_rng(int(key_hex, 16))
+def prompt_rng(seed: int, protocol: str, version: int, level: str, draw: int, dataset: str,
+               image_id: str, object_id: str) -> np.random.Generator:
+    """The generator of one prompt: :func:`sambench.types.keyed_rng` of its key (module docstring)."""
+    return keyed_rng(int(seed), str(protocol), int(version), str(level), int(draw), str(dataset),
+                     str(image_id), str(object_id))
 
 
 def gt_box(mask: np.ndarray) -> tuple[float, float, float, float]:
@@ -137,9 +132,9 @@ class Protocol:
         return self.card.name
 
     def prompt(self, setting: Setting, draw: int, dataset: str, image_id: str, obj: Object) -> Prompt:
-        key = prompt_key(self.card.seed, self.card.name, self.card.version, setting.label, draw, dataset,
+        rng = prompt_rng(self.card.seed, self.card.name, self.card.version, setting.level, draw, dataset,
                          image_id, obj.id)
-        return make_prompt(setting, obj.mask, keyed_rng(key))
+        return make_prompt(setting, obj.mask, rng)
 
     def tasks(self, dataset: str, image_id: str, objects: list[Object]) -> Iterator[PromptTask]:
         """Every (level, draw, object) of this image in a fixed order; failures become error tasks."""
@@ -150,7 +145,7 @@ class Protocol:
                         prompt, err = self.prompt(setting, draw, dataset, image_id, obj), None
                     except SambenchError as exc:
                         prompt, err = None, str(exc)
-                    yield PromptTask(self.card.name, self.card.version, setting.label, setting.value, draw,
+                    yield PromptTask(self.card.name, self.card.version, setting.level, setting.level_value, draw,
                                      obj.id, prompt, err)
 
 

@@ -2,65 +2,56 @@
 
 For every image: load it once; for every model, work out which (protocol, level, draw, object) rows
 are still missing from the store (resume), encode the image once per preprocessing mode those rows
-need, decode their prompts in chunks of ``chunk_size``, score each mask against its GT, and write all
-rows of that (model, image) in one transaction. Failures (unreadable image, empty mask, a prompt kind
+need, decode their prompts ``prompts_per_call`` at a time, score each mask against its GT, and write all
+rows of that (model, image) in one transaction. Failures (unreadable image, empty mask, a prompt form
 the model cannot take, any exception an adapter raises in ``encode`` or ``predict`` — out of memory
 included) become ``failed`` rows with their reason: never dropped. Failed rows count as done on resume
 (the same input fails the same way); ``--retry-failed`` deletes them first so they run again.
 
-Images can be spread over a process pool (``workers``): every worker builds its own adapters, results
-come back to the parent, which alone writes to SQLite. Prompts are keyed and baselines reseed their own
-RNG per prompt, so the rows do not depend on the number of workers or on the order of completion.
+:func:`run` reads top-down as its stages: check the configuration, open the protocols and datasets,
+claim their identities in the store, execute the images on an engine, record the manifest.
+
+Engines (:data:`ENGINES`) decide where images are evaluated: ``serial`` in this process, ``process`` on a
+pool of processes where every worker builds its own adapters and results come back to the parent, which
+alone writes to SQLite. Prompts are keyed and baselines reseed their own RNG per prompt, so the rows do not
+depend on the engine, the number of workers or the order of completion.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
-import platform
-import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, NamedTuple, Optional
 
 import numpy as np
+import pandas as pd
 
-import sambench
-from sambench.adapters import build_adapter
+from sambench.adapters import build_adapter, is_cpu_baseline
 from sambench.adapters.base import Adapter
 from sambench.cards import ProtocolCard, load_model_card, load_protocol_card, with_overrides
-from sambench.datasets import Dataset, open_dataset
+from sambench.datasets import Dataset, DatasetSpec
 from sambench.metrics import boundary_iou, encode_rle, iou
 from sambench.prompts import Protocol, PromptTask, prompt_set_hash
-from sambench.store import Row, Store, read_manifest, write_manifest
+from sambench.store import (DATASET_IDENTITY, IMAGE_ROW_COLUMNS, MODEL_IDENTITY, PROTOCOL_IDENTITY, Invocation, Row,
+                            Store, read_manifest, updated_manifest, write_manifest)
 from sambench.types import SambenchError, canonical_json, stable_hash
 
-
-@dataclass
-class DatasetSpec:
-    """How to (re)open a dataset: what ``open_dataset`` takes. Recorded in the manifest."""
-
-    spec: str
-    format: Optional[str] = None
-    name: Optional[str] = None
-    images: Optional[str] = None
-    masks: Optional[str] = None
-    options: dict = field(default_factory=dict)
-
-    def open(self) -> Dataset:
-        return open_dataset(self.spec, format=self.format, name=self.name, images=self.images, masks=self.masks,
-                            **self.options)
-
-    def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None and v != {}}
+__all__ = ["DatasetSpec", "RunConfig", "RunResult", "run", "default_workers", "select_images", "ENGINES"]
 
 
 @dataclass
 class RunConfig:
-    """Everything a run needs; ``checkpoints``/``plugins``/``model_options`` are keyed by model name."""
+    """Everything a run needs; ``checkpoints``/``plugins``/``model_options`` are keyed by model name.
+
+    ``prompts_per_call``: prompts handed to ``adapter.predict`` at once (the adapter may batch its decoder
+    in smaller chunks of its own, e.g. SAM's ``chunk_size`` option). ``workers``: None applies
+    :func:`default_workers`. ``engine``: a name in :data:`ENGINES`; None is ``serial`` for one worker,
+    else ``process``.
+    """
 
     models: list[str]
     protocols: list[str]
@@ -71,8 +62,9 @@ class RunConfig:
     seed: Optional[int] = None
     limit: Optional[int] = None
     shard: Optional[tuple[int, int]] = None
-    chunk_size: int = 64
-    workers: int = 1
+    prompts_per_call: int = 64
+    workers: Optional[int] = None
+    engine: Optional[str] = None
     device: str = "auto"
     checkpoints: dict = field(default_factory=dict)
     plugins: dict = field(default_factory=dict)
@@ -88,11 +80,6 @@ class RunConfig:
         return d
 
 
-#: Fields of a model signature / protocol identity that a resumed run must share with the stored rows.
-MODEL_IDENTITY = ("adapter", "adapter_version", "weights_sha256", "variant", "options", "plugin_id", "plugin_config")
-PROTOCOL_IDENTITY = ("version", "seed", "mask_selection", "preprocessing")
-
-
 @dataclass
 class RunResult:
     run_dir: Path
@@ -101,6 +88,16 @@ class RunResult:
     counters: dict
     wall_time_s: float
     manifest: dict
+    #: Every row of the run directory after the run (``Store.frame``): read once, before the store closes.
+    rows: Optional[pd.DataFrame] = None
+
+
+def default_workers(models: list[str]) -> int:
+    """The worker-count policy: one process per usable CPU when every model is a CPU baseline (a pool
+    over images pays off), else 1 (a torch model uses the cores itself, and loads once)."""
+    if not all(is_cpu_baseline(m) for m in models):
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 # ------------------------------------------------------------------------------------- per image work
@@ -129,181 +126,229 @@ def image_failure_rows(model: str, dataset: str, image_id: str, protocols: Itera
                 protocol_version=p.version, status="failed", error=error) for p in protocols]
 
 
-def evaluate_image(adapter: Adapter, model: str, sample, protocols: list[Protocol], done: set,
-                   chunk_size: int) -> list[Row]:
-    """All missing rows of one (model, image): encode once per preprocessing, decode in chunks, score."""
-    gts = {o.id: o for o in sample.objects}
-    rows: list[Row] = []
-    # (preprocessing, mask_selection) → tasks; the encoder runs once per preprocessing mode.
+def _pending(adapter: Adapter, model: str, sample, protocols: list[Protocol], done: set,
+             failed: list[Row]) -> dict[tuple[str, str], list[PromptTask]]:
+    """The tasks still to run, grouped by (preprocessing, mask_selection); unusable ones go to ``failed``."""
     groups: dict[tuple[str, str], list[PromptTask]] = {}
     for proto in protocols:
         for task in proto.tasks(sample.dataset, sample.image_id, sample.objects):
-            if (task.object_id, task.protocol, task.level, task.draw) in done:
+            if tuple(getattr(task, c) for c in IMAGE_ROW_COLUMNS) in done:
                 continue
             if task.prompt is None:
-                rows.append(_row(task, model, sample.dataset, sample.image_id, status="failed",
-                                 error=f"{sample.dataset}/{sample.image_id}/{task.object_id}: {task.error}"))
-            elif task.prompt.kind not in adapter.capabilities:
-                rows.append(_row(task, model, sample.dataset, sample.image_id, status="failed",
-                                 error=f"model '{model}' cannot take a '{task.prompt.kind}' prompt"))
+                failed.append(_row(task, model, sample.dataset, sample.image_id, status="failed",
+                                   error=f"{sample.dataset}/{sample.image_id}/{task.object_id}: {task.error}"))
+            elif task.prompt.form not in adapter.capabilities:
+                failed.append(_row(task, model, sample.dataset, sample.image_id, status="failed",
+                                   error=f"model '{model}' cannot take a '{task.prompt.form}' prompt"))
             else:
                 groups.setdefault((proto.card.preprocessing, proto.card.mask_selection), []).append(task)
+    return groups
+
+
+def _scored_rows(pred, tasks: list[PromptTask], model: str, sample, gt_areas: dict) -> list[Row]:
+    """Rows of one predicted chunk: IoU, boundary IoU, areas, RLE; a mask of the wrong size fails."""
+    gts = {o.id: o.mask for o in sample.objects}
+    rows = []
+    for i, task in enumerate(tasks):
+        mask, gt = pred.masks[i], gts[task.object_id]
+        if mask.shape != gt.shape:
+            rows.append(_row(task, model, sample.dataset, sample.image_id, status="failed",
+                             error=f"model '{model}' returned a {mask.shape} mask for a {gt.shape} image"))
+            continue
+        score = float(pred.scores[i])
+        extras = pred.extras[i] if pred.extras is not None and pred.extras[i] else None
+        rows.append(_row(task, model, sample.dataset, sample.image_id,
+                         iou=iou(mask, gt), biou=boundary_iou(mask, gt),
+                         score=None if np.isnan(score) else score,
+                         gt_area=gt_areas[task.object_id], pred_area=int(np.count_nonzero(mask)),
+                         mask_rle=canonical_json(encode_rle(mask)),
+                         extras=canonical_json(extras) if extras else None, status="ok"))
+    return rows
+
+
+def evaluate_image(adapter: Adapter, model: str, sample, protocols: list[Protocol], done: set,
+                   prompts_per_call: int) -> list[Row]:
+    """All missing rows of one (model, image): encode once per preprocessing, decode in calls, score."""
+    rows: list[Row] = []
+    groups = _pending(adapter, model, sample, protocols, done, rows)
     states: dict[str, Any] = {}
     encode_errors: dict[str, str] = {}
     gt_areas = {o.id: int(np.count_nonzero(o.mask)) for o in sample.objects}
+    where = f"{sample.dataset}/{sample.image_id}"
     for (prep, selection), tasks in groups.items():
         if prep not in states and prep not in encode_errors:
             try:
                 states[prep] = adapter.encode(sample.image, prep)
             except Exception as exc:  # recorded, never dropped: the run goes on with the next group
-                encode_errors[prep] = _describe(exc, f"model '{model}' failed to encode {sample.dataset}/{sample.image_id}")
+                encode_errors[prep] = _describe(exc, f"model '{model}' failed to encode {where}")
         if prep in encode_errors:
             rows.extend(_row(t, model, sample.dataset, sample.image_id, status="failed", error=encode_errors[prep])
                         for t in tasks)
             continue
-        for start in range(0, len(tasks), chunk_size):
-            chunk = tasks[start:start + chunk_size]
+        for start in range(0, len(tasks), prompts_per_call):
+            chunk = tasks[start:start + prompts_per_call]
             try:
                 pred = adapter.predict(states[prep], [t.prompt for t in chunk], mask_selection=selection)
             except Exception as exc:
-                err = _describe(exc, f"model '{model}' failed to decode on {sample.dataset}/{sample.image_id}")
+                err = _describe(exc, f"model '{model}' failed to decode on {where}")
                 rows.extend(_row(t, model, sample.dataset, sample.image_id, status="failed", error=err) for t in chunk)
                 continue
-            for i, task in enumerate(chunk):
-                mask = pred.masks[i]
-                gt = gts[task.object_id].mask
-                if mask.shape != gt.shape:
-                    rows.append(_row(task, model, sample.dataset, sample.image_id, status="failed",
-                                     error=f"model '{model}' returned a {mask.shape} mask for a {gt.shape} image"))
-                    continue
-                score = float(pred.scores[i])
-                extras = pred.extras[i] if pred.extras is not None and pred.extras[i] else None
-                rows.append(_row(task, model, sample.dataset, sample.image_id,
-                                 iou=iou(mask, gt), biou=boundary_iou(mask, gt),
-                                 score=None if np.isnan(score) else score,
-                                 gt_area=gt_areas[task.object_id], pred_area=int(np.count_nonzero(mask)),
-                                 mask_rle=canonical_json(encode_rle(mask)),
-                                 extras=canonical_json(extras) if extras else None, status="ok"))
+            rows.extend(_scored_rows(pred, chunk, model, sample, gt_areas))
             del pred
     return rows
 
 
-# ------------------------------------------------------------------------------------- worker plumbing
+class ImageJob(NamedTuple):
+    """One image to evaluate: its dataset (index into the run's datasets), id, and per model the
+    :data:`~sambench.store.IMAGE_ROW_COLUMNS` already stored."""
+
+    dataset_index: int
+    image_id: str
+    done_by_model: dict
+
+
+class ImageResult(NamedTuple):
+    """Rows per model of one image, and each adapter's counter increments."""
+
+    image_id: str
+    rows: dict
+    counters: dict
+
+
+class ImageWork:
+    """Evaluates images: holds the protocols, the opened datasets and the adapters (built on first use)."""
+
+    def __init__(self, config: RunConfig, protocols: list[Protocol], datasets: Optional[list[Dataset]] = None,
+                 adapters: Optional[dict[str, Adapter]] = None) -> None:
+        self.config, self.protocols = config, protocols
+        self.datasets: dict[int, Dataset] = dict(enumerate(datasets or []))
+        self.adapters: dict[str, Adapter] = dict(adapters or {})
+
+    def adapter(self, model: str) -> Adapter:
+        if model not in self.adapters:
+            c = self.config
+            self.adapters[model] = build_adapter(model, device=c.device, checkpoint=c.checkpoints.get(model),
+                                                 plugin=c.plugins.get(model), options=c.model_options.get(model))
+        return self.adapters[model]
+
+    def dataset(self, index: int) -> Dataset:
+        if index not in self.datasets:
+            self.datasets[index] = self.config.datasets[index].open()
+        return self.datasets[index]
+
+    def __call__(self, job: ImageJob) -> ImageResult:
+        ds = self.dataset(job.dataset_index)
+        rows: dict[str, list[Row]] = {}
+        counters: dict[str, dict] = {}
+        try:
+            sample = ds.load(job.image_id)
+        except SambenchError as exc:
+            for model in job.done_by_model:
+                rows[model] = image_failure_rows(model, ds.name, job.image_id, [p.card for p in self.protocols],
+                                                 str(exc))
+            return ImageResult(job.image_id, rows, counters)
+        for model, done in job.done_by_model.items():
+            ad = self.adapter(model)
+            before = ad.counters()
+            rows[model] = evaluate_image(ad, model, sample, self.protocols, done, self.config.prompts_per_call)
+            after = ad.counters()
+            counters[model] = {k: after[k] - before[k] for k in after}
+        return ImageResult(job.image_id, rows, counters)
+
+
+# ------------------------------------------------------------------------------------------- engines
+
+
+class SerialEngine:
+    """Images one after another in this process, with the parent's adapters."""
+
+    def __init__(self, work: ImageWork, workers: int = 1) -> None:
+        self.work = work
+
+    def map(self, jobs: Iterable[ImageJob]) -> Iterator[ImageResult]:
+        for job in jobs:  # lazily: each job's done keys are read just before it runs
+            yield self.work(job)
+
+    def close(self) -> None:
+        pass
+
 
 _WORKER: dict = {}
 
 
 def _worker_init(config: RunConfig) -> None:
-    _WORKER.clear()
-    _WORKER["config"] = config
-    _WORKER["protocols"] = _protocols(config)
-    _WORKER["adapters"] = {}
-    _WORKER["datasets"] = {}
+    _WORKER["work"] = ImageWork(config, protocols_of(config))
 
 
-def _adapter(config: RunConfig, cache: dict, model: str) -> Adapter:
-    if model not in cache:
-        cache[model] = build_adapter(model, device=config.device, checkpoint=config.checkpoints.get(model),
-                                     plugin=config.plugins.get(model), options=config.model_options.get(model))
-    return cache[model]
+def _worker_job(job: ImageJob) -> ImageResult:
+    return _WORKER["work"](job)
 
 
-def _process_image(ds_index: int, image_id: str, done_by_model: dict) -> tuple[str, dict, dict]:
-    """Worker entry: rows per model for one image, plus adapter counters deltas."""
-    config: RunConfig = _WORKER["config"]
-    if ds_index not in _WORKER["datasets"]:
-        _WORKER["datasets"][ds_index] = config.datasets[ds_index].open()
-    ds = _WORKER["datasets"][ds_index]
-    return image_id, *_image_rows(config, ds, image_id, _WORKER["protocols"], _WORKER["adapters"], done_by_model)
+class ProcessPoolEngine:
+    """Images spread over ``workers`` processes; each builds its own adapters and datasets from the
+    config (so the config must pickle); results arrive in completion order."""
+
+    def __init__(self, work: ImageWork, workers: int) -> None:
+        self.pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(work.config,))
+
+    def map(self, jobs: Iterable[ImageJob]) -> Iterator[ImageResult]:
+        futures = [self.pool.submit(_worker_job, job) for job in jobs]
+        for fut in as_completed(futures):
+            yield fut.result()
+
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
 
 
-def _image_rows(config: RunConfig, ds: Dataset, image_id: str, protocols: list[Protocol], adapters: dict,
-                done_by_model: dict) -> tuple[dict, dict]:
-    rows: dict[str, list[Row]] = {}
-    counters: dict[str, dict] = {}
-    try:
-        sample = ds.load(image_id)
-    except SambenchError as exc:
-        for model in done_by_model:
-            rows[model] = image_failure_rows(model, ds.name, image_id, [p.card for p in protocols], str(exc))
-        return rows, counters
-    for model, done in done_by_model.items():
-        ad = _adapter(config, adapters, model)
-        before = ad.counters()
-        rows[model] = evaluate_image(ad, model, sample, protocols, done, config.chunk_size)
-        after = ad.counters()
-        counters[model] = {k: after[k] - before[k] for k in after}
-    return rows, counters
+#: Engine name → class taking ``(work, workers)`` with ``map(jobs)`` and ``close()``.
+ENGINES = {"serial": SerialEngine, "process": ProcessPoolEngine}
 
 
-# ------------------------------------------------------------------------------------------- the run
+def make_engine(work: ImageWork, workers: int, name: Optional[str] = None):
+    name = name or ("serial" if workers == 1 else "process")
+    if name not in ENGINES:
+        raise SambenchError(f"unknown engine '{name}' (known: {', '.join(ENGINES)})")
+    return ENGINES[name](work, workers)
 
 
-def _protocols(config: RunConfig) -> list[Protocol]:
-    return [Protocol(with_overrides(load_protocol_card(p), levels=config.levels, draws=config.draws, seed=config.seed))
-            for p in config.protocols]
+# ------------------------------------------------------------------------------------------- stages
 
 
-def git_commit() -> Optional[str]:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
-                             text=True, timeout=5)
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def library_versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    libs = {"python": platform.python_version()}
-    for name in ("numpy", "opencv-python-headless", "pycocotools", "torch", "torchvision", "segment-anything",
-                 "segment-anything-hq", "timm", "pandas", "scipy"):
-        try:
-            libs[name] = version(name)
-        except PackageNotFoundError:
-            libs[name] = None
-    return libs
-
-
-def prompt_hashes(store: Store) -> dict:
-    """:func:`sambench.prompts.prompt_set_hash` of the stored prompts, per protocol and dataset."""
-    cur = store.conn.execute("SELECT DISTINCT protocol, dataset, image_id, object_id, level, draw, prompt_hash "
-                             "FROM results WHERE prompt_hash IS NOT NULL")
-    groups: dict[tuple, list] = {}
-    for protocol, dataset, *entry in cur:
-        groups.setdefault((protocol, dataset), []).append(entry)
-    out: dict = {}
-    for (protocol, dataset), entries in groups.items():
-        out.setdefault(protocol, {})[dataset] = prompt_set_hash(entries)
-    return out
-
-
-def run(config: RunConfig) -> RunResult:
-    """Run (or resume) the benchmark described by ``config`` into ``config.out``."""
-    t0 = time.perf_counter()
-    if config.chunk_size < 1:
-        raise SambenchError(f"--chunk-size must be >= 1, got {config.chunk_size}")
+def check_config(config: RunConfig) -> None:
+    """Refuse impossible numbers and unknown model names before any work."""
+    if config.prompts_per_call < 1:
+        raise SambenchError(f"--prompts-per-call must be >= 1, got {config.prompts_per_call}")
     if config.shard is not None and not (0 <= config.shard[0] < config.shard[1]):
         raise SambenchError(f"--shard must be I/N with 0 <= I < N, got {config.shard[0]}/{config.shard[1]}")
     if config.limit is not None and config.limit < 1:
         raise SambenchError(f"--limit must be >= 1, got {config.limit}")
+    if config.workers is not None and config.workers < 1:
+        raise SambenchError(f"--workers must be >= 1, got {config.workers}")
     for m in config.models:
-        load_model_card(m)  # unknown names fail before any work
-    protocols = _protocols(config)
+        load_model_card(m)
+
+
+def protocols_of(config: RunConfig) -> list[Protocol]:
+    return [Protocol(with_overrides(load_protocol_card(p), levels=config.levels, draws=config.draws, seed=config.seed))
+            for p in config.protocols]
+
+
+def open_datasets(config: RunConfig) -> list[Dataset]:
     datasets = [s.open() for s in config.datasets]
     names = [d.name for d in datasets]
     if len(set(names)) != len(names):
         raise SambenchError(f"two datasets share the name '{[n for n in names if names.count(n) > 1][0]}': give --name")
+    return datasets
 
-    run_dir = Path(config.out)
-    store = Store(run_dir)
-    old = read_manifest(run_dir)
-    adapters: dict[str, Adapter] = {}
-    signatures = {m: _adapter(config, adapters, m).signature() for m in config.models}
+
+def claim_identities(store: Store, work: ImageWork, datasets: list[Dataset]) -> tuple[dict, dict]:
+    """Record every model, protocol and dataset identity before the first row (or refuse a changed one).
+    Returns (model signatures, dataset manifest entries)."""
+    config = work.config
+    signatures = {m: work.adapter(m).signature() for m in config.models}
     for m, sig in signatures.items():
         store.claim_identity("model", m, sig, MODEL_IDENTITY)
-    for p in protocols:
+    for p in work.protocols:
         ident = p.card.identity()
         ident["settings"] = {s.pop("level"): s for s in ident["settings"]}
         store.claim_identity("protocol", p.name, ident, PROTOCOL_IDENTITY)
@@ -311,42 +356,8 @@ def run(config: RunConfig) -> RunResult:
     for spec, d in zip(config.datasets, datasets):
         ds_info[d.name] = {"content_hash": d.content_hash(), "n_images": len(d.ids()), "spec": spec.to_dict(),
                            "describe": d.describe()}
-        store.claim_identity("dataset", d.name, {"content_hash": ds_info[d.name]["content_hash"]}, ("content_hash",))
-    if config.retry_failed:
-        store.delete_failed(config.models)
-
-    workers = max(1, int(config.workers))
-    counters = {m: {"encoder_calls": 0, "decoded_prompts": 0} for m in config.models}
-    rows_added = 0
-    pool = None
-    if workers > 1:
-        pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(config,))
-    try:
-        for di, ds in enumerate(datasets):
-            ids = select_images(ds.name, ds.ids(), config.limit, config.shard)
-            bar = _progress(config, len(ids), ds.name)
-            jobs = []
-            for image_id in ids:
-                done_by_model = {m: store.done_keys(m, ds.name, image_id) for m in config.models}
-                if pool is None:
-                    rows, cnt = _image_rows(config, ds, image_id, protocols, adapters, done_by_model)
-                    rows_added += _commit(store, rows, cnt, counters, bar)
-                else:
-                    jobs.append(pool.submit(_process_image, di, image_id, done_by_model))
-            for fut in as_completed(jobs):
-                _, rows, cnt = fut.result()
-                rows_added += _commit(store, rows, cnt, counters, bar)
-            bar.close()
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-
-    counts = store.count()
-    manifest = _manifest(config, old, protocols, ds_info, signatures, counters, prompt_hashes(store), counts,
-                         time.perf_counter() - t0)
-    write_manifest(run_dir, manifest)
-    store.close()
-    return RunResult(run_dir, rows_added, counts, counters, time.perf_counter() - t0, manifest)
+        store.claim_identity("dataset", d.name, {"content_hash": ds_info[d.name]["content_hash"]}, DATASET_IDENTITY)
+    return signatures, ds_info
 
 
 def select_images(dataset: str, ids: list[str], limit: Optional[int], shard: Optional[tuple[int, int]]) -> list[str]:
@@ -360,11 +371,36 @@ def select_images(dataset: str, ids: list[str], limit: Optional[int], shard: Opt
     return [x for x in ids if int(stable_hash("shard", dataset, x), 16) % n == i]
 
 
-def _commit(store: Store, rows: dict, cnt: dict, counters: dict, bar) -> int:
+def _jobs(store: Store, models: list[str], index: int, ds: Dataset, ids: list[str]) -> Iterator[ImageJob]:
+    for image_id in ids:
+        yield ImageJob(index, image_id, {m: store.done_keys(m, ds.name, image_id) for m in models})
+
+
+def execute(store: Store, work: ImageWork, datasets: list[Dataset]) -> tuple[int, dict]:
+    """Evaluate every selected image of every dataset on the engine; write each image's rows as they come.
+    Returns (rows added, counters per model)."""
+    config = work.config
+    workers = config.workers if config.workers is not None else default_workers(config.models)
+    counters = {m: {"encoder_calls": 0, "decoded_prompts": 0} for m in config.models}
+    rows_added = 0
+    engine = make_engine(work, workers, config.engine)
+    try:
+        for index, ds in enumerate(datasets):
+            ids = select_images(ds.name, ds.ids(), config.limit, config.shard)
+            bar = _progress(config, len(ids), ds.name)
+            for result in engine.map(_jobs(store, config.models, index, ds, ids)):
+                rows_added += _commit(store, result, counters, bar)
+            bar.close()
+    finally:
+        engine.close()
+    return rows_added, counters
+
+
+def _commit(store: Store, result: ImageResult, counters: dict, bar) -> int:
     added = 0
-    for model, model_rows in rows.items():
+    for model_rows in result.rows.values():
         added += store.write(model_rows)  # one transaction per (model, image)
-    for model, c in cnt.items():
+    for model, c in result.counters.items():
         for k, v in c.items():
             counters[model][k] += v
     bar.rows = getattr(bar, "rows", 0) + added
@@ -380,38 +416,44 @@ def _progress(config: RunConfig, total: int, name: str):
                 file=sys.stderr, smoothing=0.1)
 
 
-def _manifest(config: RunConfig, old: dict, protocols: list[Protocol], ds_info: dict, signatures: dict,
-              counters: dict, phashes: dict, counts: dict, wall: float) -> dict:
-    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    prev_counters = old.get("counters", {})
-    merged_counters = {m: dict(v) for m, v in prev_counters.items()}
-    for m, c in counters.items():
-        acc = merged_counters.setdefault(m, {"encoder_calls": 0, "decoded_prompts": 0})
-        for k, v in c.items():
-            acc[k] = acc.get(k, 0) + v
-    protos = dict(old.get("protocols", {}))
-    for p in protocols:
-        protos[p.name] = {"version": p.card.version, "identity": p.card.identity(), "seed": p.card.seed,
-                          "card": str(p.card.path) if p.card.path else None}
-    for p, by_ds in phashes.items():
-        protos.setdefault(p, {})["prompt_hash"] = by_ds
-    invocations = list(old.get("invocations", []))
-    invocations.append({"at": now, "argv": sys.argv, "config": config.public(), "wall_time_s": round(wall, 3),
-                        "counters": counters})
-    return {
-        "sambench_version": sambench.__version__,
-        "schema_version": 1,
-        "git_commit": git_commit(),
-        "created": old.get("created", now),
-        "updated": now,
-        "config": config.public(),
-        "protocols": protos,
-        "datasets": {**old.get("datasets", {}), **ds_info},
-        "models": {**old.get("models", {}), **signatures},
-        "seed": config.seed,
-        "libraries": library_versions(),
-        "platform": {"machine": platform.machine(), "system": platform.system(), "cpus": os.cpu_count()},
-        "counters": merged_counters,
-        "rows": counts,
-        "invocations": invocations,
-    }
+def prompt_hashes(store: Store) -> dict:
+    """:func:`sambench.prompts.prompt_set_hash` of the stored prompts, per protocol and dataset."""
+    out: dict = {}
+    for (protocol, dataset), entries in store.prompt_entries().items():
+        out.setdefault(protocol, {})[dataset] = prompt_set_hash(entries)
+    return out
+
+
+def record_manifest(store: Store, work: ImageWork, signatures: dict, ds_info: dict, counters: dict,
+                    wall: float) -> dict:
+    """Merge this run into ``manifest.json`` (sambench.store owns the format) and return it."""
+    config = work.config
+    protocols = {p.name: {"version": p.card.version, "identity": p.card.identity(), "seed": p.card.seed,
+                          "card": str(p.card.path) if p.card.path else None} for p in work.protocols}
+    new = Invocation(config=config.public(), seed=config.seed, protocols=protocols,
+                     prompt_hashes=prompt_hashes(store), datasets=ds_info, models=signatures, counters=counters,
+                     rows=store.count(), wall_time_s=wall)
+    manifest = updated_manifest(read_manifest(store.run_dir), new)
+    write_manifest(store.run_dir, manifest)
+    return manifest
+
+
+def run(config: RunConfig, adapters: Optional[dict[str, Adapter]] = None,
+        datasets: Optional[list[Dataset]] = None) -> RunResult:
+    """Run (or resume) the benchmark described by ``config`` into ``config.out``.
+
+    ``adapters`` (model name → built adapter) and ``datasets`` (opened, in ``config.datasets`` order)
+    replace building them from the config, for callers that hold the objects (:mod:`sambench.api`).
+    """
+    t0 = time.perf_counter()
+    check_config(config)
+    work = ImageWork(config, protocols_of(config), datasets or open_datasets(config), adapters)
+    datasets = [work.dataset(i) for i in range(len(config.datasets))]
+    with Store(config.out) as store:
+        signatures, ds_info = claim_identities(store, work, datasets)
+        if config.retry_failed:
+            store.delete_failed(config.models)
+        rows_added, counters = execute(store, work, datasets)
+        manifest = record_manifest(store, work, signatures, ds_info, counters, time.perf_counter() - t0)
+        counts, rows = manifest["rows"], store.frame()
+    return RunResult(Path(config.out), rows_added, counts, counters, time.perf_counter() - t0, manifest, rows)

@@ -1,10 +1,13 @@
-"""The results store: one SQLite file and one manifest JSON per run directory.
+"""The results store: one SQLite file and one manifest JSON per run directory. It owns both formats.
 
-``RUN_DIR/results.sqlite`` holds one row per (model, dataset, image_id, object_id, protocol, level, draw)
-— the primary key — with the prompt (JSON + sha256), IoU, boundary IoU, the model's score, the
-predicted mask as COCO RLE, per-prompt extras, and a status (``ok`` or ``failed`` with its error).
-A failure that concerns a whole image (unreadable file, mask of the wrong size, ...) is one row with
-``object_id = ''``, ``level = ''`` and ``draw = -1`` for each model and protocol it blocked.
+``RUN_DIR/results.sqlite`` holds one :class:`Row` per result key :data:`KEY_COLUMNS` = (model, dataset,
+image_id, object_id, protocol, level, draw) with the prompt (JSON + sha256), IoU, boundary IoU, the
+model's score, the predicted mask as COCO RLE, per-prompt extras, and a status (``ok`` or ``failed``
+with its error). A failure that concerns a whole image (unreadable file, mask of the wrong size, ...) is
+one row with ``object_id = ''``, ``level = ''`` and ``draw = -1`` for each model and protocol it blocked.
+The columns are declared once, by :class:`Row`; the table schema, the key and every grouping of rows
+(:data:`LEVEL_COLUMNS`, :data:`OBJECT_COLUMNS`, :data:`PROMPT_COLUMNS`) are derived from it, in its order.
+Every SQL statement of sambench is in this module.
 
 Rows of one image are written in one transaction, so a run killed at any point (even SIGKILL) leaves
 only whole images behind; re-running the same command skips every key already present, and since
@@ -15,15 +18,21 @@ The ``info`` table records, before the first row, the identity of every model (w
 protocol (version, seed, decoding, level settings) and dataset (content hash) the store holds results of
 (:meth:`Store.claim_identity`); a resume with a different one is refused.
 
-``RUN_DIR/manifest.json`` describes the run (written by ``sambench.runner`` at the end of each run). Reports, ``compare`` and
-merges read only these two files.
+``RUN_DIR/manifest.json`` describes the run: :func:`updated_manifest` merges one more invocation into it,
+:func:`merge_manifests` merges the manifests of several runs (first wins, disagreements listed).
+Reports, ``compare`` and merges read only these two files.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
+import os
+import platform
 import sqlite3
-from dataclasses import dataclass
+import subprocess
+import sys
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -35,67 +44,62 @@ DB_NAME = "results.sqlite"
 MANIFEST_NAME = "manifest.json"
 SCHEMA_VERSION = 1
 
-KEY_COLUMNS = ("model", "dataset", "image_id", "object_id", "protocol", "level", "draw")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS results (
-    model TEXT NOT NULL,
-    dataset TEXT NOT NULL,
-    image_id TEXT NOT NULL,
-    object_id TEXT NOT NULL,
-    protocol TEXT NOT NULL,
-    level TEXT NOT NULL,
-    draw INTEGER NOT NULL,
-    protocol_version INTEGER NOT NULL,
-    level_value REAL,
-    prompt TEXT,
-    prompt_hash TEXT,
-    iou REAL,
-    biou REAL,
-    score REAL,
-    gt_area INTEGER,
-    pred_area INTEGER,
-    mask_rle TEXT,
-    extras TEXT,
-    status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
-    error TEXT,
-    PRIMARY KEY (model, dataset, image_id, object_id, protocol, level, draw)
-);
-CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-
-COLUMNS = ("model", "dataset", "image_id", "object_id", "protocol", "level", "draw", "protocol_version",
-           "level_value", "prompt", "prompt_hash", "iou", "biou", "score", "gt_area", "pred_area", "mask_rle",
-           "extras", "status", "error")
+def _column(sql: str, key: bool = False, **default) -> object:
+    return field(metadata={"sql": sql, "key": key}, **default)
 
 
 @dataclass
 class Row:
-    """One result row; see the module docstring for the meaning of each field."""
+    """One result row: the declaration of the results table (column order, SQL types and the key)."""
 
-    model: str
-    dataset: str
-    image_id: str
-    object_id: str
-    protocol: str
-    level: str
-    draw: int
-    protocol_version: int
-    level_value: Optional[float] = None
-    prompt: Optional[str] = None
-    prompt_hash: Optional[str] = None
-    iou: Optional[float] = None
-    biou: Optional[float] = None
-    score: Optional[float] = None
-    gt_area: Optional[int] = None
-    pred_area: Optional[int] = None
-    mask_rle: Optional[str] = None
-    extras: Optional[str] = None
-    status: str = "ok"
-    error: Optional[str] = None
+    model: str = _column("TEXT NOT NULL", key=True)
+    dataset: str = _column("TEXT NOT NULL", key=True)
+    image_id: str = _column("TEXT NOT NULL", key=True)
+    object_id: str = _column("TEXT NOT NULL", key=True)
+    protocol: str = _column("TEXT NOT NULL", key=True)
+    level: str = _column("TEXT NOT NULL", key=True)
+    draw: int = _column("INTEGER NOT NULL", key=True)
+    protocol_version: int = _column("INTEGER NOT NULL")
+    level_value: Optional[float] = _column("REAL", default=None)
+    prompt: Optional[str] = _column("TEXT", default=None)
+    prompt_hash: Optional[str] = _column("TEXT", default=None)
+    iou: Optional[float] = _column("REAL", default=None)
+    biou: Optional[float] = _column("REAL", default=None)
+    score: Optional[float] = _column("REAL", default=None)
+    gt_area: Optional[int] = _column("INTEGER", default=None)
+    pred_area: Optional[int] = _column("INTEGER", default=None)
+    mask_rle: Optional[str] = _column("TEXT", default=None)
+    extras: Optional[str] = _column("TEXT", default=None)
+    status: str = _column("TEXT NOT NULL CHECK (status IN ('ok', 'failed'))", default="ok")
+    error: Optional[str] = _column("TEXT", default=None)
 
     def values(self) -> tuple:
         return tuple(getattr(self, c) for c in COLUMNS)
+
+
+#: Every column, in table order.
+COLUMNS = tuple(f.name for f in fields(Row))
+#: The result key, in its one order: (model, dataset, image_id, object_id, protocol, level, draw).
+KEY_COLUMNS = tuple(f.name for f in fields(Row) if f.metadata["key"])
+#: A (model, dataset, protocol, level) cell: what the summary table and ``compare`` aggregate over.
+LEVEL_COLUMNS = tuple(c for c in KEY_COLUMNS if c not in ("image_id", "object_id", "draw"))
+#: One object in one cell: the unit of averaging and of the bootstrap.
+OBJECT_COLUMNS = LEVEL_COLUMNS + ("image_id", "object_id")
+#: One realised prompt, whatever the model: (dataset, image_id, object_id, protocol, level, draw).
+PROMPT_COLUMNS = tuple(c for c in KEY_COLUMNS if c != "model")
+#: A row of one (model, dataset, image): what resume compares (:meth:`Store.done_keys`).
+IMAGE_ROW_COLUMNS = tuple(c for c in KEY_COLUMNS if c not in ("model", "dataset", "image_id"))
+
+SCHEMA = (f"CREATE TABLE IF NOT EXISTS results (\n    "
+          + ",\n    ".join(f"{f.name} {f.metadata['sql']}" for f in fields(Row))
+          + f",\n    PRIMARY KEY ({', '.join(KEY_COLUMNS)})\n);\n"
+          "CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);\n")
+
+#: Manifest fields a resumed run must share with the stored rows, per identity.
+MODEL_IDENTITY = ("adapter", "adapter_version", "weights_sha256", "variant", "options", "plugin_id", "plugin_config")
+PROTOCOL_IDENTITY = ("version", "seed", "mask_selection", "preprocessing")
+DATASET_IDENTITY = ("content_hash",)
 
 
 class Store:
@@ -120,29 +124,26 @@ class Store:
         if int(found) != SCHEMA_VERSION:
             raise SambenchError(f"{self.path}: results schema version {found}, this sambench reads {SCHEMA_VERSION}")
 
-    def claim_identity(self, kind: str, name: str, identity: dict, checked: tuple) -> None:
-        """Record what ``kind`` ``name`` (a model, protocol or dataset) is, or refuse if it changed.
+    def claim_identity(self, what: str, name: str, identity: dict, checked: tuple) -> None:
+        """Record what ``what`` ``name`` (a model, protocol or dataset) is, or refuse if it changed.
 
         Stored in the ``info`` table *before* any row is written, in the same database, so even a run
         killed before its manifest exists cannot be resumed with other weights, seed, decoding or data.
-        ``checked`` are the fields that must match; a protocol's ``settings`` (level label → setting)
-        must agree on every label both know, and new labels are added.
+        ``checked`` are the fields that must match; a protocol's ``settings`` (level → setting)
+        must agree on every level both know, and new levels are added.
         """
-        key = f"{kind}:{name}"
+        key = f"{what}:{name}"
         row = self.conn.execute("SELECT value FROM info WHERE key=?", (key,)).fetchone()
         merged = dict(identity)
         if row is not None:
             prev = json.loads(row[0])
             for f in checked:
                 if f in prev and prev.get(f) != identity.get(f):
-                    raise SambenchError(f"{self.run_dir}: holds results of {kind} '{name}' with {f} {prev[f]!r}, "
+                    raise SambenchError(f"{self.run_dir}: holds results of {what} '{name}' with {f} {prev[f]!r}, "
                                         f"this run has {identity.get(f)!r}: use another --out")
             if "settings" in prev:
-                for label, setting in identity.get("settings", {}).items():
-                    if label in prev["settings"] and prev["settings"][label] != setting:
-                        raise SambenchError(f"{self.run_dir}: holds results of {kind} '{name}' level '{label}' as "
-                                            f"{prev['settings'][label]}, this run has {setting}: use another --out")
-                merged["settings"] = {**prev["settings"], **identity.get("settings", {})}
+                merged["settings"] = _merge_settings(self.run_dir, what, name, prev["settings"],
+                                                     identity.get("settings", {}))
         with self.conn:
             self.conn.execute("INSERT OR REPLACE INTO info VALUES (?, ?)", (key, json.dumps(merged, sort_keys=True)))
 
@@ -155,10 +156,9 @@ class Store:
             return cur.rowcount
 
     def done_keys(self, model: str, dataset: str, image_id: str) -> set[tuple]:
-        """(object_id, protocol, level, draw) of every row already stored for this model and image."""
-        cur = self.conn.execute(
-            "SELECT object_id, protocol, level, draw FROM results WHERE model=? AND dataset=? AND image_id=?",
-            (model, dataset, image_id))
+        """:data:`IMAGE_ROW_COLUMNS` of every row already stored for this model and image."""
+        cur = self.conn.execute(f"SELECT {', '.join(IMAGE_ROW_COLUMNS)} FROM results "
+                                f"WHERE model=? AND dataset=? AND image_id=?", (model, dataset, image_id))
         return {tuple(r) for r in cur.fetchall()}
 
     def write(self, rows: Iterable[Row]) -> int:
@@ -173,8 +173,17 @@ class Store:
     def frame(self, with_masks: bool = True) -> pd.DataFrame:
         """All rows as a DataFrame, sorted by key."""
         cols = [c for c in COLUMNS if with_masks or c not in ("mask_rle", "extras")]
-        df = pd.read_sql_query(f"SELECT {', '.join(cols)} FROM results ORDER BY {', '.join(KEY_COLUMNS)}", self.conn)
-        return df
+        return pd.read_sql_query(f"SELECT {', '.join(cols)} FROM results ORDER BY {', '.join(KEY_COLUMNS)}", self.conn)
+
+    def prompt_entries(self) -> dict[tuple[str, str], list[tuple]]:
+        """(protocol, dataset) → distinct (image_id, object_id, level, draw, prompt_hash) of the stored prompts:
+        what :func:`sambench.prompts.prompt_set_hash` hashes."""
+        cur = self.conn.execute("SELECT DISTINCT protocol, dataset, image_id, object_id, level, draw, prompt_hash "
+                                "FROM results WHERE prompt_hash IS NOT NULL")
+        groups: dict[tuple[str, str], list[tuple]] = {}
+        for protocol, dataset, *entry in cur:
+            groups.setdefault((protocol, dataset), []).append(tuple(entry))
+        return groups
 
     def count(self) -> dict:
         cur = self.conn.execute("SELECT status, COUNT(*) FROM results GROUP BY status")
@@ -190,6 +199,20 @@ class Store:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _merge_settings(run_dir: Path, what: str, name: str, prev: dict, new: dict) -> dict:
+    for level, setting in new.items():
+        if level in prev and prev[level] != setting:
+            raise SambenchError(f"{run_dir}: holds results of {what} '{name}' level '{level}' as "
+                                f"{prev[level]}, this run has {setting}: use another --out")
+    return {**prev, **new}
+
+
+def read_rows(run_dir: str | Path, with_masks: bool = True) -> pd.DataFrame:
+    """The rows of one run directory (sorted by key)."""
+    with Store(run_dir, create=False) as st:
+        return st.frame(with_masks=with_masks)
 
 
 # ------------------------------------------------------------------------------------------- manifest
@@ -214,6 +237,117 @@ def write_manifest(run_dir: str | Path, manifest: dict) -> Path:
     return path
 
 
+def git_commit() -> Optional[str]:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def library_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    libs = {"python": platform.python_version()}
+    for name in ("numpy", "opencv-python-headless", "pycocotools", "torch", "torchvision", "segment-anything",
+                 "segment-anything-hq", "timm", "pandas", "scipy"):
+        try:
+            libs[name] = version(name)
+        except PackageNotFoundError:
+            libs[name] = None
+    return libs
+
+
+def _add_counters(total: dict, counters: dict) -> dict:
+    out = {m: dict(v) for m, v in total.items()}
+    for m, c in counters.items():
+        acc = out.setdefault(m, {"encoder_calls": 0, "decoded_prompts": 0})
+        for k, v in c.items():
+            acc[k] = acc.get(k, 0) + v
+    return out
+
+
+@dataclass
+class Invocation:
+    """What one ``run`` adds to its directory's manifest (:func:`updated_manifest`)."""
+
+    config: dict
+    seed: Optional[int]
+    protocols: dict
+    prompt_hashes: dict
+    datasets: dict
+    models: dict
+    counters: dict
+    rows: dict
+    wall_time_s: float
+
+
+def updated_manifest(old: dict, new: Invocation) -> dict:
+    """The manifest after ``new``: sections merged by name (this run wins), counters added, the invocation
+    appended to ``invocations``; ``created`` is kept from the first run."""
+    import sambench
+
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    protos = {**old.get("protocols", {}), **new.protocols}
+    for p, by_ds in new.prompt_hashes.items():
+        protos[p] = {**protos.get(p, {}), "prompt_hash": by_ds}
+    invocations = list(old.get("invocations", []))
+    invocations.append({"at": now, "argv": sys.argv, "config": new.config, "wall_time_s": round(new.wall_time_s, 3),
+                        "counters": new.counters})
+    return {
+        "sambench_version": sambench.__version__,
+        "schema_version": SCHEMA_VERSION,
+        "git_commit": git_commit(),
+        "created": old.get("created", now),
+        "updated": now,
+        "config": new.config,
+        "protocols": protos,
+        "datasets": {**old.get("datasets", {}), **new.datasets},
+        "models": {**old.get("models", {}), **new.models},
+        "seed": new.seed,
+        "libraries": library_versions(),
+        "platform": {"machine": platform.machine(), "system": platform.system(), "cpus": os.cpu_count()},
+        "counters": _add_counters(old.get("counters", {}), new.counters),
+        "rows": new.rows,
+        "invocations": invocations,
+    }
+
+
+#: The dataset fields merged across runs (the rest of a dataset entry describes one run's loader).
+MERGED_DATASET_FIELDS = ("content_hash", "n_images", "n_objects", "spec")
+
+
+def merge_manifests(manifests: list[dict], runs: list[str]) -> tuple[dict, list[dict]]:
+    """The ``protocols``, ``datasets`` (:data:`MERGED_DATASET_FIELDS`) and ``models`` sections of several
+    manifests, first run wins; and every disagreement as ``{"section", "name", "run"}`` (never resolved
+    silently: reports list them, ``compare`` checks what it needs)."""
+    from sambench.types import canonical_json
+
+    merged: dict = {"protocols": {}, "datasets": {}, "models": {}}
+    conflicts: list[dict] = []
+    for run, man in zip(runs, manifests):
+        for section, target in merged.items():
+            for name, entry in (man.get(section) or {}).items():
+                if section == "datasets" and isinstance(entry, dict):
+                    entry = {k: entry[k] for k in MERGED_DATASET_FIELDS if k in entry}
+                if name not in target:
+                    target[name] = entry
+                elif canonical_json(_json_safe(target[name])) != canonical_json(_json_safe(entry)):
+                    conflicts.append({"section": section, "name": name, "run": run})
+    return merged, conflicts
+
+
+def _json_safe(v):
+    if isinstance(v, dict):
+        return {str(k): _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    if isinstance(v, float) and v != v:
+        return None
+    return v
+
+
 def load_runs(run_dirs: Iterable[str | Path], with_masks: bool = True) -> tuple[pd.DataFrame, list[dict]]:
     """Rows of several run directories concatenated (a ``run`` column names the source) and their manifests.
 
@@ -222,22 +356,34 @@ def load_runs(run_dirs: Iterable[str | Path], with_masks: bool = True) -> tuple[
     """
     frames, manifests = [], []
     for d in run_dirs:
-        with Store(d, create=False) as st:
-            df = st.frame(with_masks=with_masks)
-        df.insert(0, "run", str(d))
+        df, (man,) = as_loaded(d, read_rows(d, with_masks=with_masks), read_manifest(d))
         frames.append(df)
-        manifests.append(read_manifest(d))
+        manifests.append(man)
     if not frames:
         raise SambenchError("no run directory given")
+    return merge_rows(frames), manifests
+
+
+def as_loaded(run_dir: str | Path, rows: pd.DataFrame, manifest: dict) -> tuple[pd.DataFrame, list[dict]]:
+    """What :func:`load_runs` returns for ``[run_dir]``, from its rows and manifest already in memory."""
+    df = rows.copy()
+    df.insert(0, "run", str(run_dir))
+    return df, [manifest]
+
+
+def merge_rows(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate the rows of several runs (each with a ``run`` column); identical duplicates kept once,
+    different results under one key refused."""
     df = pd.concat(frames, ignore_index=True)
-    dup = df.duplicated(list(KEY_COLUMNS), keep=False)
+    key = list(KEY_COLUMNS)
+    dup = df.duplicated(key, keep=False)
     if dup.any():
         sub = df[dup]
-        check = ["prompt_hash", "iou"] + (["mask_rle"] if with_masks else [])
-        conflicting = sub.groupby(list(KEY_COLUMNS))[check].nunique(dropna=False).max(axis=1) > 1
+        check = ["prompt_hash", "iou"] + (["mask_rle"] if "mask_rle" in df.columns else [])
+        conflicting = sub.groupby(key)[check].nunique(dropna=False).max(axis=1) > 1
         if conflicting.any():
-            key = conflicting[conflicting].index[0]
-            raise SambenchError(f"runs disagree on result {dict(zip(KEY_COLUMNS, key))}: merge refused "
+            first = conflicting[conflicting].index[0]
+            raise SambenchError(f"runs disagree on result {dict(zip(KEY_COLUMNS, first))}: merge refused "
                                 f"(the same key has different prompts or masks in {', '.join(sub['run'].unique())})")
-        df = df.drop_duplicates(list(KEY_COLUMNS), keep="first").reset_index(drop=True)
-    return df, manifests
+        df = df.drop_duplicates(key, keep="first").reset_index(drop=True)
+    return df

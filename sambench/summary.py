@@ -23,9 +23,11 @@ import numpy as np
 import pandas as pd
 
 from sambench.metrics import bootstrap_ci, stability
-from sambench.types import stable_hash
+from sambench.store import LEVEL_COLUMNS, OBJECT_COLUMNS
+from sambench.types import keyed_rng
 
-GROUP = ["dataset", "model", "protocol", "level"]
+GROUP = list(LEVEL_COLUMNS)
+#: The columns of the summary table (``summary.csv`` and ``Run.summary()``; an interface, dataset first).
 SUMMARY_COLUMNS = ["dataset", "model", "protocol", "level", "level_value", "n", "failed", "miou", "miou_lo",
                    "miou_hi", "mbiou", "mbiou_lo", "mbiou_hi", "stability_pairwise", "stability_union"]
 ALL = "ALL"
@@ -34,7 +36,7 @@ ALL = "ALL"
 def per_object(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (dataset, model, protocol, level, image, object): mean IoU/BIoU over draws, stability."""
     ok = df[df["status"] == "ok"]
-    keys = GROUP + ["image_id", "object_id"]
+    keys = list(OBJECT_COLUMNS)
     if ok.empty:
         return pd.DataFrame(columns=keys + ["level_value", "iou", "biou", "draws", "stability_pairwise", "stability_union"])
     agg = ok.groupby(keys, sort=True).agg(level_value=("level_value", "first"), iou=("iou", "mean"),
@@ -54,7 +56,7 @@ def _stratified_ci(groups: list[np.ndarray], key: str, n_boot: int = 1000) -> tu
     groups = [g for g in groups if g.size]
     if not groups:
         return float("nan"), float("nan")
-    rng = np.random.default_rng(int(stable_hash("bootstrap-stratified", key, n_boot), 16))
+    rng = keyed_rng("bootstrap-stratified", key, n_boot)
     means = np.zeros(n_boot)
     for g in groups:
         means += g[rng.integers(0, g.size, size=(n_boot, g.size))].mean(axis=1)
@@ -67,14 +69,14 @@ def summarize(df: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
     """The summary table of store rows ``df`` (as returned by ``Store.frame`` / ``load_runs``)."""
     objs = per_object(df)
     failed = df[df["status"] == "failed"]
-    image_failures = failed[failed["level"] == ""].groupby(["dataset", "model", "protocol"]).size()
+    image_failures = failed[failed["level"] == ""].groupby(GROUP[:3]).size()  # (model, dataset, protocol)
     level_failures = failed[failed["level"] != ""].groupby(GROUP).size()
     levels = df[df["level"] != ""].drop_duplicates(GROUP)[GROUP + ["level_value"]]
     # A model whose every image failed at the image level has no level rows: give it a row (n = 0) at
     # each level the other models of that dataset and protocol have (or one row with level "" if none
     # has any), so its failures stay visible in every table.
     extra_levels = []
-    for (dataset, model, protocol), _count in image_failures.items():
+    for (model, dataset, protocol), _count in image_failures.items():
         mine = levels[(levels["dataset"] == dataset) & (levels["model"] == model) & (levels["protocol"] == protocol)]
         if len(mine):
             continue
@@ -87,10 +89,11 @@ def summarize(df: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
     out = []
     for _, lv in levels.iterrows():
         key = tuple(lv[c] for c in GROUP)
-        o = objs[(objs["dataset"] == key[0]) & (objs["model"] == key[1]) & (objs["protocol"] == key[2]) & (objs["level"] == key[3])]
+        model, dataset, protocol, level = (lv[c] for c in ("model", "dataset", "protocol", "level"))
+        o = objs[(objs["dataset"] == dataset) & (objs["model"] == model) & (objs["protocol"] == protocol) & (objs["level"] == level)]
         n_failed = int(level_failures.get(key, 0)) + int(image_failures.get(key[:3], 0))
-        tag = "|".join(map(str, key))
-        row = {"dataset": key[0], "model": key[1], "protocol": key[2], "level": key[3],
+        tag = f"{dataset}|{model}|{protocol}|{level}"  # the bootstrap's key: fixed text, so CIs never move
+        row = {"dataset": dataset, "model": model, "protocol": protocol, "level": level,
                "level_value": lv["level_value"], "n": int(len(o)), "failed": n_failed}
         for m, col in (("miou", "iou"), ("mbiou", "biou")):
             vals = o[col].to_numpy(dtype=float)

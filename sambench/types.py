@@ -75,6 +75,16 @@ class Sample:
         return int(self.image.shape[0]), int(self.image.shape[1])
 
 
+#: The forms a prompt takes (:attr:`Prompt.form`); an adapter's ``capabilities`` is a subset.
+PROMPT_FORMS = ("box", "points", "box+points")
+
+
+def keyed_rng(*parts: Any) -> np.random.Generator:
+    """A fresh PCG64 generator seeded with the 256-bit integer of :func:`stable_hash` of ``parts``: the one
+    source of randomness in sambench (prompts, bootstrap resamples, training order)."""
+    return np.random.default_rng(int(stable_hash(*parts), 16))
+
+
 def _round(v: float) -> float:
     # Prompts are stored and hashed with 4 decimals (1e-4 px): enough for any model, and immune to
     # last-bit float differences between platforms.
@@ -111,7 +121,8 @@ class Prompt:
             object.__setattr__(self, "labels", labels)
 
     @property
-    def kind(self) -> str:
+    def form(self) -> str:
+        """What the prompt carries: one of :data:`PROMPT_FORMS` (adapters list the forms they take)."""
         if self.box is not None and self.points:
             return "box+points"
         return "box" if self.box is not None else "points"
@@ -143,14 +154,6 @@ class Prompt:
     def hash(self) -> str:
         return hashlib.sha256(self.to_json().encode("ascii")).hexdigest()
 
-    def box_array(self) -> Optional[np.ndarray]:
-        return None if self.box is None else np.asarray(self.box, dtype=np.float64)
-
-    def points_array(self) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
-        if not self.points:
-            return None, None
-        return np.asarray(self.points, dtype=np.float64), np.asarray(self.labels, dtype=np.int64)
-
 
 @dataclass
 class Prediction:
@@ -170,16 +173,3 @@ class Prediction:
             raise ValueError(f"Prediction.masks must be bool (N,H,W), got {self.masks.dtype} {self.masks.shape}")
         if self.scores.shape != (self.masks.shape[0],):
             raise ValueError("Prediction.scores must have one value per mask")
-
-
-def concat_predictions(parts: Sequence[Prediction]) -> Prediction:
-    extras = None
-    if any(p.extras is not None for p in parts):
-        extras = []
-        for p in parts:
-            extras.extend(p.extras if p.extras is not None else [{}] * len(p.scores))
-    return Prediction(
-        masks=np.concatenate([p.masks for p in parts], axis=0),
-        scores=np.concatenate([p.scores for p in parts], axis=0),
-        extras=extras,
-    )

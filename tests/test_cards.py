@@ -13,9 +13,9 @@ def test_shipped_cards_parse():
         card = load_protocol_card(name)
         assert card.name == name and card.version >= 1 and card.settings
     paper = load_protocol_card("stable-sam-paper")
-    assert [s.label for s in paper.settings] == ["gt-box", "noisy-box", "1-point", "3-points"]
+    assert [s.level for s in paper.settings] == ["gt-box", "noisy-box", "1-point", "3-points"]
     assert paper.draws == 20 and paper.mask_selection == "single"
-    assert [s.label for s in load_protocol_card("points").settings] == ["1", "3", "5", "10"]
+    assert [s.level for s in load_protocol_card("points").settings] == ["1", "3", "5", "10"]
     for name in list_cards("models"):
         assert load_model_card(name).name == name
 
@@ -71,9 +71,9 @@ def test_user_cards_shadow_shipped_ones(tmp_path, monkeypatch):
 def test_overrides():
     card = load_protocol_card("noisy-box")
     o = with_overrides(card, levels=["0", "0.25"], draws=3, seed=9)
-    assert [s.label for s in o.settings] == ["0", "0.25"] and o.draws == 3 and o.seed == 9 and o.version == card.version
+    assert [s.level for s in o.settings] == ["0", "0.25"] and o.draws == 3 and o.seed == 9 and o.version == card.version
     paper = with_overrides(load_protocol_card("stable-sam-paper"), levels=["1-point"])
-    assert [s.label for s in paper.settings] == ["1-point"]
+    assert [s.level for s in paper.settings] == ["1-point"]
     with pytest.raises(SambenchError, match="has no level '2-points'"):
         with_overrides(load_protocol_card("stable-sam-paper"), levels=["2-points"])
     with pytest.raises(SambenchError, match="not a number"):

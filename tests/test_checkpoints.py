@@ -13,9 +13,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from sambench.cli import main
 from sambench.adapters import build_adapter
 from sambench.cards import load_model_card, parse_model_card
-from sambench.checkpoints import (check_state_dict, download_checkpoint, download_cmd, file_digests, find_checkpoint,
+from sambench.checkpoints import (check_state_dict, download_checkpoint, file_digests, find_checkpoint,
                                   inspect_state_dict, name_hash_prefix, read_state_dict, verify_checkpoint_file)
 from sambench.sam_models import VARIANTS
 from sambench.types import SambenchError
@@ -438,9 +439,9 @@ def test_download_command(tmp_path, server):
     card_file.write_text(f"name: dl-test\nadapter: sam\noptions: {{variant: tiny}}\ncheckpoint:\n"
                          f"  file: weights.pth\n  url: http://invalid.example/x\n  size: {len(PAYLOAD)}\n"
                          f"  sha256: {_sha(PAYLOAD)}\n")
-    res = CliRunner().invoke(download_cmd, [str(card_file), "--dest", str(tmp_path / "out"), "--url", server.url, "-q"])
+    res = CliRunner().invoke(main, ["download", str(card_file), "--dest", str(tmp_path / "out"), "--url", server.url, "-q"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "out" / "weights.pth").read_bytes() == PAYLOAD
     assert res.output.strip() == str(tmp_path / "out" / "weights.pth")
-    res = CliRunner().invoke(download_cmd, ["sam-tiny", "-q"])
-    assert res.exit_code == 1 and "has no checkpoint to download" in res.output
+    res = CliRunner().invoke(main, ["download", "sam-tiny", "-q"])
+    assert res.exit_code == 2 and "error: " in res.output and "has no checkpoint to download" in res.output

@@ -6,7 +6,8 @@ from click.testing import CliRunner
 
 from sambench.cli import main
 from sambench.prompts import gt_box
-from sambench.runner import DatasetSpec, RunConfig, run
+from sambench.datasets import DatasetSpec
+from sambench.runner import RunConfig, run
 from sambench.types import Prompt
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from sambench.cards import load_protocol_card, make_setting, with_overrides
-from sambench.prompts import Protocol, gt_box, keyed_rng, make_prompt, noisy_box, prompt_key, random_points
+from sambench.prompts import Protocol, gt_box, make_prompt, noisy_box, prompt_rng, random_points
+from sambench.types import keyed_rng
 from sambench.types import Object, Prompt, SambenchError
 
 
@@ -143,10 +144,10 @@ def test_prompts_depend_on_every_key_part():
     setting = load_protocol_card("noisy-box").setting("0.5")
     base = dict(seed=0, protocol="noisy-box", version=1, level="0.5", draw=0, dataset="d", image_id="i", object_id="o")
     m = _objects()[0].mask
-    ref = make_prompt(setting, m, keyed_rng(prompt_key(**base)))
+    ref = make_prompt(setting, m, prompt_rng(**base))
     for k, v in dict(seed=1, protocol="box-shift", version=2, level="0.6", draw=1, dataset="e", image_id="j",
                      object_id="p").items():
-        other = make_prompt(setting, m, keyed_rng(prompt_key(**{**base, k: v})))
+        other = make_prompt(setting, m, prompt_rng(**{**base, k: v}))
         assert other != ref, k
 
 

@@ -467,6 +467,7 @@ def test_report_without_manifest_or_gt_box(tmp_path):
     assert len(rows) > 0
 
 
+@pytest.mark.slow  # the report twice through the CLI: ~4 s on 2 cores
 def test_cli_report(tmp_path):
     from click.testing import CliRunner
 

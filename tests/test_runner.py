@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from sambench.metrics import decode_rle, iou
-from sambench.runner import DatasetSpec, RunConfig, run
+from sambench.datasets import DatasetSpec
+from sambench.runner import RunConfig, run
 from sambench.store import COLUMNS, Store
 
 
@@ -212,7 +213,7 @@ def test_adapter_exceptions_become_failed_rows_and_retry_failed_reruns_them(tmp_
         return real(self, state, prompts, mask_selection)
 
     monkeypatch.setattr(BoxFillAdapter, "predict", flaky)
-    cfg = _config(tmp_path / "r", models=["box-fill"], limit=2, chunk_size=2)
+    cfg = _config(tmp_path / "r", models=["box-fill"], limit=2, prompts_per_call=2)
     res = run(cfg)
     rows = _rows(tmp_path / "r")
     failed = [r for r in rows if r[18] == "failed"]

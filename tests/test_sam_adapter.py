@@ -102,11 +102,12 @@ SAM_CASES = [((200, 300), "sam"), ((64, 512), "sam"), ((333, 250), "hq-sam-1024"
 INPUT_SIZES = {((200, 300), "sam"): (683, 1024), ((64, 512), "sam"): (128, 1024)}
 
 
+@pytest.mark.slow  # 4-13 s per case on 2 cores (the full-size official decoder)
 @pytest.mark.parametrize("size,mode", SAM_CASES, ids=[f"{s[0]}x{s[1]}-{m}" for s, m in SAM_CASES])
 def test_sam_matches_official_predictor(sam_adapter, sam_predictor, size, mode):
     h, w = size
     image = synthetic_image(h, w, seed=h * 1000 + w)
-    prompts = mixed_prompts(h, w)  # every kind, mixed in one predict() call
+    prompts = mixed_prompts(h, w)  # every form, mixed in one predict() call
     state = sam_adapter.encode(image, mode)
     assert state.input_size == INPUT_SIZES.get((size, mode), (1024, 1024))
     _set_reference_image(sam_predictor, image, mode)
@@ -133,6 +134,7 @@ def test_sam_matches_official_predictor(sam_adapter, sam_predictor, size, mode):
 HQ_CASES = [((200, 300), "sam", False, (0, 2)), ((64, 512), "hq-sam-1024", True, (1, 3))]
 
 
+@pytest.mark.slow  # 8-10 s per case on 2 cores
 @pytest.mark.parametrize("size,mode,hq_token_only,kinds", HQ_CASES,
                          ids=[f"{s[0]}x{s[1]}-{m}-token_only={t}" for s, m, t, _ in HQ_CASES])
 def test_hq_sam_matches_official_predictor(hq_adapter, hq_predictor, size, mode, hq_token_only, kinds):

@@ -24,8 +24,8 @@ from sambench.stable_sam.inject import attention_probs, inject_plugin
 from sambench.stable_sam.modules import PluginConfig, StableSamPlugin, count_parameters
 from sambench.stable_sam.plugin_io import load_plugin_file, save_plugin_file
 from sambench.stable_sam.train import (TrainConfig, augment_sample, bce_dice_loss, build_item, item_logits,
-                                       keyed_rng, train_stable_sam)
-from sambench.types import Prompt, SambenchError
+                                       train_stable_sam)
+from sambench.types import Prompt, SambenchError, keyed_rng
 
 
 class Subset:
@@ -157,6 +157,7 @@ def test_attention_probs_reconstruct_the_official_attention(sam_base):
 # ----------------------------------------------------------------------------------------- injection
 
 
+@pytest.mark.slow  # 3-6 s per base on 2 cores
 @pytest.mark.parametrize("which", ["sam", "hq"])
 def test_fresh_plugin_reproduces_base_and_perturbed_plugin_acts(which, sam_base, hq_base, sam_emb, hq_emb):
     base, (emb, interm) = (sam_base, sam_emb) if which == "sam" else (hq_base, hq_emb)
@@ -272,6 +273,7 @@ def trained(tmp_path_factory, sam_base, grabcut, embed_cache):
                 before_state=before_state, out=out)
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_leaves_the_base_untouched(trained, sam_base):
     res = trained["res"]
     assert res.steps == 20 and res.start_step == 0 and len(res.losses) == 20
@@ -285,6 +287,7 @@ def test_training_lowers_the_loss_and_leaves_the_base_untouched(trained, sam_bas
     assert all(int(r["prompts"]) == int(r["gt_box"]) + int(r["noisy_box"]) + int(r["points"]) for r in rows)
 
 
+@pytest.mark.slow
 def test_plugin_file_round_trips_and_holds_only_the_plugin(trained, sam_base, sam_emb, tmp_path):
     loaded = trained["loaded"]
     raw = torch.load(trained["out"], map_location="cpu", weights_only=True)
@@ -310,6 +313,7 @@ def test_plugin_file_round_trips_and_holds_only_the_plugin(trained, sam_base, sa
     assert (bare - outs[0]).abs().max().item() > 1e-4  # the trained plug-in does something
 
 
+@pytest.mark.slow
 def test_mismatched_base_and_bad_files_are_refused(trained, tmp_path):
     plugin = str(trained["out"])
     card = load_model_card("stable-sam-tiny")
@@ -334,6 +338,7 @@ def test_mismatched_base_and_bad_files_are_refused(trained, tmp_path):
         build_adapter("stable-sam-vit-b", device="cpu")
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted(tmp_path, sam_base, grabcut, embed_cache):
     ds = Subset(grabcut, 3, "gc3")
     kw = dict(epochs=2, device="cpu", batch_size=1, seed=5, augment=False, progress=False,

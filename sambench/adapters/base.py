@@ -15,30 +15,20 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from sambench.cards import MASK_SELECTIONS, PREPROCESSING_MODES  # the protocol vocabulary adapters implement
 from sambench.types import Prediction, Prompt, SambenchError
-
-#: Preprocessing modes a protocol may ask for.
-#: ``sam``: the model's own transform (SAM: longest side to 1024, pad to square).
-#: ``hq-sam-1024``: image and prompts resized to 1024×1024 without keeping aspect (HQ-SAM's evaluation).
-PREPROCESSING_MODES = ("sam", "hq-sam-1024")
-
-#: Mask-selection policies. ``single``: one mask per prompt (``multimask_output=False``).
-#: ``best-of-3``: three masks, keep the one with the highest predicted IoU.
-MASK_SELECTIONS = ("single", "best-of-3")
 
 
 class Adapter(abc.ABC):
     """Base class of every model adapter.
 
-    Subclasses set ``name`` and ``capabilities`` (a subset of {"box", "points", "box+points"}) and
-    implement :meth:`encode` and :meth:`predict`. Counters ``encoder_calls`` and ``decoded_prompts``
+    Subclasses set ``name`` and ``capabilities`` (the prompt forms they take, a subset of
+    :data:`sambench.types.PROMPT_FORMS`) and implement :meth:`encode` and :meth:`predict`. Counters ``encoder_calls`` and ``decoded_prompts``
     are kept by the base class helpers and recorded in the run manifest.
     """
 
     name: str = "adapter"
     capabilities: frozenset = frozenset({"box", "points", "box+points"})
-    #: True for adapters whose work is CPU-bound Python/OpenCV and benefits from a process pool.
-    parallel_safe: bool = False
 
     def __init__(self) -> None:
         self.encoder_calls = 0
@@ -59,8 +49,8 @@ class Adapter(abc.ABC):
 
     def check_prompts(self, prompts: Sequence[Prompt]) -> None:
         for p in prompts:
-            if p.kind not in self.capabilities:
-                raise SambenchError(f"model '{self.name}' cannot take a '{p.kind}' prompt (it takes: {', '.join(sorted(self.capabilities))})")
+            if p.form not in self.capabilities:
+                raise SambenchError(f"model '{self.name}' cannot take a '{p.form}' prompt (it takes: {', '.join(sorted(self.capabilities))})")
 
     def counters(self) -> dict:
         return {"encoder_calls": self.encoder_calls, "decoded_prompts": self.decoded_prompts}

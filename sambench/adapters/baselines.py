@@ -43,7 +43,6 @@ class BoxFillAdapter(Adapter):
 
     name = "box-fill"
     capabilities = frozenset({"box", "points", "box+points"})
-    parallel_safe = True
 
     def __init__(self, card_name: str = "box-fill") -> None:
         super().__init__()
@@ -73,7 +72,6 @@ class GrabCutAdapter(Adapter):
 
     name = "grabcut"
     capabilities = frozenset({"box", "points", "box+points"})
-    parallel_safe = True
 
     def __init__(self, card_name: str = "grabcut", max_side: int = 320, iterations: int = 3) -> None:
         super().__init__()

@@ -249,7 +249,7 @@ class SamAdapter(Adapter):
 
     Subclass contract (used by the Stable-SAM adapter):
 
-    * ``kind`` — the adapter kind recorded in the signature; ``hq`` — whether the model is HQ-SAM.
+    * ``adapter`` — the registered adapter name recorded in the signature; ``hq`` — whether the model is HQ-SAM.
     * ``_run_image_encoder(x) -> (features, interm | None)``: ``x`` is the normalised, padded
       (1, 3, 1024, 1024) input. Override to keep more per-image data (store it in ``state.extra`` by
       overriding :meth:`encode` and calling ``super().encode``).
@@ -263,7 +263,7 @@ class SamAdapter(Adapter):
     * ``signature()`` can be extended with ``super().signature() | {...}``.
     """
 
-    kind = "sam"
+    adapter = "sam"
     hq = False
 
     def __init__(self, model: torch.nn.Module, *, name: str, options: SamOptions, device: str | torch.device = "auto",
@@ -290,7 +290,7 @@ class SamAdapter(Adapter):
         pkg = "segment-anything-hq" if self.hq else "segment-anything"
         return {
             "model": self.name,
-            "adapter": self.kind,
+            "adapter": self.adapter,
             "adapter_version": ADAPTER_VERSION,
             "variant": self.options.variant,
             "weights_sha256": self.weights_id,
@@ -343,7 +343,7 @@ class SamAdapter(Adapter):
         return out
 
     def _embed_prompts(self, state: SamImageState, prompts: Sequence[Prompt]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Official prompt encoder on a batch of prompts of one kind and point count."""
+        """Official prompt encoder on a batch of prompts of one form and point count."""
         points = None
         if prompts[0].points:
             coords = np.stack([np.asarray(p.points, dtype=np.float64) for p in prompts])  # (B, n, 2)
@@ -447,7 +447,7 @@ class HQSamAdapter(SamAdapter):
     ``hq_token_only`` and returns one mask per prompt even with multimask output (see module docstring).
     """
 
-    kind = "hq-sam"
+    adapter = "hq-sam"
     hq = True
 
     def _run_image_encoder(self, x: torch.Tensor) -> tuple[torch.Tensor, Optional[list]]:
@@ -464,7 +464,7 @@ class HQSamAdapter(SamAdapter):
 def _build(cls: type, card: ModelCard, device: str, checkpoint: Optional[str], plugin: Optional[str],
            options: Optional[dict]) -> SamAdapter:
     if plugin is not None:
-        raise SambenchError(f"model '{card.name}': a {cls.kind} model takes no plug-in (got {plugin})")
+        raise SambenchError(f"model '{card.name}': a {cls.adapter} model takes no plug-in (got {plugin})")
     opts = parse_options(options if options is not None else card.options, hq=cls.hq, where=str(card.path or card.name))
     dev = resolve_device(device)  # fail on a bad device before loading gigabytes
     loaded = load_sam_model(card, hq=cls.hq, options=opts, checkpoint=checkpoint)
@@ -473,13 +473,13 @@ def _build(cls: type, card: ModelCard, device: str, checkpoint: Optional[str], p
 
 def build_sam(card: ModelCard, *, device: str = "auto", checkpoint: Optional[str] = None, plugin: Optional[str] = None,
               options: Optional[dict] = None) -> SamAdapter:
-    """Registry factory for adapter kind ``sam``."""
+    """Registry factory for adapter ``sam``."""
     return _build(SamAdapter, card, device, checkpoint, plugin, options)
 
 
 def build_hq_sam(card: ModelCard, *, device: str = "auto", checkpoint: Optional[str] = None,
                  plugin: Optional[str] = None, options: Optional[dict] = None) -> HQSamAdapter:
-    """Registry factory for adapter kind ``hq-sam``."""
+    """Registry factory for adapter ``hq-sam``."""
     return _build(HQSamAdapter, card, device, checkpoint, plugin, options)  # type: ignore[return-value]
 
 

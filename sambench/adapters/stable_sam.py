@@ -56,7 +56,7 @@ DEFAULT_TOP_K = 64
 class _StableSamMixin:
     """Plug-in handling shared by the SAM- and HQ-SAM-based Stable-SAM adapters (see module docstring)."""
 
-    kind = "stable-sam"
+    adapter = "stable-sam"
 
     def __init__(self, model: torch.nn.Module, *, name: str, options, device="auto", weights_id: str = "unknown",
                  plugin: StableSamPlugin, plugin_id: str, base_signature: BaseSignature, introspect: bool = False,
@@ -180,7 +180,7 @@ def _int_opt(opts: dict, key: str, default: int, lo: int, where: str) -> int:
 
 def build_stable_sam(card: ModelCard, *, device: str = "auto", checkpoint: Optional[str] = None,
                      plugin: Optional[str] = None, options: Optional[dict] = None) -> SamAdapter:
-    """Registry factory for adapter kind ``stable-sam`` (see module docstring)."""
+    """Registry factory for adapter ``stable-sam`` (see module docstring)."""
     where = str(card.path or card.name)
     base_card, _ = resolve_base_card(card)
     merged = {**base_card.options, **(options if options is not None else card.options)}

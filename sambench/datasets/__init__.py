@@ -15,6 +15,7 @@ Conventions are in :mod:`sambench.datasets.base` (image decoding, mask threshold
 from __future__ import annotations
 
 import os
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -32,7 +33,7 @@ from sambench.datasets.folder import (
 from sambench.types import SambenchError
 
 __all__ = [
-    "Dataset", "FolderDataset", "CocoDataset", "open_dataset", "list_datasets", "read_image", "read_mask",
+    "Dataset", "DatasetSpec", "FolderDataset", "CocoDataset", "open_dataset", "list_datasets", "read_image", "read_mask",
     "file_sha256", "PRESETS", "AUTO_LAYOUTS", "DEFAULT_THRESHOLD",
 ]
 
@@ -121,3 +122,28 @@ def open_dataset(spec: str, format: Optional[str] = None, *, name: Optional[str]
         raise SambenchError(f"{path}: a COCO dataset is opened from its annotation .json file, got a directory")
     _check_options(options, FOLDER_OPTIONS, f"folder dataset {path}")
     return FolderDataset(path, images=images, masks=masks, name=name, **options)
+
+
+@dataclass
+class DatasetSpec:
+    """How to (re)open a dataset: the arguments of :func:`open_dataset`. Recorded in run manifests
+    (``manifest["datasets"][name]["spec"]``) so that reports can reopen the images."""
+
+    spec: str
+    format: Optional[str] = None
+    name: Optional[str] = None
+    images: Optional[str] = None
+    masks: Optional[str] = None
+    options: dict = field(default_factory=dict)
+
+    def open(self) -> Dataset:
+        return open_dataset(self.spec, format=self.format, name=self.name, images=self.images, masks=self.masks,
+                            **self.options)
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None and v != {}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DatasetSpec":
+        """The inverse of :meth:`to_dict` (a manifest's ``spec``)."""
+        return cls(**{k: d[k] for k in ("spec", "format", "name", "images", "masks", "options") if k in d})

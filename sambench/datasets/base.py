@@ -26,7 +26,7 @@ import abc
 import os
 import threading
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import cv2
 import numpy as np
@@ -83,11 +83,6 @@ class Dataset(abc.ABC):
 
     def __len__(self) -> int:
         return len(self.ids())
-
-    def samples(self) -> Iterator[Sample]:
-        """Load every sample in id order (raises on the first bad one; runners should call load())."""
-        for image_id in self.ids():
-            yield self.load(image_id)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} ({len(self.ids())} images)>"

@@ -32,7 +32,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from sambench.datasets.base import Dataset, as_path, file_sha256, parse_bool, parse_list, read_image
-from sambench.metrics import to_coco_rle
+from sambench.metrics import decode_rle, to_coco_rle
 from sambench.types import Object, Sample, SambenchError
 
 #: Bumped whenever the COCO loader's decoding rules change (part of the content hash).
@@ -89,13 +89,13 @@ def segmentation_to_rle(seg: Any, height: int, width: int) -> Optional[dict]:
     raise _BadSegmentation(f"segmentation must be a polygon list or an RLE dict, got {type(seg).__name__}")
 
 
-def decode_rle(rle: dict) -> np.ndarray:
-    """Boolean (H, W) mask of a COCO RLE; raises ``_BadSegmentation`` if pycocotools rejects it."""
+def _checked_decode(rle: dict) -> np.ndarray:
+    """:func:`sambench.metrics.decode_rle`, raising ``_BadSegmentation`` if pycocotools rejects the RLE."""
     try:
         with warnings.catch_warnings():
             # pycocotools' Cython RLE wrapper predates numpy 2's __array__(copy=...) protocol
             warnings.filterwarnings("ignore", message="__array__ implementation", category=DeprecationWarning)
-            return mask_utils.decode(rle).astype(bool)
+            return decode_rle(rle)
     except (ValueError, TypeError, UnicodeEncodeError) as exc:
         raise _BadSegmentation(f"invalid RLE ({exc})") from None
 
@@ -321,7 +321,7 @@ class CocoDataset(Dataset):
             where = f"{self.path}: annotation {ann['id']} of {im['file_name']}"
             try:
                 rle = segmentation_to_rle(ann["segmentation"], h, w)
-                mask = decode_rle(rle) if rle is not None else None
+                mask = _checked_decode(rle) if rle is not None else None
             except _BadSegmentation as exc:
                 raise SambenchError(f"{where}: {exc}") from None
             if mask is None or not mask.any():

@@ -3,7 +3,7 @@
 The report reads only the stores and manifests (``sambench.store.load_runs``); it never re-runs a model.
 Photos and GT masks for the visual grid come from an ``image_loader`` callable when given, else from the
 datasets the manifest records (``manifest["datasets"][name]["spec"]`` reopened with
-``sambench.datasets.open_dataset(**spec)``); without either the grid shows masks on a grey canvas and the
+``sambench.datasets.DatasetSpec``); without either the grid shows masks on a grey canvas and the
 page says so. docs/reports.md lists the artefacts and their conventions.
 """
 
@@ -24,11 +24,12 @@ from sambench.report.common import headline_scope, model_colors, settings_info
 from sambench.report.html import Section, figure_html, legend_html, render_page
 from sambench.report.leaderboard import build_leaderboard
 from sambench.report.tables import (frame_cells, paper_cells, paper_csv_frame, summary_cells, summary_csv_frame)
-from sambench.store import load_runs
+from sambench.store import PROMPT_COLUMNS, load_runs
 from sambench.summary import failure_reasons, summarize
 from sambench.types import SambenchError
 
-GRID_KEY = ["dataset", "image_id", "object_id", "protocol", "level", "draw"]
+#: A grid row is one realised prompt, shown for every model.
+GRID_KEY = list(PROMPT_COLUMNS)
 DEFAULT_GRID_ROWS = 4
 
 
@@ -126,11 +127,9 @@ class _Images:
             reason = "the manifest records no dataset spec"
         else:
             try:
-                from sambench.datasets import open_dataset
+                from sambench.datasets import DatasetSpec
 
-                kwargs = {k: v for k, v in spec.items() if k != "options"}
-                kwargs.update(spec.get("options") or {})  # the runner's DatasetSpec keeps options apart
-                ds = open_dataset(**kwargs)
+                ds = DatasetSpec.from_dict(spec).open()
             except Exception as exc:  # any failure to reopen is reported, the grid still renders
                 reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         if ds is None:
@@ -209,10 +208,47 @@ def build_grid_items(df: pd.DataFrame, keys: list[dict], images: _Images) -> lis
 # ------------------------------------------------------------------------------------------ report
 
 
+class _Out:
+    """The report directory being written: every file by name, the PNG of every figure, the notes."""
+
+    def __init__(self, out: Path, formats: Sequence[str]) -> None:
+        self.out, self.formats = out, formats
+        self.written: dict[str, Path] = {}
+        self.pngs: dict[str, bytes] = {}
+        self.notes: list[str] = []
+
+    def text(self, name: str, text: str) -> None:
+        path = self.out / name
+        path.write_text(text, encoding="utf-8")
+        self.written[name] = path
+
+    def frame(self, name: str, frame: pd.DataFrame) -> None:
+        frame.to_csv(self.out / name, index=False)
+        self.written[name] = self.out / name
+
+    def figure(self, fig, stem: str, dpi: int = F.PNG_DPI) -> list[str]:
+        paths, png = F.save_figure(fig, self.out, stem, self.formats, dpi=dpi)
+        self.written.update(paths)
+        self.pngs[stem] = png
+        return list(paths)
+
+
+class _Inputs:
+    """What every section reads: the merged rows, manifests, summary table, settings, colours, scope."""
+
+    def __init__(self, run_dirs: list[Path], df: pd.DataFrame, manifests: list[dict], summary: pd.DataFrame) -> None:
+        self.run_dirs, self.df, self.manifests, self.summary = run_dirs, df, manifests, summary
+        self.settings = settings_info(df, manifests)
+        self.colors = model_colors(df["model"].unique())
+        self.scope = headline_scope(summary)
+
+
 def write_report(run_dirs: Iterable[str | Path], out_dir: Optional[str | Path] = None,
                  reference_model: Optional[str] = None, grid_objects: Optional[Sequence] = None,
                  formats: Sequence[str] = ("png", "pdf"), image_loader: Optional[Callable] = None,
-                 n_grid: int = DEFAULT_GRID_ROWS, n_boot: int = 1000) -> dict[str, Path]:
+                 n_grid: int = DEFAULT_GRID_ROWS, n_boot: int = 1000,
+                 loaded: Optional[tuple[pd.DataFrame, list[dict]]] = None,
+                 summary: Optional[pd.DataFrame] = None) -> dict[str, Path]:
     """Write the report of the merged runs into ``out_dir`` (default ``<first run>/report``).
 
     Returns ``{file name: path}`` of every file written: ``summary.{csv,md,tex}``, ``paper.{csv,md,tex}``,
@@ -221,113 +257,124 @@ def write_report(run_dirs: Iterable[str | Path], out_dir: Optional[str | Path] =
     ``image_loader(dataset, image_id)`` may return an RGB array or a ``Sample`` (then its GT is used too).
     ``reference_model`` names the model whose GT-box mIoU is the dashed line (default: the first model
     by name with a GT-box setting). ``grid_objects``: ``dataset/image/object[@protocol:level:draw]``.
+    ``loaded`` (what :func:`sambench.store.load_runs` returns for ``run_dirs``, masks included) and
+    ``summary`` (:func:`sambench.summary.summarize` of its rows) spare reading and summarising again.
     """
+    run_dirs = _check_request(run_dirs, formats)
+    out = _Out(Path(out_dir) if out_dir is not None else run_dirs[0] / "report", formats)
+    out.out.mkdir(parents=True, exist_ok=True)
+    df, manifests = loaded if loaded is not None else load_runs(run_dirs, with_masks=True)
+    inputs = _Inputs(run_dirs, df, manifests, summary if summary is not None else summarize(df, n_boot=n_boot))
+    s_cells, p_cells = _write_tables(out, inputs)
+    sections = [_comparison_section(out, inputs, p_cells, reference_model)]
+    sections += _degradation_sections(out, inputs)
+    sections.append(_summary_section(inputs, s_cells))
+    sections += _grid_sections(out, inputs, grid_objects, n_grid, image_loader)
+    board = build_leaderboard(inputs.summary, df, manifests, [str(d) for d in run_dirs], n_boot=n_boot)
+    sections.append(_leaderboard_section(out, board))
+    _write_page(out, inputs, board, sections)
+    return out.written
+
+
+def _check_request(run_dirs: Iterable[str | Path], formats: Sequence[str]) -> list[Path]:
     run_dirs = [Path(d) for d in run_dirs]
     if not run_dirs:
         raise SambenchError("report: no run directory given")
     bad = [str(f) for f in formats if f not in ("png", "pdf", "svg")]
     if bad:
         raise SambenchError(f"report: unsupported figure format(s) {', '.join(bad)} (use png, pdf, svg)")
-    out = Path(out_dir) if out_dir is not None else run_dirs[0] / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    df, manifests = load_runs(run_dirs, with_masks=True)
-    summary = summarize(df, n_boot=n_boot)
-    settings = settings_info(df, manifests)
-    colors = model_colors(df["model"].unique())
-    scope = headline_scope(summary)
-    written: dict[str, Path] = {}
-    notes: list[str] = []
+    return run_dirs
 
-    def write_text(name: str, text: str) -> None:
-        path = out / name
-        path.write_text(text, encoding="utf-8")
-        written[name] = path
 
-    # tables
+def _write_tables(out: _Out, inputs: _Inputs):
+    """summary.{csv,md,tex} and paper.{csv,md,tex}; returns both tables' cells for the page."""
+    summary, settings = inputs.summary, inputs.settings
     s_cells = summary_cells(summary, settings)
-    summary_csv_frame(summary, settings).to_csv(out / "summary.csv", index=False)
-    written["summary.csv"] = out / "summary.csv"
-    write_text("summary.md", s_cells.to_markdown())
-    write_text("summary.tex", s_cells.to_latex())
-    p_cells = paper_cells(summary, settings, scope)
-    paper_csv_frame(summary, settings).to_csv(out / "paper.csv", index=False)
-    written["paper.csv"] = out / "paper.csv"
-    write_text("paper.md", p_cells.to_markdown())
-    write_text("paper.tex", p_cells.to_latex())
+    out.frame("summary.csv", summary_csv_frame(summary, settings))
+    out.text("summary.md", s_cells.to_markdown())
+    out.text("summary.tex", s_cells.to_latex())
+    p_cells = paper_cells(summary, settings, inputs.scope)
+    out.frame("paper.csv", paper_csv_frame(summary, settings))
+    out.text("paper.md", p_cells.to_markdown())
+    out.text("paper.tex", p_cells.to_latex())
+    return s_cells, p_cells
 
-    sections: list[Section] = []
-    pngs: dict[str, bytes] = {}
 
-    def save(fig, stem: str, dpi: int = F.PNG_DPI) -> list[str]:
-        paths, png = F.save_figure(fig, out, stem, formats, dpi=dpi)
-        written.update(paths)
-        pngs[stem] = png
-        return list(paths)
-
-    # comparison figure + paper table
-    reference, why = F.find_reference(summary, settings, reference_model)
+def _comparison_section(out: _Out, inputs: _Inputs, p_cells, reference_model: Optional[str]) -> Section:
+    """The comparison figure (with its GT-box reference line) and the paper table."""
+    summary, scope = inputs.summary, inputs.scope
+    reference, why = F.find_reference(summary, inputs.settings, reference_model)
     if why:
-        notes.append(why)
-    body = legend_html(colors)
+        out.notes.append(why)
+    body = legend_html(inputs.colors)
     if summary.empty:
-        notes.append("no successful result in these runs: no figure")
+        out.notes.append("no successful result in these runs: no figure")
     else:
-        fig = F.comparison_figure(summary, settings, colors, reference, scope)
-        files = save(fig, "comparison")
+        fig = F.comparison_figure(summary, inputs.settings, inputs.colors, reference, scope)
+        files = out.figure(fig, "comparison")
         ref_text = (f" Dashed line: {reference.model} with GT boxes ({reference.setting.protocol}/{reference.setting.level}"
                     f"{', chosen automatically' if reference.automatic else ''})." if reference else " No reference line: " + why + ".")
-        body += figure_html("comparison", pngs["comparison"], f"Average mIoU per prompt setting, {scope}; error bars: "
+        body += figure_html("comparison", out.pngs["comparison"], f"Average mIoU per prompt setting, {scope}; error bars: "
                             f"bootstrap 95% CI.{ref_text}", files)
     body += p_cells.to_html()
-    sections.append(Section("comparison", "Comparison", body))
+    return Section("comparison", "Comparison", body)
 
-    # degradation curves
+
+def _degradation_sections(out: _Out, inputs: _Inputs) -> list[Section]:
+    """One mIoU/mBIoU curve figure per protocol with a kind of >= 2 numeric levels."""
     body = ""
-    for protocol in sorted({s.protocol for s in settings}):
-        fig = None if summary.empty else F.degradation_figure(summary, protocol, settings, colors, scope)
+    for protocol in sorted({s.protocol for s in inputs.settings}):
+        fig = None if inputs.summary.empty else F.degradation_figure(inputs.summary, protocol, inputs.settings,
+                                                                    inputs.colors, inputs.scope)
         if fig is None:
-            notes.append(f"protocol '{protocol}': no prompt kind with two numeric levels, so no degradation curve")
+            out.notes.append(f"protocol '{protocol}': no prompt kind with two numeric levels, so no degradation curve")
             continue
         stem = f"degradation_{_safe(protocol)}"
-        files = save(fig, stem)
-        body += figure_html(stem, pngs[stem], f"mIoU and mBIoU against the level of protocol '{protocol}', {scope}; "
-                            "bands: bootstrap 95% CI over objects.", files)
-    if body:
-        sections.append(Section("degradation", "Degradation curves", body))
+        files = out.figure(fig, stem)
+        body += figure_html(stem, out.pngs[stem], f"mIoU and mBIoU against the level of protocol '{protocol}', "
+                            f"{inputs.scope}; bands: bootstrap 95% CI over objects.", files)
+    return [Section("degradation", "Degradation curves", body)] if body else []
 
-    # summary + failures
+
+def _summary_section(inputs: _Inputs, s_cells) -> Section:
+    """The summary table and the failures by reason."""
     body = s_cells.to_html()
-    reasons = failure_reasons(df)
+    reasons = failure_reasons(inputs.df)
     if not reasons.empty:
         body += "<h3>Failures</h3>" + frame_cells(reasons, "Failed rows by model, dataset, protocol and error "
                                                   "(counted in the 'Failed' column, never dropped silently).").to_html()
-    sections.append(Section("summary", "Summary table", body))
+    return Section("summary", "Summary table", body)
 
-    # grid
-    keys = pick_grid_keys(df, grid_objects, n_grid)
-    if keys:
-        images = _Images(manifests, image_loader)
-        items = build_grid_items(df, keys, images)
-        models = sorted(df["model"].unique())
-        fig = F.grid_figure(items, models, colors)
-        files = save(fig, "grid", dpi=F.GRID_DPI)
-        notes.extend(dict.fromkeys(images.notes))
-        how = "named objects" if grid_objects else "the objects whose IoU differs most between models (one prompt each)"
-        sections.append(Section("grid", "Visual comparison", figure_html(
-            "grid", pngs["grid"], f"Rows: {how}. Columns: photo with the prompt (box; green + / red − points), "
-            "GT (amber), each model's mask in its colour with its IoU; cyan circles: sampling locations "
-            "(sized by weight) when the model records them.", files)))
-    else:
-        notes.append("no successful result with a mask: no visual grid")
 
-    # leaderboard
-    board = build_leaderboard(summary, df, manifests, [str(d) for d in run_dirs], n_boot=n_boot)
+def _grid_sections(out: _Out, inputs: _Inputs, grid_objects, n_grid: int, image_loader) -> list[Section]:
+    """The visual grid: photo + prompt, GT and every model's mask for the chosen prompts."""
+    keys = pick_grid_keys(inputs.df, grid_objects, n_grid)
+    if not keys:
+        out.notes.append("no successful result with a mask: no visual grid")
+        return []
+    images = _Images(inputs.manifests, image_loader)
+    items = build_grid_items(inputs.df, keys, images)
+    fig = F.grid_figure(items, sorted(inputs.df["model"].unique()), inputs.colors)
+    files = out.figure(fig, "grid", dpi=F.GRID_DPI)
+    out.notes.extend(dict.fromkeys(images.notes))
+    how = "named objects" if grid_objects else "the objects whose IoU differs most between models (one prompt each)"
+    return [Section("grid", "Visual comparison", figure_html(
+        "grid", out.pngs["grid"], f"Rows: {how}. Columns: photo with the prompt (box; green + / red − points), "
+        "GT (amber), each model's mask in its colour with its IoU; cyan circles: sampling locations "
+        "(sized by weight) when the model records them.", files))]
+
+
+def _leaderboard_section(out: _Out, board: dict) -> Section:
+    """leaderboard.json and the provenance section; disagreeing runs become notes."""
     for c in board["conflicts"]:
-        notes.append(f"runs disagree on {c['section']} '{c['name']}' (run {c['run']}); leaderboard.json keeps the first")
-    write_text("leaderboard.json", json.dumps(board, indent=2, sort_keys=True, allow_nan=False) + "\n")
-    sections.append(Section("provenance", "Provenance", _provenance_html(board)))
+        out.notes.append(f"runs disagree on {c['section']} '{c['name']}' (run {c['run']}); leaderboard.json keeps the first")
+    out.text("leaderboard.json", json.dumps(board, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    return Section("provenance", "Provenance", _provenance_html(board))
 
-    meta = [("runs", ", ".join(str(d) for d in run_dirs)),
+
+def _write_page(out: _Out, inputs: _Inputs, board: dict, sections: list[Section]) -> None:
+    df = inputs.df
+    meta = [("runs", ", ".join(str(d) for d in inputs.run_dirs)),
             ("rows", f"{board['rows']['ok']} ok, {board['rows']['failed']} failed"),
             ("models", ", ".join(sorted(df["model"].unique()))),
             ("datasets", ", ".join(sorted(df["dataset"].unique()))),
@@ -336,8 +383,7 @@ def write_report(run_dirs: Iterable[str | Path], out_dir: Optional[str | Path] =
                                                  for r in board["runs"])),
             ("report", f"sambench {sambench.__version__}, {board['date']}"),
             ("files", "summary.csv/.md/.tex, paper.csv/.md/.tex, leaderboard.json")]
-    write_text("index.html", render_page("sambench report", meta, list(dict.fromkeys(notes)), sections))
-    return written
+    out.text("index.html", render_page("sambench report", meta, list(dict.fromkeys(out.notes)), sections))
 
 
 def _safe(name: str) -> str:

@@ -41,12 +41,12 @@ import numpy as np
 import pandas as pd
 
 from sambench.metrics import bootstrap_ci
-from sambench.store import KEY_COLUMNS, load_runs
+from sambench.store import KEY_COLUMNS, LEVEL_COLUMNS, OBJECT_COLUMNS, load_runs, merge_manifests
 from sambench.types import SambenchError
 
 METRICS = {"miou": "iou", "mbiou": "biou"}
 RunDirs = Union[str, Path, Sequence[Union[str, Path]]]
-GROUP = ["model", "dataset", "protocol", "level"]
+GROUP = list(LEVEL_COLUMNS)
 N_EXAMPLES = 5
 
 
@@ -143,12 +143,9 @@ def _dirs(run: RunDirs) -> list[Path]:
 
 def _load(run: RunDirs) -> tuple[pd.DataFrame, dict]:
     """Rows of one run (or of its shards, merged by ``load_runs``) and their merged manifest sections."""
-    df, manifests = load_runs(_dirs(run), with_masks=False)
-    merged: dict = {"protocols": {}, "datasets": {}}
-    for man in manifests:
-        for section in merged:
-            for name, entry in (man.get(section) or {}).items():
-                merged[section].setdefault(name, entry)
+    dirs = _dirs(run)
+    df, manifests = load_runs(dirs, with_masks=False)
+    merged, _ = merge_manifests(manifests, [str(d) for d in dirs])
     return df.drop(columns=["run"]), merged
 
 
@@ -249,46 +246,62 @@ def compare_runs(baseline_dir: RunDirs, candidate_dir: RunDirs, metric: str = "m
     Raises :class:`CompareRefused` (one line, naming the keys/datasets) when prompts or datasets differ
     and that is not allowed, or when the runs share no result key.
     """
+    _check_arguments(metric, tol)
+    base, bman = _load(baseline_dir)
+    cand, cman = _load(candidate_dir)
+    result = CompareResult(_name(baseline_dir), _name(candidate_dir), metric, float(tol))
+    man_prompts, man_datasets = _manifest_mismatches(bman, cman)
+    _refuse_or_warn(result, "datasets", man_datasets, allow_dataset_mismatch, "--allow-dataset-mismatch")
+    merged = _pair_keys(result, base, cand)
+    both = merged[merged["_merge"] == "both"]
+    _refuse_or_warn(result, "prompts", man_prompts + _prompt_mismatches(both), allow_prompt_mismatch,
+                    "--allow-prompt-mismatch")
+    only_b, only_c = merged[merged["_merge"] == "left_only"], merged[merged["_merge"] == "right_only"]
+    _count_unpaired(result, only_b, only_c)
+    _count_failures(result, base, cand, both)
+    result.groups = _group_statistics(both, only_b, only_c, metric, tol, n_boot)
+    return result
+
+
+def _check_arguments(metric: str, tol) -> None:
     if metric not in METRICS:
         raise SambenchError(f"compare: unknown metric '{metric}' (use {', '.join(METRICS)})")
     if not (isinstance(tol, (int, float)) and tol >= 0):
         raise SambenchError(f"compare: --tol must be >= 0 points, got {tol!r}")
-    base, bman = _load(baseline_dir)
-    cand, cman = _load(candidate_dir)
-    baseline_dir, candidate_dir = _name(baseline_dir), _name(candidate_dir)
-    result = CompareResult(baseline_dir, candidate_dir, metric, float(tol))
 
-    man_prompts, man_datasets = _manifest_mismatches(bman, cman)
-    if man_datasets:
-        msg = (f"datasets differ between {baseline_dir} and {candidate_dir}: {'; '.join(man_datasets)}")
-        if not allow_dataset_mismatch:
-            raise CompareRefused(msg + " — refusing to compare (--allow-dataset-mismatch to override)")
-        result.warnings.append(msg)
 
+def _refuse_or_warn(result: CompareResult, what: str, problems: list[str], allowed: bool, flag: str) -> None:
+    """Refuse (or, when allowed, warn about) runs whose ``what`` (prompts, datasets) differ."""
+    if not problems:
+        return
+    msg = f"{what} differ between {result.baseline} and {result.candidate}: {'; '.join(problems)}"
+    if not allowed:
+        raise CompareRefused(f"{msg} — refusing to compare ({flag} to override)")
+    result.warnings.append(msg)
+
+
+def _pair_keys(result: CompareResult, base: pd.DataFrame, cand: pd.DataFrame) -> pd.DataFrame:
+    """Outer merge of both runs on the result key (image failures expanded); refuses when none pairs."""
     base_x = _expand_image_failures(base, cand)
     cand_x = _expand_image_failures(cand, base)
+    key = list(KEY_COLUMNS)
     cols = ["status", "iou", "biou", "prompt_hash", "protocol_version"]
-    m = base_x[list(KEY_COLUMNS) + cols].merge(cand_x[list(KEY_COLUMNS) + cols], on=list(KEY_COLUMNS), how="outer",
-                                               suffixes=("_b", "_c"), indicator=True)
-    both = m[m["_merge"] == "both"]
-    if both.empty:
-        raise CompareRefused(f"{baseline_dir} and {candidate_dir} share no result key (model, dataset, image, object, "
-                             f"protocol, level, draw): nothing to compare")
+    m = base_x[key + cols].merge(cand_x[key + cols], on=key, how="outer", suffixes=("_b", "_c"), indicator=True)
+    if not (m["_merge"] == "both").any():
+        raise CompareRefused(f"{result.baseline} and {result.candidate} share no result key "
+                             f"({', '.join(KEY_COLUMNS)}): nothing to compare")
+    return m
 
+
+def _prompt_mismatches(both: pd.DataFrame) -> list[str]:
     hb, hc = both["prompt_hash_b"], both["prompt_hash_c"]
     diff = both[(hb.notna() & hc.notna() & (hb != hc)) |
                 (both["protocol_version_b"].notna() & both["protocol_version_c"].notna() &
                  (both["protocol_version_b"] != both["protocol_version_c"]))]
-    if len(diff) or man_prompts:
-        parts = list(man_prompts)
-        if len(diff):
-            parts.append(f"{len(diff)} key(s) with different prompts, e.g. {_key_text(diff.iloc[0])}")
-        msg = f"prompts differ between {baseline_dir} and {candidate_dir}: {'; '.join(parts)}"
-        if not allow_prompt_mismatch:
-            raise CompareRefused(msg + " — refusing to compare (--allow-prompt-mismatch to override)")
-        result.warnings.append(msg)
+    return [f"{len(diff)} key(s) with different prompts, e.g. {_key_text(diff.iloc[0])}"] if len(diff) else []
 
-    only_b, only_c = m[m["_merge"] == "left_only"], m[m["_merge"] == "right_only"]
+
+def _count_unpaired(result: CompareResult, only_b: pd.DataFrame, only_c: pd.DataFrame) -> None:
     result.only_baseline, result.only_candidate = int(len(only_b)), int(len(only_c))
     result.only_examples = {"baseline": [_key_text(r) for _, r in only_b.head(N_EXAMPLES).iterrows()],
                             "candidate": [_key_text(r) for _, r in only_c.head(N_EXAMPLES).iterrows()]}
@@ -296,46 +309,53 @@ def compare_runs(baseline_dir: RunDirs, candidate_dir: RunDirs, metric: str = "m
         result.warnings.append(f"{len(only_b)} key(s) only in the baseline and {len(only_c)} only in the candidate "
                                f"are not compared (examples in the JSON)")
 
-    col = METRICS[metric]
+
+def _count_failures(result: CompareResult, base: pd.DataFrame, cand: pd.DataFrame, both: pd.DataFrame) -> None:
     fb, fc = both["status_b"] == "failed", both["status_c"] == "failed"
     result.failures = {"baseline": int((base["status"] == "failed").sum()),
                        "candidate": int((cand["status"] == "failed").sum()),
                        "new": int((~fb & fc).sum()), "fixed": int((fb & ~fc).sum())}
+
+
+def _group_statistics(both: pd.DataFrame, only_b: pd.DataFrame, only_c: pd.DataFrame, metric: str, tol: float,
+                      n_boot: int) -> list[dict]:
+    """One dict per (model, dataset, protocol, level): paired per-object means, delta, CI, p, counts."""
+    col = METRICS[metric]
+    fb, fc = both["status_b"] == "failed", both["status_c"] == "failed"
     vals = both.assign(vb=np.where(fb, 0.0, both[f"{col}_b"].fillna(0.0)),
                        vc=np.where(fc, 0.0, both[f"{col}_c"].fillna(0.0)), fb=fb, fc=fc)
     vals = vals[vals["level"] != ""]
-    per_obj = vals.groupby(GROUP + ["image_id", "object_id"], sort=True).agg(
+    per_obj = vals.groupby(list(OBJECT_COLUMNS), sort=True).agg(
         vb=("vb", "mean"), vc=("vc", "mean"), fb=("fb", "sum"), fc=("fc", "sum")).reset_index()
-    new_f = vals[~vals["fb"] & vals["fc"]].groupby(GROUP).size()
-    fixed = vals[vals["fb"] & ~vals["fc"]].groupby(GROUP).size()
-    ob = only_b[only_b["level"] != ""].groupby(GROUP).size()
-    oc = only_c[only_c["level"] != ""].groupby(GROUP).size()
-    for key, g in per_obj.groupby(GROUP, sort=True):
-        d = (g["vc"] - g["vb"]).to_numpy(dtype=float, copy=True)
-        d[np.abs(d) < 1e-12] = 0.0
-        lo, hi = bootstrap_ci(d, n_boot=n_boot, key="compare|" + "|".join(map(str, key)) + f"|{metric}")
-        delta = 100.0 * float(d.mean())
-        ci_lo, ci_hi = 100.0 * lo, 100.0 * hi
-        result.groups.append({
-            **dict(zip(GROUP, key)), "n": int(len(g)),
+    counts = {"new_failures": vals[~vals["fb"] & vals["fc"]].groupby(GROUP).size(),
+              "fixed": vals[vals["fb"] & ~vals["fc"]].groupby(GROUP).size(),
+              "only_baseline": only_b[only_b["level"] != ""].groupby(GROUP).size(),
+              "only_candidate": only_c[only_c["level"] != ""].groupby(GROUP).size()}
+    groups = [_paired_group(key, g, counts, metric, tol, n_boot) for key, g in per_obj.groupby(GROUP, sort=True)]
+    # groups measured by one run only: listed (n = 0, no statistics) so that nothing disappears silently
+    paired = {tuple(g[k] for k in GROUP) for g in groups}
+    nan = float("nan")
+    for key in sorted(set(counts["only_baseline"].index) | set(counts["only_candidate"].index)):
+        if key not in paired:
+            groups.append({**dict(zip(GROUP, key)), "n": 0, "baseline": nan, "candidate": nan, "delta": nan,
+                           "ci_lo": nan, "ci_hi": nan, "p_value": nan, "base_failed": 0, "cand_failed": 0,
+                           "new_failures": 0, "fixed": 0, "only_baseline": int(counts["only_baseline"].get(key, 0)),
+                           "only_candidate": int(counts["only_candidate"].get(key, 0)), "regression": False})
+    return sorted(groups, key=lambda g: tuple(str(g[k]) for k in GROUP))
+
+
+def _paired_group(key: tuple, g: pd.DataFrame, counts: dict, metric: str, tol: float, n_boot: int) -> dict:
+    d = (g["vc"] - g["vb"]).to_numpy(dtype=float, copy=True)
+    d[np.abs(d) < 1e-12] = 0.0
+    lo, hi = bootstrap_ci(d, n_boot=n_boot, key="compare|" + "|".join(map(str, key)) + f"|{metric}")
+    delta = 100.0 * float(d.mean())
+    ci_lo, ci_hi = 100.0 * lo, 100.0 * hi
+    return {**dict(zip(GROUP, key)), "n": int(len(g)),
             "baseline": 100.0 * float(g["vb"].mean()), "candidate": 100.0 * float(g["vc"].mean()),
             "delta": delta, "ci_lo": ci_lo, "ci_hi": ci_hi, "p_value": _wilcoxon(d),
             "base_failed": int(g["fb"].sum()), "cand_failed": int(g["fc"].sum()),
-            "new_failures": int(new_f.get(key, 0)), "fixed": int(fixed.get(key, 0)),
-            "only_baseline": int(ob.get(key, 0)), "only_candidate": int(oc.get(key, 0)),
-            "regression": bool(delta < -tol and ci_hi < 0.0),
-        })
-    # groups measured by one run only: listed (n = 0, no statistics) so that nothing disappears silently
-    paired = {tuple(g[k] for k in GROUP) for g in result.groups}
-    nan = float("nan")
-    for key in sorted(set(ob.index) | set(oc.index)):
-        if key not in paired:
-            result.groups.append({**dict(zip(GROUP, key)), "n": 0, "baseline": nan, "candidate": nan, "delta": nan,
-                                  "ci_lo": nan, "ci_hi": nan, "p_value": nan, "base_failed": 0, "cand_failed": 0,
-                                  "new_failures": 0, "fixed": 0, "only_baseline": int(ob.get(key, 0)),
-                                  "only_candidate": int(oc.get(key, 0)), "regression": False})
-    result.groups.sort(key=lambda g: tuple(str(g[k]) for k in GROUP))
-    return result
+            **{k: int(v.get(key, 0)) for k, v in counts.items()},
+            "regression": bool(delta < -tol and ci_hi < 0.0)}
 
 
 def write_json(result: CompareResult, path: str | Path) -> Path:

@@ -33,7 +33,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from sambench.report.common import BOX_KINDS, SettingInfo, display_names, headline
+from sambench.cards import BOX_NOISE_KINDS, Setting
+from sambench.report.common import display_names, headline
 
 PNG_DPI = 130
 GRID_DPI = 100  # photo panels compress poorly: keep the grid's PNG (and the page) small
@@ -71,12 +72,12 @@ class Reference:
     """The dashed reference line: ``model`` with the GT-box ``setting`` scored ``value`` (fraction)."""
 
     model: str
-    setting: SettingInfo
+    setting: Setting
     value: float
     automatic: bool
 
 
-def find_reference(summary: pd.DataFrame, settings: list[SettingInfo], model: Optional[str]) -> tuple[Optional[Reference], str]:
+def find_reference(summary: pd.DataFrame, settings: list[Setting], model: Optional[str]) -> tuple[Optional[Reference], str]:
     """The reference line and a note: ``model``'s headline mIoU on a GT-box setting (a level labelled
     ``gt-box`` preferred over a box-noise level 0). With ``model=None`` the first model by name that has a
     GT-box setting is used. Returns ``(None, reason)`` when there is none."""
@@ -95,7 +96,7 @@ def find_reference(summary: pd.DataFrame, settings: list[SettingInfo], model: Op
     return None, "no model has a GT-box result: no reference line"
 
 
-def comparison_figure(summary: pd.DataFrame, settings: list[SettingInfo], colors: dict[str, str],
+def comparison_figure(summary: pd.DataFrame, settings: list[Setting], colors: dict[str, str],
                       reference: Optional[Reference], scope: str) -> Figure:
     """Grouped bars: headline mIoU (%) per non-GT-box setting (all settings if only GT-box ones exist)."""
     head = headline(summary)
@@ -146,17 +147,17 @@ def comparison_figure(summary: pd.DataFrame, settings: list[SettingInfo], colors
 # ------------------------------------------------------------------------------------------ degradation
 
 
-def degradation_rows(settings: list[SettingInfo]) -> list[tuple[str, list[tuple[float, SettingInfo]]]]:
+def degradation_rows(settings: list[Setting]) -> list[tuple[str, list[tuple[float, Setting]]]]:
     """For one protocol's settings: (kind, [(x, setting), ...]) rows with >= 2 distinct x, sorted by x."""
-    by_kind: dict[str, list[tuple[float, SettingInfo]]] = {}
+    by_kind: dict[str, list[tuple[float, Setting]]] = {}
     for s in settings:
-        if s.kind in BOX_KINDS or s.kind == "points":
-            if s.value is not None:
-                by_kind.setdefault(s.kind, []).append((float(s.value), s))
-    gt = [s for s in settings if s.is_gt_box and s.value is None]
+        if s.kind in BOX_NOISE_KINDS or s.kind == "points":
+            if s.level_value is not None:
+                by_kind.setdefault(s.kind, []).append((float(s.level_value), s))
+    gt = [s for s in settings if s.is_gt_box and s.level_value is None]
     rows = []
     for kind, pts in sorted(by_kind.items()):
-        if kind in BOX_KINDS and gt and not any(x == 0.0 for x, _ in pts):
+        if kind in BOX_NOISE_KINDS and gt and not any(x == 0.0 for x, _ in pts):
             pts = pts + [(0.0, gt[0])]
         pts = sorted(pts, key=lambda t: t[0])
         if len({x for x, _ in pts}) >= 2:
@@ -164,7 +165,7 @@ def degradation_rows(settings: list[SettingInfo]) -> list[tuple[str, list[tuple[
     return rows
 
 
-def degradation_figure(summary: pd.DataFrame, protocol: str, settings: list[SettingInfo], colors: dict[str, str],
+def degradation_figure(summary: pd.DataFrame, protocol: str, settings: list[Setting], colors: dict[str, str],
                        scope: str) -> Optional[Figure]:
     """mIoU and mBIoU against level value for one protocol, or None when no kind has two x values."""
     rows = degradation_rows([s for s in settings if s.protocol == protocol])

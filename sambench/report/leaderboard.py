@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 import sambench
-from sambench.types import canonical_json
+from sambench.store import merge_manifests
 
 LEADERBOARD_FORMAT = 1
 
@@ -40,13 +40,6 @@ def _clean(v: Any) -> Any:
     return v
 
 
-def _merge(target: dict, name: str, value: Any, section: str, run: str, conflicts: list) -> None:
-    if name not in target:
-        target[name] = value
-    elif canonical_json(_clean(target[name])) != canonical_json(_clean(value)):
-        conflicts.append({"section": section, "name": name, "run": run})
-
-
 def build_leaderboard(summary: pd.DataFrame, df: pd.DataFrame, manifests: list[dict], run_dirs: list[str],
                       n_boot: int = 1000) -> dict:
     """The leaderboard dict (see module docstring) from the summary table, store rows and manifests."""
@@ -58,21 +51,11 @@ def build_leaderboard(summary: pd.DataFrame, df: pd.DataFrame, manifests: list[d
                 "level_value": None if pd.isna(r["level_value"]) else float(r["level_value"])}
         results.setdefault(r["model"], {}).setdefault(r["dataset"], {}).setdefault(r["protocol"], {})[r["level"]] = cell
 
-    conflicts: list = []
-    protocols: dict = {}
-    datasets: dict = {}
-    models: dict = {}
-    runs = []
-    for run, man in zip(run_dirs, manifests):
-        for name, entry in (man.get("protocols") or {}).items():
-            _merge(protocols, name, entry, "protocols", run, conflicts)
-        for name, entry in (man.get("datasets") or {}).items():
-            keep = {k: entry[k] for k in ("content_hash", "n_images", "n_objects", "spec") if isinstance(entry, dict) and k in entry}
-            _merge(datasets, name, keep, "datasets", run, conflicts)
-        for name, sig in (man.get("models") or {}).items():
-            _merge(models, name, sig, "models", run, conflicts)
-        runs.append({"run_dir": str(run), **{k: man[k] for k in ("sambench_version", "git_commit", "created", "seed",
-                                                                    "libraries", "counters") if k in man}})
+    merged, conflicts = merge_manifests(manifests, [str(r) for r in run_dirs])
+    protocols, datasets, models = merged["protocols"], merged["datasets"], merged["models"]
+    runs = [{"run_dir": str(run), **{k: man[k] for k in ("sambench_version", "git_commit", "created", "seed",
+                                                         "libraries", "counters") if k in man}}
+            for run, man in zip(run_dirs, manifests)]
     versions = {}
     for name, g in df.groupby("protocol"):
         vs = sorted({int(v) for v in g["protocol_version"].dropna()})

@@ -24,7 +24,8 @@ from typing import Optional
 
 import pandas as pd
 
-from sambench.report.common import SettingInfo, display_names, headline
+from sambench.cards import Setting
+from sambench.report.common import display_names, headline
 from sambench.summary import ALL
 
 METRIC_COLUMNS = ("miou", "mbiou", "stability_pairwise", "stability_union")
@@ -143,7 +144,7 @@ def latex_escape(s: str) -> str:
 # ------------------------------------------------------------------------------------------ summary
 
 
-def order_summary(summary: pd.DataFrame, settings: list[SettingInfo]) -> pd.DataFrame:
+def order_summary(summary: pd.DataFrame, settings: list[Setting]) -> pd.DataFrame:
     """Rows ordered by dataset (``ALL`` last), then setting order, then model name."""
     if summary.empty:
         return summary
@@ -163,7 +164,7 @@ def _summary_best(summary: pd.DataFrame) -> dict[tuple[int, str], bool]:
     return flags
 
 
-def summary_cells(summary: pd.DataFrame, settings: list[SettingInfo]) -> Cells:
+def summary_cells(summary: pd.DataFrame, settings: list[Setting]) -> Cells:
     """The summary table (one row per dataset × protocol × level × model) as :class:`Cells`."""
     t = order_summary(summary, settings)
     best = _summary_best(t)
@@ -191,7 +192,7 @@ def summary_cells(summary: pd.DataFrame, settings: list[SettingInfo]) -> Cells:
     return cells
 
 
-def summary_csv_frame(summary: pd.DataFrame, settings: list[SettingInfo]) -> pd.DataFrame:
+def summary_csv_frame(summary: pd.DataFrame, settings: list[Setting]) -> pd.DataFrame:
     """The summary in percent (one decimal) with a ``best`` column naming the row's bold metrics."""
     t = order_summary(summary, settings)
     best = _summary_best(t)
@@ -205,7 +206,7 @@ def summary_csv_frame(summary: pd.DataFrame, settings: list[SettingInfo]) -> pd.
 # ------------------------------------------------------------------------------------------ paper table
 
 
-def paper_frame(summary: pd.DataFrame, settings: list[SettingInfo]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def paper_frame(summary: pd.DataFrame, settings: list[Setting]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(values, partial): models × settings headline mIoU (fractions) and a same-shape boolean frame that
     is True where the cross-dataset mean covers fewer datasets than the runs hold."""
     head = headline(summary)
@@ -226,7 +227,7 @@ def paper_frame(summary: pd.DataFrame, settings: list[SettingInfo]) -> tuple[pd.
     return values, partial
 
 
-def paper_cells(summary: pd.DataFrame, settings: list[SettingInfo], scope: str) -> Cells:
+def paper_cells(summary: pd.DataFrame, settings: list[Setting], scope: str) -> Cells:
     """The paper table (rows = models, columns = prompt settings, cells = headline mIoU %)."""
     values, partial = paper_frame(summary, settings)
     names = display_names(settings)
@@ -254,7 +255,7 @@ def paper_cells(summary: pd.DataFrame, settings: list[SettingInfo], scope: str) 
     return cells
 
 
-def paper_csv_frame(summary: pd.DataFrame, settings: list[SettingInfo]) -> pd.DataFrame:
+def paper_csv_frame(summary: pd.DataFrame, settings: list[Setting]) -> pd.DataFrame:
     """The paper table for CSV: ``model`` then one ``protocol/level`` column per setting (percent, 1 dp)."""
     values, partial = paper_frame(summary, settings)
     out = pd.DataFrame({"model": list(values.index)})

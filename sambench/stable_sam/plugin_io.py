@@ -60,9 +60,9 @@ class BaseSignature:
         return cls(card=str(d["card"]), variant=str(d["variant"]), hq=bool(d["hq"]), weights_id=str(d["weights_id"]))
 
     def describe(self) -> str:
-        kind = "HQ-SAM" if self.hq else "SAM"
+        family = "HQ-SAM" if self.hq else "SAM"
         w = f"weights sha256 {self.weights_id[:12]}…" if self.weights_sha256 else f"random init seed {self.init_seed}"
-        return f"{self.card} ({kind} {self.variant}, {w})"
+        return f"{self.card} ({family} {self.variant}, {w})"
 
     def same_model(self, other: "BaseSignature") -> bool:
         return (self.variant, self.hq, self.weights_id) == (other.variant, other.hq, other.weights_id)

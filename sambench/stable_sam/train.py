@@ -41,7 +41,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
-import click
 import cv2
 import numpy as np
 import torch
@@ -54,7 +53,7 @@ from sambench.stable_sam.decode import decode_logits, encode_images
 from sambench.stable_sam.inject import inject_plugin
 from sambench.stable_sam.modules import PluginConfig, StableSamPlugin
 from sambench.stable_sam.plugin_io import atomic_torch_save, save_plugin_file
-from sambench.types import SambenchError, stable_hash
+from sambench.types import SambenchError, keyed_rng, stable_hash
 
 FRAME = 1024
 LOWRES = 256
@@ -138,11 +137,6 @@ class TrainResult:
         return self.samples / self.seconds if self.seconds > 0 else float("nan")
 
 
-def keyed_rng(*parts: Any) -> np.random.Generator:
-    """``default_rng`` seeded with the 256-bit sha256 of the canonical JSON of ``parts``."""
-    return np.random.default_rng(int(stable_hash(*parts), 16))
-
-
 def side_paths(out: Path) -> tuple[Path, Path]:
     """(resume file, loss CSV) next to the plug-in file ``out``: ``X.resume.pt``, ``X.loss.csv``."""
     stem = out.name[:-len(out.suffix)] if out.suffix else out.name
@@ -205,7 +199,7 @@ def augment_sample(image: np.ndarray, masks: list, rng: Optional[np.random.Gener
     return canvas, out_masks, (vh, vw)
 
 
-def make_prompt(kind: str, mask: np.ndarray, valid_hw: tuple[int, int], rng: np.random.Generator,
+def training_prompt(kind: str, mask: np.ndarray, valid_hw: tuple[int, int], rng: np.random.Generator,
                 cfg: TrainConfig) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
     """(box (4,), None) or (None, points (k, 2)) for one object mask in the 1024 frame."""
     if kind == "points":
@@ -242,7 +236,7 @@ def build_item(dataset, image_id: str, rng: np.random.Generator, cfg: TrainConfi
     kinds, boxes, points, targets = [], [], [], []
     for oi in chosen:
         kind = cfg.prompt_kinds[int(rng.integers(len(cfg.prompt_kinds)))]
-        b, p = make_prompt(kind, ms[oi], valid, rng, cfg)
+        b, p = training_prompt(kind, ms[oi], valid, rng, cfg)
         kinds.append(kind)
         boxes.append(b)
         points.append(p)
@@ -368,42 +362,75 @@ def train_stable_sam(base_card: Union[str, ModelCard], checkpoint: Optional[str]
     :class:`TrainConfig` fields (``jitter``, ``point_counts``, ``noise_scale``, ``prompt_kinds``,
     ``min_object_pixels``, ``plugin_seed``).
     """
-    from sambench.adapters.sam import resolve_device
-
     out = Path(out).expanduser()
     resume_path, log_path = side_paths(out)
-    dev = resolve_device(device)
-    amp = dev.type == "cuda"
+    t = _Training.start(base_card, checkpoint, data_specs, device, base_options, plugin_options, base, embedding_cache,
+                        max_steps, TrainConfig(epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
+                                               seed=int(seed), objects_per_image=int(objects_per_image),
+                                               augment=bool(augment),
+                                               **{k: (tuple(v) if isinstance(v, list) else v)
+                                                  for k, v in config_overrides.items()}))
+    start_step = t.resume(resume_path, restart)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write_log(log_path, _read_log(log_path, start_step) if start_step else [])
+    injection = inject_plugin(t.sam, t.plugin)
+    t0 = time.perf_counter()
+    try:
+        step, losses, samples = t.loop(start_step, log_path, resume_path, save_every, progress, t0)
+    finally:
+        injection.remove()
+    seconds = time.perf_counter() - t0
+    t.save_resume(resume_path, step)
+    train_config = {**t.identity["config"], "data": t.identity["data"], "total_steps": t.total_steps,
+                    "max_steps": max_steps, "torch": str(torch.__version__)}
+    save_plugin_file(out, t.plugin, t.base.signature, train_config=train_config, steps=step)
+    return TrainResult(plugin_path=out, resume_path=resume_path, log_path=log_path, start_step=start_step,
+                       steps=step, total_steps=t.total_steps, losses=losses, samples=samples, seconds=seconds)
 
-    b_card, s_card = resolve_base_card(base_card)
-    opts = {**b_card.options, **(s_card.options if s_card is not None else {}), **(base_options or {})}
-    _, stable_opts = split_options(opts)
-    pcfg = PluginConfig.from_options({**stable_opts, **(plugin_options or {})})
-    cfg = TrainConfig(epochs=int(epochs), batch_size=int(batch_size), lr=float(lr), seed=int(seed),
-                      objects_per_image=int(objects_per_image), augment=bool(augment), plugin=pcfg.to_dict(),
-                      **{k: (tuple(v) if isinstance(v, list) else v) for k, v in config_overrides.items()})
-    if base is None:
-        base = load_base(b_card, checkpoint, opts, where=str(b_card.path or b_card.name))
-    sam = base.model.to(dev).eval()
-    sam.requires_grad_(False)
-    hq_token_only = bool(getattr(base.sam_options, "hq_token_only", False))
 
-    datasets = open_training_data(data_specs)
-    items = [(di, iid) for di, d in enumerate(datasets) for iid in d.ids()]
-    if not items:
-        raise SambenchError("train stable-sam: the training data has no images")
-    steps_per_epoch = math.ceil(len(items) / cfg.batch_size)
-    total_steps = cfg.epochs * steps_per_epoch
-    stop_at = total_steps if max_steps is None else min(total_steps, int(max_steps))
-    identity = {"config": cfg.identity(), "data": _data_identity(datasets), "base": base.signature.to_dict()}
+class _Training:
+    """One training session: the frozen base, the data, the plug-in and its optimiser, stepped by :meth:`loop`."""
 
-    plugin = StableSamPlugin(pcfg, seed=cfg.plugin_seed).to(dev)
-    optimizer = torch.optim.Adam(plugin.parameters(), lr=cfg.lr)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    start_step = 0
-    if resume_path.is_file() and restart:
-        resume_path.unlink()
-    if resume_path.is_file():
+    @classmethod
+    def start(cls, base_card, checkpoint, data_specs, device, base_options, plugin_options, base, embedding_cache,
+              max_steps, cfg: TrainConfig) -> "_Training":
+        """Resolve the base (card, options, weights), the plug-in configuration and the training data."""
+        from sambench.adapters.sam import resolve_device
+
+        t = cls()
+        t.dev = resolve_device(device)
+        t.amp = t.dev.type == "cuda"
+        b_card, s_card = resolve_base_card(base_card)
+        opts = {**b_card.options, **(s_card.options if s_card is not None else {}), **(base_options or {})}
+        _, stable_opts = split_options(opts)
+        pcfg = PluginConfig.from_options({**stable_opts, **(plugin_options or {})})
+        t.cfg = cfg = TrainConfig(**{**asdict(cfg), "plugin": pcfg.to_dict()})
+        t.base = base if base is not None else load_base(b_card, checkpoint, opts, where=str(b_card.path or b_card.name))
+        t.sam = t.base.model.to(t.dev).eval()
+        t.sam.requires_grad_(False)
+        t.hq_token_only = bool(getattr(t.base.sam_options, "hq_token_only", False))
+        t.datasets = open_training_data(data_specs)
+        t.items = [(di, iid) for di, d in enumerate(t.datasets) for iid in d.ids()]
+        if not t.items:
+            raise SambenchError("train stable-sam: the training data has no images")
+        t.steps_per_epoch = math.ceil(len(t.items) / cfg.batch_size)
+        t.total_steps = cfg.epochs * t.steps_per_epoch
+        t.stop_at = t.total_steps if max_steps is None else min(t.total_steps, int(max_steps))
+        t.identity = {"config": cfg.identity(), "data": _data_identity(t.datasets), "base": t.base.signature.to_dict()}
+        t.plugin = StableSamPlugin(pcfg, seed=cfg.plugin_seed).to(t.dev)
+        t.optimizer = torch.optim.Adam(t.plugin.parameters(), lr=cfg.lr)
+        t.scaler = torch.amp.GradScaler("cuda", enabled=t.amp)
+        sig = t.base.signature
+        t.embed = _EmbeddingSource(t.sam, t.dev, embedding_cache, t.amp, (sig.variant, sig.hq, sig.weights_id))
+        t.perms = {}
+        return t
+
+    def resume(self, resume_path: Path, restart: bool) -> int:
+        """The step to start from: 0, or the resume file's after restoring plug-in and optimiser state."""
+        if resume_path.is_file() and restart:
+            resume_path.unlink()
+        if not resume_path.is_file():
+            return 0
         try:
             st = torch.load(resume_path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001
@@ -411,155 +438,100 @@ def train_stable_sam(base_card: Union[str, ModelCard], checkpoint: Optional[str]
                                 f"delete it or pass --restart") from None
         if not isinstance(st, dict) or st.get("format") != RESUME_FORMAT:
             raise SambenchError(f"{resume_path}: not a Stable-SAM resume file; delete it or pass --restart")
-        if st.get("identity") != identity:
+        if st.get("identity") != self.identity:
             raise SambenchError(f"{resume_path}: was written by a run with another configuration, data or base; "
                                 f"use another --out, or pass --restart to start over")
-        plugin.load_state_dict(st["plugin_state"])
-        optimizer.load_state_dict(st["optimizer_state"])
-        if amp and st.get("scaler_state"):
-            scaler.load_state_dict(st["scaler_state"])
-        start_step = int(st["step"])
-    log_rows = _read_log(log_path, start_step) if start_step else []
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _write_log(log_path, log_rows)
+        self.plugin.load_state_dict(st["plugin_state"])
+        self.optimizer.load_state_dict(st["optimizer_state"])
+        if self.amp and st.get("scaler_state"):
+            self.scaler.load_state_dict(st["scaler_state"])
+        return int(st["step"])
 
-    injection = inject_plugin(sam, plugin)
-    sig = base.signature
-    embed = _EmbeddingSource(sam, dev, embedding_cache, amp, (sig.variant, sig.hq, sig.weights_id))
-    perms: dict[int, np.ndarray] = {}
-    losses: list[float] = []
-    samples = 0
-    t0 = time.perf_counter()
-    step = start_step
+    def save_resume(self, resume_path: Path, step_done: int) -> None:
+        atomic_torch_save({"format": RESUME_FORMAT, "identity": self.identity, "step": step_done,
+                           "plugin_state": {k: v.detach().cpu() for k, v in self.plugin.state_dict().items()},
+                           "optimizer_state": self.optimizer.state_dict(),
+                           "scaler_state": self.scaler.state_dict() if self.amp else None}, resume_path)
 
-    def save_resume(step_done: int) -> None:
-        atomic_torch_save({"format": RESUME_FORMAT, "identity": identity, "step": step_done,
-                           "plugin_state": {k: v.detach().cpu() for k, v in plugin.state_dict().items()},
-                           "optimizer_state": optimizer.state_dict(),
-                           "scaler_state": scaler.state_dict() if amp else None}, resume_path)
+    def batch(self, step: int) -> tuple[list, int]:
+        """The augmented, prompted items of ``step`` (keyed by seed, epoch, step, slot) and how many were skipped."""
+        cfg = self.cfg
+        epoch, within = divmod(step, self.steps_per_epoch)
+        if epoch not in self.perms:
+            self.perms[epoch] = keyed_rng(cfg.seed, "order", epoch).permutation(len(self.items))
+        built, skipped = [], 0
+        for slot, idx in enumerate(self.perms[epoch][within * cfg.batch_size:(within + 1) * cfg.batch_size]):
+            di, iid = self.items[int(idx)]
+            try:
+                it = build_item(self.datasets[di], iid, keyed_rng(cfg.seed, "sample", epoch, step, slot), cfg)
+            except SambenchError:
+                it = None
+            if it is None:
+                skipped += 1
+            else:
+                built.append(it)
+        return built, skipped
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    def step(self, built: list) -> tuple[float, dict]:
+        """One optimiser step on ``built``: its loss and the loss columns of its log row."""
+        embs = self.embed(built)
+        self.optimizer.zero_grad(set_to_none=True)
+        bces, dices = [], []
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
+            for it, (e, im) in zip(built, embs):
+                logits = item_logits(self.sam, e, im, it, self.hq_token_only)
+                bce, dice = bce_dice_loss(logits, torch.from_numpy(it.targets).to(self.dev))
+                bces.append(bce)
+                dices.append(dice)
+        bce_all, dice_all = torch.cat(bces), torch.cat(dices)
+        loss = (bce_all + dice_all).mean()
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        kinds = [k for it in built for k in it.kinds]
+        columns = {"loss": f"{loss.item():.6f}", "bce": f"{bce_all.mean().item():.6f}",
+                   "dice": f"{dice_all.mean().item():.6f}", "prompts": len(kinds), "gt_box": kinds.count("gt-box"),
+                   "noisy_box": kinds.count("noisy-box"), "points": kinds.count("points")}
+        return float(loss.item()), columns
 
-        bar = tqdm(total=stop_at, initial=start_step, desc="stable-sam", unit="step", dynamic_ncols=True)
-    ema = None
-    try:
-        plugin.train()
-        with open(log_path, "a", newline="", encoding="utf-8") as log_fh:
-            writer = csv.DictWriter(log_fh, fieldnames=CSV_FIELDS)
-            while step < stop_at:
-                epoch, within = divmod(step, steps_per_epoch)
-                if epoch not in perms:
-                    perms[epoch] = keyed_rng(cfg.seed, "order", epoch).permutation(len(items))
-                batch = perms[epoch][within * cfg.batch_size:(within + 1) * cfg.batch_size]
-                built, skipped = [], 0
-                for slot, idx in enumerate(batch):
-                    di, iid = items[int(idx)]
-                    try:
-                        it = build_item(datasets[di], iid, keyed_rng(cfg.seed, "sample", epoch, step, slot), cfg)
-                    except SambenchError:
-                        it = None
-                    if it is None:
-                        skipped += 1
+    def loop(self, start_step: int, log_path: Path, resume_path: Path, save_every: int, progress: bool,
+             t0: float) -> tuple[int, list, int]:
+        """Steps from ``start_step`` to the end: one log row each, resume files every ``save_every`` steps.
+        Returns (steps done in total, this run's losses, images seen)."""
+        losses: list[float] = []
+        samples, step, ema = 0, start_step, None
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.stop_at, initial=start_step, desc="stable-sam", unit="step", dynamic_ncols=True)
+        try:
+            self.plugin.train()
+            with open(log_path, "a", newline="", encoding="utf-8") as log_fh:
+                writer = csv.DictWriter(log_fh, fieldnames=CSV_FIELDS)
+                while step < self.stop_at:
+                    built, skipped = self.batch(step)
+                    row = {"step": step + 1, "epoch": step // self.steps_per_epoch, "prompts": 0, "gt_box": 0,
+                           "noisy_box": 0, "points": 0, "skipped": skipped, "lr": self.cfg.lr}
+                    if built:
+                        loss, columns = self.step(built)
+                        row.update(columns)
+                        losses.append(loss)
+                        samples += len(built)
+                        ema = losses[-1] if ema is None else 0.9 * ema + 0.1 * losses[-1]
                     else:
-                        built.append(it)
-                row = {"step": step + 1, "epoch": epoch, "prompts": 0, "gt_box": 0, "noisy_box": 0, "points": 0,
-                       "skipped": skipped, "lr": cfg.lr}
-                if built:
-                    embs = embed(built)
-                    optimizer.zero_grad(set_to_none=True)
-                    bces, dices = [], []
-                    with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
-                        for it, (e, im) in zip(built, embs):
-                            logits = item_logits(sam, e, im, it, hq_token_only)
-                            bce, dice = bce_dice_loss(logits, torch.from_numpy(it.targets).to(dev))
-                            bces.append(bce)
-                            dices.append(dice)
-                    bce_all, dice_all = torch.cat(bces), torch.cat(dices)
-                    loss = (bce_all + dice_all).mean()
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                    kinds = [k for it in built for k in it.kinds]
-                    row.update(loss=f"{loss.item():.6f}", bce=f"{bce_all.mean().item():.6f}",
-                               dice=f"{dice_all.mean().item():.6f}", prompts=len(kinds),
-                               gt_box=kinds.count("gt-box"), noisy_box=kinds.count("noisy-box"),
-                               points=kinds.count("points"))
-                    losses.append(float(loss.item()))
-                    samples += len(built)
-                    ema = losses[-1] if ema is None else 0.9 * ema + 0.1 * losses[-1]
-                else:
-                    row.update(loss="", bce="", dice="")
-                row["elapsed_s"] = f"{time.perf_counter() - t0:.3f}"
-                writer.writerow(row)
-                log_fh.flush()
-                step += 1
-                if bar is not None:
-                    bar.update(1)
-                    if ema is not None:
-                        bar.set_postfix(loss=f"{ema:.4f}")
-                if save_every and step % int(save_every) == 0 and step < stop_at:
-                    save_resume(step)
-    finally:
-        if bar is not None:
-            bar.close()
-        injection.remove()
-    seconds = time.perf_counter() - t0
-    save_resume(step)
-    train_config = {**identity["config"], "data": identity["data"], "total_steps": total_steps,
-                    "max_steps": max_steps, "torch": str(torch.__version__)}
-    save_plugin_file(out, plugin, base.signature, train_config=train_config, steps=step)
-    return TrainResult(plugin_path=out, resume_path=resume_path, log_path=log_path, start_step=start_step,
-                       steps=step, total_steps=total_steps, losses=losses, samples=samples, seconds=seconds)
-
-
-# ---------------------------------------------------------------------------------------------- CLI
-
-
-def _parse_option(values: Sequence[str]) -> dict:
-    import yaml
-
-    out = {}
-    for v in values:
-        key, sep, raw = v.partition("=")
-        if not sep or not key.strip():
-            raise SambenchError(f"--option {v!r}: expected KEY=VALUE")
-        out[key.strip()] = yaml.safe_load(raw)
-    return out
-
-
-@click.group("train")
-def train_cmd() -> None:
-    """Train plug-ins on frozen base models."""
-
-
-@train_cmd.command("stable-sam")
-@click.option("--base", "base_name", required=True, help="Base card (sam-vit-l, hq-sam-vit-b, sam-tiny, ...) or a stable-sam card.")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="Base weights (default: the base card's file).")
-@click.option("--data", "data", multiple=True, required=True, help="Training data: a folder dataset directory or a dataset name (repeatable).")
-@click.option("--epochs", type=int, default=1, show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False), required=True, help="Plug-in file to write (PLUGIN.pt).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
-@click.option("--batch-size", type=int, default=4, show_default=True, help="Images per step.")
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--max-steps", type=int, default=None, help="Stop after this many steps in total (resumable).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--objects-per-image", type=int, default=4, show_default=True)
-@click.option("--no-augment", is_flag=True, help="No flip / large-scale jitter (plain SAM resize).")
-@click.option("--save-every", type=int, default=50, show_default=True, help="Steps between resume checkpoints.")
-@click.option("--restart", is_flag=True, help="Ignore (delete) an existing resume file.")
-@click.option("--option", "options", multiple=True, help="Plug-in option KEY=VALUE (offset_range, modulation, pe_mode, drp_token, drp_hidden, drp_norm).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def train_stable_sam_cmd(base_name, checkpoint, data, epochs, out, device, batch_size, lr, max_steps, seed,
-                         objects_per_image, no_augment, save_every, restart, options, quiet) -> None:
-    """Train the Stable-SAM plug-in (DSP + DRP) on a frozen SAM / HQ-SAM."""
-    # A SambenchError propagates: the main `sambench` group prints it as one "error: ..." line.
-    res = train_stable_sam(base_name, checkpoint, list(data), epochs=epochs, out=out, device=device,
-                           batch_size=batch_size, lr=lr, seed=seed, max_steps=max_steps,
-                           plugin_options=_parse_option(options), objects_per_image=objects_per_image,
-                           augment=not no_augment, save_every=save_every, restart=restart, progress=not quiet)
-    last = np.mean(res.losses[-10:]) if res.losses else float("nan")
-    click.echo(f"wrote {res.plugin_path} after {res.steps}/{res.total_steps} steps "
-               f"(this run: {res.steps - res.start_step} steps, {res.samples_per_s:.2f} images/s, "
-               f"mean loss of the last 10 steps {last:.4f}); log {res.log_path}; resume {res.resume_path}")
+                        row.update(loss="", bce="", dice="")
+                    row["elapsed_s"] = f"{time.perf_counter() - t0:.3f}"
+                    writer.writerow(row)
+                    log_fh.flush()
+                    step += 1
+                    if bar is not None:
+                        bar.update(1)
+                        if ema is not None:
+                            bar.set_postfix(loss=f"{ema:.4f}")
+                    if save_every and step % int(save_every) == 0 and step < self.stop_at:
+                        self.save_resume(resume_path, step)
+        finally:
+            if bar is not None:
+                bar.close()
+        return step, losses, samples
