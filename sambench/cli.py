@@ -184,7 +184,10 @@ def _shard(text: Optional[str]) -> Optional[tuple[int, int]]:
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=None, help="Run directory (default: under ./runs/, derived from the command so re-running resumes).")
 @click.option("--levels", default=None, help="Override protocol levels, e.g. 0,0.2,0.4 or gt-box,1-point.")
 @click.option("--draws", type=int, default=None, help="Override draws per level.")
-@click.option("--seed", type=int, default=None, help="Override the protocols' seed.")
+@click.option("--seed", type=int, default=None, help="Override the protocols' seed (and seed the corruptions).")
+@click.option("--corruption", "corruptions", multiple=True,
+              help="Also run every protocol on corrupted images: NAME[:SEVERITIES] (e.g. fog:1,3, motion-blur:2-5) "
+                   "or all; repeatable. Clean is always level 0 (docs/corruptions.md).")
 @click.option("--limit", type=int, default=None, help="Only the first N images of each dataset.")
 @click.option("--shard", default=None, help="I/N: only the images of shard I of N (stable hash of dataset and image id).")
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]), show_default=True)
@@ -199,8 +202,8 @@ def _shard(text: Optional[str]) -> Optional[tuple[int, int]]:
 @click.option("--retry-failed", is_flag=True, help="Delete this run's failed rows of the given models first, so they run again.")
 @click.option("--no-report", is_flag=True, help="Do not write the report into the run directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def run_cmd(models, protocols, datasets, datasets_given, out, levels, draws, seed, limit, shard, device, checkpoints, plugins,
-            options, prompts_per_call, workers, keep_going, retry_failed, no_report, quiet) -> None:
+def run_cmd(models, protocols, datasets, datasets_given, out, levels, draws, seed, corruptions, limit, shard, device,
+            checkpoints, plugins, options, prompts_per_call, workers, keep_going, retry_failed, no_report, quiet) -> None:
     """Run models × protocols × datasets and store every prompt's result (resumable).
 
     With no --model/--protocol/--dataset it runs the embedded default: grabcut and box-fill on the
@@ -219,16 +222,18 @@ def run_cmd(models, protocols, datasets, datasets_given, out, levels, draws, see
     ds_opts = specs[0].options if specs else {}
     out = out or default_run_dir(models_l, protocols_l, [s.spec for s in specs],
                                  {"levels": levels_l, "draws": draws, "seed": seed, "limit": limit, "shard": shard,
-                                  "options": list(options), "dataset_options": ds_opts})
+                                  "options": list(options), "dataset_options": ds_opts,
+                                  **({"corruptions": list(corruptions)} if corruptions else {})})
     config = RunConfig(models=models_l, protocols=protocols_l, datasets=specs, out=out, levels=levels_l, draws=draws,
                        seed=seed, limit=limit, shard=_shard(shard), prompts_per_call=prompts_per_call,
                        workers=workers, device=device, checkpoints=route_files(checkpoints, models_l, "checkpoint"),
                        plugins=route_files(plugins, models_l, "plugin"),
                        model_options=_parse_options(options, models_l), retry_failed=retry_failed,
-                       progress=not quiet)
+                       progress=not quiet, corruptions=list(corruptions))
     click.echo(f"sambench run: models {', '.join(models_l)} | protocols {', '.join(protocols_l)} | "
                f"datasets {', '.join(s.spec for s in specs)} | levels {','.join(levels_l) if levels_l else 'card'} | "
-               f"draws {'card' if draws is None else draws} | workers {workers} -> {out}", err=True)
+               f"draws {'card' if draws is None else draws} | workers {workers}"
+               + (f" | corruptions {', '.join(corruptions)}" if corruptions else "") + f" -> {out}", err=True)
     result = run(config)
     _print_run_summary(result, no_report)
     failed = result.counts.get("failed", 0)

@@ -32,12 +32,13 @@ import pandas as pd
 
 from sambench.adapters import build_adapter, is_cpu_baseline
 from sambench.adapters.base import Adapter
+from sambench import corruptions as corr
 from sambench.cards import ProtocolCard, load_model_card, load_protocol_card, with_overrides
 from sambench.datasets import Dataset, DatasetSpec
 from sambench.metrics import boundary_iou, encode_rle, iou
 from sambench.prompts import Protocol, PromptTask, prompt_set_hash
-from sambench.store import (DATASET_IDENTITY, IMAGE_ROW_COLUMNS, MODEL_IDENTITY, PROTOCOL_IDENTITY, Invocation, Row,
-                            Store, read_manifest, updated_manifest, write_manifest)
+from sambench.store import (CORRUPTION_IDENTITY, DATASET_IDENTITY, IMAGE_ROW_COLUMNS, MODEL_IDENTITY,
+                            PROTOCOL_IDENTITY, Invocation, Row, Store, read_manifest, updated_manifest, write_manifest)
 from sambench.types import SambenchError, canonical_json, stable_hash
 
 __all__ = ["DatasetSpec", "RunConfig", "RunResult", "run", "default_workers", "select_images", "ENGINES"]
@@ -71,6 +72,15 @@ class RunConfig:
     model_options: dict = field(default_factory=dict)
     retry_failed: bool = False
     progress: bool = True
+    #: ``--corruption`` specs (``NAME[:SEVERITIES]`` or ``all``): every protocol also runs on these corrupted
+    #: copies of each image, besides the clean one (sambench/corruptions.py).
+    corruptions: list = field(default_factory=list)
+
+    @property
+    def corruption_seed(self) -> int:
+        """The seed of every corruption key: the run's ``--seed``, else 0 (shared by all protocols, so
+        that one corrupted image serves them all)."""
+        return 0 if self.seed is None else int(self.seed)
 
     def public(self) -> dict:
         d = asdict(self)
@@ -126,13 +136,19 @@ def image_failure_rows(model: str, dataset: str, image_id: str, protocols: Itera
                 protocol_version=p.version, status="failed", error=error) for p in protocols]
 
 
+def _done_key(task: PromptTask, corruption: tuple[str, int]) -> tuple:
+    """The :data:`IMAGE_ROW_COLUMNS` of ``task``'s row on the image under ``corruption`` (name, severity)."""
+    where = {"corruption": corruption[0], "severity": corruption[1]}
+    return tuple(where[c] if c in where else getattr(task, c) for c in IMAGE_ROW_COLUMNS)
+
+
 def _pending(adapter: Adapter, model: str, sample, protocols: list[Protocol], done: set,
-             failed: list[Row]) -> dict[tuple[str, str], list[PromptTask]]:
+             failed: list[Row], corruption: tuple[str, int] = (corr.CLEAN, 0)) -> dict[tuple[str, str], list[PromptTask]]:
     """The tasks still to run, grouped by (preprocessing, mask_selection); unusable ones go to ``failed``."""
     groups: dict[tuple[str, str], list[PromptTask]] = {}
     for proto in protocols:
         for task in proto.tasks(sample.dataset, sample.image_id, sample.objects):
-            if tuple(getattr(task, c) for c in IMAGE_ROW_COLUMNS) in done:
+            if _done_key(task, corruption) in done:
                 continue
             if task.prompt is None:
                 failed.append(_row(task, model, sample.dataset, sample.image_id, status="failed",
@@ -167,14 +183,25 @@ def _scored_rows(pred, tasks: list[PromptTask], model: str, sample, gt_areas: di
 
 
 def evaluate_image(adapter: Adapter, model: str, sample, protocols: list[Protocol], done: set,
-                   prompts_per_call: int) -> list[Row]:
-    """All missing rows of one (model, image): encode once per preprocessing, decode in calls, score."""
+                   prompts_per_call: int, corruption: tuple[str, int] = (corr.CLEAN, 0)) -> list[Row]:
+    """All missing rows of one (model, image): encode once per preprocessing, decode in calls, score.
+
+    ``sample.image`` is the image as the model sees it (corrupted by ``corruption``, see
+    :class:`CorruptedSample`); prompts and the scoring GT are always the clean sample's objects."""
+    rows = _evaluate(adapter, model, sample, protocols, done, prompts_per_call, corruption)
+    for r in rows:
+        r.corruption, r.severity = corruption
+    return rows
+
+
+def _evaluate(adapter: Adapter, model: str, sample, protocols: list[Protocol], done: set,
+              prompts_per_call: int, corruption: tuple[str, int]) -> list[Row]:
     rows: list[Row] = []
-    groups = _pending(adapter, model, sample, protocols, done, rows)
+    groups = _pending(adapter, model, sample, protocols, done, rows, corruption)
     states: dict[str, Any] = {}
     encode_errors: dict[str, str] = {}
     gt_areas = {o.id: int(np.count_nonzero(o.mask)) for o in sample.objects}
-    where = f"{sample.dataset}/{sample.image_id}"
+    where = f"{sample.dataset}/{sample.image_id}" + ("" if corruption[1] == 0 else f" under {corruption[0]}:{corruption[1]}")
     for (prep, selection), tasks in groups.items():
         if prep not in states and prep not in encode_errors:
             try:
@@ -215,6 +242,32 @@ class ImageResult(NamedTuple):
     counters: dict
 
 
+class CorruptedSample:
+    """A sample whose ``image`` is its clean image under one corruption, made on first access (so a resumed
+    image whose rows are all stored is never corrupted) and then shared by every model; ``objects`` and
+    everything else are the clean sample's."""
+
+    def __init__(self, sample, corruption: tuple[str, int], seed: int) -> None:
+        self._sample, self._corruption, self._seed, self._image = sample, corruption, seed, None
+
+    @property
+    def image(self) -> np.ndarray:
+        if self._image is None:
+            name, severity = self._corruption
+            s = self._sample
+            self._image = corr.corrupt_keyed(s.image, name, severity, self._seed, s.dataset, s.image_id)
+        return self._image
+
+    def __getattr__(self, name: str):
+        return getattr(self._sample, name)
+
+
+def corruption_axes(protocols: list[Protocol], specs: Iterable[str]) -> dict[str, list[tuple[str, int]]]:
+    """Per protocol: the (corruption, severity) levels it runs at — clean first, then its card's
+    ``corruptions`` and the run's ``--corruption`` specs."""
+    return {p.name: corr.parse_specs(list(p.card.corruptions) + list(specs)) for p in protocols}
+
+
 class ImageWork:
     """Evaluates images: holds the protocols, the opened datasets and the adapters (built on first use)."""
 
@@ -223,6 +276,9 @@ class ImageWork:
         self.config, self.protocols = config, protocols
         self.datasets: dict[int, Dataset] = dict(enumerate(datasets or []))
         self.adapters: dict[str, Adapter] = dict(adapters or {})
+        self.axes = corruption_axes(protocols, config.corruptions)
+        #: Every (corruption, severity) of the run, clean first, each once.
+        self.axis = list(dict.fromkeys(lv for p in protocols for lv in self.axes[p.name]))
 
     def adapter(self, model: str) -> Adapter:
         if model not in self.adapters:
@@ -247,12 +303,20 @@ class ImageWork:
                 rows[model] = image_failure_rows(model, ds.name, job.image_id, [p.card for p in self.protocols],
                                                  str(exc))
             return ImageResult(job.image_id, rows, counters)
-        for model, done in job.done_by_model.items():
-            ad = self.adapter(model)
-            before = ad.counters()
-            rows[model] = evaluate_image(ad, model, sample, self.protocols, done, self.config.prompts_per_call)
-            after = ad.counters()
-            counters[model] = {k: after[k] - before[k] for k in after}
+        for model in job.done_by_model:
+            rows[model], counters[model] = [], {}
+        # One corrupted copy at a time, shared by every model: the encoder runs once per (image, corruption,
+        # severity) and model, and memory holds one copy of the image besides the clean one.
+        for level in self.axis:
+            protocols = [p for p in self.protocols if level in self.axes[p.name]]
+            variant = sample if level[1] == 0 else CorruptedSample(sample, level, self.config.corruption_seed)
+            for model, done in job.done_by_model.items():
+                ad = self.adapter(model)
+                before = ad.counters()
+                rows[model] += evaluate_image(ad, model, variant, protocols, done, self.config.prompts_per_call, level)
+                after = ad.counters()
+                for k in after:
+                    counters[model][k] = counters[model].get(k, 0) + after[k] - before[k]
         return ImageResult(job.image_id, rows, counters)
 
 
@@ -326,6 +390,8 @@ def check_config(config: RunConfig) -> None:
         raise SambenchError(f"--workers must be >= 1, got {config.workers}")
     for m in config.models:
         load_model_card(m)
+    for spec in config.corruptions:
+        corr.parse_spec(spec)
 
 
 def protocols_of(config: RunConfig) -> list[Protocol]:
@@ -357,7 +423,21 @@ def claim_identities(store: Store, work: ImageWork, datasets: list[Dataset]) -> 
         ds_info[d.name] = {"content_hash": d.content_hash(), "n_images": len(d.ids()), "spec": spec.to_dict(),
                            "describe": d.describe()}
         store.claim_identity("dataset", d.name, {"content_hash": ds_info[d.name]["content_hash"]}, DATASET_IDENTITY)
+    for name in corrupted_names(work):
+        store.claim_identity("corruption", name, {**corr.get(name).identity(), "seed": config.corruption_seed},
+                             CORRUPTION_IDENTITY)
     return signatures, ds_info
+
+
+def corrupted_names(work: ImageWork) -> list[str]:
+    """The corruptions this run applies (clean excluded), in registry order."""
+    return list(dict.fromkeys(name for name, severity in work.axis if severity))
+
+
+def check_corruptions(work: ImageWork) -> None:
+    """Refuse before any work what a corruption would fail on every image with (frost's missing textures)."""
+    if "frost" in corrupted_names(work):
+        corr.frost_textures()
 
 
 def select_images(dataset: str, ids: list[str], limit: Optional[int], shard: Optional[tuple[int, int]]) -> list[str]:
@@ -432,7 +512,8 @@ def record_manifest(store: Store, work: ImageWork, signatures: dict, ds_info: di
                           "card": str(p.card.path) if p.card.path else None} for p in work.protocols}
     new = Invocation(config=config.public(), seed=config.seed, protocols=protocols,
                      prompt_hashes=prompt_hashes(store), datasets=ds_info, models=signatures, counters=counters,
-                     rows=store.count(), wall_time_s=wall)
+                     rows=store.count(), wall_time_s=wall,
+                     corruptions=corr.identity(corrupted_names(work), config.corruption_seed))
     manifest = updated_manifest(read_manifest(store.run_dir), new)
     write_manifest(store.run_dir, manifest)
     return manifest
@@ -449,6 +530,7 @@ def run(config: RunConfig, adapters: Optional[dict[str, Adapter]] = None,
     check_config(config)
     work = ImageWork(config, protocols_of(config), datasets or open_datasets(config), adapters)
     datasets = [work.dataset(i) for i in range(len(config.datasets))]
+    check_corruptions(work)
     with Store(config.out) as store:
         signatures, ds_info = claim_identities(store, work, datasets)
         if config.retry_failed:
