@@ -125,7 +125,7 @@ def heatmap_figure(table: pd.DataFrame, setting_names: dict, models: list[str]):
     rows = [CLEAN] + _corruption_order(table["corruption"].unique())
     settings = [s for s in setting_names if ((table["protocol"] == s[0]) & (table["level"] == s[1])).any()]
     n = len(models)
-    fig = new_figure(min(4.2, 1.6 + 0.9 * len(settings)) * n + 0.8, 0.6 + 0.28 * len(rows))
+    fig = new_figure(min(4.2, 1.6 + 0.9 * len(settings)) * n + 0.8, max(2.4, 0.9 + 0.28 * len(rows)))
     axes = fig.subplots(1, n, squeeze=False)[0]
     im = None
     for ax, model in zip(axes, models):
@@ -152,7 +152,7 @@ def severity_figure(table: pd.DataFrame, setting: tuple, setting_name: str, mode
     rows = _corruption_order(sub_all["corruption"].unique())
     sevs = sorted(int(s) for s in sub_all["severity"].unique())
     n = len(models)
-    fig = new_figure(0.8 + n * (0.9 + 0.45 * len(sevs)), 0.9 + 0.28 * len(rows))
+    fig = new_figure(0.8 + n * (0.9 + 0.45 * len(sevs)), max(2.4, 0.9 + 0.28 * len(rows)))
     axes = fig.subplots(1, n, squeeze=False)[0]
     im = None
     for ax, model in zip(axes, models):
