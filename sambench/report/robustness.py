@@ -84,8 +84,8 @@ def mce_table(table: pd.DataFrame, reference: str) -> pd.DataFrame:
             gc = g[g["corruption"] == c]
             den = gc["ref_err"].sum()
             rden = (gc["ref_err"] - gc["ref_clean_err"]).sum()
-            ce = 100.0 * gc["err"].sum() / den if den > 0 else math.nan
-            rce = 100.0 * (gc["err"] - gc["clean_err"]).sum() / rden if abs(rden) > 1e-12 else math.nan
+            ce = 100.0 * gc["err"].sum() / den + 0.0 if den > 0 else math.nan  # + 0.0: no "-0.0"
+            rce = 100.0 * (gc["err"] - gc["clean_err"]).sum() / rden + 0.0 if abs(rden) > 1e-12 else math.nan
             sev = ",".join(str(int(s)) for s in sorted(gc["severity"].unique()))
             per.append({**dict(zip(CELL, key)), "corruption": c, "severities": sev, "reference": reference,
                         "ce": ce, "relative_ce": rce})
@@ -141,6 +141,7 @@ def heatmap_figure(table: pd.DataFrame, setting_names: dict, models: list[str]):
             ax.set_yticklabels([])
     if im is not None:
         fig.colorbar(im, ax=list(axes), label="mIoU (%), mean over severities", shrink=0.8)
+    fig.suptitle("mIoU by corruption and prompt setting (mean over the severities run)", fontsize=10)
     return fig
 
 
