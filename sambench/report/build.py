@@ -406,7 +406,7 @@ def _robustness_sections(out: _Out, inputs: _Inputs, reference: Optional[str]) -
     if ref is not None:
         mce = R.mce_table(table, ref)
         inputs.mce, inputs.mce_reference = mce, ref
-        out.frame("mce.csv", mce)
+        out.frame("mce.csv", mce.round({"ce": 1, "relative_ce": 1}))
         summary_rows = mce[mce["corruption"] == "mean"][["model", "protocol", "level", "reference", "ce", "relative_ce"]]
         body += frame_cells(summary_rows.rename(columns={"ce": "mCE (%)", "relative_ce": "relative mCE (%)"}).round(1),
                             f"mCE over the corruptions run, normalised by {ref} (= 100); lower is better; per-corruption "
