@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import yaml
 
-from sambench.types import SambenchError
+from sambench.types import SambenchError, did_you_mean
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -373,6 +373,8 @@ def with_overrides(card: ProtocolCard, levels: Optional[list[str]] = None, draws
         settings = new
     if draws is not None and draws < 1:
         raise SambenchError(f"{where}: --draws must be >= 1, got {draws}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise SambenchError(f"{where}: --seed must be an integer >= 0 (as a card's 'seed'), got {seed!r}")
     return ProtocolCard(name=card.name, version=card.version, description=card.description,
                         settings=tuple(settings), draws=draws or card.draws,
                         seed=card.seed if seed is None else seed, mask_selection=card.mask_selection,
@@ -404,7 +406,8 @@ def _load(section: str, name: str):
             cards = {name: p}
         else:
             noun = "model" if section == "models" else "protocol"
-            raise SambenchError(f"unknown {noun} '{name}' (known: {', '.join(sorted(cards)) or 'none'}; "
+            raise SambenchError(f"unknown {noun} '{name}'{did_you_mean(name, cards)} "
+                                f"(known: {', '.join(sorted(cards)) or 'none'}; "
                                 f"cards are read from {', '.join(str(d) for d in card_dirs(section))})")
     path = cards[name]
     data = read_yaml(path)

@@ -42,7 +42,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import pickle
 import re
 import tempfile
 import urllib.error
@@ -93,6 +92,9 @@ def find_checkpoint(card: ModelCard, explicit: Optional[PathLike] = None) -> Opt
     """
     if explicit is not None:
         p = Path(explicit).expanduser()
+        if p.is_dir():
+            raise SambenchError(f"{p}: is a directory, not a checkpoint file (given with --checkpoint for model "
+                                f"'{card.name}'; name the .pth file inside it)")
         if not p.is_file():
             raise SambenchError(f"{p}: checkpoint file not found (given with --checkpoint for model '{card.name}')")
         return p
@@ -213,6 +215,29 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
+#: Lines of torch's weights_only refusal that give advice sambench must never relay (retrying with
+#: ``weights_only=False`` runs whatever code the file pickles).
+_ADVICE_WORDS = ("weights_only", "arbitrary code", "trusted source", "file an issue", "documentation",
+                 "in pytorch 2.6", "torch.serialization", "safe_globals", "weightsunpickler error")
+
+
+def torch_load_problem(exc: BaseException) -> tuple[str, Optional[str]]:
+    """Why ``torch.load(weights_only=True)`` refused a file, without torch's advice to retry unsafely.
+
+    Returns ``(kind, detail)``: kind ``"code"`` when the pickle references a Python global (a class or
+    function: the file pickles objects, maybe code), detail naming it; kind ``"bytes"`` for anything else
+    (random or truncated bytes, another format), detail a short reason.
+    """
+    text = str(exc)
+    m = re.search(r"GLOBAL ([\w.]+)", text)
+    if m:
+        return "code", m.group(1)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not any(w in ln.lower() for w in _ADVICE_WORDS)]
+    detail = useful[0] if useful else ""
+    return "bytes", f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
 def read_state_dict(path: PathLike) -> dict:
     """``torch.load(path, map_location="cpu", weights_only=True)``, unwrapped to a flat name → tensor dict.
 
@@ -222,19 +247,17 @@ def read_state_dict(path: PathLike) -> dict:
     import torch
 
     p = Path(path)
+    if p.is_dir():
+        raise SambenchError(f"{p}: is a directory, not a checkpoint file")
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        msg = str(exc)
-        if "weights_only" in msg or "Weights only load failed" in msg:
-            m = re.search(r"GLOBAL ([\w.]+)", msg)
-            what = f" (it references {m.group(1)})" if m else ""
+    except Exception as exc:  # torch.load raises UnpicklingError/KeyError/EOFError/RuntimeError... on bad bytes
+        kind, detail = torch_load_problem(exc)
+        if kind == "code":
             raise SambenchError(f"{p}: refused by torch.load(weights_only=True): the file pickles Python objects, not "
-                                f"just tensors{what}; sambench never unpickles code — re-save the weights with "
-                                f"torch.save(model.state_dict(), ...)") from None
-        raise SambenchError(f"{p}: not a PyTorch checkpoint (torch.load failed: {_first_line(exc)})") from None
-    except Exception as exc:  # torch.load raises KeyError/EOFError/RuntimeError... on non-checkpoint bytes
-        raise SambenchError(f"{p}: not a PyTorch checkpoint (torch.load failed: {_first_line(exc)})") from None
+                                f"just tensors (it references {detail}); sambench never unpickles code — re-save the "
+                                f"weights with torch.save(model.state_dict(), ...)") from None
+        raise SambenchError(f"{p}: not a PyTorch checkpoint (torch.load failed: {detail})") from None
     if isinstance(obj, dict):
         for key in ("model", "state_dict"):
             if isinstance(obj.get(key), dict) and not any(isinstance(k, str) and k.startswith("image_encoder.") for k in obj):

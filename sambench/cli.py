@@ -53,11 +53,21 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except SambenchError as exc:
             _fail(exc)
+        except KeyboardInterrupt:  # Ctrl-C: 130 (128 + SIGINT), as shells report it; 1 means "samples failed"
+            click.echo("error: interrupted (every image finished so far is stored: rerun the same command to resume)",
+                       err=True)
+            sys.exit(130)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except BrokenPipeError:  # `sambench list ... | head`: the reader left, nothing to report
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(0)
+        except OSError as exc:  # storage: a full disk, a read-only place, a file where a directory belongs
+            if os.environ.get("SAMBENCH_DEBUG"):
+                raise
+            from sambench.files import storage_error
+
+            _fail(storage_error(exc.filename or "sambench", exc, "I/O error"))
         except Exception as exc:  # a bug or an environment problem: still one line, traceback on request
             if os.environ.get("SAMBENCH_DEBUG"):
                 raise
@@ -130,10 +140,12 @@ def dataset_options(default: tuple = (), multiple: bool = True, pass_given: bool
                          help="Dataset name or path" + (" (repeatable)." if multiple else f" (default: {', '.join(default)}).")),
             click.option("--format", "fmt", type=click.Choice(["folder", "coco"]), default=None,
                          help="Format of --dataset PATH (default: auto)."),
-            click.option("--images", default=None, help="Folder dataset: image directory (with --masks)."),
+            click.option("--images", default=None,
+                         help="Folder dataset: image directory (with --masks); COCO .json: the directory its "
+                              "file_name entries are relative to (alone)."),
             click.option("--masks", default=None, help="Folder dataset: mask directory (with --images)."),
-            click.option("--name", "ds_name", default=None,
-                         help="Name for a --dataset PATH in result keys (default: derived from the path)."),
+            click.option("--name", "ds_names", multiple=True,
+                         help="Name in result keys for each --dataset, in order (default: derived from the path)."),
             click.option("--dataset-option", "ds_options", multiple=True,
                          help="Dataset loader option key=value (e.g. min_area=100, categories=person)."),
         ]
@@ -141,12 +153,12 @@ def dataset_options(default: tuple = (), multiple: bool = True, pass_given: bool
             command = opt(command)
 
         @functools.wraps(command)
-        def wrapper(*args, datasets, fmt, images, masks, ds_name, ds_options, **kwargs):
+        def wrapper(*args, datasets, fmt, images, masks, ds_names, ds_options, **kwargs):
             if not multiple and len(datasets) > 1:
                 raise SambenchError("--dataset: give one dataset")
             given = bool(datasets or images or masks)
             names = list(datasets) if datasets or images or masks else list(default)
-            specs = _dataset_specs(names, fmt, images, masks, ds_name, _key_values(ds_options, "--dataset-option"))
+            specs = _dataset_specs(names, fmt, images, masks, list(ds_names), _key_values(ds_options, "--dataset-option"))
             extra = {"datasets_given": given} if pass_given else {}
             return command(*args, datasets=specs, **extra, **kwargs)
 
@@ -155,16 +167,36 @@ def dataset_options(default: tuple = (), multiple: bool = True, pass_given: bool
     return decorate
 
 
-def _dataset_specs(datasets: list[str], fmt, images, masks, ds_name, options: dict) -> list:
+def _dataset_specs(datasets: list[str], fmt, images, masks, names: list[str], options: dict) -> list:
+    """The DatasetSpec of each ``--dataset`` (one ``--name`` per ``-d``, in order).
+
+    ``--images``/``--masks`` (or ``--dataset-option images=DIR``/``masks=DIR``) name a folder dataset's
+    directories; ``--images`` alone names the image directory of a COCO ``.json``.
+    """
     from sambench.datasets import DatasetSpec
 
+    options = dict(options)
+    images = images or options.pop("images", None)
+    masks = masks or options.pop("masks", None)
     if images or masks:
-        if not (images and masks):
-            raise SambenchError("--images and --masks go together")
-        return [DatasetSpec(spec=datasets[0] if datasets else images, format="folder", name=ds_name, images=images,
-                            masks=masks, options=options)]
-    return [DatasetSpec(spec=d, format=fmt, name=ds_name if len(datasets) == 1 else None, options=options)
-            for d in datasets]
+        if len(datasets) > 1:
+            raise SambenchError("--images/--masks name the directories of one dataset: give one --dataset")
+        spec = datasets[0] if datasets else images
+        coco = fmt == "coco" or (fmt is None and str(spec).lower().endswith(".json"))
+        if coco and masks:
+            raise SambenchError(f"{spec}: --masks is for folder datasets; a COCO dataset takes --images only")
+        if not coco and not (images and masks):
+            raise SambenchError("--images and --masks go together for a folder dataset (a COCO .json takes --images alone)")
+        specs = [DatasetSpec(spec=spec, format="coco" if coco else "folder", images=images, masks=masks,
+                             options=options)]
+    else:
+        specs = [DatasetSpec(spec=d, format=fmt, options=options) for d in datasets]
+    if names and len(names) != len(specs):
+        raise SambenchError(f"--name given {len(names)} time(s) for {len(specs)} dataset(s): give one --name per "
+                            f"--dataset, in order")
+    for spec, name in zip(specs, names):
+        spec.name = name
+    return specs
 
 
 def _shard(text: Optional[str]) -> Optional[tuple[int, int]]:

@@ -13,7 +13,11 @@ Every value is a fraction in [0, 1]; tables multiply by 100 (as the papers do). 
 * **Stability** over the N predicted masks of one object at one level (one per draw):
   ``stability_pairwise`` = mean IoU over the N(N-1)/2 pairs; ``stability_union`` = mean over masks of
   IoU(mask, union of all N masks) = mean |M_i| / |∪M|. Both are 1.0 when all draws agree. With one draw
-  both are 1.0 by definition (nothing varies), and an empty union gives 1.0.
+  both are 1.0 by definition (nothing varies). When every draw predicts an empty mask (empty union)
+  stability is undefined (NaN): agreeing on "nothing" is a failure to segment, not a stable one; such
+  objects are left out of the stability means and the summary counts the objects that have a value
+  (``n_stability``). Inside a non-empty union, an empty draw is an ordinary mask (two empty draws
+  have IoU 1, an empty draw against a non-empty one 0).
 * **Aggregation**: per (model, protocol, level, dataset), first the mean over the draws of each object,
   then the mean over objects (each object weighs the same, whatever its number of draws); the
   cross-dataset figure is the plain mean of dataset means (as HQ-SAM and Stable-SAM report).
@@ -100,12 +104,19 @@ def _coco_rles(rles: Sequence[dict]) -> list[dict]:
 
 
 def stability(rles: Sequence[dict]) -> tuple[float, float]:
-    """``(stability_pairwise, stability_union)`` of the masks of one object's draws, from their RLEs."""
+    """``(stability_pairwise, stability_union)`` of the masks of one object's draws, from their RLEs.
+
+    ``(nan, nan)`` when every mask is empty (see the module docstring); ``(1, 1)`` for one non-empty mask.
+    """
     n = len(rles)
-    if n <= 1:
-        return 1.0, 1.0
+    if n == 0:
+        return float("nan"), float("nan")
     coco = _coco_rles(rles)
     areas = mask_utils.area(coco).astype(np.float64)
+    if not areas.any():
+        return float("nan"), float("nan")
+    if n == 1:
+        return 1.0, 1.0
     # pycocotools' iou(dt, gt, iscrowd=0) is |a∩b|/|a∪b|; it returns 0 for two empty masks, where we
     # define IoU = 1, so fix those pairs from the areas.
     ious = np.asarray(mask_utils.iou(coco, coco, [0] * n), dtype=np.float64)
@@ -114,7 +125,7 @@ def stability(rles: Sequence[dict]) -> tuple[float, float]:
     iu = np.triu_indices(n, k=1)
     pairwise = float(ious[iu].mean())
     union_area = float(mask_utils.area(mask_utils.merge(coco, intersect=False)))
-    union = 1.0 if union_area == 0 else float(np.mean(areas / union_area))
+    union = float(np.mean(areas / union_area))
     return pairwise, union
 
 

@@ -16,7 +16,9 @@ Conventions (docs/protocols.md says the same):
   h += u3·h·s; back to corners; clamp x to [0, W] and y to [0, H] (HQ-SAM clamps to its 1024 frame, which
   is the image frame here). ``box-shift`` applies only the centre terms, ``box-scale`` only the size terms.
   Never degenerate: if a side collapses below 1 px after clamping, it is widened to 1 px around its
-  centre, inside the image.
+  centre, inside the image — unless the GT box itself is narrower (a 1-px object has x0 == x1): a side
+  is never widened beyond the GT box's own extent, so ``s = 0`` gives exactly the GT box for every
+  object, and a 1-px object (whose noise terms are all 0) gets its GT box at every level.
 * **Points**: k foreground pixels drawn uniformly without replacement (with replacement if the object
   has fewer than k pixels), as (x, y) = (column, row) pixel indices, label 1 — HQ-SAM's
   ``masks_sample_points``. Optional negatives: n background pixels drawn uniformly from the whole image,
@@ -62,16 +64,23 @@ def noisy_box(box: tuple[float, float, float, float], image_size: tuple[int, int
         cx, cy = cx + u[0] * (w / 2.0) * scale, cy + u[1] * (h / 2.0) * scale
     if resize:
         w, h = w + u[2] * w * scale, h + u[3] * h * scale
-    nx0, nx1 = _clamped_span(cx - w / 2.0, cx + w / 2.0, w_img)
-    ny0, ny1 = _clamped_span(cy - h / 2.0, cy + h / 2.0, h_img)
+    nx0, nx1 = _clamped_span(cx - w / 2.0, cx + w / 2.0, w_img, x1 - x0)
+    ny0, ny1 = _clamped_span(cy - h / 2.0, cy + h / 2.0, h_img, y1 - y0)
     return nx0, ny0, nx1, ny1
 
 
-def _clamped_span(a: float, b: float, limit: int) -> tuple[float, float]:
+def _clamped_span(a: float, b: float, limit: int, gt_extent: float) -> tuple[float, float]:
+    """Clamp ``[a, b]`` to ``[0, limit]``; a span narrower than ``min(1, gt_extent)`` is widened to that.
+
+    ``gt_extent`` is the GT box's own ``x1 - x0`` (0 for a 1-px object): the minimum width never exceeds
+    it, so an un-noised box is returned unchanged (s = 0 is exactly the GT box).
+    """
     a, b = min(max(a, 0.0), float(limit)), min(max(b, 0.0), float(limit))
-    if b - a < 1.0:  # collapsed: widen to 1 px around the centre, inside [0, limit]
-        c = min(max((a + b) / 2.0, 0.5), limit - 0.5)
-        a, b = c - 0.5, c + 0.5
+    least = min(1.0, max(float(gt_extent), 0.0))
+    if b - a < least:  # collapsed: widen around the centre, inside [0, limit]
+        half = least / 2.0
+        c = min(max((a + b) / 2.0, half), limit - half)
+        a, b = c - half, c + half
     return a, b
 
 

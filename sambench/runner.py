@@ -19,6 +19,7 @@ depend on the engine, the number of workers or the order of completion.
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
 import sys
 import time
@@ -37,8 +38,8 @@ from sambench.cards import ProtocolCard, load_model_card, load_protocol_card, wi
 from sambench.datasets import Dataset, DatasetSpec
 from sambench.metrics import boundary_iou, encode_rle, iou
 from sambench.prompts import Protocol, PromptTask, prompt_set_hash
-from sambench.store import (CORRUPTION_IDENTITY, DATASET_IDENTITY, IMAGE_ROW_COLUMNS, MODEL_IDENTITY,
-                            PROTOCOL_IDENTITY, Invocation, Row, Store, read_manifest, updated_manifest, write_manifest)
+from sambench.store import (CORRUPTION_IDENTITY, IMAGE_ROW_COLUMNS, MODEL_IDENTITY, PROTOCOL_IDENTITY, Invocation,
+                            Row, Store, read_manifest, updated_manifest, write_manifest)
 from sambench.types import SambenchError, canonical_json, stable_hash
 
 __all__ = ["DatasetSpec", "RunConfig", "RunResult", "run", "default_workers", "select_images", "ENGINES"]
@@ -142,6 +143,15 @@ def _done_key(task: PromptTask, corruption: tuple[str, int]) -> tuple:
     return tuple(where[c] if c in where else getattr(task, c) for c in IMAGE_ROW_COLUMNS)
 
 
+def object_failure_rows(model: str, sample, protocols: Iterable[ProtocolCard], done: set) -> list[Row]:
+    """One failed row per protocol for each unusable object of ``sample`` (``Sample.failed_objects``):
+    object id set, level ``""``, draw -1, so each lost object is counted while the others are scored."""
+    rows = [Row(model=model, dataset=sample.dataset, image_id=sample.image_id, object_id=oid, protocol=p.name,
+                level="", draw=-1, protocol_version=p.version, status="failed", error=reason)
+            for oid, reason in sorted(sample.failed_objects.items()) for p in protocols]
+    return [r for r in rows if tuple(getattr(r, c) for c in IMAGE_ROW_COLUMNS) not in done]
+
+
 def _pending(adapter: Adapter, model: str, sample, protocols: list[Protocol], done: set,
              failed: list[Row], corruption: tuple[str, int] = (corr.CLEAN, 0)) -> dict[tuple[str, str], list[PromptTask]]:
     """The tasks still to run, grouped by (preprocessing, mask_selection); unusable ones go to ``failed``."""
@@ -196,7 +206,8 @@ def evaluate_image(adapter: Adapter, model: str, sample, protocols: list[Protoco
 
 def _evaluate(adapter: Adapter, model: str, sample, protocols: list[Protocol], done: set,
               prompts_per_call: int, corruption: tuple[str, int]) -> list[Row]:
-    rows: list[Row] = []
+    # an unusable object is a fault of the clean GT: recorded once, on the clean level of the axis
+    rows: list[Row] = object_failure_rows(model, sample, [p.card for p in protocols], done) if not corruption[1] else []
     groups = _pending(adapter, model, sample, protocols, done, rows, corruption)
     states: dict[str, Any] = {}
     encode_errors: dict[str, str] = {}
@@ -341,6 +352,9 @@ _WORKER: dict = {}
 
 
 def _worker_init(config: RunConfig) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (exit 130), not each worker's
     _WORKER["work"] = ImageWork(config, protocols_of(config))
 
 
@@ -403,30 +417,52 @@ def open_datasets(config: RunConfig) -> list[Dataset]:
     datasets = [s.open() for s in config.datasets]
     names = [d.name for d in datasets]
     if len(set(names)) != len(names):
-        raise SambenchError(f"two datasets share the name '{[n for n in names if names.count(n) > 1][0]}': give --name")
+        raise SambenchError(f"two datasets share the name '{[n for n in names if names.count(n) > 1][0]}': give "
+                            f"--name NAME once per --dataset, in order")
     return datasets
 
 
-def claim_identities(store: Store, work: ImageWork, datasets: list[Dataset]) -> tuple[dict, dict]:
+def model_signatures(work: ImageWork) -> dict:
+    """Every model's signature; builds the adapters (checkpoint checks, device), so a refused model stops the
+    run before its directory exists."""
+    return {m: work.adapter(m).signature() for m in work.config.models}
+
+
+def claim_identities(store: Store, work: ImageWork, datasets: list[Dataset], signatures: dict) -> tuple[dict, dict]:
     """Record every model, protocol and dataset identity before the first row (or refuse a changed one).
-    Returns (model signatures, dataset manifest entries)."""
+    Returns (protocol identities as the store holds them, dataset manifest entries).
+
+    * ``prompts_per_call`` is part of each model's identity: it changes how a model batches its decoder,
+      hence masks by a pixel and scores by ~1e-7 (batched float arithmetic), so a resume must keep it.
+    * ``draws`` and ``levels`` may grow, never shrink (:meth:`Store.claim_identity`).
+    * A changed dataset names its changed files; ``--retry-failed`` re-runs exactly those images
+      (:meth:`Store.claim_dataset`).
+    """
     config = work.config
-    signatures = {m: work.adapter(m).signature() for m in config.models}
     for m, sig in signatures.items():
-        store.claim_identity("model", m, sig, MODEL_IDENTITY)
+        store.claim_identity("model", m, {**sig, "prompts_per_call": config.prompts_per_call},
+                             MODEL_IDENTITY + ("prompts_per_call",))
+    stored = {}
     for p in work.protocols:
         ident = p.card.identity()
         ident["settings"] = {s.pop("level"): s for s in ident["settings"]}
-        store.claim_identity("protocol", p.name, ident, PROTOCOL_IDENTITY)
+        ident["levels"] = list(ident["settings"])
+        stored[p.name] = store.claim_identity("protocol", p.name, ident, PROTOCOL_IDENTITY, grows=("draws", "levels"))
     ds_info = {}
     for spec, d in zip(config.datasets, datasets):
         ds_info[d.name] = {"content_hash": d.content_hash(), "n_images": len(d.ids()), "spec": spec.to_dict(),
-                           "describe": d.describe()}
-        store.claim_identity("dataset", d.name, {"content_hash": ds_info[d.name]["content_hash"]}, DATASET_IDENTITY)
+                           "describe": d.describe(), "notices": d.notices()}
+        for note in ds_info[d.name]["notices"]:  # once per run, here in the parent (workers open datasets too)
+            print(f"warning: {note}", file=sys.stderr)
+        rerun = store.claim_dataset(d.name, ds_info[d.name]["content_hash"], d.image_hashes(), d.image_files,
+                                    retry=config.retry_failed)
+        if rerun:
+            print(f"dataset '{d.name}' changed: re-running {len(rerun)} changed image(s) "
+                  f"({', '.join(rerun[:5])}{', ...' if len(rerun) > 5 else ''})", file=sys.stderr)
     for name in corrupted_names(work):
         store.claim_identity("corruption", name, {**corr.get(name).identity(), "seed": config.corruption_seed},
                              CORRUPTION_IDENTITY)
-    return signatures, ds_info
+    return stored, ds_info
 
 
 def corrupted_names(work: ImageWork) -> list[str]:
@@ -456,12 +492,11 @@ def _jobs(store: Store, models: list[str], index: int, ds: Dataset, ids: list[st
         yield ImageJob(index, image_id, {m: store.done_keys(m, ds.name, image_id) for m in models})
 
 
-def execute(store: Store, work: ImageWork, datasets: list[Dataset]) -> tuple[int, dict]:
-    """Evaluate every selected image of every dataset on the engine; write each image's rows as they come.
-    Returns (rows added, counters per model)."""
+def execute(store: Store, work: ImageWork, datasets: list[Dataset], invocation: dict) -> int:
+    """Evaluate every selected image of every dataset on the engine; write each image's rows as they come,
+    with ``invocation``'s counters (per model) in the same transaction. Returns rows added."""
     config = work.config
     workers = config.workers if config.workers is not None else default_workers(config.models)
-    counters = {m: {"encoder_calls": 0, "decoded_prompts": 0} for m in config.models}
     rows_added = 0
     engine = make_engine(work, workers, config.engine)
     try:
@@ -469,20 +504,20 @@ def execute(store: Store, work: ImageWork, datasets: list[Dataset]) -> tuple[int
             ids = select_images(ds.name, ds.ids(), config.limit, config.shard)
             bar = _progress(config, len(ids), ds.name)
             for result in engine.map(_jobs(store, config.models, index, ds, ids)):
-                rows_added += _commit(store, result, counters, bar)
+                rows_added += _commit(store, result, invocation, bar)
             bar.close()
     finally:
         engine.close()
-    return rows_added, counters
+    return rows_added
 
 
-def _commit(store: Store, result: ImageResult, counters: dict, bar) -> int:
-    added = 0
-    for model_rows in result.rows.values():
-        added += store.write(model_rows)  # one transaction per (model, image)
+def _commit(store: Store, result: ImageResult, invocation: dict, bar) -> int:
+    counters = invocation["counters"]
     for model, c in result.counters.items():
         for k, v in c.items():
             counters[model][k] += v
+    # One transaction per image: its rows of every model, and this invocation's counters with them.
+    added = store.write([r for model_rows in result.rows.values() for r in model_rows], invocation=invocation)
     bar.rows = getattr(bar, "rows", 0) + added
     bar.set_postfix(rows=bar.rows, refresh=False)
     bar.update(1)
@@ -504,19 +539,33 @@ def prompt_hashes(store: Store) -> dict:
     return out
 
 
-def record_manifest(store: Store, work: ImageWork, signatures: dict, ds_info: dict, counters: dict,
-                    wall: float) -> dict:
+def record_manifest(store: Store, work: ImageWork, signatures: dict, ds_info: dict, stored: dict,
+                    invocation: dict) -> dict:
     """Merge this run into ``manifest.json`` (sambench.store owns the format) and return it."""
     config = work.config
     protocols = {p.name: {"version": p.card.version, "identity": p.card.identity(), "seed": p.card.seed,
-                          "card": str(p.card.path) if p.card.path else None} for p in work.protocols}
+                          "card": str(p.card.path) if p.card.path else None,
+                          # what the store holds (draws/levels only grow), not only what this run asked
+                          "stored": {"draws": stored[p.name].get("draws"), "levels": stored[p.name].get("levels")}}
+                 for p in work.protocols}
     new = Invocation(config=config.public(), seed=config.seed, protocols=protocols,
-                     prompt_hashes=prompt_hashes(store), datasets=ds_info, models=signatures, counters=counters,
-                     rows=store.count(), wall_time_s=wall,
+                     prompt_hashes=prompt_hashes(store), datasets=ds_info, models=signatures,
+                     counters=invocation["counters"], rows=store.count(), wall_time_s=invocation["wall_time_s"],
+                     invocation_id=invocation["id"], stored_invocations=store.invocations(),
                      corruptions=corr.identity(corrupted_names(work), config.corruption_seed))
     manifest = updated_manifest(read_manifest(store.run_dir), new)
     write_manifest(store.run_dir, manifest)
     return manifest
+
+
+def start_invocation(store: Store, config: RunConfig) -> dict:
+    """Record this ``run`` in the store (argv, config, status ``running``, zero counters) before any work."""
+    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    invocation = {"id": f"{started}-{os.getpid()}", "started": started, "argv": list(sys.argv),
+                  "config": config.public(), "status": "running", "wall_time_s": None,
+                  "counters": {m: {"encoder_calls": 0, "decoded_prompts": 0} for m in config.models}}
+    store.record_invocation(invocation)
+    return invocation
 
 
 def run(config: RunConfig, adapters: Optional[dict[str, Adapter]] = None,
@@ -525,17 +574,32 @@ def run(config: RunConfig, adapters: Optional[dict[str, Adapter]] = None,
 
     ``adapters`` (model name → built adapter) and ``datasets`` (opened, in ``config.datasets`` order)
     replace building them from the config, for callers that hold the objects (:mod:`sambench.api`).
+    Models and datasets are built before the run directory is created: a refused run leaves nothing.
     """
     t0 = time.perf_counter()
     check_config(config)
     work = ImageWork(config, protocols_of(config), datasets or open_datasets(config), adapters)
     datasets = [work.dataset(i) for i in range(len(config.datasets))]
     check_corruptions(work)
+    signatures = model_signatures(work)
     with Store(config.out) as store:
-        signatures, ds_info = claim_identities(store, work, datasets)
+        stored, ds_info = claim_identities(store, work, datasets, signatures)
         if config.retry_failed:
             store.delete_failed(config.models)
-        rows_added, counters = execute(store, work, datasets)
-        manifest = record_manifest(store, work, signatures, ds_info, counters, time.perf_counter() - t0)
+        invocation = start_invocation(store, config)
+        try:
+            rows_added = execute(store, work, datasets, invocation)
+        except BaseException as exc:  # Ctrl-C, a full disk, a bug: say so in the store, then let it propagate
+            invocation["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            invocation["wall_time_s"] = round(time.perf_counter() - t0, 3)
+            try:
+                store.record_invocation(invocation)
+            except SambenchError:
+                pass
+            raise
+        invocation["status"], invocation["wall_time_s"] = "finished", round(time.perf_counter() - t0, 3)
+        store.record_invocation(invocation)
+        manifest = record_manifest(store, work, signatures, ds_info, stored, invocation)
         counts, rows = manifest["rows"], store.frame()
+    counters = invocation["counters"]
     return RunResult(Path(config.out), rows_added, counts, counters, time.perf_counter() - t0, manifest, rows)

@@ -5,6 +5,8 @@ image_id, object_id, protocol, level, draw) with the prompt (JSON + sha256), IoU
 model's score, the predicted mask as COCO RLE, per-prompt extras, and a status (``ok`` or ``failed``
 with its error). A failure that concerns a whole image (unreadable file, mask of the wrong size, ...) is
 one row with ``object_id = ''``, ``level = ''`` and ``draw = -1`` for each model and protocol it blocked.
+An annotated object that cannot be used (a COCO segmentation that decodes to nothing) is the same with
+its ``object_id`` set, so each lost object is counted while the image's other objects are scored.
 The columns are declared once, by :class:`Row`; the table schema, the key and every grouping of rows
 (:data:`LEVEL_COLUMNS`, :data:`OBJECT_COLUMNS`, :data:`PROMPT_COLUMNS`) are derived from it, in its order.
 Every SQL statement of sambench is in this module.
@@ -16,7 +18,10 @@ uninterrupted one.
 
 The ``info`` table records, before the first row, the identity of every model (weights, options),
 protocol (version, seed, decoding, level settings) and dataset (content hash) the store holds results of
-(:meth:`Store.claim_identity`); a resume with a different one is refused.
+(:meth:`Store.claim_identity`); a resume with a different one is refused (draws and levels may only
+grow; a changed dataset names its changed images, which ``--retry-failed`` re-runs). It also records
+every ``run`` invocation (argv, counters, status), updated with each image's rows, so a killed run's
+counters reach the next manifest. Readers open the store read-only; see docs/runs.md.
 
 ``RUN_DIR/manifest.json`` describes the run: :func:`updated_manifest` merges one more invocation into it,
 :func:`merge_manifests` merges the manifests of several runs (first wins, disagreements listed).
@@ -32,12 +37,14 @@ import platform
 import sqlite3
 import subprocess
 import sys
+import urllib.parse
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Iterable, Optional
 
 import pandas as pd
 
+from sambench.files import atomic_write, ensure_dir
 from sambench.types import SambenchError
 
 DB_NAME = "results.sqlite"
@@ -116,28 +123,37 @@ class Store:
     """The SQLite results table of one run directory."""
 
     def __init__(self, run_dir: str | Path, create: bool = True) -> None:
-        """``create=True``: open for writing (made if missing; a store of an older schema is migrated).
-        ``create=False``: open an existing store read-only; nothing is ever written, an older schema is
-        read as it is (:data:`ADDED_COLUMNS`)."""
+        """Open (``create=True``: create if needed, read-write; a store of an older schema is migrated,
+        :meth:`_migrate`) or read (``create=False``: read-only; an older schema is read as it is,
+        :data:`ADDED_COLUMNS`).
+
+        A read-only store never writes, not even its ``-wal``/``-shm`` files where it cannot: it opens
+        ``mode=ro``, and when even that needs files it cannot create (a WAL-mode database in a read-only
+        directory) ``immutable=1``, so ``report`` and ``compare`` work on a run the user may not write.
+        Every SQLite error, then or later, is one line naming the file (:func:`database_error`).
+        """
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / DB_NAME
+        self.read_only = not create
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise SambenchError(f"{self.run_dir}: is a file, not a run directory")
         if not create:
             if not self.path.exists():
                 raise SambenchError(f"{self.run_dir}: not a sambench run directory (no {DB_NAME})")
-            self.conn, self.schema_version = _open_read_only(self.path)
-            return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            self.conn = sqlite3.connect(str(self.path))
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.conn.executescript(SCHEMA)
-            self.conn.execute("INSERT OR IGNORE INTO info VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            self.conn.commit()
-        except sqlite3.DatabaseError as exc:
-            raise SambenchError(f"{self.path}: not a usable sambench results database ({exc})") from None
+            self.conn = _open_read_only(self.path)
+        else:
+            ensure_dir(self.run_dir, "run directory")
+            try:
+                self.conn = _connect(str(self.path), self.path)
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+                self.conn.executescript(SCHEMA)
+                self.conn.execute("INSERT OR IGNORE INTO info VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                self.conn.commit()
+            except sqlite3.DatabaseError as exc:
+                raise database_error(self.path, exc) from None
         self.schema_version = _schema_version(self.conn, self.path)
-        if self.schema_version < SCHEMA_VERSION:
+        if self.schema_version < SCHEMA_VERSION and not self.read_only:
             self._migrate()
 
     def _migrate(self) -> None:
@@ -153,7 +169,7 @@ class Store:
             self.conn.execute("DROP TABLE results_old")
             self.conn.execute("UPDATE info SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
             self.conn.commit()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, SambenchError) as exc:
             self.conn.rollback()
             raise SambenchError(f"{self.path}: could not migrate results schema {self.schema_version} to "
                                 f"{SCHEMA_VERSION} ({exc})") from None
@@ -165,19 +181,38 @@ class Store:
                    for c, v in added.items()}
         return ", ".join(f"{missing[c]} AS {c}" if c in missing else c for c in cols)
 
-    def claim_identity(self, what: str, name: str, identity: dict, checked: tuple) -> None:
+    def claim_identity(self, what: str, name: str, identity: dict, checked: tuple, grows: tuple = ()) -> dict:
         """Record what ``what`` ``name`` (a model, protocol or dataset) is, or refuse if it changed.
 
         Stored in the ``info`` table *before* any row is written, in the same database, so even a run
         killed before its manifest exists cannot be resumed with other weights, seed, decoding or data.
-        ``checked`` are the fields that must match; a protocol's ``settings`` (level → setting)
-        must agree on every level both know, and new levels are added.
+        ``checked`` are the fields that must match; a protocol's ``settings`` (level label → setting)
+        must agree on every label both know, and new labels are added. ``grows`` are fields a run may
+        extend but never shrink — a number (``draws``: not fewer) or a list (``levels``: a superset) —
+        because a resume computes the missing rows of every selected image: extending keeps every object
+        on the same settings, dropping would leave the objects done before on other settings than those
+        done after. Returns the recorded (merged) identity.
         """
         key = f"{what}:{name}"
         row = self.conn.execute("SELECT value FROM info WHERE key=?", (key,)).fetchone()
         merged = dict(identity)
         if row is not None:
             prev = json.loads(row[0])
+            for f in grows:
+                if f not in prev or f not in identity:
+                    continue
+                old, new = prev[f], identity[f]
+                if isinstance(old, list):
+                    lost = [x for x in old if x not in new]
+                    if lost:
+                        raise SambenchError(f"{self.run_dir}: holds results of {what} '{name}' at {f} {', '.join(map(str, old))}; "
+                                            f"this run drops {', '.join(map(str, lost))}: a resume may add {f}, never drop "
+                                            f"them (objects would end on different settings): keep them or use another --out")
+                    merged[f] = list(old) + [x for x in new if x not in old]
+                elif new < old:
+                    raise SambenchError(f"{self.run_dir}: holds results of {what} '{name}' with {f} {old}, this run has "
+                                        f"{new}: a resume may add {f}, never drop them (objects would end on different "
+                                        f"settings): give --{f} {old} or use another --out")
             for f in checked:
                 if f in prev and prev.get(f) != identity.get(f):
                     raise SambenchError(f"{self.run_dir}: holds results of {what} '{name}' with {f} {prev[f]!r}, "
@@ -187,6 +222,63 @@ class Store:
                                                      identity.get("settings", {}))
         with self.conn:
             self.conn.execute("INSERT OR REPLACE INTO info VALUES (?, ?)", (key, json.dumps(merged, sort_keys=True)))
+        return merged
+
+    def claim_dataset(self, name: str, content_hash: str, image_hashes: dict[str, str], files, retry: bool) -> list[str]:
+        """Record dataset ``name``'s content hash and per-image hashes, or deal with a changed dataset.
+
+        Unchanged: nothing to do. Changed: the images whose hash differs (changed, added or removed) are
+        named by their files (``files(image_id)`` → list of paths); without ``retry`` the resume is refused
+        with that list, with ``retry`` (``--retry-failed``) every stored row of those images is deleted so
+        exactly they run again, and the new hashes are recorded. Returns the ids whose rows were deleted.
+        """
+        key, images_key = f"dataset:{name}", f"dataset-images:{name}"
+        prev = self._info_json(key)
+        prev_images = self._info_json(images_key)
+        deleted: list[str] = []
+        if prev is not None and prev.get("content_hash") != content_hash:
+            if prev_images is None:
+                raise SambenchError(f"{self.run_dir}: holds results of dataset '{name}' with content hash "
+                                    f"{str(prev.get('content_hash'))[:12]}, this run has {content_hash[:12]} (this store "
+                                    f"predates per-image hashes, so the changed files are unknown): use another --out")
+            stored = {r[0] for r in self.conn.execute("SELECT DISTINCT image_id FROM results WHERE dataset=?", (name,))}
+            changed = sorted(i for i in set(prev_images) | set(image_hashes)
+                             if prev_images.get(i) != image_hashes.get(i) and (i in stored or i in prev_images))
+            if changed and not retry:
+                shown = []
+                for i in changed[:3]:
+                    shown.extend(files(i) if i in image_hashes else [f"{i} (removed)"])
+                more = f" and {len(changed) - 3} more image(s)" if len(changed) > 3 else ""
+                raise SambenchError(f"{self.run_dir}: dataset '{name}' changed since these results: {len(changed)} "
+                                    f"image(s) differ: {', '.join(shown)}{more}; rerun with --retry-failed to re-run "
+                                    f"exactly the changed and failed images, or use another --out")
+            if changed:
+                with self.conn:
+                    for i in changed:
+                        self.conn.execute("DELETE FROM results WHERE dataset=? AND image_id=?", (name, i))
+                deleted = changed
+        with self.conn:
+            self.conn.execute("INSERT OR REPLACE INTO info VALUES (?, ?)",
+                              (key, json.dumps({"content_hash": content_hash}, sort_keys=True)))
+            self.conn.execute("INSERT OR REPLACE INTO info VALUES (?, ?)",
+                              (images_key, json.dumps(image_hashes, sort_keys=True)))
+        return deleted
+
+    def _info_json(self, key: str) -> Optional[dict]:
+        row = self.conn.execute("SELECT value FROM info WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row is not None else None
+
+    def identities(self) -> dict[str, dict[str, dict]]:
+        """What :meth:`claim_identity` recorded: ``{"model"|"protocol"|"dataset": {name: identity}}``."""
+        out: dict[str, dict[str, dict]] = {}
+        for key, value in self.conn.execute("SELECT key, value FROM info WHERE key LIKE '%:%' AND key NOT LIKE "
+                                            "'invocation:%'").fetchall():
+            kind, _, name = key.partition(":")
+            try:
+                out.setdefault(kind, {})[name] = json.loads(value)
+            except ValueError:
+                continue
+        return out
 
     def delete_failed(self, models: Iterable[str]) -> int:
         """Remove the failed rows of ``models`` so that the next run retries them. Returns rows removed."""
@@ -202,14 +294,39 @@ class Store:
                                 f"WHERE model=? AND dataset=? AND image_id=?", (model, dataset, image_id))
         return {tuple(r) for r in cur.fetchall()}
 
-    def write(self, rows: Iterable[Row]) -> int:
-        """Insert rows in ONE transaction; keys already present are left unchanged. Returns rows added."""
+    def write(self, rows: Iterable[Row], invocation: Optional[dict] = None) -> int:
+        """Insert rows in ONE transaction; keys already present are left unchanged. Returns rows added.
+
+        ``invocation`` (see :meth:`record_invocation`) is updated in the same transaction, so the counters
+        of a run killed at any point match the rows it left.
+        """
         values = [r.values() for r in rows]
         with self.conn:
             before = self.conn.total_changes
             self.conn.executemany(f"INSERT OR IGNORE INTO results ({', '.join(COLUMNS)}) VALUES "
                                   f"({', '.join('?' * len(COLUMNS))})", values)
-            return self.conn.total_changes - before
+            added = self.conn.total_changes - before
+            if invocation is not None:
+                self._put_invocation(invocation)
+            return added
+
+    def record_invocation(self, invocation: dict) -> None:
+        """Store one ``run`` invocation (``id``, ``started``, ``argv``, ``config``, ``status``, ``counters``).
+
+        Written when the run starts and with every image, so argv and counters of a run killed before its
+        manifest reach the manifest of the run that resumes it (status ``killed``).
+        """
+        with self.conn:
+            self._put_invocation(invocation)
+
+    def _put_invocation(self, invocation: dict) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO info VALUES (?, ?)",
+                          (f"invocation:{invocation['id']}", json.dumps(invocation, sort_keys=True)))
+
+    def invocations(self) -> list[dict]:
+        """Every recorded invocation, oldest first."""
+        out = [json.loads(v) for (v,) in self.conn.execute("SELECT value FROM info WHERE key LIKE 'invocation:%'")]
+        return sorted(out, key=lambda d: (d.get("started", ""), d.get("id", "")))
 
     def frame(self, with_masks: bool = True) -> pd.DataFrame:
         """All rows as a DataFrame, sorted by key."""
@@ -234,6 +351,15 @@ class Store:
         return d
 
     def close(self) -> None:
+        """Close; a read-write store first folds its write-ahead log back into the database and leaves
+        WAL mode, so a finished run directory holds no ``-wal``/``-shm`` files and reads anywhere (also
+        ``mode=ro`` in a read-only checkout). Skipped, harmlessly, while another connection has it open."""
+        if not self.read_only:
+            try:
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self.conn.execute("PRAGMA journal_mode=DELETE")
+            except SambenchError:
+                pass  # busy (a reader) or out of space: WAL stays, which SQLite handles on the next open
         self.conn.close()
 
     def __enter__(self) -> "Store":
@@ -244,10 +370,7 @@ class Store:
 
 
 def _schema_version(conn: sqlite3.Connection, path: Path) -> int:
-    try:
-        found = conn.execute("SELECT value FROM info WHERE key='schema_version'").fetchone()
-    except sqlite3.DatabaseError as exc:
-        raise SambenchError(f"{path}: not a usable sambench results database ({exc})") from None
+    found = conn.execute("SELECT value FROM info WHERE key='schema_version'").fetchone()
     if found is None or not str(found[0]).isdigit():
         raise SambenchError(f"{path}: not a usable sambench results database (no schema version)")
     version = int(found[0])
@@ -257,22 +380,119 @@ def _schema_version(conn: sqlite3.Connection, path: Path) -> int:
     return version
 
 
-def _open_read_only(path: Path) -> tuple[sqlite3.Connection, int]:
-    """A read-only connection (``mode=ro``); where SQLite cannot even create its WAL index next to the file
-    (a read-only directory), the file is opened as immutable."""
-    uri = path.resolve().as_uri()
-    last = None
-    for suffix in ("?mode=ro", "?mode=ro&immutable=1"):
+# ---------------------------------------------------------------------------------- SQLite errors
+
+
+def database_error(path: Path, exc: BaseException) -> SambenchError:
+    """One line for an SQLite error on ``path``: a full disk, a corrupt file, a read-only place."""
+    msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    low = msg.lower()
+    if "disk is full" in low or _disk_full(path):
+        return SambenchError(f"{path}: no space left on device ({msg}); every image written so far is kept: free "
+                             f"space and rerun the same command to resume")
+    if "malformed" in low or "not a database" in low or "corrupt" in low:
+        return SambenchError(f"{path}: corrupt results database ({msg}); restore it from a copy or run again "
+                             f"into another --out")
+    if "readonly" in low or "read-only" in low:
+        return SambenchError(f"{path}: read-only: cannot write the results database ({msg})")
+    if "unable to open" in low:
+        return SambenchError(f"{path}: cannot open the results database ({msg}; check the directory's permissions)")
+    return SambenchError(f"{path}: results database error: {msg}")
+
+
+def _disk_full(path: Path) -> bool:
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return st.f_bavail == 0
+
+
+class _Cursor(sqlite3.Cursor):
+    """A cursor whose SQLite errors are one-line :class:`SambenchError` s naming the database."""
+
+    def _guard(self, fn, *args):
         try:
-            conn = sqlite3.connect(uri + suffix, uri=True)
-            return conn, _schema_version(conn, path)
-        except SambenchError as exc:
-            last = exc
-            if "unable to open" not in str(exc):
-                raise
+            return fn(*args)
         except sqlite3.DatabaseError as exc:
-            last = SambenchError(f"{path}: not a usable sambench results database ({exc})")
-    raise last
+            raise database_error(self.connection.db_path, exc) from None
+
+    def execute(self, *args):
+        return self._guard(super().execute, *args)
+
+    def executemany(self, *args):
+        return self._guard(super().executemany, *args)
+
+    def executescript(self, *args):
+        return self._guard(super().executescript, *args)
+
+    def fetchone(self):
+        return self._guard(super().fetchone)
+
+    def fetchmany(self, *args):
+        return self._guard(super().fetchmany, *args)
+
+    def fetchall(self):
+        return self._guard(super().fetchall)
+
+    def __next__(self):
+        return self._guard(super().__next__)
+
+
+class _Connection(sqlite3.Connection):
+    """A connection whose statements, commits and cursors turn SQLite errors into one line (any query of
+    sambench, pandas' included, goes through it)."""
+
+    db_path: Path
+
+    def cursor(self, factory=_Cursor):
+        return super().cursor(factory)
+
+    def execute(self, *args):
+        return self.cursor().execute(*args)
+
+    def executemany(self, *args):
+        return self.cursor().executemany(*args)
+
+    def executescript(self, *args):
+        return self.cursor().executescript(*args)
+
+    def commit(self):
+        try:
+            return super().commit()
+        except sqlite3.DatabaseError as exc:
+            raise database_error(self.db_path, exc) from None
+
+    def __exit__(self, *exc):
+        try:
+            return super().__exit__(*exc)
+        except sqlite3.DatabaseError as e:
+            raise database_error(self.db_path, e) from None
+
+
+def _connect(target: str, path: Path, uri: bool = False) -> _Connection:
+    try:
+        conn = sqlite3.connect(target, uri=uri, factory=_Connection)
+    except sqlite3.DatabaseError as exc:
+        raise database_error(path, exc) from None
+    conn.db_path = path
+    return conn
+
+
+def _open_read_only(path: Path) -> _Connection:
+    """``mode=ro``; ``immutable=1`` when read-only mode needs files it cannot create (WAL, read-only dir)."""
+    base = "file:" + urllib.parse.quote(str(path.resolve()))
+    conn = _connect(base + "?mode=ro", path, uri=True)
+    try:
+        conn.execute("SELECT value FROM info WHERE key='schema_version'").fetchone()
+        return conn
+    except SambenchError as first:
+        conn.close()
+        if "corrupt" in str(first):
+            raise
+    conn = _connect(base + "?immutable=1", path, uri=True)
+    conn.execute("SELECT value FROM info WHERE key='schema_version'").fetchone()
+    return conn
 
 
 def _merge_settings(run_dir: Path, what: str, name: str, prev: dict, new: dict) -> dict:
@@ -303,12 +523,29 @@ def read_manifest(run_dir: str | Path) -> dict:
 
 
 def write_manifest(run_dir: str | Path, manifest: dict) -> Path:
-    """Write atomically (temp file + rename) so a kill never leaves half a manifest."""
-    path = Path(run_dir) / MANIFEST_NAME
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    """Write atomically (temp file + rename) so a kill or a full disk never leaves half a manifest."""
+    return atomic_write(Path(run_dir) / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def run_manifest(run_dir: str | Path) -> dict:
+    """The run's manifest, completed from the store's ``info`` table: a run killed before it wrote
+    ``manifest.json`` (or whose manifest lacks an entry) still states its dataset content hashes and
+    protocol versions/decoding, so ``compare`` can check them."""
+    man = read_manifest(run_dir)
+    with Store(run_dir, create=False) as st:
+        ids = st.identities()
+    datasets = man.setdefault("datasets", {})
+    for name, ident in ids.get("dataset", {}).items():
+        entry = datasets.setdefault(name, {})
+        if isinstance(entry, dict) and "content_hash" in ident:
+            entry.setdefault("content_hash", ident["content_hash"])
+    protocols = man.setdefault("protocols", {})
+    for name, ident in ids.get("protocol", {}).items():
+        entry = protocols.setdefault(name, {})
+        if isinstance(entry, dict):
+            entry.setdefault("version", ident.get("version"))
+            entry.setdefault("identity", {k: ident[k] for k in ("mask_selection", "preprocessing", "seed") if k in ident})
+    return man
 
 
 def git_commit() -> Optional[str]:
@@ -342,6 +579,28 @@ def _add_counters(total: dict, counters: dict) -> dict:
     return out
 
 
+def manifest_invocations(old: dict, new: "Invocation") -> list[dict]:
+    """The manifest's ``invocations``: those of manifests written before the store recorded them (no
+    ``id``), then every one the store holds, oldest first. One still ``running`` that is not this one was
+    killed (SIGKILL, power loss): its argv and counters reach the manifest all the same."""
+    out = [i for i in old.get("invocations", []) if "id" not in i]
+    for inv in new.stored_invocations:
+        if inv.get("status") == "running" and inv.get("id") != new.invocation_id:
+            inv = {**inv, "status": "killed"}
+        out.append(inv)
+    if not new.stored_invocations:  # a caller that keeps no invocation record in the store
+        out.append({"at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "argv": sys.argv,
+                    "config": new.config, "wall_time_s": round(new.wall_time_s, 3), "counters": new.counters})
+    return out
+
+
+def _sum_counters(invocations: list[dict]) -> dict:
+    total: dict = {}
+    for inv in invocations:
+        total = _add_counters(total, inv.get("counters") or {})
+    return total
+
+
 @dataclass
 class Invocation:
     """What one ``run`` adds to its directory's manifest (:func:`updated_manifest`)."""
@@ -355,6 +614,9 @@ class Invocation:
     counters: dict
     rows: dict
     wall_time_s: float
+    #: This invocation's id and every invocation the store recorded (:meth:`Store.invocations`).
+    invocation_id: Optional[str] = None
+    stored_invocations: list = field(default_factory=list)
     #: sambench.corruptions.identity(): {"seed", "corruptions": {name: {version, source, params}}}
     corruptions: dict = field(default_factory=dict)
 
@@ -368,9 +630,7 @@ def updated_manifest(old: dict, new: Invocation) -> dict:
     protos = {**old.get("protocols", {}), **new.protocols}
     for p, by_ds in new.prompt_hashes.items():
         protos[p] = {**protos.get(p, {}), "prompt_hash": by_ds}
-    invocations = list(old.get("invocations", []))
-    invocations.append({"at": now, "argv": sys.argv, "config": new.config, "wall_time_s": round(new.wall_time_s, 3),
-                        "counters": new.counters})
+    invocations = manifest_invocations(old, new)
     return {
         "sambench_version": sambench.__version__,
         "schema_version": SCHEMA_VERSION,
@@ -384,7 +644,7 @@ def updated_manifest(old: dict, new: Invocation) -> dict:
         "seed": new.seed,
         "libraries": library_versions(),
         "platform": {"machine": platform.machine(), "system": platform.system(), "cpus": os.cpu_count()},
-        "counters": _add_counters(old.get("counters", {}), new.counters),
+        "counters": _sum_counters(invocations),
         "corruptions": _merged_corruptions(old.get("corruptions") or {}, new.corruptions),
         "rows": new.rows,
         "invocations": invocations,
@@ -441,7 +701,7 @@ def load_runs(run_dirs: Iterable[str | Path], with_masks: bool = True) -> tuple[
     """
     frames, manifests = [], []
     for d in run_dirs:
-        df, (man,) = as_loaded(d, read_rows(d, with_masks=with_masks), read_manifest(d))
+        df, (man,) = as_loaded(d, read_rows(d, with_masks=with_masks), run_manifest(d))
         frames.append(df)
         manifests.append(man)
     if not frames:

@@ -11,7 +11,10 @@ miou_hi, mbiou, mbiou_lo, mbiou_hi, stability_pairwise, stability_union``. Value
   failed still gets rows (n = 0, metrics NaN) at the levels the other models have.
 * ``miou`` / ``mbiou`` — mean over objects of the per-object mean over draws (``sambench.metrics``).
 * ``*_lo`` / ``*_hi`` — percentile bootstrap 95% CI over objects.
-* ``stability_*`` — mean over objects of the per-object stability across its draws.
+* ``stability_*`` — mean over objects of the per-object stability across its draws, over the objects
+  whose draws are not all empty (stability of an all-empty set of draws is undefined, see
+  ``sambench.metrics``); ``n_stability`` counts those objects (``n - n_stability`` objects were
+  predicted empty in every draw).
 
 Rows with ``dataset == "ALL"`` are the cross-dataset figure: the plain mean of the dataset means of the
 same model/protocol/level; their CI resamples objects within each dataset (stratified bootstrap).
@@ -32,7 +35,7 @@ GROUP = list(LEVEL_COLUMNS)
 #: The columns of the summary table (``summary.csv`` and ``Run.summary()``; an interface, dataset first).
 SUMMARY_COLUMNS = ["dataset", "model", "protocol", "level", "level_value", "corruption", "severity", "n", "failed",
                    "miou", "miou_lo", "miou_hi", "mbiou", "mbiou_lo", "mbiou_hi", "stability_pairwise",
-                   "stability_union"]
+                   "stability_union", "n_stability"]
 CLEAN = ("none", 0)
 ALL = "ALL"
 
@@ -108,6 +111,7 @@ def summarize(df: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
             row[m + "_lo"], row[m + "_hi"] = bootstrap_ci(vals, n_boot=n_boot, key=f"{tag}|{m}")
         row["stability_pairwise"] = float(o["stability_pairwise"].mean()) if len(o) else float("nan")
         row["stability_union"] = float(o["stability_union"].mean()) if len(o) else float("nan")
+        row["n_stability"] = int(o["stability_union"].notna().sum()) if len(o) else 0
         out.append(row)
     table = pd.DataFrame(out, columns=SUMMARY_COLUMNS)
     if table.empty or table["dataset"].nunique() < 2:
@@ -127,6 +131,7 @@ def summarize(df: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
             row[m + "_lo"], row[m + "_hi"] = _stratified_ci(groups, _tag(row, with_dataset=False) + f"|{m}", n_boot)
         row["stability_pairwise"] = float(g["stability_pairwise"].mean())
         row["stability_union"] = float(g["stability_union"].mean())
+        row["n_stability"] = int(g["n_stability"].sum())
         extra.append(row)
     return _sort(pd.concat([table, pd.DataFrame(extra, columns=SUMMARY_COLUMNS)], ignore_index=True))
 

@@ -22,6 +22,14 @@ class SambenchError(Exception):
     """A user-facing error: its message is one line naming the file or name and the problem."""
 
 
+def did_you_mean(name: str, known) -> str:
+    """``" (did you mean 'x'?)"`` for the closest of ``known`` to a mistyped ``name`` (difflib), else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 def canonical_json(obj: Any) -> str:
     """JSON with sorted keys and no whitespace: the byte-stable form used for every hash."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
@@ -68,6 +76,9 @@ class Sample:
     image: np.ndarray
     objects: list[Object]
     meta: dict = field(default_factory=dict)
+    #: object id → one-line reason, for annotated objects of this image that cannot be used (a malformed
+    #: or empty COCO segmentation): each is recorded as a failed row, the other objects are still scored.
+    failed_objects: dict = field(default_factory=dict)
 
     @property
     def size(self) -> tuple[int, int]:

@@ -126,12 +126,12 @@ def test_schema_1_store_opens_read_only_and_compares_with_zero_delta(tmp_path):
 def test_schema_1_store_is_migrated_when_a_run_writes_to_it(tmp_path):
     d = _v1_copy(tmp_path)
     old = _frame(d)
-    res = run(_config(d, models=["box-fill"], protocols=["noisy-box"], levels=["0"], draws=1, corruptions=["contrast:1"],
-                      limit=2))
+    res = run(_config(d, models=["box-fill"], protocols=["noisy-box"], levels=["0", "0.2", "0.4", "0.6", "0.8", "1"],
+                      draws=5, corruptions=["contrast:1"], limit=2))
     with Store(d, create=False) as st:
         assert st.schema_version == 2
         new = st.frame()
-    assert res.rows_added == 2  # the clean GT-box rows were already there
+    assert res.rows_added == 2 * 26  # box-fill's contrast-1 rows; its clean rows were already there
     same = new[new.corruption == "none"].drop(columns=[]).reset_index(drop=True)
     pd_old = old.reset_index(drop=True)
     assert same[list(pd_old.columns)].equals(pd_old)

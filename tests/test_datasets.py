@@ -589,16 +589,17 @@ def test_coco_bad_inputs(tmp_path):
         d["images"][2]["width"] = 400                                       # image 2: size mismatch
     p = _voc_variant(tmp_path, per_image)
     ds = open_dataset(str(p), images=voc_imgs)
-    for image_id, needles in {"2011_000003": ("annotation 0", "empty"),
-                              "2011_000025": ("annotation 3", "sum"),
-                              "2011_000006": ("2011_000006.jpg", "500x375", "400x375")}.items():
-        with pytest.raises(SambenchError) as e:
-            ds.load(image_id)
-        one_line_error(e, *needles)
-    odd = _voc_variant(tmp_path, lambda d: d["annotations"][5]["segmentation"][0].pop())
+    # a bad annotation fails alone (Sample.failed_objects), the image's other objects load (issue 11, item 2)
+    for image_id, (ann, needle) in {"2011_000003": ("0", "empty"), "2011_000025": ("3", "sum")}.items():
+        sample = ds.load(image_id)
+        assert ann in sample.failed_objects and ann not in [o.id for o in sample.objects]
+        msg = sample.failed_objects[ann]
+        assert f"annotation {ann}" in msg and needle in msg and "\n" not in msg
     with pytest.raises(SambenchError) as e:
-        open_dataset(str(odd), images=voc_imgs).load("2011_000025")
-    one_line_error(e, "annotation 5", "odd")
+        ds.load("2011_000006")
+    one_line_error(e, "2011_000006.jpg", "500x375", "400x375")
+    odd = _voc_variant(tmp_path, lambda d: d["annotations"][5]["segmentation"][0].pop())
+    assert "odd" in open_dataset(str(odd), images=voc_imgs).load("2011_000025").failed_objects["5"]
     assert len(open_dataset(str(odd), images=voc_imgs).load("2011_000006").objects) == 6
 
     # missing image files: a missing first image is an open error, a later one a load error

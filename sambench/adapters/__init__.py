@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Callable, Optional
 
-from sambench.adapters.base import Adapter, MASK_SELECTIONS, PREPROCESSING_MODES
+from sambench.adapters.base import MASK_SELECTIONS, PREPROCESSING_MODES, Adapter, UnknownOptionsError
 from sambench.cards import ModelCard, load_model_card
-from sambench.types import SambenchError
+from sambench.types import SambenchError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,15 @@ def build_adapter(model: str | ModelCard, *, device: str = "auto", checkpoint: O
         raise SambenchError(f"{card.path}: unknown adapter '{card.adapter}' (known: {', '.join(sorted(known))})")
     factory = _resolve(known[card.adapter].target)
     merged = {**card.options, **(options or {})}
-    return factory(card, device=device, checkpoint=checkpoint, plugin=plugin, options=merged)
+    try:
+        return factory(card, device=device, checkpoint=checkpoint, plugin=plugin, options=merged)
+    except UnknownOptionsError as exc:
+        given = [k for k in exc.keys if k in (options or {})]
+        if not given:  # only the card's own options are unknown: the card file is to blame
+            raise
+        known = ", ".join(exc.known) or "none"
+        raise SambenchError(f"--option {given[0]}: unknown option '{given[0]}' for model '{card.name}'"
+                            f"{did_you_mean(given[0], exc.known)} (its options: {known})") from None
 
 
 __all__ = ["Adapter", "AdapterEntry", "BUILTIN", "MASK_SELECTIONS", "PREPROCESSING_MODES", "build_adapter",

@@ -16,7 +16,20 @@ from typing import Any, Sequence
 import numpy as np
 
 from sambench.cards import MASK_SELECTIONS, PREPROCESSING_MODES  # the protocol vocabulary adapters implement
-from sambench.types import Prediction, Prompt, SambenchError
+from sambench.types import Prediction, Prompt, SambenchError, did_you_mean
+
+
+class UnknownOptionsError(SambenchError):
+    """An adapter factory got option keys it does not know.
+
+    Factories raise it (``where`` = the card); :func:`sambench.adapters.build_adapter` knows which keys
+    came from ``--option`` and which from the card file, and blames the right one.
+    """
+
+    def __init__(self, where: str, keys, known) -> None:
+        self.where, self.keys, self.known = str(where), sorted(keys), sorted(known)
+        super().__init__(f"{self.where}: unknown option(s) {', '.join(self.keys)}"
+                         f"{did_you_mean(self.keys[0], self.known)} (known: {', '.join(self.known) or 'none'})")
 
 
 class Adapter(abc.ABC):

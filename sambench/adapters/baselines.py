@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from sambench.adapters.base import Adapter
+from sambench.adapters.base import Adapter, UnknownOptionsError
 from sambench.cards import ModelCard
 from sambench.types import Prediction, Prompt, SambenchError
 
@@ -141,7 +141,7 @@ def build_box_fill(card: ModelCard, *, device: str = "auto", checkpoint=None, pl
     _no_weights(card, checkpoint, plugin)
     extra = set(options or {}) - set()
     if extra:
-        raise SambenchError(f"model '{card.name}': unknown option(s) {', '.join(sorted(extra))}")
+        raise UnknownOptionsError(f"model '{card.name}'", extra, ())
     return BoxFillAdapter(card.name)
 
 
@@ -150,5 +150,5 @@ def build_grabcut(card: ModelCard, *, device: str = "auto", checkpoint=None, plu
     opts = dict(options or {})
     extra = set(opts) - {"max_side", "iterations"}
     if extra:
-        raise SambenchError(f"model '{card.name}': unknown option(s) {', '.join(sorted(extra))} (known: max_side, iterations)")
+        raise UnknownOptionsError(f"model '{card.name}'", extra, ("max_side", "iterations"))
     return GrabCutAdapter(card.name, **opts)

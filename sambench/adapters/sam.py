@@ -144,8 +144,9 @@ def parse_options(options: Optional[dict], *, hq: bool, where: str, extra_keys: 
     opts = dict(options or {})
     unknown = sorted(set(opts) - set(SAM_OPTION_KEYS) - set(extra_keys))
     if unknown:
-        raise SambenchError(f"{where}: unknown option(s) {', '.join(unknown)} "
-                            f"(known: {', '.join(sorted(set(SAM_OPTION_KEYS) | set(extra_keys)))})")
+        from sambench.adapters.base import UnknownOptionsError
+
+        raise UnknownOptionsError(where, unknown, set(SAM_OPTION_KEYS) | set(extra_keys))
     variant = opts.get("variant")
     if variant not in VARIANTS:
         raise SambenchError(f"{where}: option 'variant' must be one of {', '.join(VARIANTS)}, got {variant!r}")

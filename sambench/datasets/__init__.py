@@ -30,7 +30,7 @@ from sambench.datasets.folder import (
     grabcut_sample,
     open_preset,
 )
-from sambench.types import SambenchError
+from sambench.types import SambenchError, did_you_mean
 
 __all__ = [
     "Dataset", "DatasetSpec", "FolderDataset", "CocoDataset", "open_dataset", "list_datasets", "read_image", "read_mask",
@@ -106,7 +106,8 @@ def open_dataset(spec: str, format: Optional[str] = None, *, name: Optional[str]
     path = Path(spec_s).expanduser()
     if not path.exists():
         known = ", ".join(sorted(list_datasets()))
-        raise SambenchError(f"unknown dataset '{spec_s}': not a known name ({known}) nor an existing path")
+        raise SambenchError(f"unknown dataset '{spec_s}'{did_you_mean(spec_s, list_datasets())}: not a known name "
+                            f"({known}) nor an existing path")
     if "root" in options:
         raise SambenchError(f"{path}: root= is only for presets; the path is the root")
     if path.is_file():

@@ -6,8 +6,13 @@ Conventions (docs/datasets.md says the same):
   OpenCV (``cv2.imdecode(..., IMREAD_UNCHANGED)``, the decoder SAM's own scripts use). Grayscale is
   replicated to three channels, BGR(A) is converted to RGB and an alpha channel is dropped (no
   compositing), palette PNGs arrive expanded to colour, 16-bit images are scaled to 8 bits with
-  ``round(v * 255 / 65535)``. EXIF orientation is **not** applied: pixels are used as stored, which is
-  the frame masks and COCO polygons are drawn in.
+  ``round(v * 255 / 65535)``. **EXIF orientation is applied** (JPEG, PNG, WebP), exactly as
+  ``cv2.imread(path)`` with default flags does — that is how SAM's own scripts (``scripts/amg.py``) and
+  HQ-SAM's demo read images, so a model sees what it sees there. ``IMREAD_UNCHANGED`` alone ignores the
+  tag, so the tag is read with Pillow and applied with OpenCV's own ``transpose``/``flip`` sequence.
+  Masks are read as stored (Pillow, no orientation), so an image whose tag is not 1 is drawn in another
+  frame than its mask: a non-square one fails with a size message that names EXIF, and every loader lists
+  such images in :meth:`Dataset.notices` (the runner warns once per dataset).
 * **Masks** are boolean ``(H, W)`` arrays of the image's size. A mask file is read with Pillow and
   binarised as ``value > threshold`` (default 128, HQ-SAM's ``gt > 128``) after reducing it to one 8-bit
   channel: multi-channel masks use their first channel in RGB order (R), as HQ-SAM's loader does;
@@ -23,6 +28,7 @@ Conventions (docs/datasets.md says the same):
 from __future__ import annotations
 
 import abc
+import io
 import os
 import threading
 from pathlib import Path
@@ -55,6 +61,8 @@ class Dataset(abc.ABC):
     format: str = ""
 
     _content_hash: Optional[str] = None
+    _exif: Optional[dict] = None
+    _image_hashes: Optional[dict] = None
 
     @abc.abstractmethod
     def ids(self) -> list[str]:
@@ -76,10 +84,65 @@ class Dataset(abc.ABC):
         """sha256 hex of :meth:`_hash_payload` (file bytes via sha256, options, loader version).
 
         Computed once per instance; the same files and options give the same hash in any process.
+        Images whose EXIF orientation is applied are part of it (their samples are rotated), so a dataset
+        without such images keeps the hash it had before orientation was applied.
         """
         if self._content_hash is None:
-            self._content_hash = stable_hash("sambench-dataset", self.format, self._hash_payload())
+            payload = self._hash_payload()
+            oriented = self.exif_oriented()
+            if oriented:
+                payload = {"samples": payload, "exif_orientation_applied": sorted(oriented.items())}
+            self._content_hash = stable_hash("sambench-dataset", self.format, payload)
         return self._content_hash
+
+    def _image_file(self, image_id: str) -> Optional[Path]:
+        """The image file of ``image_id`` (None if a loader has no files)."""
+        return None
+
+    def image_files(self, image_id: str) -> list[str]:
+        """Files (as shown to users) that make up ``image_id``'s sample: image, masks, boxes, annotations."""
+        f = self._image_file(image_id)
+        return [str(f)] if f is not None else []
+
+    def _image_payload(self, image_id: str) -> Any:
+        """JSON-able description of everything that determines one sample (file digests, annotations,
+        options). Loaders override it; the default hashes the image file only."""
+        f = self._image_file(image_id)
+        return [file_sha256(f) if f is not None and f.is_file() else "missing"]
+
+    def image_hashes(self) -> dict[str, str]:
+        """image id → sha256 of :meth:`_image_payload` (plus the applied EXIF orientation), cached.
+
+        What changed between two versions of a dataset is the ids whose hashes differ: a resume after a
+        fixed mask re-runs exactly those (``--retry-failed``) and names their files.
+        """
+        if self._image_hashes is None:
+            oriented = self.exif_oriented()
+            self._image_hashes = {k: stable_hash("sambench-image", self.format, self._image_payload(k), oriented.get(k, 1))
+                                  for k in self.ids()}
+        return dict(self._image_hashes)
+
+    def exif_oriented(self) -> dict[str, int]:
+        """image id → EXIF orientation (2..8) of every image whose tag is applied on load (cached)."""
+        if self._exif is None:
+            found = {}
+            for image_id in self.ids():
+                f = self._image_file(image_id)
+                o = exif_orientation(f) if f is not None and f.is_file() else 1
+                if o != 1:
+                    found[image_id] = o
+            self._exif = found
+        return dict(self._exif)
+
+    def notices(self) -> list[str]:
+        """One-line warnings about the dataset as a whole (computed once; the runner prints each once per
+        run and records them in the manifest, the report lists them)."""
+        oriented = self.exif_oriented()
+        if not oriented:
+            return []
+        eg = ", ".join(f"{k} ({v})" for k, v in list(oriented.items())[:3])
+        return [f"{self.name}: {len(oriented)} image(s) carry an EXIF orientation tag other than 1 (e.g. {eg}); it is "
+                f"applied as cv2.imread does and masks are read as stored, so check they are drawn in the rotated frame"]
 
     def __len__(self) -> int:
         return len(self.ids())
@@ -123,12 +186,50 @@ def _to_uint8(arr: np.ndarray, path: os.PathLike | str, what: str) -> np.ndarray
     raise SambenchError(f"{path}: unsupported {what} sample type {arr.dtype} (need 8- or 16-bit integers)")
 
 
+#: EXIF orientation tag and the formats whose tag ``cv2.imread`` applies (OpenCV 4.x/5.x imgcodecs).
+EXIF_ORIENTATION_TAG = 0x0112
+_EXIF_FORMATS = ("JPEG", "MPO", "PNG", "WEBP")
+
+
+def exif_orientation(data: bytes | os.PathLike | str) -> int:
+    """The EXIF orientation (1..8) of an image file or its bytes, 1 when absent or unreadable."""
+    try:
+        src = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else os.fspath(data)
+        with Image.open(src) as im:
+            if im.format not in _EXIF_FORMATS:
+                return 1
+            v = im.getexif().get(EXIF_ORIENTATION_TAG, 1)
+    except Exception:  # noqa: BLE001 - no readable EXIF means no orientation; decoding errors come from OpenCV
+        return 1
+    return int(v) if isinstance(v, int) and 1 <= v <= 8 else 1
+
+
+def apply_exif_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
+    """``img`` as displayed under EXIF ``orientation``: OpenCV's ``ExifTransform`` sequence, so the result
+    equals what ``cv2.imread`` returns for the tagged file."""
+    if orientation == 2:
+        return cv2.flip(img, 1)
+    if orientation == 3:
+        return cv2.flip(img, -1)
+    if orientation == 4:
+        return cv2.flip(img, 0)
+    if orientation in (5, 6, 7, 8):
+        t = cv2.transpose(img)
+        return {5: t, 6: cv2.flip(t, 1), 7: cv2.flip(t, -1), 8: cv2.flip(t, 0)}[orientation]
+    return img
+
+
 def read_image(path: os.PathLike | str) -> np.ndarray:
     """Read an image file as RGB uint8 ``(H, W, 3)`` (see the module docstring for conversions).
 
     Raises SambenchError naming the file if it is missing, empty, corrupt, truncated or of an
     unsupported pixel type.
     """
+    return read_image_oriented(path)[0]
+
+
+def read_image_oriented(path: os.PathLike | str) -> tuple[np.ndarray, int]:
+    """:func:`read_image` and the EXIF orientation that was applied to it (1 = none)."""
     try:
         buf = np.fromfile(os.fspath(path), dtype=np.uint8)
     except OSError as exc:
@@ -154,7 +255,22 @@ def read_image(path: os.PathLike | str) -> np.ndarray:
         raise SambenchError(f"{path}: unsupported image layout {img.shape} (need gray, RGB or RGBA)")
     if img.shape[0] == 0 or img.shape[1] == 0:
         raise SambenchError(f"{path}: image has zero size {img.shape[1]}x{img.shape[0]}")
-    return np.ascontiguousarray(img)
+    orientation = exif_orientation(buf.tobytes()) if _may_have_exif(buf) else 1
+    return np.ascontiguousarray(apply_exif_orientation(img, orientation)), orientation
+
+
+def _may_have_exif(buf: np.ndarray) -> bool:
+    """JPEG, PNG or WebP bytes: the formats whose EXIF orientation cv2.imread applies."""
+    head = buf[:4].tobytes()
+    return head[:2] == b"\xff\xd8" or head == b"\x89PNG" or (head == b"RIFF" and buf[8:12].tobytes() == b"WEBP")
+
+
+def exif_note(orientation: int) -> str:
+    """Words for a size message about an image whose EXIF orientation was applied ('' for none)."""
+    if orientation in (1, None):
+        return ""
+    return (f" (its EXIF orientation {orientation} was applied, as cv2.imread does"
+            f"{', which swaps width and height' if orientation >= 5 else ''}; the mask is read as stored)")
 
 
 def _palette_to_gray(im: Image.Image, idx: np.ndarray) -> Optional[np.ndarray]:
@@ -174,13 +290,9 @@ def _palette_to_gray(im: Image.Image, idx: np.ndarray) -> Optional[np.ndarray]:
     return lut[idx]
 
 
-def read_mask(path: os.PathLike | str, threshold: int = DEFAULT_THRESHOLD) -> np.ndarray:
-    """Read a mask file as a boolean ``(H, W)`` array: foreground where ``value > threshold``.
-
-    Multi-channel masks use their first channel in RGB order; 16-bit masks are scaled to 8 bits;
-    palette masks follow the gray/colour-palette rule of the module docstring. Raises SambenchError
-    naming the file if it cannot be read. Emptiness is checked by the caller.
-    """
+def read_mask_values(path: os.PathLike | str) -> np.ndarray:
+    """A mask file's 8-bit values ``(H, W)`` uint8 before thresholding, or a bool array when the file
+    holds no intensities (1-bit, colour-palette masks). Conversions as in the module docstring."""
     try:
         with Image.open(os.fspath(path)) as im:
             im.load()
@@ -192,7 +304,7 @@ def read_mask(path: os.PathLike | str, threshold: int = DEFAULT_THRESHOLD) -> np
                 gray = _palette_to_gray(im, idx)
                 if gray is None:
                     return (idx != 0) & (idx != 255)
-                return gray > threshold
+                return gray
             if mode == "1":
                 return np.asarray(im, dtype=bool).copy()
             if mode in ("CMYK", "YCbCr", "LAB", "HSV"):
@@ -209,8 +321,39 @@ def read_mask(path: os.PathLike | str, threshold: int = DEFAULT_THRESHOLD) -> np
         raise SambenchError(f"{path}: unsupported mask layout {arr.shape}")
     if mode.startswith("I;16") or mode == "I":
         arr = np.clip(arr.astype(np.int64), 0, 65535).astype(np.uint16)
-    arr = _to_uint8(arr, path, "mask")
-    return arr > threshold
+    return _to_uint8(arr, path, "mask")
+
+
+def read_mask(path: os.PathLike | str, threshold: int = DEFAULT_THRESHOLD) -> np.ndarray:
+    """Read a mask file as a boolean ``(H, W)`` array: foreground where ``value > threshold``.
+
+    Multi-channel masks use their first channel in RGB order; 16-bit masks are scaled to 8 bits;
+    palette masks follow the gray/colour-palette rule of the module docstring. Raises SambenchError
+    naming the file if it cannot be read. Emptiness is checked by the caller (see :func:`empty_mask_error`).
+    """
+    values = read_mask_values(path)
+    return values if values.dtype == np.bool_ else values > threshold
+
+
+def empty_mask_error(path: os.PathLike | str, threshold: int) -> SambenchError:
+    """The error for a mask with no pixel above ``threshold``, with a hint when it holds low values.
+
+    A 0/1 (or 0/k, k <= threshold) mask is common: say how many pixels are non-zero and which
+    ``threshold`` would read them as foreground.
+    """
+    msg = f"{path}: empty mask (no pixel > {threshold})"
+    try:
+        values = read_mask_values(path)
+    except SambenchError:
+        return SambenchError(msg)
+    if values.dtype != np.bool_:
+        nonzero = int(np.count_nonzero(values))
+        if nonzero:
+            top = int(values.max())
+            vals = "value 1" if top == 1 else f"values 1..{top}"
+            msg += (f"; it holds {nonzero} pixel(s) of {vals} (a 0/{top} mask?): --dataset-option "
+                    f"threshold={top - 1} reads them as foreground")
+    return SambenchError(msg)
 
 
 def check_threshold(value: Any) -> int:

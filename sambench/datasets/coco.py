@@ -9,6 +9,8 @@
 * ``categories`` (names or ids) keeps only those categories; ``min_area`` keeps annotations whose
   decoded mask has at least that many pixels (the decoded pixel count, not the JSON ``area`` field).
 * Images with no kept annotation are skipped (counted in ``describe()``).
+* An annotation whose segmentation is malformed or decodes to no pixel fails alone: ``load()`` lists it
+  in ``Sample.failed_objects`` and returns the image's other objects.
 * Image path = image dir / ``file_name``. The image dir is ``images=`` if given, else the first of
   (JSON dir, JSON dir/images, JSON dir/../images, JSON dir/..) that holds the first listed image.
 * Image id = the ``file_name`` stem; if two images share a stem, every id is the ``file_name`` without
@@ -31,9 +33,10 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from sambench.datasets.base import Dataset, as_path, file_sha256, parse_bool, parse_list, read_image
+from sambench.datasets.base import (Dataset, as_path, exif_note, file_sha256, parse_bool, parse_list,
+                                    read_image_oriented)
 from sambench.metrics import decode_rle, to_coco_rle
-from sambench.types import Object, Sample, SambenchError
+from sambench.types import Object, Sample, SambenchError, canonical_json
 
 #: Bumped whenever the COCO loader's decoding rules change (part of the content hash).
 LOADER_VERSION = 1
@@ -297,6 +300,18 @@ class CocoDataset(Dataset):
     def _image_path(self, image_id: str) -> Path:
         return self.images_dir / self._img[image_id]["file_name"]
 
+    def _image_file(self, image_id: str) -> Optional[Path]:
+        return self._image_path(image_id)
+
+    def image_files(self, image_id: str) -> list[str]:
+        return [str(self._image_path(image_id)), f"{self.path} (annotations of {self._img[image_id]['file_name']})"]
+
+    def _image_payload(self, image_id: str) -> Any:
+        p = self._image_path(image_id)
+        return [LOADER_VERSION, self._options(), file_sha256(p) if p.is_file() else "missing",
+                json.loads(canonical_json(self._img[image_id])),
+                [json.loads(canonical_json(a)) for a in self._anns[image_id]]]
+
     def ids(self) -> list[str]:
         """Sorted image ids of images with at least one kept annotation."""
         return list(self._ids)
@@ -304,35 +319,39 @@ class CocoDataset(Dataset):
     def load(self, image_id: str) -> Sample:
         """Image (RGB uint8) and one object per kept annotation, sorted by annotation id.
 
-        Raises SambenchError for an unknown id, an unreadable image, an image whose size differs from
-        the JSON's, a malformed segmentation or an annotation that decodes to an empty mask.
+        Raises SambenchError for an unknown id, an unreadable image or an image whose size differs from
+        the JSON's. A malformed segmentation or one that decodes to an empty mask fails that annotation
+        only: it goes to ``Sample.failed_objects`` (id → reason) and the image's other objects are kept.
         """
         if image_id not in self._img:
             raise SambenchError(f"{self.name}: unknown image id '{image_id}'")
         im = self._img[image_id]
         path = self._image_path(image_id)
-        image = read_image(path)
+        image, orientation = read_image_oriented(path)
         h, w = int(im["height"]), int(im["width"])
         if image.shape[:2] != (h, w):
             raise SambenchError(f"{path}: image is {image.shape[1]}x{image.shape[0]} but {self.path.name} says "
-                                f"{w}x{h} (image id {im['id']})")
-        objects = []
+                                f"{w}x{h} (image id {im['id']}){exif_note(orientation)}")
+        objects, failed = [], {}
         for ann in self._anns[image_id]:
             where = f"{self.path}: annotation {ann['id']} of {im['file_name']}"
             try:
                 rle = segmentation_to_rle(ann["segmentation"], h, w)
                 mask = _checked_decode(rle) if rle is not None else None
             except _BadSegmentation as exc:
-                raise SambenchError(f"{where}: {exc}") from None
+                failed[str(ann["id"])] = f"{where}: {exc}"
+                continue
             if mask is None or not mask.any():
-                raise SambenchError(f"{where}: empty mask after decoding")
+                failed[str(ann["id"])] = f"{where}: empty mask after decoding"
+                continue
             cid = ann.get("category_id")
             cat = self.coco.cats.get(cid, {})
             objects.append(Object(id=str(ann["id"]), mask=mask, meta={
                 "category_id": cid, "category": cat.get("name"), "iscrowd": int(ann.get("iscrowd", 0) or 0),
                 "area": ann.get("area"), "bbox": ann.get("bbox")}))
         meta = {"image_path": str(path), "coco_image_id": im["id"], "annotation_file": str(self.path)}
-        return Sample(dataset=self.name, image_id=image_id, image=image, objects=objects, meta=meta)
+        return Sample(dataset=self.name, image_id=image_id, image=image, objects=objects, meta=meta,
+                      failed_objects=failed)
 
     def _hash_payload(self) -> Any:
         images = []

@@ -18,7 +18,6 @@ channel, 16-bit and palette rules.
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,14 +28,15 @@ from sambench.datasets.base import (
     Dataset,
     as_path,
     check_threshold,
+    empty_mask_error,
+    exif_note,
     file_sha256,
     parse_list,
-    read_image,
+    read_image_oriented,
     read_mask,
 )
 from sambench.types import Object, Sample, SambenchError
 
-log = logging.getLogger(__name__)
 
 #: Bumped whenever the folder loader's decoding rules change (part of the content hash).
 LOADER_VERSION = 1
@@ -219,7 +219,7 @@ class FolderDataset(Dataset):
             in ``Sample.meta["reference_box"]`` (x2/y2 may equal width/height).
 
     One object per mask file, object id ``"0"``. Images without a mask and masks without an image are
-    left out, counted in :meth:`describe` and logged; zero pairs is an error naming both directories.
+    left out, counted in :meth:`describe` and listed in :meth:`notices`; zero pairs is an error naming both directories.
     """
 
     format = "folder"
@@ -281,14 +281,37 @@ class FolderDataset(Dataset):
         self._images = {k: image_files[k] for k in paired}
         self._masks = {k: mask_files[k] for k in paired}
         self._ids = paired
-        if self._no_mask or self._no_image:
-            log.warning("%s: %d image(s) without a mask in %s (e.g. %s), %d mask(s) without an image in %s (e.g. %s); "
-                        "they are left out", self.name, len(self._no_mask), mask_dir, self._no_mask[:3],
-                        len(self._no_image), img_dir, self._no_image[:3])
 
     def ids(self) -> list[str]:
         """Sorted image ids: relative paths without extension, '/'-separated."""
         return list(self._ids)
+
+    def _image_file(self, image_id: str) -> Optional[Path]:
+        return self._images.get(image_id)
+
+    def notices(self) -> list[str]:
+        """EXIF-oriented images (see the base class) and files left out for want of a partner. Not logged
+        when the dataset is opened (every worker process opens it): the runner prints them once."""
+        out = super().notices()
+        parts = []
+        if self._no_mask:
+            parts.append(f"{len(self._no_mask)} image(s) without a mask in {self.masks_dir} "
+                         f"(e.g. {', '.join(self._no_mask[:3])})")
+        if self._no_image:
+            parts.append(f"{len(self._no_image)} mask(s) without an image in {self.images_dir} "
+                         f"(e.g. {', '.join(self._no_image[:3])})")
+        if parts:
+            out.append(f"{self.name}: {' and '.join(parts)}; they are left out")
+        return out
+
+    def image_files(self, image_id: str) -> list[str]:
+        box = self._box_path(image_id)
+        return [str(self._images[image_id]), str(self._masks[image_id])] + ([str(box)] if box is not None else [])
+
+    def _image_payload(self, image_id: str) -> Any:
+        box = self._box_path(image_id)
+        return [LOADER_VERSION, self.threshold, file_sha256(self._images[image_id]), file_sha256(self._masks[image_id]),
+                file_sha256(box) if box is not None else None]
 
     def _box_path(self, image_id: str) -> Optional[Path]:
         if self.boxes_dir is None:
@@ -305,13 +328,13 @@ class FolderDataset(Dataset):
         if image_id not in self._images:
             raise SambenchError(f"{self.name}: unknown image id '{image_id}'")
         img_path, mask_path = self._images[image_id], self._masks[image_id]
-        image = read_image(img_path)
+        image, orientation = read_image_oriented(img_path)
         mask = read_mask(mask_path, self.threshold)
         if mask.shape != image.shape[:2]:
             raise SambenchError(f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but image {img_path.name} "
-                                f"is {image.shape[1]}x{image.shape[0]}")
+                                f"is {image.shape[1]}x{image.shape[0]}{exif_note(orientation)}")
         if not mask.any():
-            raise SambenchError(f"{mask_path}: empty mask (no pixel > {self.threshold})")
+            raise empty_mask_error(mask_path, self.threshold)
         meta: dict = {"image_path": str(img_path), "mask_paths": [str(mask_path)]}
         box_path = self._box_path(image_id)
         if box_path is not None:

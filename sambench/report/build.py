@@ -19,6 +19,7 @@ import pandas as pd
 
 import sambench
 from sambench.corruptions import CLEAN, corrupt_keyed
+from sambench.files import atomic_write, ensure_dir
 from sambench.metrics import decode_rle
 from sambench.report import figures as F
 from sambench.report.common import display_names, headline_scope, model_colors, settings_info
@@ -241,13 +242,10 @@ class _Out:
         self.notes: list[str] = []
 
     def text(self, name: str, text: str) -> None:
-        path = self.out / name
-        path.write_text(text, encoding="utf-8")
-        self.written[name] = path
+        self.written[name] = atomic_write(self.out / name, text)  # temp file + rename: never half a file
 
     def frame(self, name: str, frame: pd.DataFrame) -> None:
-        frame.to_csv(self.out / name, index=False)
-        self.written[name] = self.out / name
+        self.text(name, frame.to_csv(index=False))
 
     def figure(self, fig, stem: str, dpi: int = F.PNG_DPI) -> list[str]:
         paths, png = F.save_figure(fig, self.out, stem, self.formats, dpi=dpi)
@@ -293,8 +291,10 @@ def write_report(run_dirs: Iterable[str | Path], out_dir: Optional[str | Path] =
     """
     run_dirs = _check_request(run_dirs, formats)
     out = _Out(Path(out_dir) if out_dir is not None else run_dirs[0] / "report", formats)
-    out.out.mkdir(parents=True, exist_ok=True)
     df, manifests = loaded if loaded is not None else load_runs(run_dirs, with_masks=True)
+    ensure_dir(out.out, "report directory")  # after the runs loaded: a bad run creates nothing
+    out.notes.extend(f"dataset notice: {n}" for man in manifests for d in (man.get("datasets") or {}).values()
+                     if isinstance(d, dict) for n in d.get("notices") or [])  # unpaired files, EXIF, ...
     inputs = _Inputs(run_dirs, df, manifests, summary if summary is not None else summarize(df, n_boot=n_boot))
     s_cells, p_cells = _write_tables(out, inputs)
     sections = [_comparison_section(out, inputs, p_cells, reference_model)]

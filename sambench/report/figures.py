@@ -34,6 +34,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from sambench.cards import BOX_NOISE_KINDS, Setting
+from sambench.files import atomic_write
 from sambench.report.common import display_names, headline
 
 PNG_DPI = 130
@@ -49,7 +50,8 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 def save_figure(fig: Figure, out_dir: Path, stem: str, formats: Sequence[str], dpi: int = PNG_DPI) -> tuple[dict[str, Path], bytes]:
-    """Write ``stem.<fmt>`` for each format; return the paths and the PNG bytes (always rendered, for HTML)."""
+    """Write ``stem.<fmt>`` for each format (atomically); return the paths and the PNG bytes (always
+    rendered, for HTML)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     png = buf.getvalue()
@@ -57,10 +59,12 @@ def save_figure(fig: Figure, out_dir: Path, stem: str, formats: Sequence[str], d
     for fmt in formats:
         path = out_dir / f"{stem}.{fmt}"
         if fmt == "png":
-            path.write_bytes(png)
+            data = png
         else:
-            fig.savefig(path, format=fmt, dpi=dpi)
-        paths[path.name] = path
+            other = io.BytesIO()
+            fig.savefig(other, format=fmt, dpi=dpi)
+            data = other.getvalue()
+        paths[path.name] = atomic_write(path, data)  # temp file + rename: a full disk leaves no truncated figure
     return paths, png
 
 

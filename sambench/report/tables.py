@@ -199,6 +199,8 @@ def summary_csv_frame(summary: pd.DataFrame, settings: list[Setting]) -> pd.Data
     out = t[["dataset", "model", "protocol", "level", "level_value", "n", "failed"]].copy()
     for col in ("miou", "miou_lo", "miou_hi", "mbiou", "mbiou_lo", "mbiou_hi", "stability_pairwise", "stability_union"):
         out[col + "_pct"] = [_rounded(v) for v in t[col]]
+    if "n_stability" in t:
+        out["n_stability"] = t["n_stability"].astype(int)
     out["best"] = [";".join(c for c in METRIC_COLUMNS if best[(i, c)]) for i in t.index]
     return out
 

@@ -121,14 +121,20 @@ def _sha256(path: Path) -> str:
 def load_plugin_file(path: os.PathLike | str) -> LoadedPlugin:
     """Read and validate a plug-in file; every problem is one :class:`SambenchError` line naming it."""
     p = Path(path).expanduser()
+    if p.is_dir():
+        raise SambenchError(f"{p}: is a directory, not a plug-in file")
     if not p.is_file():
         raise SambenchError(f"{p}: plug-in file not found")
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
-        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()] or [type(exc).__name__]
-        first = next((ln for ln in lines if "Unsupported global" in ln), lines[0])
-        raise SambenchError(f"{p}: not a Stable-SAM plug-in file (torch.load(weights_only=True) failed: {first})") from None
+        from sambench.checkpoints import torch_load_problem
+
+        kind, detail = torch_load_problem(exc)  # never relays torch's "retry with weights_only=False"
+        if kind == "code":
+            raise SambenchError(f"{p}: refused: not a Stable-SAM plug-in file, it pickles Python objects (it references "
+                                f"{detail}); sambench never unpickles code") from None
+        raise SambenchError(f"{p}: not a Stable-SAM plug-in file (torch.load failed: {detail})") from None
     if not isinstance(obj, dict) or obj.get("format") != PLUGIN_FORMAT:
         raise SambenchError(f"{p}: not a Stable-SAM plug-in file (no '{PLUGIN_FORMAT}' header; "
                             f"train one with `sambench train stable-sam`)")
