@@ -40,8 +40,17 @@ CLEAN = ("none", 0)
 ALL = "ALL"
 
 
+def with_clean_defaults(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with ``corruption``/``severity`` = ``none``/0 where a hand-made frame lacks them (rows of a
+    schema-1 store already read that way, sambench.store.ADDED_COLUMNS)."""
+    missing = {c: v for c, v in zip(("corruption", "severity"), CLEAN) if c not in df.columns}
+    return df.assign(**missing) if missing else df
+
+
 def per_object(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per (dataset, model, protocol, level, image, object): mean IoU/BIoU over draws, stability."""
+    """One row per (dataset, model, protocol, level, corruption, severity, image, object): mean IoU/BIoU over
+    draws, stability."""
+    df = with_clean_defaults(df)
     ok = df[df["status"] == "ok"]
     keys = list(OBJECT_COLUMNS)
     if ok.empty:
@@ -74,6 +83,7 @@ def _stratified_ci(groups: list[np.ndarray], key: str, n_boot: int = 1000) -> tu
 
 def summarize(df: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
     """The summary table of store rows ``df`` (as returned by ``Store.frame`` / ``load_runs``)."""
+    df = with_clean_defaults(df)
     objs = per_object(df)
     failed = df[df["status"] == "failed"]
     image_failures = failed[failed["level"] == ""].groupby(GROUP[:3]).size()  # (model, dataset, protocol)

@@ -58,6 +58,14 @@ def test_corruption_is_part_of_the_key_and_rows_cross_every_level(tmp_path):
     assert man["corruptions"]["seed"] == 0 and set(man["corruptions"]["corruptions"]) == {"contrast", "pixelate"}
 
 
+def test_rows_do_not_depend_on_workers(tmp_path):
+    """Two worker processes corrupt and score the images exactly as one: the corrupted pixels are keyed."""
+    run(_config(tmp_path / "one", models=["grabcut"], corruptions=["gaussian-noise:2", "rain:3"], workers=1))
+    run(_config(tmp_path / "two", models=["grabcut"], corruptions=["gaussian-noise:2", "rain:3"], workers=2))
+    a, b = _frame(tmp_path / "one"), _frame(tmp_path / "two")
+    assert len(a) == 2 * 3 and a.equals(b)
+
+
 def test_grabcut_sees_the_corrupted_image(tmp_path):
     run(_config(tmp_path / "r", models=["grabcut"], corruptions=["contrast:5"], limit=3))
     df = _frame(tmp_path / "r")
