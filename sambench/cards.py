@@ -102,11 +102,13 @@ class ModelCard:
     path: Optional[Path]
     raw: dict = field(default_factory=dict, compare=False)
     tags: tuple = ()
+    #: Free text naming the model's paper and/or URL (optional ``paper:`` field); shown on leaderboards.
+    paper: Optional[str] = None
 
 
 #: ``base`` is read by the stable-sam adapter (the card its plug-in sits on, sambench/stable_sam/base.py).
-#: ``tags`` are free words shown by ``sambench list models``.
-MODEL_FIELDS = {"name", "adapter", "description", "options", "checkpoint", "base", "tags"}
+#: ``tags`` are free words shown by ``sambench list models``; ``paper`` is shown by ``sambench leaderboard``.
+MODEL_FIELDS = {"name", "adapter", "description", "options", "checkpoint", "base", "tags", "paper"}
 
 
 def parse_model_card(data: dict, path: Path) -> ModelCard:
@@ -126,8 +128,11 @@ def parse_model_card(data: dict, path: Path) -> ModelCard:
     tags = data.get("tags") or []
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise SambenchError(f"{path}: field 'tags' must be a list of words")
+    paper = data.get("paper")
+    if paper is not None and not isinstance(paper, str):
+        raise SambenchError(f"{path}: field 'paper' must be a string (citation and/or URL)")
     return ModelCard(name=name, adapter=adapter, description=str(data.get("description", "")).strip(),
-                     options=dict(options), checkpoint=ckpt, path=path, raw=data, tags=tuple(tags))
+                     options=dict(options), checkpoint=ckpt, path=path, raw=data, tags=tuple(tags), paper=paper)
 
 
 # ------------------------------------------------------------------------------------------ protocols

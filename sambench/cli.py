@@ -29,6 +29,7 @@ def _fail(exc: SambenchError) -> None:
 LAZY_COMMANDS = {
     "report": "sambench.report.cli:report_cmd",
     "compare": "sambench.report.cli:compare_cmd",
+    "leaderboard": "sambench.commands.leaderboard:leaderboard_cmd",
     "download": "sambench.commands.download:download_cmd",
     "train": "sambench.commands.train:train_cmd",
 }

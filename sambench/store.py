@@ -280,6 +280,11 @@ class Store:
                 continue
         return out
 
+    def identity(self, what: str, name: str) -> Optional[dict]:
+        """The identity :meth:`claim_identity` recorded for ``what`` ``name`` (None if none was)."""
+        row = self.conn.execute("SELECT value FROM info WHERE key=?", (f"{what}:{name}",)).fetchone()
+        return None if row is None else json.loads(row[0])
+
     def delete_failed(self, models: Iterable[str]) -> int:
         """Remove the failed rows of ``models`` so that the next run retries them. Returns rows removed."""
         models = list(models)

@@ -67,16 +67,24 @@ def per_object(df: pd.DataFrame) -> pd.DataFrame:
     return agg
 
 
+def stratified_bootstrap(groups: list[np.ndarray], key: str, n_boot: int = 1000) -> np.ndarray:
+    """Resampled column means of each group: ``groups[i]`` is (n_i, k) (or (n_i,)); objects (rows) are
+    resampled with replacement within their group, from a generator keyed by ``key``. Returns
+    (len(groups), n_boot, k). The one bootstrap of the cross-dataset CIs and of the leaderboard's scores."""
+    rng = keyed_rng("bootstrap-stratified", key, n_boot)
+    out = []
+    for g in groups:
+        g2 = g.reshape(g.shape[0], -1)
+        out.append(g2[rng.integers(0, g2.shape[0], size=(n_boot, g2.shape[0]))].mean(axis=1))
+    return np.stack(out) if out else np.zeros((0, n_boot, 1))
+
+
 def _stratified_ci(groups: list[np.ndarray], key: str, n_boot: int = 1000) -> tuple[float, float]:
     """CI of the mean of group means, resampling within each group."""
     groups = [g for g in groups if g.size]
     if not groups:
         return float("nan"), float("nan")
-    rng = keyed_rng("bootstrap-stratified", key, n_boot)
-    means = np.zeros(n_boot)
-    for g in groups:
-        means += g[rng.integers(0, g.size, size=(n_boot, g.size))].mean(axis=1)
-    means /= len(groups)
+    means = stratified_bootstrap(groups, key, n_boot)[..., 0].mean(axis=0)
     lo, hi = np.quantile(means, [0.025, 0.975])
     return float(lo), float(hi)
 

@@ -436,6 +436,12 @@ def test_leaderboard(report):
     assert board["rows"] == {"ok": sum(r.status == "ok" for r in report["rows"]),
                              "failed": sum(r.status == "failed" for r in report["rows"])}
     assert board["conflicts"] == []
+    # format 2: the format-1 keys above plus the ranked board of sambench.leaderboard (tests/test_leaderboard.py)
+    assert board["format"] == 2
+    ranked = board["board"]
+    assert ranked["rank_by"] == "degraded_miou@noisy-box"
+    assert sorted(e["model"] for e in ranked["entries"]) == list(MODELS)
+    assert [e["rank"] for e in ranked["entries"]] == sorted(e["rank"] for e in ranked["entries"])
 
 
 def test_model_colors_stable():

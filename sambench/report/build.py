@@ -303,7 +303,8 @@ def write_report(run_dirs: Iterable[str | Path], out_dir: Optional[str | Path] =
     sections += robustness
     sections.append(_summary_section(inputs, s_cells))
     sections += _grid_sections(out, inputs, grid_objects, n_grid, image_loader)
-    board = build_leaderboard(inputs.summary, df, manifests, [str(d) for d in run_dirs], n_boot=n_boot)
+    board = build_leaderboard(inputs.summary, df, manifests, [str(d) for d in run_dirs], n_boot=n_boot,
+                              ranked=_ranked_board(inputs, n_boot, out))
     if inputs.mce is not None:
         board["corruptions"] = {"reference": inputs.mce_reference,
                                 "mce": json.loads(inputs.mce.to_json(orient="records")),
@@ -473,6 +474,19 @@ def _write_page(out: _Out, inputs: _Inputs, board: dict, sections: list[Section]
             ("report", f"sambench {sambench.__version__}, {board['date']}"),
             ("files", "summary.csv/.md/.tex, paper.csv/.md/.tex, leaderboard.json")]
     out.text("index.html", render_page("sambench report", meta, list(dict.fromkeys(out.notes)), sections))
+
+
+def _ranked_board(inputs: _Inputs, n_boot: int, out: _Out) -> dict:
+    """leaderboard.json's ``board`` (``sambench.leaderboard``), or why these runs cannot be ranked together."""
+    from sambench.leaderboard.board import BoardInput, build_board, check_runs
+
+    board = BoardInput(inputs.df, inputs.manifests, inputs.run_dirs)
+    try:
+        check_runs(board)
+        return build_board(board, n_boot=n_boot, out_dir=out.out)
+    except SambenchError as exc:
+        out.notes.append(f"leaderboard.json ranks nothing: {exc}")
+        return {"refused": str(exc)}
 
 
 def _safe(name: str) -> str:

@@ -20,9 +20,10 @@ Statistics (docs/reports.md says the same):
 * **Gate**: a group *regresses* when its delta < −``tol`` points AND the CI's upper bound < 0. Exit code
   0 = no regression, 1 = at least one regression, 2 = refused (different prompts or datasets, nothing in
   common) or bad input.
-* **Refusals**: prompts must be the same — the stored ``prompt_hash`` (and ``protocol_version``) of every
-  common key, and the manifests' protocol ``version`` of common protocols; datasets must
-  be the same — the manifests' ``content_hash`` of common datasets. ``allow_prompt_mismatch`` /
+* **Refusals** (:mod:`sambench.report.compat`, the check ``leaderboard`` shares): prompts must be the
+  same — the stored ``prompt_hash`` (and ``protocol_version``) of every common prompt key, and the
+  manifests' protocol ``version`` and decoding of common protocols; datasets must be the same — the
+  manifests' ``content_hash`` of common datasets. ``allow_prompt_mismatch`` /
   ``allow_dataset_mismatch`` turn a refusal into a warning.
 * Keys present in only one run are counted (per group and in total) and listed (first few) — never
   silently ignored; they do not enter the deltas. A group measured by one run only is listed with
@@ -42,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from sambench.metrics import bootstrap_ci
+from sambench.report.compat import expand_image_failures, key_text, manifest_mismatches, prompt_mismatches
 from sambench.store import KEY_COLUMNS, LEVEL_COLUMNS, OBJECT_COLUMNS, load_runs, merge_manifests
 from sambench.types import SambenchError
 
@@ -157,52 +159,6 @@ def _name(run: RunDirs) -> str:
     return "+".join(str(d) for d in _dirs(run))
 
 
-def _manifest_mismatches(base: dict, cand: dict) -> tuple[list[str], list[str]]:
-    prompts, datasets = [], []
-    bp, cp = base.get("protocols") or {}, cand.get("protocols") or {}
-    for name in sorted(set(bp) & set(cp)):
-        # Only the version: the manifest's prompt_hash covers every stored prompt of the run, so it differs
-        # between a run and its subset; the per-key row hashes are the exact check.
-        a = bp[name].get("version") if isinstance(bp[name], dict) else None
-        b = cp[name].get("version") if isinstance(cp[name], dict) else None
-        if a is not None and b is not None and a != b:
-            prompts.append(f"protocol '{name}' version {a} vs {b}")
-        # Same prompts decoded differently (a card edited without a version bump) are not comparable either.
-        ia = (bp[name].get("identity") or {}) if isinstance(bp[name], dict) else {}
-        ib = (cp[name].get("identity") or {}) if isinstance(cp[name], dict) else {}
-        for key in ("mask_selection", "preprocessing"):
-            if key in ia and key in ib and ia[key] != ib[key]:
-                prompts.append(f"protocol '{name}' {key} {ia[key]} vs {ib[key]}")
-    bd, cd = base.get("datasets") or {}, cand.get("datasets") or {}
-    for name in sorted(set(bd) & set(cd)):
-        a = bd[name].get("content_hash") if isinstance(bd[name], dict) else None
-        b = cd[name].get("content_hash") if isinstance(cd[name], dict) else None
-        if a is not None and b is not None and a != b:
-            datasets.append(f"dataset '{name}' content hash {str(a)[:12]} vs {str(b)[:12]}")
-    return prompts, datasets
-
-
-def _expand_image_failures(df: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
-    """Replace each image-level failure of ``df`` by failed rows for every object row ``other`` has for the
-    same (model, dataset, image, protocol); image failures with no counterpart stay as they are."""
-    img = df[(df["status"] == "failed") & (df["level"] == "")]
-    if img.empty:
-        return df
-    scope = ["model", "dataset", "image_id", "protocol"]
-    targets = other[other["level"] != ""][list(KEY_COLUMNS) + ["protocol_version"]]
-    synth = targets.merge(img[scope + ["error"]], on=scope, how="inner")
-    if synth.empty:
-        return df
-    synth = synth.assign(status="failed", iou=np.nan, biou=np.nan, prompt_hash=None)
-    covered = set(map(tuple, synth[scope].drop_duplicates().to_numpy().tolist()))
-    drop = [i for i, t in zip(img.index, map(tuple, img[scope].to_numpy().tolist())) if t in covered]
-    return pd.concat([df.drop(index=drop), synth], ignore_index=True)
-
-
-def _key_text(row) -> str:
-    return ", ".join(f"{k}={row[k]}" for k in KEY_COLUMNS)
-
-
 def _signflip_p(nz: np.ndarray) -> float:
     """Exact two-sided Wilcoxon signed-rank p-value by enumerating all 2^n sign flips of the non-zero
     differences ``nz`` (average ranks for ties) — what scipy's ``wilcoxon`` computes for n <= 13 with ties
@@ -254,11 +210,11 @@ def compare_runs(baseline_dir: RunDirs, candidate_dir: RunDirs, metric: str = "m
     base, bman = _load(baseline_dir)
     cand, cman = _load(candidate_dir)
     result = CompareResult(_name(baseline_dir), _name(candidate_dir), metric, float(tol))
-    man_prompts, man_datasets = _manifest_mismatches(bman, cman)
-    _refuse_or_warn(result, "datasets", man_datasets, allow_dataset_mismatch, "--allow-dataset-mismatch")
+    found = manifest_mismatches(bman, cman)
+    _refuse_or_warn(result, "datasets", found.datasets, allow_dataset_mismatch, "--allow-dataset-mismatch")
     merged = _pair_keys(result, base, cand)
     both = merged[merged["_merge"] == "both"]
-    _refuse_or_warn(result, "prompts", man_prompts + _prompt_mismatches(both), allow_prompt_mismatch,
+    _refuse_or_warn(result, "prompts", found.prompts + prompt_mismatches(base, cand), allow_prompt_mismatch,
                     "--allow-prompt-mismatch")
     only_b, only_c = merged[merged["_merge"] == "left_only"], merged[merged["_merge"] == "right_only"]
     _count_unpaired(result, only_b, only_c)
@@ -286,8 +242,8 @@ def _refuse_or_warn(result: CompareResult, what: str, problems: list[str], allow
 
 def _pair_keys(result: CompareResult, base: pd.DataFrame, cand: pd.DataFrame) -> pd.DataFrame:
     """Outer merge of both runs on the result key (image failures expanded); refuses when none pairs."""
-    base_x = _expand_image_failures(base, cand)
-    cand_x = _expand_image_failures(cand, base)
+    base_x = expand_image_failures(base, cand)
+    cand_x = expand_image_failures(cand, base)
     key = list(KEY_COLUMNS)
     cols = ["status", "iou", "biou", "prompt_hash", "protocol_version"]
     m = base_x[key + cols].merge(cand_x[key + cols], on=key, how="outer", suffixes=("_b", "_c"), indicator=True)
@@ -297,18 +253,10 @@ def _pair_keys(result: CompareResult, base: pd.DataFrame, cand: pd.DataFrame) ->
     return m
 
 
-def _prompt_mismatches(both: pd.DataFrame) -> list[str]:
-    hb, hc = both["prompt_hash_b"], both["prompt_hash_c"]
-    diff = both[(hb.notna() & hc.notna() & (hb != hc)) |
-                (both["protocol_version_b"].notna() & both["protocol_version_c"].notna() &
-                 (both["protocol_version_b"] != both["protocol_version_c"]))]
-    return [f"{len(diff)} key(s) with different prompts, e.g. {_key_text(diff.iloc[0])}"] if len(diff) else []
-
-
 def _count_unpaired(result: CompareResult, only_b: pd.DataFrame, only_c: pd.DataFrame) -> None:
     result.only_baseline, result.only_candidate = int(len(only_b)), int(len(only_c))
-    result.only_examples = {"baseline": [_key_text(r) for _, r in only_b.head(N_EXAMPLES).iterrows()],
-                            "candidate": [_key_text(r) for _, r in only_c.head(N_EXAMPLES).iterrows()]}
+    result.only_examples = {"baseline": [key_text(r) for _, r in only_b.head(N_EXAMPLES).iterrows()],
+                            "candidate": [key_text(r) for _, r in only_c.head(N_EXAMPLES).iterrows()]}
     if len(only_b) or len(only_c):
         result.warnings.append(f"{len(only_b)} key(s) only in the baseline and {len(only_c)} only in the candidate "
                                f"are not compared (examples in the JSON)")

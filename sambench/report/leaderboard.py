@@ -8,20 +8,24 @@ the dataset ``ALL`` is the cross-dataset mean. ``versions`` maps protocols to th
 lists each run directory with its sambench version, git commit, creation date, seed, libraries and
 counters. Keys a manifest lacks are simply absent (old or hand-made runs); two runs that disagree on a
 protocol, dataset or model identity are listed under ``conflicts`` (never resolved silently).
+
+Format 2 adds ``board``: the ranked headline scores of ``sambench.leaderboard`` (columns, entries with CIs,
+ranks, ties, paired tests and provenance), or ``{"refused": "<reason>"}`` when the runs cannot share a
+ranking (``sambench report`` still writes everything else). Every format-1 key is unchanged.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import math
-from typing import Any
+from typing import Any, Optional
 
 import pandas as pd
 
 import sambench
 from sambench.store import merge_manifests
 
-LEADERBOARD_FORMAT = 1
+LEADERBOARD_FORMAT = 2
 
 
 def _clean(v: Any) -> Any:
@@ -41,8 +45,9 @@ def _clean(v: Any) -> Any:
 
 
 def build_leaderboard(summary: pd.DataFrame, df: pd.DataFrame, manifests: list[dict], run_dirs: list[str],
-                      n_boot: int = 1000) -> dict:
-    """The leaderboard dict (see module docstring) from the summary table, store rows and manifests."""
+                      n_boot: int = 1000, ranked: Optional[dict] = None) -> dict:
+    """The leaderboard dict (see module docstring) from the summary table, store rows, manifests and the
+    ranked board (``sambench.leaderboard.build_board``), written under ``board`` (None → null)."""
     results: dict = {}
     for _, r in summary.iterrows():
         cell = {"miou": r["miou"], "miou_ci": [r["miou_lo"], r["miou_hi"]], "mbiou": r["mbiou"],
@@ -80,5 +85,6 @@ def build_leaderboard(summary: pd.DataFrame, df: pd.DataFrame, manifests: list[d
         "run_dirs": [str(r) for r in run_dirs],
         "runs": runs,
         "conflicts": conflicts,
+        "board": ranked,
     }
     return _clean(board)

@@ -1,0 +1,56 @@
+"""Leaderboards: headline robustness scores of models merged from many runs, ranked, traceable, verifiable.
+
+Public API:
+
+* :func:`write_board` — ``leaderboard.md``, ``leaderboard.html`` and ``leaderboard.json`` of any number of
+  runs (``sambench leaderboard``).
+* :func:`build_board` / :func:`load_board` — the ranked ``board`` section from merged, checked runs.
+* :func:`verify_runs` — re-score every stored mask against the ground truth (``--verify``).
+* :data:`SCORES` / :func:`register` — the headline-score registry (``scores.py``).
+
+Definitions: docs/metrics.md ("Headline scores"); artefacts and schema: docs/reports.md ("sambench leaderboard").
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Optional
+
+from sambench.leaderboard.board import BoardInput, BoardRefused, build_board, find_runs, load_board
+from sambench.leaderboard.scores import SCORES, HeadlineScore, register
+from sambench.leaderboard.verify import VerifyResult, verify_runs
+
+__all__ = ["write_board", "build_board", "load_board", "find_runs", "BoardInput", "BoardRefused", "verify_runs",
+           "VerifyResult", "SCORES", "HeadlineScore", "register"]
+
+
+def board_document(board: BoardInput, rank_by: Optional[str] = None, n_boot: int = 1000,
+                   out_dir: Optional[Path] = None) -> dict:
+    """leaderboard.json (format 2, ``sambench.report.leaderboard``) with the ranked ``board`` section."""
+    from sambench.report.leaderboard import build_leaderboard
+    from sambench.summary import summarize
+
+    ranked = build_board(board, rank_by=rank_by, n_boot=n_boot, out_dir=out_dir)
+    summary = summarize(board.rows, n_boot=n_boot)
+    return build_leaderboard(summary, board.rows, board.manifests, [str(d) for d in board.run_dirs], n_boot=n_boot,
+                             ranked=ranked)
+
+
+def write_board(paths: Iterable[str | Path], out_dir: str | Path, rank_by: Optional[str] = None,
+                n_boot: int = 1000, note: str = "") -> dict[str, Path]:
+    """Merge the runs under ``paths`` (refusing incomparable ones) and write the three board files into
+    ``out_dir``; returns ``{file name: path}``. ``note`` is a closing paragraph for both pages."""
+    from sambench.leaderboard.render import render_html, render_markdown
+
+    out = Path(out_dir)
+    board = load_board(paths)
+    out.mkdir(parents=True, exist_ok=True)
+    doc = board_document(board, rank_by=rank_by, n_boot=n_boot, out_dir=out)
+    written = {}
+    for name, text in (("leaderboard.json", json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n"),
+                       ("leaderboard.md", render_markdown(doc, note)),
+                       ("leaderboard.html", render_html(doc, note))):
+        (out / name).write_text(text, encoding="utf-8")
+        written[name] = out / name
+    return written
