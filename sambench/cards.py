@@ -146,12 +146,14 @@ PREPROCESSING_MODES = ("sam", "hq-sam-1024")
 #: ``best-of-3``: three masks, keep the one with the highest predicted IoU.
 MASK_SELECTIONS = ("single", "best-of-3")
 
-#: Prompt kinds a protocol setting can generate (see sambench/prompts.py).
-PROMPT_KINDS = ("gt-box", "noisy-box", "box-shift", "box-scale", "points")
+#: Prompt kinds a protocol setting can generate (see sambench/prompts.py; ``clicks``: sambench/clicks.py).
+PROMPT_KINDS = ("gt-box", "noisy-box", "box-shift", "box-scale", "points", "clicks")
 #: The parameter a homogeneous protocol's ``levels`` list sets, per kind.
 LEVEL_PARAM = {"gt-box": None, "noisy-box": "scale", "box-shift": "scale", "box-scale": "scale", "points": "k"}
+#: Card fields of the interactive protocol (``kind: clicks``; its levels are the clicks 1..max_clicks).
+CLICK_CARD_FIELDS = ("max_clicks", "start", "start_scale", "feed_logits")
 PROTOCOL_FIELDS = {"name", "version", "description", "kind", "levels", "settings", "draws", "seed",
-                   "mask_selection", "preprocessing", "negatives", "reference", "corruptions"}
+                   "mask_selection", "preprocessing", "negatives", "reference", "corruptions", *CLICK_CARD_FIELDS}
 SETTING_FIELDS = {"level", "kind", "scale", "k", "negatives"}
 
 
@@ -177,7 +179,10 @@ class Setting:
 
     @property
     def deterministic(self) -> bool:
-        """GT boxes (and zero-noise boxes) do not depend on the draw: one draw is enough."""
+        """GT boxes (and zero-noise boxes, and click sequences not started from a noisy box) do not depend on
+        the draw: one draw is enough."""
+        if self.kind == "clicks":
+            return dict(self.params).get("start") != "noisy-box"
         return self.kind == "gt-box" or (self.kind in BOX_NOISE_KINDS and dict(self.params).get("scale") == 0)
 
     @property
@@ -189,8 +194,8 @@ class Setting:
 
     @property
     def family(self) -> str:
-        """``box`` or ``points``: the x axis a degradation curve of this setting belongs to."""
-        return "points" if self.kind == "points" else "box"
+        """``box``, ``points`` or ``clicks``: the x axis a degradation curve of this setting belongs to."""
+        return self.kind if self.kind in ("points", "clicks") else "box"
 
     def to_dict(self) -> dict:
         return {"level": self.level, "kind": self.kind, **dict(self.params)}
@@ -231,6 +236,16 @@ class ProtocolCard:
     def draws_for(self, setting: Setting) -> int:
         return 1 if setting.deterministic else self.draws
 
+    @property
+    def clicks(self):
+        """The :class:`sambench.clicks.ClickSettings` of an interactive (``kind: clicks``) card, else None."""
+        if not self.settings or self.settings[0].kind != "clicks":
+            return None
+        from sambench.clicks import ClickSettings
+
+        p = dict(self.settings[0].params)
+        return ClickSettings(**{k: p[k] for k in CLICK_CARD_FIELDS})
+
     def identity(self) -> dict:
         """Everything that determines the prompts and decoding: recorded in manifests."""
         ident = {"name": self.name, "version": self.version, "seed": self.seed, "draws": self.draws,
@@ -252,6 +267,16 @@ def make_setting(kind: str, params: dict, level: Optional[str], where: str, prot
         raise SambenchError(f"{where}: unknown prompt kind '{kind}' (known: {', '.join(PROMPT_KINDS)})")
     params = dict(params)
     value: Optional[float] = None
+    if kind == "clicks":
+        from sambench.clicks import parse_click_settings
+
+        k = params.pop("clicks", None)
+        clicks = parse_click_settings(params, where)
+        if isinstance(k, bool) or not isinstance(k, int) or not clicks.first_level <= k <= clicks.max_clicks:
+            raise SambenchError(f"{where}: impossible level {k!r} for 'clicks': levels are {clicks.first_level}..{clicks.max_clicks}")
+        params = {"clicks": k, **clicks.to_dict()}
+        return Setting(level=str(k) if level is None else str(level), kind=kind, params=tuple(sorted(params.items())),
+                       level_value=float(k), protocol=protocol)
     if kind in BOX_NOISE_KINDS:
         s = params.get("scale")
         if isinstance(s, bool) or not isinstance(s, (int, float)):
@@ -309,6 +334,14 @@ def parse_protocol_card(data: dict, path: Path) -> ProtocolCard:
                 raise SambenchError(f"{path}: settings[{i}] is missing 'kind'")
             params = {k: v for k, v in s.items() if k not in ("level", "kind")}
             settings.append(make_setting(s["kind"], params, s.get("level"), f"{path}: settings[{i}]", name))
+    elif data.get("kind") == "clicks":
+        if "levels" in data:
+            raise SambenchError(f"{path}: a 'clicks' protocol has no 'levels': they are the clicks 1..max_clicks")
+        from sambench.clicks import parse_click_settings
+
+        clicks = parse_click_settings({k: data[k] for k in CLICK_CARD_FIELDS if k in data}, str(path))
+        settings = [make_setting("clicks", {"clicks": k, **clicks.to_dict()}, None, str(path), name)
+                    for k in clicks.levels]
     else:
         kind = _require(data, "kind", str, path)
         param = LEVEL_PARAM.get(kind, "")
@@ -326,6 +359,11 @@ def parse_protocol_card(data: dict, path: Path) -> ProtocolCard:
     levels = [s.level for s in settings]
     if len(set(levels)) != len(levels):
         raise SambenchError(f"{path}: duplicate levels {levels}")
+    kinds = {s.kind for s in settings}
+    if "clicks" in kinds and len(kinds) > 1:
+        raise SambenchError(f"{path}: a 'clicks' protocol cannot be mixed with other prompt kinds")
+    if "clicks" not in kinds and any(f in data for f in CLICK_CARD_FIELDS):
+        raise SambenchError(f"{path}: {', '.join(f for f in CLICK_CARD_FIELDS if f in data)} only apply to kind: clicks")
     corruptions = data.get("corruptions", [])
     if not isinstance(corruptions, list) or not all(isinstance(c, str) for c in corruptions):
         raise SambenchError(f"{path}: 'corruptions' must be a list like [all] or [fog:1,3, contrast]")
@@ -351,6 +389,9 @@ def with_overrides(card: ProtocolCard, levels: Optional[list[str]] = None, draws
     """
     settings = list(card.settings)
     where = f"protocol '{card.name}'"
+    if levels and card.clicks is not None:
+        raise SambenchError(f"{where} is a click sequence: its levels are the clicks 1..{card.clicks.max_clicks}, "
+                            f"so --levels does not apply (copy the card and set max_clicks)")
     if levels:
         kinds = {s.kind for s in card.settings}
         by_level = {s.level: s for s in card.settings}

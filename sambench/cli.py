@@ -282,6 +282,11 @@ def _print_run_summary(result, no_report: bool) -> None:
 
     table = summarize(result.rows)
     click.echo(format_table(table))
+    from sambench.noc import click_protocols, format_noc, noc_table
+
+    interactive = click_protocols([result.manifest])
+    if interactive:
+        click.echo("\n" + format_noc(noc_table(result.rows, interactive)))
     reasons = failure_reasons(result.rows)
     if not reasons.empty:
         click.echo(f"\nfailed samples: {int(reasons['count'].sum())}")

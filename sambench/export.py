@@ -20,7 +20,11 @@ from sambench.types import SambenchError
 def export_prompts(protocol: str, dataset, levels: Optional[list[str]] = None, draws: Optional[int] = None,
                    seed: Optional[int] = None, limit: Optional[int] = None) -> dict:
     """``dataset``: a name/path, or a :class:`sambench.datasets.DatasetSpec` (as a run records it)."""
-    card = with_overrides(load_protocol_card(protocol), levels=levels, draws=draws, seed=seed)
+    card = load_protocol_card(protocol)
+    if card.clicks is not None:
+        raise SambenchError(f"protocol '{card.name}' is interactive: each click depends on the model's previous "
+                            f"mask, so its prompts exist only in a run's rows (they cannot be exported before one)")
+    card = with_overrides(card, levels=levels, draws=draws, seed=seed)
     proto = Protocol(card)
     ds = dataset.open() if hasattr(dataset, "open") else open_dataset(dataset)
     prompts, failures = [], []

@@ -3,13 +3,16 @@
 Every value is a fraction in [0, 1]; tables multiply by 100 (as the papers do). docs/metrics.md says the same.
 
 * **IoU** = |P ∩ G| / |P ∪ G| on boolean masks at the original image resolution. Two empty masks give
-  1.0 (the prediction is exactly right); one empty mask against a non-empty one gives 0.0.
+  1.0 (the prediction is exactly right); one empty mask against a non-empty one gives 0.0. With an
+  **ignore** mask (GrabCut/Berkeley's 128 band, VOC/SBD's 255), ignored pixels count in neither the
+  intersection nor the union (RITM's ``get_iou``); without one nothing changes.
 * **Boundary IoU** (Cheng et al. 2021), exactly as ``bowenc0221/boundary-iou-api`` and HQ-SAM's
   ``misc.boundary_iou`` compute it: ``dilation = max(1, int(round(0.02 * sqrt(H² + W²))))`` (Python's
   ``round``, i.e. half-to-even); a mask's boundary is the mask minus its erosion by a 3×3 kernel of ones
   applied ``dilation`` times after 1-px zero padding (so pixels at the image edge are boundary); the
   score is |Bp ∩ Bg| / |Bp ∪ Bg|. Two empty boundaries give 1.0 (our convention; the reference divides by
-  zero).
+  zero). With an ignore mask, both boundaries are computed on the full masks and ignored pixels are
+  then left out of their intersection and union (the band is neither right nor wrong).
 * **Stability** over the N predicted masks of one object at one level (one per draw):
   ``stability_pairwise`` = mean IoU over the N(N-1)/2 pairs; ``stability_union`` = mean over masks of
   IoU(mask, union of all N masks) = mean |M_i| / |∪M|. Both are 1.0 when all draws agree. With one draw
@@ -28,7 +31,7 @@ Every value is a fraction in [0, 1]; tables multiply by 100 (as the papers do). 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import cv2
 import numpy as np
@@ -37,11 +40,16 @@ from pycocotools import mask as mask_utils
 from sambench.types import keyed_rng
 
 
-def iou(pred: np.ndarray, gt: np.ndarray) -> float:
-    """IoU of two boolean masks of the same shape (two empty masks → 1.0)."""
+def iou(pred: np.ndarray, gt: np.ndarray, ignore: Optional[np.ndarray] = None) -> float:
+    """IoU of two boolean masks of the same shape (two empty masks → 1.0); ``ignore``d pixels count nowhere."""
     if pred.shape != gt.shape:
         raise ValueError(f"mask shapes differ: {pred.shape} vs {gt.shape}")
     p, g = pred.astype(bool, copy=False), gt.astype(bool, copy=False)
+    if ignore is not None:
+        if ignore.shape != gt.shape:
+            raise ValueError(f"ignore mask shape {ignore.shape} differs from the mask's {gt.shape}")
+        keep = ~ignore.astype(bool, copy=False)
+        p, g = p & keep, g & keep
     union = np.count_nonzero(p | g)
     return 1.0 if union == 0 else np.count_nonzero(p & g) / union
 
@@ -72,11 +80,12 @@ def mask_boundary(mask: np.ndarray, dilation_ratio: float = 0.02) -> np.ndarray:
     return (m - eroded[1:h + 1, 1:w + 1]).astype(bool)
 
 
-def boundary_iou(pred: np.ndarray, gt: np.ndarray, dilation_ratio: float = 0.02) -> float:
+def boundary_iou(pred: np.ndarray, gt: np.ndarray, dilation_ratio: float = 0.02,
+                 ignore: Optional[np.ndarray] = None) -> float:
     """Boundary IoU of two boolean masks (see module docstring; both boundaries empty → 1.0)."""
     if pred.shape != gt.shape:
         raise ValueError(f"mask shapes differ: {pred.shape} vs {gt.shape}")
-    return iou(mask_boundary(pred, dilation_ratio), mask_boundary(gt, dilation_ratio))
+    return iou(mask_boundary(pred, dilation_ratio), mask_boundary(gt, dilation_ratio), ignore)
 
 
 # --------------------------------------------------------------------------------------- RLE helpers

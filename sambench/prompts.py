@@ -146,8 +146,13 @@ class Protocol:
         return make_prompt(setting, obj.mask, rng)
 
     def tasks(self, dataset: str, image_id: str, objects: list[Object]) -> Iterator[PromptTask]:
-        """Every (level, draw, object) of this image in a fixed order; failures become error tasks."""
+        """Every (level, draw, object) of this image in a fixed order; failures become error tasks.
+
+        Click sequences (``kind: clicks``) have no prompt before the model answers: they yield nothing
+        here and run in :mod:`sambench.interactive`."""
         for setting in self.card.settings:
+            if setting.kind == "clicks":
+                continue
             for draw in range(self.card.draws_for(setting)):
                 for obj in objects:
                     try:

@@ -36,6 +36,7 @@ from sambench.adapters.base import Adapter
 from sambench import corruptions as corr
 from sambench.cards import ProtocolCard, load_model_card, load_protocol_card, with_overrides
 from sambench.datasets import Dataset, DatasetSpec
+from sambench.interactive import evaluate_clicks
 from sambench.metrics import boundary_iou, encode_rle, iou
 from sambench.prompts import Protocol, PromptTask, prompt_set_hash
 from sambench.store import (CORRUPTION_IDENTITY, IMAGE_ROW_COLUMNS, MODEL_IDENTITY, PROTOCOL_IDENTITY, Invocation,
@@ -172,11 +173,12 @@ def _pending(adapter: Adapter, model: str, sample, protocols: list[Protocol], do
 
 
 def _scored_rows(pred, tasks: list[PromptTask], model: str, sample, gt_areas: dict) -> list[Row]:
-    """Rows of one predicted chunk: IoU, boundary IoU, areas, RLE; a mask of the wrong size fails."""
-    gts = {o.id: o.mask for o in sample.objects}
+    """Rows of one predicted chunk: IoU, boundary IoU (an object's ignore band left out), areas, RLE; a
+    mask of the wrong size fails."""
+    objects = {o.id: o for o in sample.objects}
     rows = []
     for i, task in enumerate(tasks):
-        mask, gt = pred.masks[i], gts[task.object_id]
+        mask, gt, ignore = pred.masks[i], objects[task.object_id].mask, objects[task.object_id].ignore
         if mask.shape != gt.shape:
             rows.append(_row(task, model, sample.dataset, sample.image_id, status="failed",
                              error=f"model '{model}' returned a {mask.shape} mask for a {gt.shape} image"))
@@ -184,7 +186,7 @@ def _scored_rows(pred, tasks: list[PromptTask], model: str, sample, gt_areas: di
         score = float(pred.scores[i])
         extras = pred.extras[i] if pred.extras is not None and pred.extras[i] else None
         rows.append(_row(task, model, sample.dataset, sample.image_id,
-                         iou=iou(mask, gt), biou=boundary_iou(mask, gt),
+                         iou=iou(mask, gt, ignore), biou=boundary_iou(mask, gt, ignore=ignore),
                          score=None if np.isnan(score) else score,
                          gt_area=gt_areas[task.object_id], pred_area=int(np.count_nonzero(mask)),
                          mask_rle=canonical_json(encode_rle(mask)),
@@ -192,9 +194,32 @@ def _scored_rows(pred, tasks: list[PromptTask], model: str, sample, gt_areas: di
     return rows
 
 
+class ImageStates:
+    """One image's encoded state per preprocessing mode, for one model: encoded on first use and at most
+    once, shared by the batch protocols and the click sequences. An encode failure is kept (one line) and
+    raised again as SambenchError for every later use, so it is recorded once per row, never retried."""
+
+    def __init__(self, adapter: Adapter, model: str, sample) -> None:
+        self.adapter, self.model, self.sample = adapter, model, sample
+        self.states: dict[str, Any] = {}
+        self.errors: dict[str, str] = {}
+
+    def get(self, preprocessing: str) -> Any:
+        if preprocessing not in self.states and preprocessing not in self.errors:
+            try:
+                self.states[preprocessing] = self.adapter.encode(self.sample.image, preprocessing)
+            except Exception as exc:  # recorded, never dropped: the run goes on with the next group
+                where = f"{self.sample.dataset}/{self.sample.image_id}"
+                self.errors[preprocessing] = _describe(exc, f"model '{self.model}' failed to encode {where}")
+        if preprocessing in self.errors:
+            raise SambenchError(self.errors[preprocessing])
+        return self.states[preprocessing]
+
+
 def evaluate_image(adapter: Adapter, model: str, sample, protocols: list[Protocol], done: set,
                    prompts_per_call: int, corruption: tuple[str, int] = (corr.CLEAN, 0)) -> list[Row]:
-    """All missing rows of one (model, image): encode once per preprocessing, decode in calls, score.
+    """All missing rows of one (model, image): encode once per preprocessing, decode in calls, score;
+    then the click sequences of interactive protocols (:mod:`sambench.interactive`) on the same states.
 
     ``sample.image`` is the image as the model sees it (corrupted by ``corruption``, see
     :class:`CorruptedSample`); prompts and the scoring GT are always the clean sample's objects."""
@@ -208,31 +233,31 @@ def _evaluate(adapter: Adapter, model: str, sample, protocols: list[Protocol], d
               prompts_per_call: int, corruption: tuple[str, int]) -> list[Row]:
     # an unusable object is a fault of the clean GT: recorded once, on the clean level of the axis
     rows: list[Row] = object_failure_rows(model, sample, [p.card for p in protocols], done) if not corruption[1] else []
-    groups = _pending(adapter, model, sample, protocols, done, rows, corruption)
-    states: dict[str, Any] = {}
-    encode_errors: dict[str, str] = {}
+    batch = [p for p in protocols if p.card.clicks is None]
+    groups = _pending(adapter, model, sample, batch, done, rows, corruption)
+    states = ImageStates(adapter, model, sample)
     gt_areas = {o.id: int(np.count_nonzero(o.mask)) for o in sample.objects}
     where = f"{sample.dataset}/{sample.image_id}" + ("" if corruption[1] == 0 else f" under {corruption[0]}:{corruption[1]}")
     for (prep, selection), tasks in groups.items():
-        if prep not in states and prep not in encode_errors:
-            try:
-                states[prep] = adapter.encode(sample.image, prep)
-            except Exception as exc:  # recorded, never dropped: the run goes on with the next group
-                encode_errors[prep] = _describe(exc, f"model '{model}' failed to encode {where}")
-        if prep in encode_errors:
-            rows.extend(_row(t, model, sample.dataset, sample.image_id, status="failed", error=encode_errors[prep])
+        try:
+            state = states.get(prep)
+        except SambenchError as exc:
+            rows.extend(_row(t, model, sample.dataset, sample.image_id, status="failed", error=str(exc))
                         for t in tasks)
             continue
         for start in range(0, len(tasks), prompts_per_call):
             chunk = tasks[start:start + prompts_per_call]
             try:
-                pred = adapter.predict(states[prep], [t.prompt for t in chunk], mask_selection=selection)
+                pred = adapter.predict(state, [t.prompt for t in chunk], mask_selection=selection)
             except Exception as exc:
                 err = _describe(exc, f"model '{model}' failed to decode on {where}")
                 rows.extend(_row(t, model, sample.dataset, sample.image_id, status="failed", error=err) for t in chunk)
                 continue
             rows.extend(_scored_rows(pred, chunk, model, sample, gt_areas))
             del pred
+    for proto in protocols:
+        if proto.card.clicks is not None and not corruption[1]:  # interactive protocols: clean images only
+            rows.extend(evaluate_clicks(adapter, model, sample, proto.card, done, states.get, _describe))
     return rows
 
 
@@ -275,8 +300,10 @@ class CorruptedSample:
 
 def corruption_axes(protocols: list[Protocol], specs: Iterable[str]) -> dict[str, list[tuple[str, int]]]:
     """Per protocol: the (corruption, severity) levels it runs at — clean first, then its card's
-    ``corruptions`` and the run's ``--corruption`` specs."""
-    return {p.name: corr.parse_specs(list(p.card.corruptions) + list(specs)) for p in protocols}
+    ``corruptions`` and the run's ``--corruption`` specs. Interactive (click) protocols run on clean
+    images only: their click sequences are not keyed by corruption yet."""
+    return {p.name: [(corr.CLEAN, 0)] if p.card.clicks is not None else
+            corr.parse_specs(list(p.card.corruptions) + list(specs)) for p in protocols}
 
 
 class ImageWork:

@@ -60,11 +60,16 @@ def file_digests_of(path, algorithms: Sequence[str] = ("sha256",), chunk: int = 
 
 @dataclass(frozen=True)
 class Object:
-    """One annotated object of an image: a stable id and its boolean mask (H×W, original resolution)."""
+    """One annotated object of an image: a stable id and its boolean mask (H×W, original resolution).
+
+    ``ignore``: optional boolean H×W mask of pixels that are neither object nor background (GrabCut's
+    unlabelled band, VOC's void): excluded from IoU and never clicked. None = every pixel counts.
+    """
 
     id: str
     mask: np.ndarray
     meta: dict = field(default_factory=dict, compare=False)
+    ignore: Optional[np.ndarray] = field(default=None, compare=False)
 
 
 @dataclass
@@ -173,11 +178,15 @@ class Prediction:
     ``masks``: bool (N, H, W) at the original image resolution.
     ``scores``: float (N,) — the model's own quality estimate (SAM: predicted IoU), NaN if it has none.
     ``extras``: optional per-prompt JSON-serialisable dicts (e.g. Stable-SAM sampling locations).
+    ``low_res_logits``: optional float32 (N, h, w) logits of each returned mask in the model's own
+    low-resolution frame (SAM: 256×256), filled only when asked (``predict(..., return_logits=True)``) by
+    adapters with ``mask_prompts``: what the interactive protocol feeds back as the next mask prompt.
     """
 
     masks: np.ndarray
     scores: np.ndarray
     extras: Optional[list[dict]] = None
+    low_res_logits: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
         if self.masks.ndim != 3 or self.masks.dtype != np.bool_:

@@ -117,3 +117,20 @@ def test_bootstrap_ci_is_keyed_and_brackets_the_mean():
     assert (hi - lo) / 2 == pytest.approx(1.96 * v.std(ddof=1) / np.sqrt(v.size), rel=0.2)
     assert bootstrap_ci([0.5], key="x") == (0.5, 0.5)
     assert all(math.isnan(x) for x in bootstrap_ci([], key="x"))
+
+
+def test_ignore_band_counts_in_neither_intersection_nor_union():
+    gt = _box(10, 10, 2, 6, 2, 6)        # 16 px object
+    band = _box(10, 10, 1, 7, 1, 7) & ~gt  # its 1-px ring (36 - 16 = 20 px): unlabelled, as GrabCut's 128
+    pred = _box(10, 10, 1, 7, 1, 7)      # object + the whole ring
+    assert iou(pred, gt) == pytest.approx(16 / 36)   # without the ignore mask the ring is false positive
+    assert iou(pred, gt, ignore=band) == 1.0          # with it the ring is neither right nor wrong
+    half = _box(10, 10, 2, 4, 2, 6)      # 8 px of the object, no ring
+    assert iou(half, gt, ignore=band) == pytest.approx(8 / 16)
+    # a prediction that is only ring: empty against the object once the ring is ignored
+    assert iou(band, gt, ignore=band) == 0.0
+    assert iou(pred, gt, ignore=np.zeros_like(gt)) == iou(pred, gt)
+    # boundary IoU: the ring is where pred's boundary lies, so ignoring it leaves gt's inner ring vs none of pred's
+    assert boundary_iou(gt, gt, ignore=band) == 1.0
+    with pytest.raises(ValueError):
+        iou(pred, gt, ignore=band[:5])

@@ -8,7 +8,10 @@ model must beat.
 
 ``grabcut`` — OpenCV's GrabCut (Rother et al. 2004). A box initialises the rectangle (outside =
 definite background, inside = probable foreground); points become definite-foreground seeds (label 1) or
-definite-background seeds (label 0) on a probable-background mask; a box with points uses both. To make
+definite-background seeds (label 0) on a probable-background mask; a box with points uses both — which
+is how it takes the interactive protocol's corrective clicks, as GrabCut's user-marked fg/bg strokes (a
+disk of radius ~1% of the short side per click; it takes no mask prompt, so each step re-runs GrabCut
+from the box and all clicks so far). To make
 it practical on CPU it works on a copy downscaled so that its longest side is at most ``max_side``
 pixels (card default 320; 0 = full resolution) with ``iterations`` rounds (card default 3), and the result is
 resized back to the original size with nearest-neighbour interpolation. OpenCV's k-means initialisation
@@ -43,6 +46,7 @@ class BoxFillAdapter(Adapter):
 
     name = "box-fill"
     capabilities = frozenset({"box", "points", "box+points"})
+    interactive = False  # points never change its mask: corrective clicks mean nothing to it
 
     def __init__(self, card_name: str = "box-fill") -> None:
         super().__init__()

@@ -34,6 +34,11 @@ decoder selects by itself: with multimask output it adds the best of SAM's three
 IoU) to its HQ mask and returns one mask; with ``hq_token_only`` it returns the HQ-token mask alone. Its
 score is always the SAM token's predicted IoU (the HQ token has no IoU head).
 
+**Mask prompts** (``mask_prompts = True``, SAM's interactive use): ``predict(..., mask_inputs=[...])``
+gives each prompt an optional 256×256 logit map (the previous step's ``Prediction.low_res_logits``),
+passed to the official prompt encoder as ``masks`` exactly as ``SamPredictor.predict(mask_input=...)``
+does; ``return_logits=True`` returns the selected mask's low-res logits. HQ-SAM and Stable-SAM inherit it.
+
 **Memory.** Per chunk only the selected low-res logits (chunk × 256² floats) are kept; they are
 upsampled, thresholded and written into the boolean output a few masks at a time, so nothing of size
 N×3×H×W float ever exists.
@@ -266,6 +271,7 @@ class SamAdapter(Adapter):
 
     adapter = "sam"
     hq = False
+    mask_prompts = True
 
     def __init__(self, model: torch.nn.Module, *, name: str, options: SamOptions, device: str | torch.device = "auto",
                  weights_id: str = "unknown") -> None:
@@ -343,8 +349,10 @@ class SamAdapter(Adapter):
         out[..., 1] *= state.input_size[0] / h
         return out
 
-    def _embed_prompts(self, state: SamImageState, prompts: Sequence[Prompt]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Official prompt encoder on a batch of prompts of one form and point count."""
+    def _embed_prompts(self, state: SamImageState, prompts: Sequence[Prompt],
+                       mask_inputs: Optional[Sequence[np.ndarray]] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Official prompt encoder on a batch of prompts of one form and point count (and, if given, one
+        low-res logit map each, as the predictor's ``mask_input``)."""
         points = None
         if prompts[0].points:
             coords = np.stack([np.asarray(p.points, dtype=np.float64) for p in prompts])  # (B, n, 2)
@@ -356,7 +364,11 @@ class SamAdapter(Adapter):
         if prompts[0].box is not None:
             b = np.stack([np.asarray(p.box, dtype=np.float64) for p in prompts]).reshape(-1, 2, 2)
             boxes = torch.as_tensor(self._to_model_coords(state, b).reshape(-1, 4), dtype=torch.float, device=self.device)
-        return self.model.prompt_encoder(points=points, boxes=boxes, masks=None)
+        masks = None
+        if mask_inputs is not None:
+            masks = torch.as_tensor(np.stack([np.asarray(m, dtype=np.float32) for m in mask_inputs]),
+                                    dtype=torch.float, device=self.device)[:, None, :, :]
+        return self.model.prompt_encoder(points=points, boxes=boxes, masks=masks)
 
     def _decoder_extra_kwargs(self, state: SamImageState) -> dict:
         """Keyword arguments the package's mask decoder needs beyond SAM's (HQ-SAM adds its own)."""
@@ -375,17 +387,22 @@ class SamAdapter(Adapter):
         return low, iou, None
 
     @staticmethod
-    def _groups(prompts: Sequence[Prompt]) -> list[list[int]]:
-        """Indices grouped by (has box, number of points), groups in order of first appearance."""
-        groups: dict[tuple[bool, int], list[int]] = {}
+    def _groups(prompts: Sequence[Prompt], has_mask: Optional[Sequence[bool]] = None) -> list[list[int]]:
+        """Indices grouped by (has box, number of points, has mask input), groups in order of first appearance."""
+        groups: dict[tuple[bool, int, bool], list[int]] = {}
         for i, p in enumerate(prompts):
-            groups.setdefault((p.box is not None, len(p.points or ())), []).append(i)
+            groups.setdefault((p.box is not None, len(p.points or ()), bool(has_mask and has_mask[i])), []).append(i)
         return list(groups.values())
 
     # ---------------------------------------------------------------------------------- predict
 
-    def predict(self, state: SamImageState, prompts: Sequence[Prompt], mask_selection: str = "single") -> Prediction:
-        """Masks (bool, N×H×W at the original size) and predicted IoUs for ``prompts``, in order."""
+    def predict(self, state: SamImageState, prompts: Sequence[Prompt], mask_selection: str = "single",
+                mask_inputs: Optional[Sequence[Optional[np.ndarray]]] = None, return_logits: bool = False) -> Prediction:
+        """Masks (bool, N×H×W at the original size) and predicted IoUs for ``prompts``, in order.
+
+        ``mask_inputs``: None, or one 256×256 logit map (or None) per prompt, given as the mask prompt;
+        ``return_logits``: also return each selected mask's 256×256 logits (``Prediction.low_res_logits``).
+        """
         if mask_selection not in MASK_SELECTIONS:
             raise SambenchError(f"model '{self.name}': unknown mask selection '{mask_selection}' "
                                 f"(known: {', '.join(MASK_SELECTIONS)})")
@@ -394,6 +411,9 @@ class SamAdapter(Adapter):
         prompts = list(prompts)
         self.check_prompts(prompts)
         n = len(prompts)
+        if mask_inputs is not None and len(mask_inputs) != n:
+            raise SambenchError(f"model '{self.name}': {len(mask_inputs)} mask inputs for {n} prompts")
+        logits_out: Optional[np.ndarray] = None
         h, w = state.original_size
         masks = np.zeros((n, h, w), dtype=bool)
         scores = np.full(n, np.nan, dtype=np.float32)
@@ -402,10 +422,13 @@ class SamAdapter(Adapter):
         with torch.no_grad():
             for start in range(0, n, self.chunk_size):
                 chunk = prompts[start:start + self.chunk_size]
+                chunk_masks = list(mask_inputs[start:start + len(chunk)]) if mask_inputs is not None else None
+                has_mask = [m is not None for m in chunk_masks] if chunk_masks is not None else None
                 low_parts: list[Optional[torch.Tensor]] = [None] * len(chunk)
-                for idx in self._groups(chunk):
+                for idx in self._groups(chunk, has_mask):
+                    group_masks = [chunk_masks[i] for i in idx] if has_mask and has_mask[idx[0]] else None
                     with self._autocast():
-                        sparse, dense = self._embed_prompts(state, [chunk[i] for i in idx])
+                        sparse, dense = self._embed_prompts(state, [chunk[i] for i in idx], group_masks)
                         low, iou, ex = self._decode(state, sparse, dense, multimask)
                     low, iou = self._select(low.float(), iou.float())
                     for j, i in enumerate(idx):
@@ -416,9 +439,14 @@ class SamAdapter(Adapter):
                             extras = [{} for _ in range(n)]
                         for j, i in enumerate(idx):
                             extras[start + i] = ex[j]
-                self._postprocess_into(state, torch.stack(low_parts), masks[start:start + len(chunk)])
+                stacked = torch.stack(low_parts)
+                if return_logits:
+                    if logits_out is None:
+                        logits_out = np.zeros((n,) + tuple(stacked.shape[-2:]), dtype=np.float32)
+                    logits_out[start:start + len(chunk)] = stacked[:, 0].float().cpu().numpy()
+                self._postprocess_into(state, stacked, masks[start:start + len(chunk)])
         self.decoded_prompts += n
-        return Prediction(masks=masks, scores=scores, extras=extras)
+        return Prediction(masks=masks, scores=scores, extras=extras, low_res_logits=logits_out)
 
     @staticmethod
     def _select(low: torch.Tensor, iou: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

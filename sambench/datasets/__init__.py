@@ -2,10 +2,12 @@
 
 ``open_dataset(spec)`` accepts
 
-* a shipped dataset name: ``grabcut-sample``;
+* a shipped dataset name: ``grabcut-sample`` (or ``grabcut-sample-band``: its original GT with the
+  128 ignore band);
 * a folder-layout preset with its root: ``open_dataset("dis5k-vd", root=PATH)`` or, where only one
   string can be passed (the CLI's ``--dataset``), ``"dis5k-vd:PATH"``; presets are ``dis5k-vd``,
-  ``coift``, ``hrsod``, ``thinobject5k`` (HQSeg-44K validation layouts);
+  ``coift``, ``hrsod``, ``thinobject5k`` (HQSeg-44K validation layouts) and ``grabcut``, ``berkeley``,
+  ``davis-345``, ``sbd`` (interactive-segmentation layouts, as RITM reads them);
 * a path: a ``.json`` file is a COCO dataset, a directory a folder dataset (``format`` forces one).
 
 Conventions are in :mod:`sambench.datasets.base` (image decoding, mask threshold ``> 128``, hash),
@@ -28,6 +30,8 @@ from sambench.datasets.folder import (
     PRESETS,
     FolderDataset,
     grabcut_sample,
+    grabcut_sample_band,
+    GRABCUT_SAMPLE_BAND_DESCRIPTION,
     open_preset,
 )
 from sambench.types import SambenchError, did_you_mean
@@ -40,7 +44,8 @@ __all__ = [
 FORMATS = (None, "folder", "coco")
 
 #: Datasets shipped inside the package: name -> (factory, description).
-SHIPPED = {"grabcut-sample": (grabcut_sample, GRABCUT_SAMPLE_DESCRIPTION)}
+SHIPPED = {"grabcut-sample": (grabcut_sample, GRABCUT_SAMPLE_DESCRIPTION),
+           "grabcut-sample-band": (grabcut_sample_band, GRABCUT_SAMPLE_BAND_DESCRIPTION)}
 
 
 def list_datasets() -> dict[str, str]:

@@ -290,9 +290,16 @@ def _palette_to_gray(im: Image.Image, idx: np.ndarray) -> Optional[np.ndarray]:
     return lut[idx]
 
 
-def read_mask_values(path: os.PathLike | str) -> np.ndarray:
-    """A mask file's 8-bit values ``(H, W)`` uint8 before thresholding, or a bool array when the file
-    holds no intensities (1-bit, colour-palette masks). Conversions as in the module docstring."""
+def read_mask_values(path: os.PathLike | str) -> tuple[np.ndarray, str]:
+    """A mask file's values, before any threshold: ``(array (H, W), kind)``.
+
+    ``kind`` is ``"index"`` for a colour-palette PNG (the array holds palette indices), ``"binary"`` for a
+    1-bit file (bool array), ``"label"`` for a MATLAB ``.mat`` instance file (SBD's ``GTinst.Segmentation``,
+    integer ids) and ``"gray"`` otherwise (8-bit intensities: first channel in RGB order, 16-bit scaled,
+    gray palettes mapped to their gray values). Raises SambenchError naming the file if it cannot be read.
+    """
+    if os.fspath(path).lower().endswith(".mat"):
+        return _read_mat_instances(path), "label"
     try:
         with Image.open(os.fspath(path)) as im:
             im.load()
@@ -302,11 +309,9 @@ def read_mask_values(path: os.PathLike | str) -> np.ndarray:
                 if idx.ndim == 3:
                     idx = idx[:, :, 0]
                 gray = _palette_to_gray(im, idx)
-                if gray is None:
-                    return (idx != 0) & (idx != 255)
-                return gray
+                return (idx, "index") if gray is None else (gray, "gray")
             if mode == "1":
-                return np.asarray(im, dtype=bool).copy()
+                return np.asarray(im, dtype=bool).copy(), "binary"
             if mode in ("CMYK", "YCbCr", "LAB", "HSV"):
                 arr = np.asarray(im.convert("RGB"))
             else:
@@ -321,7 +326,35 @@ def read_mask_values(path: os.PathLike | str) -> np.ndarray:
         raise SambenchError(f"{path}: unsupported mask layout {arr.shape}")
     if mode.startswith("I;16") or mode == "I":
         arr = np.clip(arr.astype(np.int64), 0, 65535).astype(np.uint16)
-    return _to_uint8(arr, path, "mask")
+    return _to_uint8(arr, path, "mask"), "gray"
+
+
+def _read_mat_instances(path: os.PathLike | str) -> np.ndarray:
+    """SBD's ``inst/*.mat``: the ``GTinst`` struct's ``Segmentation`` field (0 = background, k = instance k)."""
+    from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
+
+    try:
+        data = loadmat(os.fspath(path), squeeze_me=True, struct_as_record=False)
+    except FileNotFoundError:
+        raise SambenchError(f"{path}: mask file not found") from None
+    except (MatReadError, ValueError, TypeError, OSError, NotImplementedError) as exc:
+        raise SambenchError(f"{path}: cannot read MATLAB file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    inst = data.get("GTinst")
+    seg = getattr(inst, "Segmentation", None)
+    if seg is None or np.ndim(seg) != 2:
+        raise SambenchError(f"{path}: not an SBD instance file (expected a GTinst struct with a 2-D Segmentation)")
+    return np.asarray(seg).astype(np.int64)
+
+
+def foreground(values: np.ndarray, kind: str, threshold: int) -> np.ndarray:
+    """The one-object mask of a file's values: ``value > threshold`` for intensities; every index but 0
+    (background) and 255 (VOC void) for colour palettes and instance labels; a 1-bit file as it is."""
+    if kind == "binary":
+        return values
+    if kind in ("index", "label"):
+        return (values != 0) & (values != 255)
+    return values > threshold
 
 
 def read_mask(path: os.PathLike | str, threshold: int = DEFAULT_THRESHOLD) -> np.ndarray:
@@ -329,31 +362,65 @@ def read_mask(path: os.PathLike | str, threshold: int = DEFAULT_THRESHOLD) -> np
 
     Multi-channel masks use their first channel in RGB order; 16-bit masks are scaled to 8 bits;
     palette masks follow the gray/colour-palette rule of the module docstring. Raises SambenchError
-    naming the file if it cannot be read. Emptiness is checked by the caller (see :func:`empty_mask_error`).
+    naming the file if it cannot be read. Emptiness is checked by the caller.
     """
-    values = read_mask_values(path)
-    return values if values.dtype == np.bool_ else values > threshold
+    values, kind = read_mask_values(path)
+    return foreground(values, kind, threshold)
 
 
-def empty_mask_error(path: os.PathLike | str, threshold: int) -> SambenchError:
+#: An 8-bit mask whose nonzero values are all at most this (and at most the threshold) holds ids, not
+#: intensities (VOC has at most 56 instances per image, SBD fewer).
+MAX_INSTANCE_ID = 64
+
+
+def looks_like_instance_ids(values: np.ndarray, kind: str, threshold: int) -> Optional[list[int]]:
+    """The values of an 8-bit mask that holds ids rather than intensities, or None.
+
+    Ids: besides 0 and 255 (VOC's void), only small integers 1, 2, 3, … (all <= 64 and <= the threshold,
+    so thresholding would find no object or only the void band). Such a file is an instance-id (or 0/1)
+    mask; an intensity mask has 255 and, if anti-aliased, values spread up to 254.
+    """
+    if kind != "gray":
+        return None
+    used = [int(v) for v in np.unique(values)]
+    small = [v for v in used if 0 < v < 255]
+    if not small or max(small) > min(threshold, MAX_INSTANCE_ID):
+        return None
+    return [v for v in used if v != 0]
+
+
+def empty_mask_error(path: os.PathLike | str, threshold: int, values: Optional[np.ndarray] = None,
+                     kind: Optional[str] = None) -> SambenchError:
     """The error for a mask with no pixel above ``threshold``, with a hint when it holds low values.
 
     A 0/1 (or 0/k, k <= threshold) mask is common: say how many pixels are non-zero and which
-    ``threshold`` would read them as foreground.
+    ``threshold`` would read them as foreground; when the values look like instance ids
+    (:func:`looks_like_instance_ids`), also that ``instances=true`` makes one object per id.
     """
     msg = f"{path}: empty mask (no pixel > {threshold})"
-    try:
-        values = read_mask_values(path)
-    except SambenchError:
-        return SambenchError(msg)
-    if values.dtype != np.bool_:
+    if values is None:
+        try:
+            values, kind = read_mask_values(path)
+        except SambenchError:
+            return SambenchError(msg)
+    if kind == "gray":
         nonzero = int(np.count_nonzero(values))
         if nonzero:
             top = int(values.max())
             vals = "value 1" if top == 1 else f"values 1..{top}"
             msg += (f"; it holds {nonzero} pixel(s) of {vals} (a 0/{top} mask?): --dataset-option "
                     f"threshold={top - 1} reads them as foreground")
+            ids = looks_like_instance_ids(values, kind, threshold)
+            if ids is not None and len(ids) > 1:
+                msg += (f"; if its values {{0, {', '.join(map(str, ids[:8]))}{', …' if len(ids) > 8 else ''}}} are "
+                        f"instance ids, instances=true makes one object per id")
     return SambenchError(msg)
+
+
+def split_instances(values: np.ndarray, void: Optional[int] = 255) -> list[tuple[int, np.ndarray]]:
+    """One ``(id, mask)`` per instance id of an id mask, ids ascending; 0 (background) and ``void`` are
+    not objects."""
+    return [(int(v), values == v) for v in np.unique(values) if v != 0 and (void is None or v != void)]
 
 
 def check_threshold(value: Any) -> int:
@@ -367,6 +434,17 @@ def check_threshold(value: Any) -> int:
     if not 0 <= t <= 254:
         raise SambenchError(f"threshold: expected an integer in [0, 254], got {t}")
     return t
+
+
+def check_mask_value(value: Any, option: str) -> int:
+    """Validate a mask value option (e.g. ``ignore``): an integer in [0, 255]."""
+    try:
+        v = int(value)
+        if isinstance(value, bool) or float(value) != v or not 0 <= v <= 255:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise SambenchError(f"{option}: expected a mask value, an integer in [0, 255], got {value!r}") from None
+    return v
 
 
 def parse_bool(value: Any, option: str) -> bool:

@@ -23,17 +23,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+import numpy as np
+
 from sambench.datasets.base import (
     DEFAULT_THRESHOLD,
     Dataset,
     as_path,
+    check_mask_value,
     check_threshold,
     empty_mask_error,
     exif_note,
     file_sha256,
+    foreground,
+    looks_like_instance_ids,
+    parse_bool,
     parse_list,
     read_image_oriented,
-    read_mask,
+    read_mask_values,
+    split_instances,
 )
 from sambench.types import Object, Sample, SambenchError
 
@@ -71,6 +78,8 @@ class FolderPreset:
     search: tuple[str, ...]
     image_exts: tuple[str, ...] = (".jpg", ".jpeg")
     mask_exts: tuple[str, ...] = (".png",)
+    #: Folder options this layout implies (``ignore``, ``instances``, ``threshold``, ``ids_file``), as pairs.
+    options: tuple = ()
 
 
 #: HQSeg-44K validation layouts (paths as in HQ-SAM's ``train/train.py``). ``root`` may be the dataset
@@ -87,11 +96,22 @@ PRESETS: dict[str, FolderPreset] = {
         FolderPreset("thinobject5k", "ThinObject-5K test split: images_test/*.jpg + masks_test/*.png; root=ThinObject5K, thin_object_detection or data/",
                      "images_test", "masks_test",
                      ("", "ThinObject5K", "thin_object_detection/ThinObject5K", "data/thin_object_detection/ThinObject5K")),
+        # Interactive-segmentation benchmarks, in the layouts RITM's isegm/data/datasets read.
+        FolderPreset("grabcut", "GrabCut (50 images) as distributed with RITM: data_GT/ + boundary_GT/*.bmp, 128 = unlabelled band (ignored)",
+                     "data_GT", "boundary_GT", ("", "GrabCut"), (".jpg", ".jpeg", ".bmp", ".png"), (".bmp", ".png"),
+                     (("ignore", 128),)),
+        FolderPreset("berkeley", "Berkeley (96 objects) as distributed with RITM: images/*.jpg + masks/*.png, 128 = unlabelled band (ignored)",
+                     "images", "masks", ("", "Berkeley"), (".jpg", ".jpeg"), (".png",), (("ignore", 128),)),
+        FolderPreset("davis-345", "DAVIS-345 (345 frames) as distributed with RITM: img/*.jpg + gt/*.png, foreground = any value > 0",
+                     "img", "gt", ("", "DAVIS", "DAVIS345", "DAVIS-345"), (".jpg", ".jpeg"), (".png",), (("threshold", 0),)),
+        FolderPreset("sbd", "SBD validation (2857 images, one object per instance): img/*.jpg + inst/*.mat (or indexed .png), ids from val.txt",
+                     "img", "inst", ("", "dataset", "SBD/dataset", "benchmark_RELEASE/dataset"), (".jpg", ".jpeg"),
+                     (".mat", ".png"), (("instances", True), ("ids_file", "val.txt"))),
     )
 }
 
 #: Options a folder dataset accepts (besides root/images/masks/name).
-FOLDER_OPTIONS = ("image_exts", "mask_exts", "threshold", "boxes")
+FOLDER_OPTIONS = ("image_exts", "mask_exts", "threshold", "boxes", "ignore", "instances", "ids_file")
 
 
 def _norm_exts(value: Any, option: str) -> tuple[str, ...]:
@@ -187,6 +207,24 @@ def _resolve_dir(value: os.PathLike | str, root: Optional[Path], what: str) -> P
     raise SambenchError(f"{candidates[0]}: {what} directory not found")
 
 
+def _resolve_file(value: os.PathLike | str, root: Optional[Path], what: str) -> Path:
+    """An explicit file option: relative to root if it exists there, else to the CWD."""
+    p = as_path(value)
+    candidates = [p] if p.is_absolute() or root is None else [root / p, p]
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise SambenchError(f"{candidates[0]}: {what} file not found")
+
+
+def _read_ids(path: Path) -> list[str]:
+    """Image ids listed one per line (blank lines and surrounding spaces ignored)."""
+    try:
+        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SambenchError(f"{path}: cannot read ids ({type(exc).__name__})") from None
+
+
 def parse_box_file(path: Path, image_size: tuple[int, int]) -> list[float]:
     """Read one ``x1 y1 x2 y2`` line (pixels; spaces or commas) and check it lies in the image.
 
@@ -217,9 +255,18 @@ class FolderDataset(Dataset):
         threshold: foreground is ``mask value > threshold`` on the 8-bit scale (default 128).
         boxes: optional directory of ``<id>.txt`` files holding a reference box ``x1 y1 x2 y2``, put
             in ``Sample.meta["reference_box"]`` (x2/y2 may equal width/height).
+        ignore: a mask value (0-255) marking pixels excluded from IoU and from click errors
+            (``Object.ignore``): 128 for GrabCut/Berkeley's unlabelled band. Default: none.
+        instances: the mask files hold instance ids (VOC ``SegmentationObject`` palette PNGs, SBD
+            ``inst/*.mat`` or 8-bit id PNGs): one object per id except 0 (background) and 255 (void,
+            ignored, unless ``ignore`` names another value); object id = the id as text. Default false.
+        ids_file: a text file (relative to the root) listing the image ids to use, one per line (SBD's
+            ``val.txt``).
 
-    One object per mask file, object id ``"0"``. Images without a mask and masks without an image are
-    left out, counted in :meth:`describe` and listed in :meth:`notices`; zero pairs is an error naming both directories.
+    Without ``instances``: one object per mask file, object id ``"0"``; a mask holding only small
+    integers (1, 2, 3, … and 255) is refused as an instance-id mask. Images without a mask and masks
+    without an image are left out, counted in :meth:`describe` and listed in :meth:`notices`; zero pairs
+    is an error naming both directories.
     """
 
     format = "folder"
@@ -227,7 +274,8 @@ class FolderDataset(Dataset):
     def __init__(self, root: Optional[os.PathLike | str] = None, *, images: Optional[os.PathLike | str] = None,
                  masks: Optional[os.PathLike | str] = None, name: Optional[str] = None,
                  image_exts: Any = None, mask_exts: Any = None, threshold: Any = DEFAULT_THRESHOLD,
-                 boxes: Optional[os.PathLike | str] = None, preset: Optional[str] = None) -> None:
+                 boxes: Optional[os.PathLike | str] = None, preset: Optional[str] = None,
+                 ignore: Any = None, instances: Any = False, ids_file: Optional[os.PathLike | str] = None) -> None:
         root_p = as_path(root) if root is not None else None
         if root_p is not None and not root_p.is_dir():
             raise SambenchError(f"{root_p}: dataset directory not found")
@@ -255,6 +303,8 @@ class FolderDataset(Dataset):
             raise SambenchError(f"{img_dir}: images and masks share this directory, so image_exts and mask_exts "
                                 f"must not overlap ({both} is in both)")
         self.threshold = check_threshold(threshold)
+        self.ignore = None if ignore is None or str(ignore).lower() == "none" else check_mask_value(ignore, "ignore")
+        self.instances = parse_bool(instances, "instances")
         self.root = root_p
         self.images_dir, self.masks_dir, self.boxes_dir = img_dir, mask_dir, box_dir
         self.preset = preset
@@ -268,6 +318,14 @@ class FolderDataset(Dataset):
         image_files = _walk(img_dir, self.image_exts)
         mask_files = _walk(mask_dir, self.mask_exts)
         paired = sorted(set(image_files) & set(mask_files))
+        self.ids_file, self._listed_missing = None, []
+        if ids_file is not None:
+            self.ids_file = _resolve_file(ids_file, root_p, "ids_file")
+            listed = _read_ids(self.ids_file)
+            self._listed_missing = sorted(set(listed) - set(paired))
+            paired = sorted(set(listed) & set(paired))
+            if not paired:
+                raise SambenchError(f"{self.ids_file}: none of its {len(listed)} ids has both an image in {img_dir} and a mask in {mask_dir}")
         self._no_mask = sorted(set(image_files) - set(mask_files))
         self._no_image = sorted(set(mask_files) - set(image_files))
         if not paired:
@@ -329,19 +387,42 @@ class FolderDataset(Dataset):
             raise SambenchError(f"{self.name}: unknown image id '{image_id}'")
         img_path, mask_path = self._images[image_id], self._masks[image_id]
         image, orientation = read_image_oriented(img_path)
-        mask = read_mask(mask_path, self.threshold)
-        if mask.shape != image.shape[:2]:
-            raise SambenchError(f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but image {img_path.name} "
+        values, kind = read_mask_values(mask_path)
+        if values.shape != image.shape[:2]:
+            raise SambenchError(f"{mask_path}: mask is {values.shape[1]}x{values.shape[0]} but image {img_path.name} "
                                 f"is {image.shape[1]}x{image.shape[0]}{exif_note(orientation)}")
-        if not mask.any():
-            raise empty_mask_error(mask_path, self.threshold)
+        objects = self._objects(values, kind, mask_path)
         meta: dict = {"image_path": str(img_path), "mask_paths": [str(mask_path)]}
         box_path = self._box_path(image_id)
         if box_path is not None:
             meta["reference_box"] = parse_box_file(box_path, image.shape[:2])
             meta["box_path"] = str(box_path)
-        return Sample(dataset=self.name, image_id=image_id, image=image,
-                      objects=[Object(id="0", mask=mask, meta={"mask_path": str(mask_path)})], meta=meta)
+        return Sample(dataset=self.name, image_id=image_id, image=image, objects=objects, meta=meta)
+
+    def _objects(self, values, kind: str, mask_path: Path) -> list[Object]:
+        """The objects of one mask file (see the class docstring); raises on a file with none."""
+        meta = {"mask_path": str(mask_path)}
+        if self.instances:
+            if kind == "binary":
+                values = values.astype(np.uint8)
+            void = 255 if self.ignore is None else self.ignore
+            ignore = values == void
+            objs = [Object(id=str(i), mask=m, meta={**meta, "instance_id": i}, ignore=ignore if ignore.any() else None)
+                    for i, m in split_instances(values, void)]
+            if not objs:
+                raise SambenchError(f"{mask_path}: no instance id in the mask (only 0 = background and {void} = void)")
+            return objs
+        mask = foreground(values, kind, self.threshold)
+        ignore = (values == self.ignore) & ~mask if self.ignore is not None and kind != "binary" else None
+        if not mask.any():
+            raise empty_mask_error(mask_path, self.threshold, values, kind)
+        ids = looks_like_instance_ids(values, kind, self.threshold)
+        if ids is not None:  # only 255 is "foreground": the VOC void band of an instance-id mask
+            shown = ", ".join(map(str, ids[:8])) + (", …" if len(ids) > 8 else "")
+            raise SambenchError(f"{mask_path}: not an intensity mask (no pixel > {self.threshold} but 255): its values "
+                                f"{{0, {shown}}} are instance ids with a void band; pass instances=true for one "
+                                f"object per id (255 = void)")
+        return [Object(id="0", mask=mask, meta=meta, ignore=ignore if ignore is not None and ignore.any() else None)]
 
     def _hash_payload(self) -> Any:
         files = []
@@ -349,7 +430,16 @@ class FolderDataset(Dataset):
             box = self._box_path(k)
             files.append([k, self._images[k].name, file_sha256(self._images[k]), self._masks[k].name,
                           file_sha256(self._masks[k]), file_sha256(box) if box is not None else None])
-        return {"loader_version": LOADER_VERSION, "options": {"threshold": self.threshold}, "files": files}
+        return {"loader_version": LOADER_VERSION, "options": self._sample_options(), "files": files}
+
+    def _sample_options(self) -> dict:
+        """Options that change samples; the newer ones only when set, so older hashes stay valid."""
+        opts: dict = {"threshold": self.threshold}
+        if self.ignore is not None:
+            opts["ignore"] = self.ignore
+        if self.instances:
+            opts["instances"] = True
+        return opts
 
     def describe(self) -> dict:
         """Name, format, directories, counts (pairs, unpaired files with examples) and options."""
@@ -365,9 +455,13 @@ class FolderDataset(Dataset):
             "masks_without_image": len(self._no_image),
             "examples_without_mask": self._no_mask[:5],
             "examples_without_image": self._no_image[:5],
-            "options": {"threshold": self.threshold, "image_exts": list(self.image_exts),
+            "options": {**self._sample_options(), "image_exts": list(self.image_exts),
                         "mask_exts": list(self.mask_exts)},
         }
+        if self.ids_file is not None:
+            d["ids_file"] = str(self.ids_file)
+            d["listed_ids_missing"] = len(self._listed_missing)
+            d["examples_listed_missing"] = self._listed_missing[:5]
         if self.boxes_dir is not None:
             d["boxes_dir"] = str(self.boxes_dir)
         if self.preset is not None:
@@ -388,6 +482,8 @@ def open_preset(preset: str, root: os.PathLike | str, *, name: Optional[str] = N
         if (base / p.images).is_dir() and (base / p.masks).is_dir():
             options.setdefault("image_exts", p.image_exts)
             options.setdefault("mask_exts", p.mask_exts)
+            for key, value in p.options:
+                options.setdefault(key, value)
             return FolderDataset(base, images=base / p.images, masks=base / p.masks, name=name or p.name,
                                  preset=p.name, **options)
     raise SambenchError(f"{root_p}: preset '{preset}' needs {p.images}/ and {p.masks}/ in one of: {', '.join(tried)}")
@@ -407,5 +503,19 @@ def grabcut_sample(*, name: Optional[str] = None, **options: Any) -> FolderDatas
     """
     return FolderDataset(GRABCUT_SAMPLE_DIR, images="images", masks="masks", boxes="boxes",
                          name=name or "grabcut-sample", preset="grabcut-sample",
+                         image_exts=options.pop("image_exts", (".jpg",)),
+                         mask_exts=options.pop("mask_exts", (".png",)), **options)
+
+
+GRABCUT_SAMPLE_BAND_DESCRIPTION = ("the grabcut-sample images with the original GrabCut GT: 128 = unlabelled band, "
+                                   "ignored in IoU and clicks (as RITM evaluates GrabCut; research use only)")
+
+
+def grabcut_sample_band(*, name: Optional[str] = None, **options: Any) -> FolderDataset:
+    """``grabcut-sample-band``: the same 13 images and boxes with the original GrabCut GT
+    (``masks_band/``, {0, 128, 255}); 128 is the ignore band (``Object.ignore``), 255 the object."""
+    options.setdefault("ignore", 128)
+    return FolderDataset(GRABCUT_SAMPLE_DIR, images="images", masks="masks_band", boxes="boxes",
+                         name=name or "grabcut-sample-band", preset="grabcut-sample-band",
                          image_exts=options.pop("image_exts", (".jpg",)),
                          mask_exts=options.pop("mask_exts", (".png",)), **options)

@@ -208,6 +208,19 @@ register(HeadlineScore(
     "Pairwise stability (mean IoU between the masks of an object's draws) averaged over the degraded "
     "levels, per object over the levels where it had a successful draw.",
     _stability_values))
+def _noc90_values(inp: ScoreInput) -> Optional[pd.DataFrame]:
+    if not any(s.kind == "clicks" for s in inp.settings):
+        return None
+    from sambench.noc import object_noc
+
+    return object_noc(inp.rows, inp.protocol, "90")
+
+
+register(HeadlineScore(
+    "noc90", "NoC@90",
+    "Interactive (clicks) protocols: mean number of corrective clicks to reach IoU 90 %, an object that "
+    "never does (or whose sequence failed) counting as the click limit (sambench.noc). Lower is better.",
+    _noc90_values, higher_is_better=False, unit="number"))
 register(HeadlineScore(
     "paper_avg", "Stable-SAM avg",
     "Stable-SAM's headline average: mean of the mIoU with GT box, noisy box, 1 point and 3 points "

@@ -25,8 +25,10 @@ from sambench.report import figures as F
 from sambench.report.common import display_names, headline_scope, model_colors, settings_info
 from sambench.report.html import Section, figure_html, legend_html, render_page
 from sambench.report.leaderboard import build_leaderboard
-from sambench.report.tables import (frame_cells, paper_cells, paper_csv_frame, summary_cells, summary_csv_frame)
+from sambench.noc import NOC_COLUMNS, click_protocols, noc_table
 from sambench.report import robustness as R
+from sambench.report.tables import (frame_cells, noc_cells, paper_cells, paper_csv_frame, summary_cells,
+                                    summary_csv_frame)
 from sambench.store import PROMPT_COLUMNS, load_runs
 from sambench.summary import failure_reasons, summarize
 from sambench.types import SambenchError
@@ -264,7 +266,12 @@ class _Inputs:
         self.run_dirs, self.df, self.manifests, self.full_summary = run_dirs, df, manifests, summary
         clean = (summary["corruption"] == CLEAN) & (summary["severity"] == 0)
         self.summary = summary[clean].drop(columns=["corruption", "severity"]).reset_index(drop=True)
-        self.settings = settings_info(df, manifests)
+        all_settings = settings_info(df, manifests)
+        #: interactive (click) protocols get their own section; the comparison and paper table skip them
+        self.click_protocols = sorted({s.protocol for s in all_settings if s.kind == "clicks"} | click_protocols(manifests))
+        self.settings = [s for s in all_settings if s.protocol not in self.click_protocols]
+        self.all_settings = all_settings
+        self.noc: Optional[pd.DataFrame] = None
         self.colors = model_colors(df["model"].unique())
         self.scope = headline_scope(summary)
 
@@ -297,10 +304,10 @@ def write_report(run_dirs: Iterable[str | Path], out_dir: Optional[str | Path] =
                      if isinstance(d, dict) for n in d.get("notices") or [])  # unpaired files, EXIF, ...
     inputs = _Inputs(run_dirs, df, manifests, summary if summary is not None else summarize(df, n_boot=n_boot))
     s_cells, p_cells = _write_tables(out, inputs)
-    sections = [_comparison_section(out, inputs, p_cells, reference_model)]
+    sections = [_comparison_section(out, inputs, p_cells, reference_model)] if inputs.settings else []
     sections += _degradation_sections(out, inputs)
-    robustness = _robustness_sections(out, inputs, mce_reference)
-    sections += robustness
+    sections += _robustness_sections(out, inputs, mce_reference)
+    sections += _clicks_sections(out, inputs, n_boot)
     sections.append(_summary_section(inputs, s_cells))
     sections += _grid_sections(out, inputs, grid_objects, n_grid, image_loader)
     board = build_leaderboard(inputs.summary, df, manifests, [str(d) for d in run_dirs], n_boot=n_boot,
@@ -309,6 +316,10 @@ def write_report(run_dirs: Iterable[str | Path], out_dir: Optional[str | Path] =
         board["corruptions"] = {"reference": inputs.mce_reference,
                                 "mce": json.loads(inputs.mce.to_json(orient="records")),
                                 "cells": json.loads(inputs.robustness.to_json(orient="records"))}
+    if inputs.noc is not None:  # NoC per model → dataset → protocol, full precision (NaN → null)
+        for _, r in inputs.noc.iterrows():
+            cell = {k: (None if pd.isna(r[k]) else float(r[k])) for k in NOC_COLUMNS[3:]}
+            board.setdefault("noc", {}).setdefault(r["model"], {}).setdefault(r["dataset"], {})[r["protocol"]] = cell
     sections.append(_leaderboard_section(out, board))
     _write_page(out, inputs, board, sections)
     return out.written
@@ -327,8 +338,8 @@ def _check_request(run_dirs: Iterable[str | Path], formats: Sequence[str]) -> li
 def _write_tables(out: _Out, inputs: _Inputs):
     """summary.{csv,md,tex} and paper.{csv,md,tex}; returns both tables' cells for the page."""
     summary, settings = inputs.summary, inputs.settings
-    s_cells = summary_cells(summary, settings)
-    out.frame("summary.csv", summary_csv_frame(summary, settings))
+    s_cells = summary_cells(summary, inputs.all_settings)
+    out.frame("summary.csv", summary_csv_frame(summary, inputs.all_settings))
     out.text("summary.md", s_cells.to_markdown())
     out.text("summary.tex", s_cells.to_latex())
     p_cells = paper_cells(summary, settings, inputs.scope)
@@ -361,7 +372,7 @@ def _comparison_section(out: _Out, inputs: _Inputs, p_cells, reference_model: Op
 def _degradation_sections(out: _Out, inputs: _Inputs) -> list[Section]:
     """One mIoU/mBIoU curve figure per protocol with a kind of >= 2 numeric levels."""
     body = ""
-    for protocol in sorted({s.protocol for s in inputs.settings}):
+    for protocol in sorted({s.protocol for s in inputs.settings}):  # click protocols: _clicks_sections
         fig = None if inputs.summary.empty else F.degradation_figure(inputs.summary, protocol, inputs.settings,
                                                                     inputs.colors, inputs.scope)
         if fig is None:
@@ -424,6 +435,30 @@ def _pct_frame(frame: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
     for c in cols:
         f[c + "_pct"] = (100 * f.pop(c)).round(1)
     return f
+
+
+def _clicks_sections(out: _Out, inputs: _Inputs, n_boot: int) -> list[Section]:
+    """Interactive protocols: the mIoU-vs-clicks curve per protocol and the NoC table (noc.csv/.md/.tex)."""
+    if not inputs.click_protocols:
+        return []
+    body = ""
+    for protocol in inputs.click_protocols:
+        fig = None if inputs.summary.empty else F.clicks_figure(inputs.summary, protocol, inputs.colors, inputs.scope)
+        if fig is None:
+            out.notes.append(f"protocol '{protocol}': no successful click sequence, so no mIoU-vs-clicks curve")
+            continue
+        stem = f"miou_vs_clicks_{_safe(protocol)}"
+        files = out.figure(fig, stem)
+        body += figure_html(stem, out.pngs[stem], f"mIoU@k against the number of clicks k, protocol '{protocol}', "
+                            f"{inputs.scope}; bands: bootstrap 95% CI over objects; dotted: the NoC targets.", files)
+    noc = noc_table(inputs.df, inputs.click_protocols, n_boot=n_boot)
+    inputs.noc = noc
+    cells = noc_cells(noc)
+    out.frame("noc.csv", noc)
+    out.text("noc.md", cells.to_markdown())
+    out.text("noc.tex", cells.to_latex())
+    body += cells.to_html()
+    return [Section("clicks", "Interactive: mIoU vs clicks and NoC", body)]
 
 
 def _summary_section(inputs: _Inputs, s_cells) -> Section:

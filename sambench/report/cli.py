@@ -61,9 +61,11 @@ def _run_dirs(arg: str):
 @click.command("compare")
 @click.argument("baseline")
 @click.argument("candidate")
-@click.option("--metric", type=click.Choice(["miou", "mbiou"]), default="miou", show_default=True)
+@click.option("--metric", type=click.Choice(["miou", "mbiou", "noc85", "noc90", "noc95"]), default="miou",
+              show_default=True, help="mIoU/mBIoU per level, or NoC@85/90/95 of interactive (clicks) protocols.")
 @click.option("--tol", type=click.FloatRange(min=0), default=0.5, show_default=True,
-              help="Allowed drop in points (percent) before a significant drop fails the gate.")
+              help="Allowed drop in points (percent) before a significant drop fails the gate; for noc*, "
+                   "allowed rise in clicks.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the full comparison as JSON here.")
 @click.option("--allow-prompt-mismatch", is_flag=True, help="Compare even if prompts/protocol versions differ.")

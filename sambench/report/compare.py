@@ -28,6 +28,12 @@ Statistics (docs/reports.md says the same):
 * Keys present in only one run are counted (per group and in total) and listed (first few) — never
   silently ignored; they do not enter the deltas. A group measured by one run only is listed with
   ``n = 0`` and no statistics (verdict "only in baseline/candidate"); it cannot fail the gate.
+* **Interactive protocols** (``kind: clicks``): a click after the first depends on the model's own
+  previous mask, so only the first level's prompts (first click or start box) must match. ``metric``
+  ``noc85`` / ``noc90`` / ``noc95`` gates on NoC instead of mIoU: per object the NoC (sambench.noc) is
+  averaged over the sequences (draws) present in both runs, a failed sequence counts as the click limit,
+  the group is (model, dataset, protocol) with level ``NoC@t``, values are in **clicks** (lower is
+  better), and a group regresses when its delta > ``tol`` clicks AND the CI's lower bound > 0.
 """
 
 from __future__ import annotations
@@ -43,11 +49,14 @@ import numpy as np
 import pandas as pd
 
 from sambench.metrics import bootstrap_ci
+from sambench.noc import SEQUENCE, click_protocols, sequences
 from sambench.report.compat import expand_image_failures, key_text, manifest_mismatches, prompt_mismatches
 from sambench.store import KEY_COLUMNS, LEVEL_COLUMNS, OBJECT_COLUMNS, load_runs, merge_manifests
 from sambench.types import SambenchError
 
 METRICS = {"miou": "iou", "mbiou": "biou"}
+#: NoC gates of interactive protocols: metric → NoC target column suffix (sambench.noc).
+NOC_METRICS = {"noc85": "85", "noc90": "90", "noc95": "95"}
 RunDirs = Union[str, Path, Sequence[Union[str, Path]]]
 GROUP = list(LEVEL_COLUMNS)
 N_EXAMPLES = 5
@@ -104,8 +113,9 @@ class CompareResult:
 
     def format_table(self) -> str:
         """The terminal report: one line per group, then counts and the verdict."""
-        name = {"miou": "mIoU", "mbiou": "mBIoU"}[self.metric]
-        head = f"{name} (points), baseline {self.baseline} vs candidate {self.candidate}; pairing unit: {self.pairing}"
+        noc = self.metric in NOC_METRICS
+        name = {"miou": "mIoU (points)", "mbiou": "mBIoU (points)"}.get(self.metric, f"NoC@{self.metric[3:]} (clicks)")
+        head = f"{name}, baseline {self.baseline} vs candidate {self.candidate}; pairing unit: {self.pairing}"
         rows = []
         corrupted = any(g["severity"] for g in self.groups)
         for g in self.groups:
@@ -127,11 +137,13 @@ class CompareResult:
         lines.append(f"keys only in baseline: {self.only_baseline}; only in candidate: {self.only_candidate}")
         for w in self.warnings:
             lines.append(f"warning: {w}")
-        if self.passed:
+        if self.passed and noc:
+            lines.append(f"PASS: no group needs more than {self.tol:g} clicks more with its CI lower bound above 0")
+        elif self.passed:
             lines.append(f"PASS: no group dropped by more than {self.tol:g} points with its CI upper bound below 0")
         else:
             which = "; ".join("/".join(str(g[k]) for k in GROUP) + f" {g['delta']:+.2f}" for g in self.regressions)
-            lines.append(f"FAIL: {len(self.regressions)} regression(s) beyond {self.tol:g} points: {which}")
+            lines.append(f"FAIL: {len(self.regressions)} regression(s) beyond {self.tol:g} {'clicks' if noc else 'points'}: {which}")
         return "\n".join(lines)
 
 
@@ -140,6 +152,8 @@ def _verdict(g: dict) -> str:
         return "only in baseline" if g["only_baseline"] else "only in candidate"
     if g["regression"]:
         return "REGRESSION"
+    if g.get("lower_is_better"):
+        return "better" if g["ci_hi"] < 0 else "ok"
     return "better" if g["ci_lo"] > 0 else "ok"
 
 
@@ -214,18 +228,25 @@ def compare_runs(baseline_dir: RunDirs, candidate_dir: RunDirs, metric: str = "m
     _refuse_or_warn(result, "datasets", found.datasets, allow_dataset_mismatch, "--allow-dataset-mismatch")
     merged = _pair_keys(result, base, cand)
     both = merged[merged["_merge"] == "both"]
-    _refuse_or_warn(result, "prompts", found.prompts + prompt_mismatches(base, cand), allow_prompt_mismatch,
+    interactive = click_protocols([bman, cman])
+    _refuse_or_warn(result, "prompts", found.prompts + prompt_mismatches(base, cand, interactive), allow_prompt_mismatch,
                     "--allow-prompt-mismatch")
     only_b, only_c = merged[merged["_merge"] == "left_only"], merged[merged["_merge"] == "right_only"]
     _count_unpaired(result, only_b, only_c)
     _count_failures(result, base, cand, both)
-    result.groups = _group_statistics(both, only_b, only_c, metric, tol, n_boot)
+    if metric in NOC_METRICS:
+        if not interactive:
+            raise CompareRefused(f"compare --metric {metric}: neither run holds an interactive (clicks) protocol")
+        result.pairing = "object (per-object mean NoC over the sequences present in both runs; failed = click limit)"
+        result.groups = _noc_groups(base, cand, interactive, NOC_METRICS[metric], tol, n_boot)
+    else:
+        result.groups = _group_statistics(both, only_b, only_c, metric, tol, n_boot)
     return result
 
 
 def _check_arguments(metric: str, tol) -> None:
-    if metric not in METRICS:
-        raise SambenchError(f"compare: unknown metric '{metric}' (use {', '.join(METRICS)})")
+    if metric not in METRICS and metric not in NOC_METRICS:
+        raise SambenchError(f"compare: unknown metric '{metric}' (use {', '.join([*METRICS, *NOC_METRICS])})")
     if not (isinstance(tol, (int, float)) and tol >= 0):
         raise SambenchError(f"compare: --tol must be >= 0 points, got {tol!r}")
 
@@ -308,6 +329,34 @@ def _paired_group(key: tuple, g: pd.DataFrame, counts: dict, metric: str, tol: f
             "base_failed": int(g["fb"].sum()), "cand_failed": int(g["fc"].sum()),
             **{k: int(v.get(key, 0)) for k, v in counts.items()},
             "regression": bool(delta < -tol and ci_hi < 0.0)}
+
+
+def _noc_groups(base: pd.DataFrame, cand: pd.DataFrame, protocols, target: str, tol: float,
+                n_boot: int) -> list[dict]:
+    """One dict per (model, dataset, protocol) of the click ``protocols``: paired per-object NoC@target."""
+    cols = SEQUENCE + [f"noc{target}"]
+
+    def per_sequence(df: pd.DataFrame) -> pd.DataFrame:
+        s = sequences(df, protocols)
+        s[f"noc{target}"] = np.where(s["failed"], s["click_limit"], s[f"noc{target}"])  # failed = never reached
+        return s[cols + ["failed"]]
+
+    m = per_sequence(base).merge(per_sequence(cand), on=SEQUENCE, suffixes=("_b", "_c"), how="inner")
+    per_obj = m.groupby(["model", "dataset", "protocol", "image_id", "object_id"], sort=True).agg(
+        vb=(f"noc{target}_b", "mean"), vc=(f"noc{target}_c", "mean"), fb=("failed_b", "sum"),
+        fc=("failed_c", "sum")).reset_index()
+    groups = []
+    for (model, dataset, protocol), g in per_obj.groupby(["model", "dataset", "protocol"], sort=True):
+        key = (model, dataset, protocol, f"NoC@{target}")
+        d = (g["vc"] - g["vb"]).to_numpy(dtype=float, copy=True)
+        lo, hi = bootstrap_ci(d, n_boot=n_boot, key="compare|" + "|".join(key))
+        delta = float(d.mean())
+        groups.append({**dict(zip(GROUP, key)), "n": int(len(g)), "baseline": float(g["vb"].mean()),
+                       "candidate": float(g["vc"].mean()), "delta": delta, "ci_lo": lo, "ci_hi": hi,
+                       "p_value": _wilcoxon(d), "base_failed": int(g["fb"].sum()), "cand_failed": int(g["fc"].sum()),
+                       "new_failures": 0, "fixed": 0, "only_baseline": 0, "only_candidate": 0,
+                       "lower_is_better": True, "regression": bool(delta > tol and lo > 0.0)})
+    return groups
 
 
 def write_json(result: CompareResult, path: str | Path) -> Path:

@@ -89,9 +89,23 @@ def key_text(row, columns=KEY_COLUMNS) -> str:
     return ", ".join(f"{k}={row[k]}" for k in columns if k in row)
 
 
-def prompt_mismatches(rows_a: pd.DataFrame, rows_b: pd.DataFrame) -> list[str]:
+def first_clicks_only(rows: pd.DataFrame, interactive) -> pd.DataFrame:
+    """``rows`` without the levels of interactive (``kind: clicks``) protocols after their first: a click
+    after the first depends on the model's own previous mask, so only the first click (or start box) is a
+    prompt every model shares."""
+    if not interactive or rows.empty:
+        return rows
+    inter = rows["protocol"].isin(list(interactive))
+    lv = pd.to_numeric(rows["level"], errors="coerce")
+    first = lv.where(inter).groupby(rows["protocol"]).transform("min")
+    return rows[~inter | (lv == first)]
+
+
+def prompt_mismatches(rows_a: pd.DataFrame, rows_b: pd.DataFrame, interactive=frozenset()) -> list[str]:
     """One phrase (count and first example) when a prompt key of both runs has another prompt hash or
-    protocol version in ``rows_b`` than in ``rows_a``, compared row by row of ``rows_b`` (any model)."""
+    protocol version in ``rows_b`` than in ``rows_a``, compared row by row of ``rows_b`` (any model).
+    ``interactive``: click protocols, compared at their first level only (:func:`first_clicks_only`)."""
+    rows_a, rows_b = first_clicks_only(rows_a, interactive), first_clicks_only(rows_b, interactive)
     cols = PROMPT_KEY + ["prompt_hash", "protocol_version"]
     a = rows_a[rows_a["prompt_hash"].notna()][cols].drop_duplicates()
     b = rows_b[rows_b["prompt_hash"].notna()]
@@ -111,8 +125,10 @@ def prompt_mismatches(rows_a: pd.DataFrame, rows_b: pd.DataFrame) -> list[str]:
 def find_mismatches(rows_a: pd.DataFrame, man_a: dict, rows_b: pd.DataFrame, man_b: dict,
                     models: bool = False) -> Mismatches:
     """Everything that makes two runs incomparable (see the module docstring)."""
+    from sambench.noc import click_protocols
+
     out = manifest_mismatches(man_a, man_b, models=models)
-    out.prompts.extend(prompt_mismatches(rows_a, rows_b))
+    out.prompts.extend(prompt_mismatches(rows_a, rows_b, click_protocols([man_a, man_b])))
     return out
 
 

@@ -208,6 +208,33 @@ def degradation_figure(summary: pd.DataFrame, protocol: str, settings: list[Sett
     return fig
 
 
+def clicks_figure(summary: pd.DataFrame, protocol: str, colors: dict[str, str], scope: str) -> Optional[Figure]:
+    """mIoU@k against the number of clicks k for one interactive protocol (one line per model, CI band,
+    dotted lines at the NoC targets 85 / 90 %), or None without results."""
+    head = headline(summary)
+    head = head[(head["protocol"] == protocol) & head["miou"].notna()]
+    if head.empty:
+        return None
+    fig = new_figure(6.4, 4.0)
+    ax = fig.add_subplot()
+    for m in sorted(head["model"].unique()):
+        r = head[head["model"] == m].assign(_k=lambda t: t["level_value"].astype(float)).sort_values("_k")
+        ax.plot(r["_k"], 100 * r["miou"], marker="o", markersize=3, linewidth=1.6, color=colors[m], label=m,
+                gid=f"line:{m}")
+        ax.fill_between(r["_k"], 100 * r["miou_lo"], 100 * r["miou_hi"], color=colors[m], alpha=0.18, linewidth=0)
+    for target in (85, 90):
+        ax.axhline(target, color="grey", linestyle=":", linewidth=0.9)
+    ks = sorted(head["level_value"].astype(float).unique())
+    ax.set_xticks([k for k in ks if k == ks[0] or k % 5 == 0 or k == ks[-1]])
+    ax.set_xlabel("number of clicks k" + (" (0 = start box alone)" if ks[0] == 0 else ""))
+    ax.set_ylabel("mIoU@k (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False, loc="lower right")
+    ax.set_title(f"mIoU vs clicks, protocol '{protocol}'\n{scope}; bands: bootstrap 95% CI", fontsize=9.5)
+    return fig
+
+
 # ------------------------------------------------------------------------------------------ grid
 
 

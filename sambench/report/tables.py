@@ -268,6 +268,36 @@ def paper_csv_frame(summary: pd.DataFrame, settings: list[Setting]) -> pd.DataFr
     return out
 
 
+def noc_cells(noc: pd.DataFrame) -> Cells:
+    """The NoC table (one row per dataset × protocol × model): NoC@85/90/95 with CIs and NoF. Bold: the
+    lowest NoC of each (dataset, protocol) group, compared as printed (two decimals)."""
+    cells = Cells(headers=["Dataset", "Protocol", "Model", "n", "Failed", "NoC@85", "NoC@90", "NoC@95",
+                           "NoF@85", "NoF@90", "NoF@95"], align="lllrrrrrrrr",
+                  caption="Interactive protocols: mean number of clicks to reach IoU 85/90/95 % (an object that "
+                          "never does counts as the click limit) with percentile-bootstrap 95% CI over objects; "
+                          "NoF: objects that never reach it. Bold: fewest clicks in each (dataset, protocol).")
+    t = noc.assign(_all=noc["dataset"] == ALL).sort_values(["_all", "dataset", "protocol", "model"], kind="stable")
+    best = {}
+    for _, g in t.groupby(["dataset", "protocol"], sort=False):
+        for k in ("85", "90", "95"):
+            vals = [None if pd.isna(v) else round(float(v), 2) for v in g[f"noc{k}"]]
+            present = [v for v in vals if v is not None]
+            for idx, v in zip(g.index, vals):
+                best[(idx, k)] = len(present) >= 2 and v is not None and v == min(present)
+    prev = None
+    for i, r in t.iterrows():
+        if (r["dataset"], r["protocol"]) != prev:
+            cells.breaks.append(len(cells.rows))
+            prev = (r["dataset"], r["protocol"])
+        noc_text = [DASH if pd.isna(r[f"noc{k}"]) else f"{r[f'noc{k}']:.2f} [{r[f'noc{k}_lo']:.2f}, {r[f'noc{k}_hi']:.2f}]"
+                    for k in ("85", "90", "95")]
+        cells.rows.append(["ALL (mean of datasets)" if r["dataset"] == ALL else str(r["dataset"]), str(r["protocol"]),
+                           str(r["model"]), str(int(r["n"])), str(int(r["failed"]))] + noc_text
+                          + [f"{r[f'nof{k}']:g}" for k in ("85", "90", "95")])
+        cells.bold.append([False] * 5 + [best[(i, k)] for k in ("85", "90", "95")] + [False] * 3)
+    return cells
+
+
 def frame_cells(df: pd.DataFrame, caption: str = "") -> Cells:
     """Any small DataFrame as plain :class:`Cells` (no bold), e.g. the failure reasons."""
     cells = Cells(headers=[str(c) for c in df.columns], caption=caption,
