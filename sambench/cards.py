@@ -463,8 +463,44 @@ def _load(section: str, name: str):
     return card
 
 
+#: Family names → the documented default variant (docs/models.md "Family names"). ViT-L for the SAM-1
+#: family because the Stable-SAM and HQ-SAM papers report ViT-L; Hiera-L for SAM 2.1. A card file with
+#: the family's name (a user's ``./models/sam.yaml``) shadows the alias.
+FAMILY_DEFAULTS = {
+    "sam": "sam-vit-l",
+    "hq-sam": "hq-sam-vit-l",
+    "stable-sam": "stable-sam-vit-l",
+    "sam2": "sam2.1-hiera-large",
+    "stable-sam2": "stable-sam2.1-hiera-large",
+}
+
+
+def resolve_model_name(name: str) -> str:
+    """The card name ``name`` stands for: a family name → its default variant; anything else unchanged."""
+    if name in FAMILY_DEFAULTS and name not in _scan("models"):
+        return FAMILY_DEFAULTS[name]
+    return name
+
+
+#: ``hf:<hub id or local directory>`` names a transformers checkpoint without a card (sambench/adapters/hf.py).
+HF_PREFIX = "hf:"
+
+
+def hf_card(name: str) -> ModelCard:
+    """The implicit card of ``hf:<hub id or local dir>``: adapter ``hf``, option ``source``, no checkpoint."""
+    source = name[len(HF_PREFIX):].strip()
+    if not source:
+        raise SambenchError(f"model '{name}': give a hub id or a local directory after 'hf:' (e.g. hf:facebook/sam-vit-base)")
+    return ModelCard(name=name, adapter="hf", description=f"transformers checkpoint {source} (no card)",
+                     options={"source": source}, checkpoint=None, path=None, raw={"name": name, "adapter": "hf"})
+
+
 def load_model_card(name: str) -> ModelCard:
-    return _load("models", name)
+    """The model card ``name``: a card name, a family name (:data:`FAMILY_DEFAULTS`), ``hf:<hub id or
+    local dir>`` (:func:`hf_card`), or a card file."""
+    if name.startswith(HF_PREFIX):
+        return hf_card(name)
+    return _load("models", resolve_model_name(name))
 
 
 def load_protocol_card(name: str) -> ProtocolCard:

@@ -319,6 +319,12 @@ def check_state_dict(sd: dict, *, variant: str, hq: bool, path: PathLike, model:
 
     info = inspect_state_dict(sd)
     p = Path(path)
+    if any(k.startswith(("sam_mask_decoder.", "image_encoder.trunk.")) for k in sd):
+        from sambench.adapters.sam2 import sam2_variant_of
+
+        v = sam2_variant_of(sd)
+        raise SambenchError(f"{p}: is a SAM 2 checkpoint (Hiera image encoder, sam_mask_decoder.* keys), not SAM: use "
+                            f"{'sam2.1-' + v if v else 'a sam2.1-hiera-* card'} (model '{model}' is SAM-1)")
     if not any(k.startswith("image_encoder.") for k in sd) or info.embed_dim is None:
         sample = ", ".join(sorted(sd)[:3])
         raise SambenchError(f"{p}: not a full SAM checkpoint: no image_encoder.pos_embed ({len(sd)} keys, e.g. {sample}); "
@@ -406,6 +412,9 @@ def download_checkpoint(card: Union[str, ModelCard], dest_dir: Optional[PathLike
     if not isinstance(card, ModelCard):
         card = load_model_card(card)
     spec = card.checkpoint
+    if spec is None and card.adapter.startswith("hf") and card.options.get("source"):
+        raise SambenchError(f"model '{card.name}' is a transformers model: get it with `huggingface-cli download "
+                            f"{card.options['source']}` (into the hub cache, where sambench finds it)")
     if spec is None:
         raise SambenchError(f"model '{card.name}' has no checkpoint to download (its card names none: it runs "
                             f"with random-init weights)")

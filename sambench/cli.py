@@ -243,11 +243,12 @@ def run_cmd(models, protocols, datasets, datasets_given, out, levels, draws, see
     shipped GrabCut sample with the noisy-box protocol (levels 0,0.2,...,1, 5 draws).
     """
     from sambench.adapters import route_files
+    from sambench.cards import resolve_model_name
     from sambench.runner import RunConfig, default_workers, run
 
     models_l, protocols_l, specs = _split(models), _split(protocols), datasets
     is_default = not (models_l or protocols_l or datasets_given)
-    models_l = models_l or list(DEFAULT_RUN["models"])
+    models_l = [resolve_model_name(m) for m in models_l] or list(DEFAULT_RUN["models"])  # family → variant
     protocols_l = protocols_l or list(DEFAULT_RUN["protocols"])
     levels_l = _split((levels,)) if levels else (list(DEFAULT_RUN["levels"]) if is_default else None)
     draws = draws if draws is not None else (DEFAULT_RUN["draws"] if is_default else None)
@@ -333,6 +334,13 @@ def list_cmd(what: str) -> None:
         else:
             lv = ", ".join(s.level for s in card.settings)
             click.echo(f"{name:24s} v{card.version}  levels: {lv}  draws: {card.draws}  ({path})")
+    if what == "models":
+        from sambench.cards import FAMILY_DEFAULTS, HF_PREFIX, resolve_model_name
+
+        click.echo("\nfamily names (default variant):")
+        for family in FAMILY_DEFAULTS:
+            click.echo(f"{family:24s} -> {resolve_model_name(family)}")
+        click.echo(f"{HF_PREFIX + '<hub id or dir>':24s} -> a transformers checkpoint, no card (docs/models.md)")
 
 
 @main.group("prompts")

@@ -567,7 +567,7 @@ def library_versions() -> dict:
 
     libs = {"python": platform.python_version()}
     for name in ("numpy", "opencv-python-headless", "pycocotools", "torch", "torchvision", "segment-anything",
-                 "segment-anything-hq", "timm", "pandas", "scipy"):
+                 "segment-anything-hq", "timm", "sam2", "transformers", "pandas", "scipy"):
         try:
             libs[name] = version(name)
         except PackageNotFoundError:

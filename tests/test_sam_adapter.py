@@ -302,3 +302,39 @@ def test_state_is_a_plain_dataclass(small_state):
     state, (h, w) = small_state
     assert isinstance(state, SamImageState)
     assert state.original_size == (h, w) and state.features.shape == (1, 256, 64, 64) and state.interm is None
+
+
+@pytest.mark.slow
+def test_paper_eval_is_hq_sams_own_evaluation_path(ckpts):
+    """``paper_eval`` (card hq-sam-eval): hq-sam-1024 whatever the protocol asks, HQ token only, and the
+    256² logits upsampled to H×W in one step — checked against HQ-SAM's evaluation written out with the
+    official predictor: ``set_image`` on the 1024² resize, ``predict(return_logits)`` low-res output, one
+    ``F.interpolate`` to the label size."""
+    from segment_anything_hq import SamPredictor
+
+    import torch.nn.functional as F
+
+    ad = build_adapter("hq-sam-tiny", device="cpu", checkpoint=str(ckpts["hq"]),
+                       options={"paper_eval": True, "hq_token_only": True})
+    assert ad.signature()["options"]["paper_eval"] is True
+    assert "paper_eval" not in build_adapter("hq-sam-tiny", device="cpu").signature()["options"]
+    h, w = 90, 150
+    image = synthetic_image(h, w, seed=13)
+    state = ad.encode(image, "sam")  # the protocol's mode is overridden
+    assert state.preprocessing == "hq-sam-1024" and state.input_size == (1024, 1024)
+    pred = ad.predict(state, mixed_prompts(h, w), "single")
+    ref = SamPredictor(reference_model(ckpts["hq"], hq=True))
+    ref.set_image(hq_resize_1024(image))
+    for i, p in enumerate(mixed_prompts(h, w)):
+        kw = {}
+        if p.points:
+            kw.update(point_coords=np.asarray(p.points) * [1024 / w, 1024 / h], point_labels=np.asarray(p.labels))
+        if p.box is not None:
+            kw["box"] = np.asarray(p.box) * [1024 / w, 1024 / h, 1024 / w, 1024 / h]
+        _, scores, low = ref.predict(**kw, multimask_output=False, hq_token_only=True)
+        up = F.interpolate(torch.from_numpy(low)[None].float(), (h, w), mode="bilinear", align_corners=False)[0, 0]
+        assert mask_iou(pred.masks[i], (up > 0).numpy()) >= 0.999
+        assert abs(pred.scores[i] - float(scores[0])) < 1e-4
+    card = __import__("sambench.cards", fromlist=["load_model_card"]).load_model_card("hq-sam-eval")
+    assert card.options["paper_eval"] is True and card.options["hq_token_only"] is True
+    assert card.checkpoint.file == "sam_hq_vit_l.pth"

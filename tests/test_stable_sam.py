@@ -334,8 +334,10 @@ def test_mismatched_base_and_bad_files_are_refused(trained, tmp_path):
     torch.save({"weights": torch.zeros(3)}, bad)
     with pytest.raises(SambenchError, match="no 'sambench-stable-sam-plugin' header"):
         build_stable_sam(card, device="cpu", plugin=str(bad), options=dict(card.options))
-    with pytest.raises(SambenchError, match="needs a trained plug-in"):
+    with pytest.raises(SambenchError, match="needs the sam-vit-b checkpoint sam_vit_b_01ec64.pth and a trained plug-in"):
         build_adapter("stable-sam-vit-b", device="cpu")
+    with pytest.raises(SambenchError, match=r"needs a trained plug-in stable-sam-vit-b.plugin.pt, .*sambench train stable-sam"):
+        build_adapter("stable-sam-vit-b", device="cpu", checkpoint=str(bad))
 
 
 @pytest.mark.slow
@@ -371,7 +373,7 @@ def test_cli_trains_one_step(tmp_path):
     loaded = load_plugin_file(out)
     assert loaded.plugin.cfg.drp_hidden == 16 and loaded.steps == 1
     r = CliRunner().invoke(main, ["train", "stable-sam", "--base", "grabcut", "--data", "grabcut-sample", "--out", str(out)])
-    assert r.exit_code == 2 and "error: model 'grabcut' is a 'grabcut' model; Stable-SAM needs a sam or hq-sam base" in r.output
+    assert r.exit_code == 2 and "error: model 'grabcut' is a 'grabcut' model; Stable-SAM needs a sam, hq-sam or sam2 base" in r.output
 
 
 # ------------------------------------------------------------------------------------------- adapter

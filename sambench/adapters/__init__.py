@@ -43,6 +43,13 @@ BUILTIN = {
     "sam": AdapterEntry("sambench.adapters.sam:build_sam"),
     "hq-sam": AdapterEntry("sambench.adapters.sam:build_hq_sam"),
     "stable-sam": AdapterEntry("sambench.adapters.stable_sam:build_stable_sam"),
+    "sam2": AdapterEntry("sambench.adapters.sam2:build_sam2_adapter"),
+    "hf": AdapterEntry("sambench.adapters.hf:build_hf"),
+    "hf-sam": AdapterEntry("sambench.adapters.hf:build_hf"),
+    "hf-sam-hq": AdapterEntry("sambench.adapters.hf:build_hf"),
+    "hf-sam2": AdapterEntry("sambench.adapters.hf:build_hf"),
+    "hf-sam3-tracker": AdapterEntry("sambench.adapters.hf:build_hf"),
+    "hf-edgetam": AdapterEntry("sambench.adapters.hf:build_hf"),
 }
 
 ENTRY_POINT_GROUP = "sambench.adapters"

@@ -126,16 +126,22 @@ class SamOptions:
     dtype: str = "fp32"
     seed: int = 0
     random_init: bool = False
+    #: HQ-SAM's paper evaluation (card ``hq-sam-eval``): always ``hq-sam-1024`` preprocessing and 256² logits
+    #: upsampled to H×W in one bilinear step (its ``compute_iou``); off: the protocol's mode, two steps.
+    paper_eval: bool = False
 
     def output_affecting(self, hq: bool) -> dict:
         """The options that can change masks or scores (recorded in the signature)."""
         d = {"variant": self.variant, "mask_threshold": self.mask_threshold, "dtype": self.dtype}
         if hq:
             d["hq_token_only"] = self.hq_token_only
+        if self.paper_eval:  # only when set, so that existing signatures are unchanged
+            d["paper_eval"] = True
         return d
 
 
-SAM_OPTION_KEYS = ("variant", "hq_token_only", "mask_threshold", "chunk_size", "dtype", "seed", "random_init")
+SAM_OPTION_KEYS = ("variant", "hq_token_only", "mask_threshold", "chunk_size", "dtype", "seed", "random_init",
+                   "paper_eval")
 
 
 def parse_options(options: Optional[dict], *, hq: bool, where: str, extra_keys: Sequence[str] = ()) -> SamOptions:
@@ -179,7 +185,7 @@ def parse_options(options: Optional[dict], *, hq: bool, where: str, extra_keys: 
         raise SambenchError(f"{where}: option 'seed' must be an integer >= 0, got {seed!r}")
     return SamOptions(variant=variant, hq_token_only=hq_token_only, mask_threshold=float(thr), chunk_size=chunk,
                       dtype={"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(dtype, dtype),
-                      seed=seed, random_init=_bool("random_init", False))
+                      seed=seed, random_init=_bool("random_init", False), paper_eval=_bool("paper_eval", False))
 
 
 # ------------------------------------------------------------------------------------ model loading
@@ -325,6 +331,8 @@ class SamAdapter(Adapter):
             what = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
             raise SambenchError(f"model '{self.name}': expected an RGB uint8 (H, W, 3) image, got {what}")
         h, w = int(image.shape[0]), int(image.shape[1])
+        if self.options.paper_eval:
+            preprocessing = "hq-sam-1024"
         if preprocessing == "sam":
             resized = self.transform.apply_image(image)
         else:
@@ -460,7 +468,10 @@ class SamAdapter(Adapter):
     def _postprocess_into(self, state: SamImageState, low: torch.Tensor, out: np.ndarray) -> None:
         """Upsample (B, 1, 256, 256) logits as ``Sam.postprocess_masks`` and threshold into ``out`` (B, H, W)."""
         for s in range(0, low.shape[0], POSTPROCESS_BATCH):
-            up = self.model.postprocess_masks(low[s:s + POSTPROCESS_BATCH], state.input_size, state.original_size)
+            if self.options.paper_eval:  # HQ-SAM's compute_iou: 256² → H×W in one bilinear step
+                up = F.interpolate(low[s:s + POSTPROCESS_BATCH], state.original_size, mode="bilinear", align_corners=False)
+            else:
+                up = self.model.postprocess_masks(low[s:s + POSTPROCESS_BATCH], state.input_size, state.original_size)
             out[s:s + POSTPROCESS_BATCH] = (up[:, 0] > self.mask_threshold).cpu().numpy()
 
     def close(self) -> None:

@@ -6,7 +6,7 @@ thresholds) is :class:`~sambench.adapters.sam.SamAdapter`'s; this subclass only
 * attaches the plug-in (:mod:`sambench.stable_sam.inject`) to the base model's mask decoder, and
 * overrides ``_decode`` to collect per-prompt introspection when asked.
 
-**Model cards.** ``adapter: stable-sam`` with ``base: <sam or hq-sam card>``; the base card's options are
+**Model cards.** ``adapter: stable-sam`` with ``base: <sam, hq-sam or sam2 card>``; the base card's options are
 defaults, the Stable-SAM card's options and the user's override them. Extra options: ``introspect``
 (default false), ``top_k`` (64), ``allow_fresh_plugin`` (false), ``plugin_seed`` (0) and the plug-in
 architecture fields of :class:`~sambench.stable_sam.modules.PluginConfig` (only for a fresh plug-in: a
@@ -42,9 +42,10 @@ from typing import Optional
 import torch
 
 from sambench.adapters.sam import HQSamAdapter, SamAdapter, SamImageState, resolve_device
+from sambench.adapters.sam2 import Sam2Adapter
 from sambench.cards import ModelCard
-from sambench.stable_sam.base import load_base, resolve_base_card, split_options
-from sambench.stable_sam.inject import inject_plugin
+from sambench.stable_sam.base import default_plugin_path, load_base, missing_files, resolve_base_card, split_options
+from sambench.stable_sam.inject import _mask_decoder, inject_plugin, output_token_offset
 from sambench.stable_sam.modules import PluginConfig, StableSamPlugin
 from sambench.stable_sam.plugin_io import BaseSignature, check_base, load_plugin_file
 from sambench.types import SambenchError, stable_hash
@@ -63,6 +64,10 @@ class _StableSamMixin:
                  top_k: int = DEFAULT_TOP_K) -> None:
         super().__init__(model, name=name, options=options, device=device, weights_id=weights_id)
         self._setup_plugin(plugin, plugin_id, base_signature, introspect, top_k)
+
+    def _input_frame(self) -> int:
+        """Side of the square model input (SAM: ``image_encoder.img_size``; SAM 2: ``image_size``)."""
+        return int(getattr(self.model, "image_size", 0) or self.model.image_encoder.img_size)
 
     def _setup_plugin(self, plugin: StableSamPlugin, plugin_id: str, base_signature: BaseSignature,
                       introspect: bool, top_k: int) -> None:
@@ -101,14 +106,18 @@ class _StableSamMixin:
             extras = self._extras(state, last, iou, multimask)
         return low, iou, extras
 
+    def _decoder(self) -> torch.nn.Module:
+        return _mask_decoder(self.model)
+
     def _token_sets(self, iou: torch.Tensor, multimask: bool) -> list[list[int]]:
         """Per prompt, the decoder output-token indices whose attention is reported (module docstring)."""
-        dec = self.model.mask_decoder
+        dec = self._decoder()
         b = iou.shape[0]
         if not self.hq:
+            off = output_token_offset(dec)
             if multimask and iou.shape[1] > 1:
-                return [[2 + int(j)] for j in torch.argmax(iou, dim=1).tolist()]
-            return [[1]] * b
+                return [[off + 2 + int(j)] for j in torch.argmax(iou, dim=1).tolist()]
+            return [[off + 1]] * b
         hf = int(dec.num_mask_tokens)  # HQ token index: after the IoU token and the 4 mask tokens
         if self.options.hq_token_only:
             return [[hf]] * b
@@ -121,9 +130,9 @@ class _StableSamMixin:
         loc = last["locations"].float()  # B×H×W×2 (x, y) cells
         alphas = last["alphas"].float()
         fh, fw = last["hw"]
-        img = float(self.model.image_encoder.img_size)
+        img = float(self._input_frame())
         oh, ow = state.original_size
-        ih, iw = state.input_size
+        ih, iw = getattr(state, "input_size", (int(img), int(img)))
         sx, sy = ow / iw, oh / ih
         loc = torch.stack((loc[..., 0].clamp(0, fw - 1), loc[..., 1].clamp(0, fh - 1)), dim=-1)
         px = ((loc[..., 0] + 0.5) * (img / fw) - 0.5) * sx  # B×H×W, original pixels
@@ -145,7 +154,8 @@ class _StableSamMixin:
             gxi, gyi = gpx.flatten()[idx], gpy.flatten()[idx]
             rows = [[round(float(a), 2), round(float(b), 2), round(float(c), 2), round(float(d), 2), float(f"{float(v):.6g}")]
                     for a, b, c, d, v in zip(pxi.tolist(), pyi.tolist(), gxi.tolist(), gyi.tolist(), vals.tolist())]
-            names = {0: "iou", 1: "mask0", 2: "mask1", 3: "mask2", 4: "mask3"}
+            t0 = output_token_offset(self._decoder())
+            names = {t0 + 0: "iou", t0 + 1: "mask0", t0 + 2: "mask1", t0 + 3: "mask2", t0 + 4: "mask3"}
             out.append({"stable_sam": {
                 "alphas": [float(f"{float(a):.6g}") for a in alphas[i].tolist()],
                 "tokens": [names.get(t, "hq") for t in toks],
@@ -162,6 +172,12 @@ class StableSamAdapter(_StableSamMixin, SamAdapter):
 
 class StableHQSamAdapter(_StableSamMixin, HQSamAdapter):
     """Stable-SAM on an HQ-SAM base (see module docstring)."""
+
+
+class StableSam2Adapter(_StableSamMixin, Sam2Adapter):
+    """Stable-SAM on a SAM 2.1 base (docs/stable-sam.md "On SAM 2.1"). The frame is SAM 2's stretched
+    1024² input (no padding), and in ``single`` mode the reported token is mask token 0 even when SAM 2's
+    dynamic multimask fallback returned a multimask output."""
 
 
 def _bool_opt(opts: dict, key: str, default: bool, where: str) -> bool:
@@ -191,6 +207,11 @@ def build_stable_sam(card: ModelCard, *, device: str = "auto", checkpoint: Optio
     plugin_seed = _int_opt(stable, "plugin_seed", 0, 0, where)
     arch = {k: v for k, v in stable.items() if k not in ("introspect", "allow_fresh_plugin", "top_k", "plugin_seed")}
     cfg = PluginConfig.from_options(arch)  # validates the architecture options early
+    missing = missing_files(card, base_card, checkpoint, plugin, allow_fresh, merged.get("random_init") is True)
+    if missing:
+        raise SambenchError(missing)
+    if plugin is None and default_plugin_path(card).is_file():
+        plugin = str(default_plugin_path(card))
     if plugin is None and not allow_fresh:
         raise SambenchError(f"model '{card.name}' needs a trained plug-in: pass --plugin PLUGIN.pt (train one with "
                             f"`sambench train stable-sam --base {base_card.name} ...`), or set option "
@@ -209,9 +230,9 @@ def build_stable_sam(card: ModelCard, *, device: str = "auto", checkpoint: Optio
     else:
         plug = StableSamPlugin(cfg, seed=plugin_seed)
         plugin_id = "fresh:" + stable_hash(cfg.to_dict(), plugin_seed)[:16]
-    cls = StableHQSamAdapter if base.hq else StableSamAdapter
+    cls = StableSam2Adapter if base_card.adapter == "sam2" else (StableHQSamAdapter if base.hq else StableSamAdapter)
     return cls(base.model, name=card.name, options=base.sam_options, device=dev, weights_id=base.signature.weights_id,
                plugin=plug, plugin_id=plugin_id, base_signature=base.signature, introspect=introspect, top_k=top_k)
 
 
-__all__ = ["StableSamAdapter", "StableHQSamAdapter", "build_stable_sam", "DEFAULT_TOP_K"]
+__all__ = ["StableSamAdapter", "StableHQSamAdapter", "StableSam2Adapter", "build_stable_sam", "DEFAULT_TOP_K"]

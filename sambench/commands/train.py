@@ -27,7 +27,7 @@ def train_cmd() -> None:
 
 
 @train_cmd.command("stable-sam")
-@click.option("--base", "base_name", required=True, help="Base card (sam-vit-l, hq-sam-vit-b, sam-tiny, ...) or a stable-sam card.")
+@click.option("--base", "base_name", required=True, help="Base card (sam-vit-l, hq-sam-vit-b, sam2.1-hiera-large, sam-tiny, ...) or a stable-sam card.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="Base weights (default: the base card's file).")
 @click.option("--data", "data", multiple=True, required=True, help="Training data: a folder dataset directory or a dataset name (repeatable).")
 @click.option("--epochs", type=int, default=1, show_default=True)

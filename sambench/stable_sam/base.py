@@ -10,6 +10,7 @@ card's file in the checkpoint directory, else random init for cards without a ch
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Optional, Union
 
 import torch
@@ -27,12 +28,13 @@ from sambench.types import SambenchError
 STABLE_OPTION_KEYS = ("introspect", "top_k", "allow_fresh_plugin", "plugin_seed") + tuple(
     f.name for f in fields(PluginConfig))
 
-BASE_KINDS = {"sam": False, "hq-sam": True}
+#: Base adapter kinds → HQ-SAM or not. ``sam2``: SAM 2.1 on the official ``sam2`` package.
+BASE_KINDS = {"sam": False, "hq-sam": True, "sam2": False}
 
 
 @dataclass
 class LoadedBase:
-    """The frozen base: the official ``Sam`` module, its card, parsed SAM options and signature."""
+    """The frozen base: the official ``Sam`` (or SAM 2 ``SAM2Base``) module, its card, parsed options and signature."""
 
     model: torch.nn.Module
     card: ModelCard
@@ -48,15 +50,56 @@ def resolve_base_card(card: Union[str, ModelCard]) -> tuple[ModelCard, Optional[
     if c.adapter == "stable-sam":
         base_name = c.raw.get("base")
         if not isinstance(base_name, str) or not base_name:
-            raise SambenchError(f"{c.path or c.name}: a stable-sam card needs 'base: <sam or hq-sam card name>'")
+            raise SambenchError(f"{c.path or c.name}: a stable-sam card needs 'base: <sam, hq-sam or sam2 card name>'")
         b = load_model_card(base_name)
         if b.adapter not in BASE_KINDS:
             raise SambenchError(f"{c.path or c.name}: base '{base_name}' is a '{b.adapter}' model; Stable-SAM needs a "
-                                f"sam or hq-sam base")
+                                f"sam, hq-sam or sam2 base")
         return b, c
     if c.adapter not in BASE_KINDS:
-        raise SambenchError(f"model '{c.name}' is a '{c.adapter}' model; Stable-SAM needs a sam or hq-sam base")
+        raise SambenchError(f"model '{c.name}' is a '{c.adapter}' model; Stable-SAM needs a sam, hq-sam or sam2 base")
     return c, None
+
+
+#: The plug-in file a Stable-SAM card uses when no ``--plugin`` is given: ``<card>.plugin.pt`` in the
+#: checkpoint directory (``$SAMBENCH_CHECKPOINTS``), where ``sambench train stable-sam --out`` can put it.
+PLUGIN_SUFFIX = ".plugin.pt"
+
+#: The training data in the error message: HQ-SAM's HQSeg-44K layout (docs/stable-sam.md "Training").
+DEFAULT_TRAIN_DATA = "/data/HQSeg-44K/DIS5K/DIS-TR"
+
+
+def default_plugin_path(card: ModelCard) -> Path:
+    """``$SAMBENCH_CHECKPOINTS/<card name>.plugin.pt`` (the plug-in a card uses without ``--plugin``)."""
+    from sambench.checkpoints import checkpoint_dir
+
+    return checkpoint_dir() / f"{card.name}{PLUGIN_SUFFIX}"
+
+
+def missing_files(card: ModelCard, base_card: ModelCard, checkpoint: Optional[str], plugin: Optional[str],
+                  allow_fresh: bool, random_init: bool) -> Optional[str]:
+    """One line naming every file a Stable-SAM run lacks and the commands that get them, or None.
+
+    Checked before anything is loaded, so that ``sambench run --model stable-sam`` on a machine without
+    weights fails once, saying all of it: the base checkpoint (``sambench download <base>``) and the
+    trained plug-in (``sambench train stable-sam --base <base> ... --out <default plug-in path>``).
+    """
+    from sambench.checkpoints import checkpoint_dir
+
+    missing, commands = [], []
+    spec = base_card.checkpoint
+    if checkpoint is None and spec is not None and not random_init and not (checkpoint_dir() / spec.file).is_file():
+        missing.append(f"the {base_card.name} checkpoint {spec.file}")
+        commands.append(f"`sambench download {base_card.name}`")
+    if plugin is None and not allow_fresh and not default_plugin_path(card).is_file():
+        missing.append(f"a trained plug-in {default_plugin_path(card).name}")
+        commands.append(f"`sambench train stable-sam --base {base_card.name} --data {DEFAULT_TRAIN_DATA} "
+                        f"--out {default_plugin_path(card)}` (HQSeg-44K's training sets, docs/stable-sam.md)")
+    if not missing:
+        return None
+    return (f"model '{card.name}' needs {' and '.join(missing)}, not found in {checkpoint_dir()} (set "
+            f"$SAMBENCH_CHECKPOINTS, or pass --checkpoint / --plugin); get {'them' if len(missing) > 1 else 'it'} "
+            f"with {' then '.join(commands)}")
 
 
 def split_options(options: Optional[dict]) -> tuple[dict, dict]:
@@ -72,6 +115,15 @@ def load_base(base_card: ModelCard, checkpoint: Optional[str], options: Optional
     from sambench.adapters.sam import load_sam_model, parse_options
 
     hq = BASE_KINDS[base_card.adapter]
+    if base_card.adapter == "sam2":
+        from sambench.adapters.sam2 import load_sam2_model, parse_sam2_options
+
+        opts2 = parse_sam2_options(options, where=where, extra_keys=STABLE_OPTION_KEYS)
+        loaded2 = load_sam2_model(base_card, options=opts2, checkpoint=checkpoint)
+        sig = BaseSignature(card=base_card.name, variant=opts2.variant, hq=False, weights_id=loaded2.weights_id)
+        model = loaded2.model.eval()
+        model.requires_grad_(False)
+        return LoadedBase(model=model, card=base_card, hq=False, sam_options=opts2, signature=sig)
     sam_opts = parse_options(options, hq=hq, where=where, extra_keys=STABLE_OPTION_KEYS)
     loaded = load_sam_model(base_card, hq=hq, options=sam_opts, checkpoint=checkpoint)
     sig = BaseSignature(card=base_card.name, variant=sam_opts.variant, hq=hq, weights_id=loaded.weights_id)

@@ -11,7 +11,9 @@ run exactly as shipped. Four hooks on layer 2 (``transformer.layers[1]``) do the
 
 Layer 1, layer 2's image-to-token attention (which still reads the original ``keys``), the final
 token-to-image attention and everything else see the regular grid features, as in the paper. The same
-hooks fit ``segment_anything`` and ``segment_anything_hq`` decoders (identical transformer classes).
+hooks fit ``segment_anything``, ``segment_anything_hq`` and ``sam2`` decoders (the same TwoWayTransformer /
+TwoWayAttentionBlock design and names). SAM 2.1's decoder puts an object-score token before the IoU
+token, so the DRP token index is shifted by one there (:func:`output_token_offset`).
 
 Introspection (``capture=True``) additionally keeps, for the last decoder call, the deformed sampling
 locations, the routing weights and layer 2's token-to-image attention probabilities (averaged over heads),
@@ -34,7 +36,17 @@ STABLE_SAM_LAYER = 1
 
 
 def _mask_decoder(model: nn.Module) -> nn.Module:
-    return model.mask_decoder if hasattr(model, "mask_decoder") else model
+    """The mask decoder of a SAM / HQ-SAM ``Sam`` (``mask_decoder``), a SAM 2 ``SAM2Base``
+    (``sam_mask_decoder``), or ``model`` itself when it is a decoder."""
+    for name in ("mask_decoder", "sam_mask_decoder"):
+        if hasattr(model, name):
+            return getattr(model, name)
+    return model
+
+
+def output_token_offset(decoder: nn.Module) -> int:
+    """Output tokens before the IoU token: 1 for SAM 2.1's object-score token (``pred_obj_scores``), else 0."""
+    return 1 if getattr(decoder, "pred_obj_scores", False) else 0
 
 
 class PluginInjection:
@@ -61,6 +73,7 @@ class PluginInjection:
             raise RuntimeError("stable-sam: a plug-in is already injected into this decoder (remove() it first)")
         block._sambench_stable_sam = True
         self.plugin = plugin
+        self.token_offset = output_token_offset(decoder)
         self.block = block
         self.enabled = True
         self.capture = False
@@ -104,7 +117,7 @@ class PluginInjection:
         names = ("q", "k", "v")
         bound = dict(zip(names, args))
         bound.update(kwargs)
-        token = self._tokens[:, self.plugin.token_index, :]
+        token = self._tokens[:, self.plugin.token_index + self.token_offset, :]
         k, v, info = self.plugin.route(self._keys, self._key_pe, token, self._hw)
         if self.capture:
             self.last = {"locations": info["locations"].detach(), "alphas": info["alphas"].detach(),

@@ -334,7 +334,7 @@ class _EmbeddingSource:
             self.encoder_calls += len(todo)
             for j, i in enumerate(todo):
                 e = emb[j:j + 1]
-                it_interm = None if interm is None else [interm[0][j:j + 1].float()]
+                it_interm = None if interm is None else [t[j:j + 1].float() for t in interm]
                 out[i] = (e, it_interm)
                 key = self._key(items[i])
                 if key is not None:
