@@ -153,7 +153,7 @@ LEVEL_PARAM = {"gt-box": None, "noisy-box": "scale", "box-shift": "scale", "box-
 #: Card fields of the interactive protocol (``kind: clicks``; its levels are the clicks 1..max_clicks).
 CLICK_CARD_FIELDS = ("max_clicks", "start", "start_scale", "feed_logits")
 PROTOCOL_FIELDS = {"name", "version", "description", "kind", "levels", "settings", "draws", "seed",
-                   "mask_selection", "preprocessing", "negatives", "reference", *CLICK_CARD_FIELDS}
+                   "mask_selection", "preprocessing", "negatives", "reference", "corruptions", *CLICK_CARD_FIELDS}
 SETTING_FIELDS = {"level", "kind", "scale", "k", "negatives"}
 
 
@@ -224,6 +224,8 @@ class ProtocolCard:
     preprocessing: str
     path: Optional[Path]
     raw: dict = field(default_factory=dict, compare=False)
+    #: ``--corruption`` specs (sambench/corruptions.py) this protocol always runs under, besides clean.
+    corruptions: tuple = ()
 
     def setting(self, level: str) -> Setting:
         for s in self.settings:
@@ -246,9 +248,12 @@ class ProtocolCard:
 
     def identity(self) -> dict:
         """Everything that determines the prompts and decoding: recorded in manifests."""
-        return {"name": self.name, "version": self.version, "seed": self.seed, "draws": self.draws,
-                "mask_selection": self.mask_selection, "preprocessing": self.preprocessing,
-                "settings": [s.to_dict() for s in self.settings]}
+        ident = {"name": self.name, "version": self.version, "seed": self.seed, "draws": self.draws,
+                 "mask_selection": self.mask_selection, "preprocessing": self.preprocessing,
+                 "settings": [s.to_dict() for s in self.settings]}
+        if self.corruptions:
+            ident["corruptions"] = list(self.corruptions)
+        return ident
 
 
 def level_text(value: float) -> str:
@@ -359,9 +364,19 @@ def parse_protocol_card(data: dict, path: Path) -> ProtocolCard:
         raise SambenchError(f"{path}: a 'clicks' protocol cannot be mixed with other prompt kinds")
     if "clicks" not in kinds and any(f in data for f in CLICK_CARD_FIELDS):
         raise SambenchError(f"{path}: {', '.join(f for f in CLICK_CARD_FIELDS if f in data)} only apply to kind: clicks")
+    corruptions = data.get("corruptions", [])
+    if not isinstance(corruptions, list) or not all(isinstance(c, str) for c in corruptions):
+        raise SambenchError(f"{path}: 'corruptions' must be a list like [all] or [fog:1,3, contrast]")
+    from sambench.corruptions import parse_spec
+
+    for c in corruptions:
+        try:
+            parse_spec(c)
+        except SambenchError as exc:
+            raise SambenchError(f"{path}: {exc}") from None
     return ProtocolCard(name=name, version=version, description=str(data.get("description", "")).strip(),
                         settings=tuple(settings), draws=draws, seed=seed, mask_selection=mask_selection,
-                        preprocessing=preprocessing, path=path, raw=data)
+                        preprocessing=preprocessing, path=path, raw=data, corruptions=tuple(corruptions))
 
 
 def with_overrides(card: ProtocolCard, levels: Optional[list[str]] = None, draws: Optional[int] = None,
@@ -409,7 +424,7 @@ def with_overrides(card: ProtocolCard, levels: Optional[list[str]] = None, draws
     return ProtocolCard(name=card.name, version=card.version, description=card.description,
                         settings=tuple(settings), draws=draws or card.draws,
                         seed=card.seed if seed is None else seed, mask_selection=card.mask_selection,
-                        preprocessing=card.preprocessing, path=card.path, raw=card.raw)
+                        preprocessing=card.preprocessing, path=card.path, raw=card.raw, corruptions=card.corruptions)
 
 
 # ------------------------------------------------------------------------------------------- lookup

@@ -247,7 +247,10 @@ def scale_config(scale: dict) -> dict:
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=None, help="Run directory (default: under ./runs/, derived from the command so re-running resumes).")
 @click.option("--levels", default=None, help="Override protocol levels, e.g. 0,0.2,0.4 or gt-box,1-point.")
 @click.option("--draws", type=int, default=None, help="Override draws per level.")
-@click.option("--seed", type=int, default=None, help="Override the protocols' seed.")
+@click.option("--seed", type=int, default=None, help="Override the protocols' seed (and seed the corruptions).")
+@click.option("--corruption", "corruptions", multiple=True,
+              help="Also run every protocol on corrupted images: NAME[:SEVERITIES] (e.g. fog:1,3, motion-blur:2-5) "
+                   "or all; repeatable. Clean is always level 0 (docs/corruptions.md).")
 @click.option("--limit", type=int, default=None, help="Only the first N images of each dataset.")
 @click.option("--shard", default=None, help="I/N: only the images of shard I of N (stable hash of dataset and image id).")
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]), show_default=True)
@@ -263,8 +266,9 @@ def scale_config(scale: dict) -> dict:
 @click.option("--no-report", is_flag=True, help="Do not write the report into the run directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @scale_options
-def run_cmd(models, protocols, datasets, datasets_given, out, levels, draws, seed, limit, shard, device, checkpoints, plugins,
-            options, prompts_per_call, workers, keep_going, retry_failed, no_report, quiet, **scale) -> None:
+def run_cmd(models, protocols, datasets, datasets_given, out, levels, draws, seed, corruptions, limit, shard, device,
+            checkpoints, plugins, options, prompts_per_call, workers, keep_going, retry_failed, no_report, quiet,
+            **scale) -> None:
     """Run models × protocols × datasets and store every prompt's result (resumable).
 
     With no --model/--protocol/--dataset it runs the embedded default: grabcut and box-fill on the
@@ -285,17 +289,19 @@ def run_cmd(models, protocols, datasets, datasets_given, out, levels, draws, see
     ds_opts = specs[0].options if specs else {}
     out = out or default_run_dir(models_l, protocols_l, [s.spec for s in specs],
                                  {"levels": levels_l, "draws": draws, "seed": seed, "limit": limit, "shard": shard,
-                                  "options": list(options), "dataset_options": ds_opts})
+                                  "options": list(options), "dataset_options": ds_opts,
+                                  **({"corruptions": list(corruptions)} if corruptions else {})})
     config = RunConfig(models=models_l, protocols=protocols_l, datasets=specs, out=out, levels=levels_l, draws=draws,
                        seed=seed, limit=limit, shard=_shard(shard), prompts_per_call=prompts_per_call,
                        workers=workers, device=device, checkpoints=route_files(checkpoints, models_l, "checkpoint"),
                        plugins=route_files(plugins, models_l, "plugin"),
                        model_options=_parse_options(options, models_l), retry_failed=retry_failed,
-                       progress=not quiet, **scale_config(scale))
+                       progress=not quiet, corruptions=list(corruptions), **scale_config(scale))
     click.echo(f"sambench run: models {', '.join(models_l)} | protocols {', '.join(protocols_l)} | "
                f"datasets {', '.join(s.spec for s in specs)} | levels {','.join(levels_l) if levels_l else 'card'} | "
                f"draws {'card' if draws is None else draws} | workers {workers or 'auto'}"
-               f"{' | engine ' + scale['engine'] if scale['engine'] else ''} -> {out}", err=True)
+               + (f" | corruptions {', '.join(corruptions)}" if corruptions else "")
+               + (f" | engine {scale['engine']}" if scale['engine'] else "") + f" -> {out}", err=True)
     result = run(config)
     _print_run_summary(result, no_report)
     failed = result.counts.get("failed", 0)

@@ -27,6 +27,9 @@ from sambench.prompts import gt_box, noisy_box, prompt_rng
 from sambench.store import Row
 from sambench.types import Object, Prompt, SambenchError, canonical_json
 
+#: The rest of a stored row key (sambench.store.IMAGE_ROW_COLUMNS): click sequences run on clean images.
+CLEAN_KEY = ("none", 0)
+
 
 def start_box(card, clicks: ClickSettings, dataset: str, image_id: str, obj: Object, draw: int) -> Optional[tuple]:
     """The start box of one sequence: None (first click), the GT box, or a keyed noisy box (level "0")."""
@@ -70,7 +73,7 @@ def _step_row(card, model: str, sample, obj: Object, draw: int, step: Step, prev
 def _failed_sequence(card, clicks: ClickSettings, model: str, sample, obj_id: str, draw: int, error: str,
                      done: set) -> list[Row]:
     return [_row(card, model, sample, obj_id, lv, draw, None, status="failed", error=error)
-            for lv in clicks.levels if (obj_id, card.name, str(lv), draw) not in done]
+            for lv in clicks.levels if (obj_id, card.name, str(lv), draw) + CLEAN_KEY not in done]
 
 
 def sequence_predictor(adapter: Adapter, state: Any, mask_selection: str, feed_logits: bool):
@@ -93,8 +96,9 @@ def evaluate_clicks(adapter: Adapter, model: str, sample, card, done: set, state
                     describe: Callable[[Exception, str], str]) -> list[Row]:
     """Every missing row of click protocol ``card`` (a card with ``clicks`` settings) for one (model, image).
 
-    ``done``: (object_id, protocol, level, draw) already stored. ``state_for(preprocessing)`` returns the
-    image's encoded state (encoding it on first use, through the embedding cache; ``sambench.runner._click_rows``) or raises;
+    ``done``: (object_id, protocol, level, draw, corruption, severity) already stored. ``state_for(preprocessing)``
+    returns the image's encoded state (encoding it on first use, through the embedding cache;
+    ``sambench.runner._click_rows``) or raises;
     ``describe(exc, context)`` makes the one-line error of a failed row.
     """
     clicks: ClickSettings = card.clicks
@@ -103,7 +107,7 @@ def evaluate_clicks(adapter: Adapter, model: str, sample, card, done: set, state
     draws = 1 if clicks.deterministic else card.draws
     for obj in sample.objects:
         for draw in range(draws):
-            if all((obj.id, card.name, str(lv), draw) in done for lv in clicks.levels):
+            if all((obj.id, card.name, str(lv), draw) + CLEAN_KEY in done for lv in clicks.levels):
                 continue
             if not adapter.interactive:
                 rows += _failed_sequence(card, clicks, model, sample, obj.id, draw,
@@ -126,7 +130,7 @@ def evaluate_clicks(adapter: Adapter, model: str, sample, card, done: set, state
                                  describe_error=lambda e: describe(e, f"model '{model}' failed to decode on {where}"))
             previous = None
             for step in steps:
-                if (obj.id, card.name, str(step.level), draw) not in done:
+                if (obj.id, card.name, str(step.level), draw) + CLEAN_KEY not in done:
                     rows.append(_step_row(card, model, sample, obj, draw, step, previous))
                 previous = step.prompt
     return rows

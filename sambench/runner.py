@@ -41,6 +41,7 @@ import pandas as pd
 from sambench.adapters import build_adapter, is_cpu_baseline
 from sambench.adapters.base import Adapter
 from sambench.cache import DEFAULT_MAX_GB, STORAGES, EmbeddingCache, open_cache
+from sambench import corruptions as corr
 from sambench.cards import ProtocolCard, load_model_card, load_protocol_card, with_overrides
 from sambench.datasets import Dataset, DatasetSpec
 from sambench.encode import EncodeStage
@@ -50,8 +51,8 @@ from sambench.loader import prefetch
 from sambench.scoring import ImageScorer, ScoringPool, StageTimer, add_timings, default_threads, rounded_timings
 from sambench.prompts import Protocol, PromptTask, prompt_set_hash
 from sambench.runlock import RunLock
-from sambench.store import (IMAGE_ROW_COLUMNS, MODEL_IDENTITY, PROTOCOL_IDENTITY, Invocation, Row,
-                            Store, read_manifest, updated_manifest, write_manifest)
+from sambench.store import (CORRUPTION_IDENTITY, IMAGE_ROW_COLUMNS, MODEL_IDENTITY, PROTOCOL_IDENTITY, Invocation,
+                            Row, Store, read_manifest, updated_manifest, write_manifest)
 from sambench.types import SambenchError, canonical_json, stable_hash
 
 __all__ = ["DatasetSpec", "RunConfig", "RunResult", "run", "default_workers", "default_run_dir", "select_images",
@@ -104,6 +105,15 @@ class RunConfig:
     #: threads per process that score predictions while the adapter decodes the next ones; None applies
     #: :func:`sambench.scoring.default_threads` (the usable CPUs shared by the workers, at most 4)
     scoring_threads: Optional[int] = None
+    #: ``--corruption`` specs (``NAME[:SEVERITIES]`` or ``all``): every protocol also runs on these corrupted
+    #: copies of each image, besides the clean one (sambench/corruptions.py).
+    corruptions: list = field(default_factory=list)
+
+    @property
+    def corruption_seed(self) -> int:
+        """The seed of every corruption key: the run's ``--seed``, else 0 (shared by all protocols, so
+        that one corrupted image serves them all)."""
+        return 0 if self.seed is None else int(self.seed)
 
     def public(self) -> dict:
         """The configuration as the manifest records it: JSON, cards by name, datasets by :func:`dataset_entry`."""
@@ -176,6 +186,12 @@ def image_failure_rows(model: str, dataset: str, image_id: str, protocols: Itera
                 protocol_version=p.version, status="failed", error=error) for p in protocols]
 
 
+def _done_key(task: PromptTask, corruption: tuple[str, int]) -> tuple:
+    """The :data:`IMAGE_ROW_COLUMNS` of ``task``'s row on the image under ``corruption`` (name, severity)."""
+    where = {"corruption": corruption[0], "severity": corruption[1]}
+    return tuple(where[c] if c in where else getattr(task, c) for c in IMAGE_ROW_COLUMNS)
+
+
 def object_failure_rows(model: str, sample, protocols: Iterable[ProtocolCard], done: set) -> list[Row]:
     """One failed row per protocol for each unusable object of ``sample`` (``Sample.failed_objects``):
     object id set, level ``""``, draw -1, so each lost object is counted while the others are scored."""
@@ -186,12 +202,12 @@ def object_failure_rows(model: str, sample, protocols: Iterable[ProtocolCard], d
 
 
 def _pending(adapter: Adapter, model: str, sample, protocols: list[Protocol], done: set,
-             failed: list[Row]) -> dict[tuple[str, str], list[PromptTask]]:
+             failed: list[Row], corruption: tuple[str, int] = (corr.CLEAN, 0)) -> dict[tuple[str, str], list[PromptTask]]:
     """The tasks still to run, grouped by (preprocessing, mask_selection); unusable ones go to ``failed``."""
     groups: dict[tuple[str, str], list[PromptTask]] = {}
     for proto in protocols:
         for task in proto.tasks(sample.dataset, sample.image_id, sample.objects):
-            if tuple(getattr(task, c) for c in IMAGE_ROW_COLUMNS) in done:
+            if _done_key(task, corruption) in done:
                 continue
             if task.prompt is None:
                 failed.append(_row(task, model, sample.dataset, sample.image_id, status="failed",
@@ -235,12 +251,11 @@ def _scored_rows(pred, tasks: list[PromptTask], model: str, sample, scorer: Imag
 
 
 def _decode_groups(adapter: Adapter, model: str, sample, groups: dict, states: dict, prompts_per_call: int,
-                   pool: ScoringPool, scorer: ImageScorer, timer: StageTimer) -> list:
+                   pool: ScoringPool, scorer: ImageScorer, timer: StageTimer, where: str) -> list:
     """Row lists and futures of row lists, in row order, of the pending ``groups``: decode ``prompts_per_call``
     at a time against ``states`` (preprocessing → encoded state, or the exception its encoding raised); each
     call's masks are scored on ``pool``'s threads while the adapter decodes the next call's."""
     slots: list = []
-    where = f"{sample.dataset}/{sample.image_id}"
     for (prep, selection), tasks in groups.items():
         state = states[prep]
         if isinstance(state, BaseException):  # recorded, never dropped: the run goes on with the next group
@@ -301,30 +316,41 @@ def _gather(slots: list, timer: StageTimer) -> list[Row]:
 
 def _model_rows(adapter: Adapter, model: str, sample, protocols: list[Protocol], done: set, failed: list[Row],
                 groups: dict, states: dict, prompts_per_call: int, stage: EncodeStage, pool: ScoringPool,
-                timer: StageTimer) -> list[Row]:
-    """One (model, image)'s rows once its states are encoded: failures, the decoded and scored batch
-    protocols, then the click sequences on the same states."""
+                timer: StageTimer, corruption: tuple[str, int] = (corr.CLEAN, 0)) -> list[Row]:
+    """One (model, image)'s rows under ``corruption`` once its states are encoded: failures, the decoded and
+    scored batch protocols, then (clean images only) the click sequences on the same states."""
+    where = f"{sample.dataset}/{sample.image_id}" + ("" if corruption[1] == 0 else f" under {corruption[0]}:{corruption[1]}")
     slots = [failed] + _decode_groups(adapter, model, sample, groups, states, prompts_per_call, pool,
-                                      _image_scorer(pool, sample), timer)
-    slots.append(_click_rows(adapter, model, sample, protocols, done, states, stage))
-    return _gather(slots, timer)
+                                      _image_scorer(pool, sample), timer, where)
+    if not corruption[1]:  # interactive protocols: clean images only (click sequences are not keyed by corruption)
+        slots.append(_click_rows(adapter, model, sample, protocols, done, states, stage))
+    rows = _gather(slots, timer)
+    for r in rows:
+        r.corruption, r.severity = corruption
+    return rows
 
 
 def evaluate_image(adapter: Adapter, model: str, sample, protocols: list[Protocol], done: set,
                    prompts_per_call: int, scoring: Optional[ScoringPool] = None,
-                   timer: Optional[StageTimer] = None, stage: Optional[EncodeStage] = None) -> list[Row]:
+                   timer: Optional[StageTimer] = None, stage: Optional[EncodeStage] = None,
+                   corruption: tuple[str, int] = (corr.CLEAN, 0)) -> list[Row]:
     """All missing rows of one (model, image): encode once per preprocessing (through ``stage``, which may
     hold an embedding cache), decode in calls, score (on ``scoring``'s threads, in this thread when None);
-    then the click sequences of interactive protocols (:mod:`sambench.interactive`) on the same states."""
+    then the click sequences of interactive protocols (:mod:`sambench.interactive`) on the same states.
+
+    ``sample.image`` is the image as the model sees it (corrupted by ``corruption``, see
+    :class:`CorruptedSample`); prompts and the scoring GT are always the clean sample's objects."""
     pool = scoring if scoring is not None else ScoringPool(threads=0)
     timer = timer if timer is not None else StageTimer()
     stage = stage or EncodeStage(adapter)
-    failed = object_failure_rows(model, sample, [p.card for p in protocols], done)
-    groups = _pending(adapter, model, sample, [p for p in protocols if p.card.clicks is None], done, failed)
+    # an unusable object is a fault of the clean GT: recorded once, on the clean level of the axis
+    failed = object_failure_rows(model, sample, [p.card for p in protocols], done) if not corruption[1] else []
+    groups = _pending(adapter, model, sample, [p for p in protocols if p.card.clicks is None], done, failed,
+                      corruption)
     with timer.stage("encode"):
         states = {prep: _encode(stage, [sample.image], prep)[0] for prep in dict.fromkeys(p for p, _ in groups)}
     return _model_rows(adapter, model, sample, protocols, done, failed, groups, states, prompts_per_call, stage,
-                       pool, timer)
+                       pool, timer, corruption)
 
 
 class ImageJob(NamedTuple):
@@ -346,6 +372,34 @@ class ImageResult(NamedTuple):
     timings: dict = {}
 
 
+class CorruptedSample:
+    """A sample whose ``image`` is its clean image under one corruption, made on first access (so a resumed
+    image whose rows are all stored is never corrupted) and then shared by every model; ``objects`` and
+    everything else are the clean sample's."""
+
+    def __init__(self, sample, corruption: tuple[str, int], seed: int) -> None:
+        self._sample, self._corruption, self._seed, self._image = sample, corruption, seed, None
+
+    @property
+    def image(self) -> np.ndarray:
+        if self._image is None:
+            name, severity = self._corruption
+            s = self._sample
+            self._image = corr.corrupt_keyed(s.image, name, severity, self._seed, s.dataset, s.image_id)
+        return self._image
+
+    def __getattr__(self, name: str):
+        return getattr(self._sample, name)
+
+
+def corruption_axes(protocols: list[Protocol], specs: Iterable[str]) -> dict[str, list[tuple[str, int]]]:
+    """Per protocol: the (corruption, severity) levels it runs at — clean first, then its card's
+    ``corruptions`` and the run's ``--corruption`` specs. Interactive (click) protocols run on clean
+    images only: their click sequences are not keyed by corruption yet."""
+    return {p.name: [(corr.CLEAN, 0)] if p.card.clicks is not None else
+            corr.parse_specs(list(p.card.corruptions) + list(specs)) for p in protocols}
+
+
 class ImageWork:
     """Evaluates images: holds the protocols, the opened datasets, the adapters (built on first use from
     their cards; ``given`` adapter objects are used as they are), their encode stages (embedding cache,
@@ -359,6 +413,9 @@ class ImageWork:
         self.cache: Optional[EmbeddingCache] = open_cache(config.cache_dir, config.cache_max_gb, config.cache_dtype)
         self.stages: dict[str, EncodeStage] = {}
         self._scoring: Optional[ScoringPool] = None
+        self.axes = corruption_axes(protocols, config.corruptions)
+        #: Every (corruption, severity) of the run, clean first, each once.
+        self.axis = list(dict.fromkeys(lv for p in protocols for lv in self.axes[p.name]))
 
     def stage(self, model: str) -> EncodeStage:
         if model not in self.stages:
@@ -435,34 +492,50 @@ class ImageWork:
             else:
                 loaded[k] = sample
         counters: dict[str, dict] = {}
-        timings: dict[str, dict] = {}
-        for model in self.config.models:
-            todo = [k for k in loaded if model in jobs[k].done_by_model]
-            if not todo:
-                continue
-            ad, stage, timer = self.adapter(model), self.stage(model), StageTimer()
-            before = {**ad.counters(), **stage.counters()}
-            failed = {k: object_failure_rows(model, loaded[k], [p.card for p in self.protocols],
-                                             jobs[k].done_by_model[model]) for k in todo}
-            batch_protocols = [p for p in self.protocols if p.card.clicks is None]  # clicks: _click_rows
-            groups = {k: _pending(ad, model, loaded[k], batch_protocols, jobs[k].done_by_model[model], failed[k])
-                      for k in todo}
-            states: dict[int, dict] = {k: {} for k in todo}
-            for prep in dict.fromkeys(p for g in groups.values() for p, _ in g):
-                need = [k for k in todo if any(p == prep for p, _ in groups[k])]
-                with timer.stage("encode"):
-                    encoded = _encode(stage, [loaded[k].image for k in need], prep)
-                for k, state in zip(need, encoded):
-                    states[k][prep] = state
-            for k in todo:
-                rows[k][model] = _model_rows(ad, model, loaded[k], self.protocols, jobs[k].done_by_model[model],
-                                             failed[k], groups[k], states.pop(k), self.config.prompts_per_call,
-                                             stage, self.scoring, timer)
-            after = {**ad.counters(), **stage.counters()}
-            counters[model] = {key: v - before.get(key, 0) for key, v in after.items()}
-            timings[model] = timer.summary()
+        timers: dict[str, StageTimer] = {}
+        # One corrupted copy of each image at a time, shared by every model: the encoder runs once per (image,
+        # corruption, severity) and model, and memory holds one corrupted copy besides the clean image.
+        for level in self.axis:
+            protocols = [p for p in self.protocols if level in self.axes[p.name]]
+            variants = {k: s if level[1] == 0 else CorruptedSample(s, level, self.config.corruption_seed)
+                        for k, s in loaded.items()}
+            for model in self.config.models:
+                todo = {k: variants[k] for k in variants if model in jobs[k].done_by_model}
+                if not todo:
+                    continue
+                ad, stage = self.adapter(model), self.stage(model)
+                timer = timers.setdefault(model, StageTimer())
+                before = {**ad.counters(), **stage.counters()}
+                done = {k: jobs[k].done_by_model[model] for k in todo}
+                for k, level_rows in self._level_rows(model, todo, done, protocols, level, timer).items():
+                    rows[k].setdefault(model, []).extend(level_rows)
+                after = {**ad.counters(), **stage.counters()}
+                acc = counters.setdefault(model, {})
+                for key, v in after.items():
+                    acc[key] = acc.get(key, 0) + v - before.get(key, 0)
+        timings = {m: t.summary() for m, t in timers.items()}
         return [ImageResult(job.image_id, rows[k], counters if k == 0 else {}, timings if k == 0 else {})
                 for k, job in enumerate(jobs)]
+
+    def _level_rows(self, model: str, samples: dict, done: dict, protocols: list[Protocol],
+                    level: tuple[str, int], timer: StageTimer) -> dict[int, list[Row]]:
+        """Per image k, ``model``'s missing rows on ``samples[k]`` (the image under ``level``): the cache misses
+        among the images share encoder passes of ``encode_batch`` images, then each is decoded and scored."""
+        ad, stage = self.adapter(model), self.stage(model)
+        cards = [p.card for p in protocols]
+        failed = {k: object_failure_rows(model, s, cards, done[k]) if not level[1] else [] for k, s in samples.items()}
+        batch_protocols = [p for p in protocols if p.card.clicks is None]  # clicks: _click_rows
+        groups = {k: _pending(ad, model, s, batch_protocols, done[k], failed[k], level) for k, s in samples.items()}
+        states: dict[int, dict] = {k: {} for k in samples}
+        for prep in dict.fromkeys(p for g in groups.values() for p, _ in g):
+            need = [k for k in samples if any(p == prep for p, _ in groups[k])]
+            with timer.stage("encode"):
+                encoded = _encode(stage, [samples[k].image for k in need], prep)
+            for k, state in zip(need, encoded):
+                states[k][prep] = state
+        return {k: _model_rows(ad, model, s, protocols, done[k], failed[k], groups[k], states.pop(k),
+                               self.config.prompts_per_call, stage, self.scoring, timer, level)
+                for k, s in samples.items()}
 
 
 def batches(items: Iterable, size: int) -> Iterator[list]:
@@ -583,6 +656,8 @@ def check_config(config: RunConfig, given: dict) -> None:
     for m in config.models:
         if m not in given:
             load_model_card(m)
+    for spec in config.corruptions:
+        corr.parse_spec(spec)
 
 
 def protocols_of(config: RunConfig) -> list[Protocol]:
@@ -640,6 +715,9 @@ def claim_identities(store: Store, work: ImageWork, datasets: list[Dataset], sig
         if rerun:
             print(f"dataset '{d.name}' changed: re-running {len(rerun)} changed image(s) "
                   f"({', '.join(rerun[:5])}{', ...' if len(rerun) > 5 else ''})", file=sys.stderr)
+    for name in corrupted_names(work):
+        store.claim_identity("corruption", name, {**corr.get(name).identity(), "seed": config.corruption_seed},
+                             CORRUPTION_IDENTITY)
     return stored, ds_info
 
 
@@ -648,6 +726,17 @@ def _dataset_record(source: Union[DatasetSpec, Dataset], d: Dataset) -> dict:
     how = {"spec": source.to_dict()} if isinstance(source, DatasetSpec) else {"object": dataset_entry(source)["object"]}
     return {"content_hash": d.content_hash(), "n_images": len(d.ids()), "describe": d.describe(),
             "notices": d.notices(), **how}
+
+
+def corrupted_names(work: ImageWork) -> list[str]:
+    """The corruptions this run applies (clean excluded), in registry order."""
+    return list(dict.fromkeys(name for name, severity in work.axis if severity))
+
+
+def check_corruptions(work: ImageWork) -> None:
+    """Refuse before any work what a corruption would fail on every image with (frost's missing textures)."""
+    if "frost" in corrupted_names(work):
+        corr.frost_textures()
 
 
 def select_images(dataset: str, ids: list[str], limit: Optional[int], shard: Optional[tuple[int, int]]) -> list[str]:
@@ -733,7 +822,8 @@ def record_manifest(store: Store, work: ImageWork, signatures: dict, ds_info: di
     new = Invocation(config=config.public(), seed=config.seed, protocols=protocols,
                      prompt_hashes=prompt_hashes(store), datasets=ds_info, models=signatures,
                      counters=invocation["counters"], rows=store.count(), wall_time_s=invocation["wall_time_s"],
-                     invocation_id=invocation["id"], stored_invocations=store.invocations())
+                     invocation_id=invocation["id"], stored_invocations=store.invocations(),
+                     corruptions=corr.identity(corrupted_names(work), config.corruption_seed))
     manifest = updated_manifest(read_manifest(store.run_dir), new)
     write_manifest(store.run_dir, manifest)
     return manifest
@@ -766,6 +856,7 @@ def run(config: RunConfig, adapters: Optional[dict[str, Adapter]] = None) -> Run
         config = replace(config, workers=default_workers(config.models, adapters))
     work = ImageWork(config, protocols_of(config), adapters)
     datasets = open_datasets(work)
+    check_corruptions(work)
     signatures = model_signatures(work)
     with RunLock(config.out).acquire(wait=config.wait_lock), Store(config.out) as store:  # one writer per run dir
         stored, ds_info = claim_identities(store, work, datasets, signatures)

@@ -49,7 +49,9 @@ from sambench.types import SambenchError
 
 DB_NAME = "results.sqlite"
 MANIFEST_NAME = "manifest.json"
-SCHEMA_VERSION = 1
+#: 2 added the corruption axis to the key (``corruption``, ``severity``); version-1 stores are read as
+#: all clean (``none``, 0) and migrated in place by the first run that writes to them.
+SCHEMA_VERSION = 2
 
 
 def _column(sql: str, key: bool = False, **default) -> object:
@@ -80,6 +82,9 @@ class Row:
     extras: Optional[str] = _column("TEXT", default=None)
     status: str = _column("TEXT NOT NULL CHECK (status IN ('ok', 'failed'))", default="ok")
     error: Optional[str] = _column("TEXT", default=None)
+    #: The image the prompt was decoded on: ``none``/0 = clean, else a sambench.corruptions name and 1..5.
+    corruption: str = _column("TEXT NOT NULL DEFAULT 'none'", key=True, default="none")
+    severity: int = _column("INTEGER NOT NULL DEFAULT 0", key=True, default=0)
 
     def values(self) -> tuple:
         return tuple(getattr(self, c) for c in COLUMNS)
@@ -87,9 +92,11 @@ class Row:
 
 #: Every column, in table order.
 COLUMNS = tuple(f.name for f in fields(Row))
-#: The result key, in its one order: (model, dataset, image_id, object_id, protocol, level, draw).
+#: The result key, in its one order: (model, dataset, image_id, object_id, protocol, level, draw,
+#: corruption, severity).
 KEY_COLUMNS = tuple(f.name for f in fields(Row) if f.metadata["key"])
-#: A (model, dataset, protocol, level) cell: what the summary table and ``compare`` aggregate over.
+#: A (model, dataset, protocol, level, corruption, severity) cell: what the summary table and ``compare``
+#: aggregate over.
 LEVEL_COLUMNS = tuple(c for c in KEY_COLUMNS if c not in ("image_id", "object_id", "draw"))
 #: One object in one cell: the unit of averaging and of the bootstrap.
 OBJECT_COLUMNS = LEVEL_COLUMNS + ("image_id", "object_id")
@@ -98,22 +105,27 @@ PROMPT_COLUMNS = tuple(c for c in KEY_COLUMNS if c != "model")
 #: A row of one (model, dataset, image): what resume compares (:meth:`Store.done_keys`).
 IMAGE_ROW_COLUMNS = tuple(c for c in KEY_COLUMNS if c not in ("model", "dataset", "image_id"))
 
-SCHEMA = (f"CREATE TABLE IF NOT EXISTS results (\n    "
-          + ",\n    ".join(f"{f.name} {f.metadata['sql']}" for f in fields(Row))
-          + f",\n    PRIMARY KEY ({', '.join(KEY_COLUMNS)})\n);\n"
-          "CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);\n")
+RESULTS_TABLE = (f"CREATE TABLE IF NOT EXISTS results (\n    "
+                 + ",\n    ".join(f"{f.name} {f.metadata['sql']}" for f in fields(Row))
+                 + f",\n    PRIMARY KEY ({', '.join(KEY_COLUMNS)})\n)")
+SCHEMA = RESULTS_TABLE + ";\nCREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);\n"
+#: Columns a store of an older schema version lacks, with the value its rows mean.
+ADDED_COLUMNS = {2: {"corruption": "'none'", "severity": "0"}}
 
 #: Manifest fields a resumed run must share with the stored rows, per identity.
 MODEL_IDENTITY = ("adapter", "adapter_version", "weights_sha256", "variant", "options", "plugin_id", "plugin_config")
 PROTOCOL_IDENTITY = ("version", "seed", "mask_selection", "preprocessing")
 DATASET_IDENTITY = ("content_hash",)
+CORRUPTION_IDENTITY = ("version", "params", "seed")
 
 
 class Store:
     """The SQLite results table of one run directory."""
 
     def __init__(self, run_dir: str | Path, create: bool = True) -> None:
-        """Open (``create=True``: create if needed, read-write) or read (``create=False``: read-only).
+        """Open (``create=True``: create if needed, read-write; a store of an older schema is migrated,
+        :meth:`_migrate`) or read (``create=False``: read-only; an older schema is read as it is,
+        :data:`ADDED_COLUMNS`).
 
         A read-only store never writes, not even its ``-wal``/``-shm`` files where it cannot: it opens
         ``mode=ro``, and when even that needs files it cannot create (a WAL-mode database in a read-only
@@ -140,10 +152,34 @@ class Store:
                 self.conn.commit()
             except sqlite3.DatabaseError as exc:
                 raise database_error(self.path, exc) from None
-        row = self.conn.execute("SELECT value FROM info WHERE key='schema_version'").fetchone()
-        found = row[0] if row else None
-        if found is None or int(found) != SCHEMA_VERSION:
-            raise SambenchError(f"{self.path}: results schema version {found}, this sambench reads {SCHEMA_VERSION}")
+        self.schema_version = _schema_version(self.conn, self.path)
+        if self.schema_version < SCHEMA_VERSION and not self.read_only:
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Rewrite an older results table under the current schema in ONE transaction: the old rows keep
+        every value, the added key columns take the values the old rows mean (:data:`ADDED_COLUMNS`)."""
+        old = [r[1] for r in self.conn.execute("PRAGMA table_info(results)")]
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.execute("ALTER TABLE results RENAME TO results_old")
+            self.conn.execute(RESULTS_TABLE)
+            cols = ", ".join(c for c in old if c in COLUMNS)
+            self.conn.execute(f"INSERT INTO results ({cols}) SELECT {cols} FROM results_old")
+            self.conn.execute("DROP TABLE results_old")
+            self.conn.execute("UPDATE info SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+            self.conn.commit()
+        except (sqlite3.DatabaseError, SambenchError) as exc:
+            self.conn.rollback()
+            raise SambenchError(f"{self.path}: could not migrate results schema {self.schema_version} to "
+                                f"{SCHEMA_VERSION} ({exc})") from None
+        self.schema_version = SCHEMA_VERSION
+
+    def _select(self, cols: Iterable[str]) -> str:
+        """``cols`` as a SELECT list; columns this store's schema predates read as their meaning."""
+        missing = {c: v for version, added in ADDED_COLUMNS.items() if version > self.schema_version
+                   for c, v in added.items()}
+        return ", ".join(f"{missing[c]} AS {c}" if c in missing else c for c in cols)
 
     def claim_identity(self, what: str, name: str, identity: dict, checked: tuple, grows: tuple = ()) -> dict:
         """Record what ``what`` ``name`` (a model, protocol or dataset) is, or refuse if it changed.
@@ -300,7 +336,8 @@ class Store:
     def frame(self, with_masks: bool = True) -> pd.DataFrame:
         """All rows as a DataFrame, sorted by key."""
         cols = [c for c in COLUMNS if with_masks or c not in ("mask_rle", "extras")]
-        return pd.read_sql_query(f"SELECT {', '.join(cols)} FROM results ORDER BY {', '.join(KEY_COLUMNS)}", self.conn)
+        return pd.read_sql_query(f"SELECT {self._select(cols)} FROM results ORDER BY {', '.join(KEY_COLUMNS)}",
+                                 self.conn)
 
     def prompt_entries(self) -> dict[tuple[str, str], list[tuple]]:
         """(protocol, dataset) → distinct (image_id, object_id, level, draw, prompt_hash) of the stored prompts:
@@ -335,6 +372,17 @@ class Store:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _schema_version(conn: sqlite3.Connection, path: Path) -> int:
+    found = conn.execute("SELECT value FROM info WHERE key='schema_version'").fetchone()
+    if found is None or not str(found[0]).isdigit():
+        raise SambenchError(f"{path}: not a usable sambench results database (no schema version)")
+    version = int(found[0])
+    if version > SCHEMA_VERSION:
+        raise SambenchError(f"{path}: results schema version {version} is newer than this sambench "
+                            f"({SCHEMA_VERSION}): upgrade sambench")
+    return version
 
 
 # ---------------------------------------------------------------------------------- SQLite errors
@@ -589,6 +637,8 @@ class Invocation:
     #: This invocation's id and every invocation the store recorded (:meth:`Store.invocations`).
     invocation_id: Optional[str] = None
     stored_invocations: list = field(default_factory=list)
+    #: sambench.corruptions.identity(): {"seed", "corruptions": {name: {version, source, params}}}
+    corruptions: dict = field(default_factory=dict)
 
 
 def updated_manifest(old: dict, new: Invocation) -> dict:
@@ -616,9 +666,18 @@ def updated_manifest(old: dict, new: Invocation) -> dict:
         "platform": {"machine": platform.machine(), "system": platform.system(), "cpus": os.cpu_count()},
         "counters": _sum_counters(invocations),
         "scoring": _sum_scoring(invocations),
+        "corruptions": _merged_corruptions(old.get("corruptions") or {}, new.corruptions),
         "rows": new.rows,
         "invocations": invocations,
     }
+
+
+def _merged_corruptions(old: dict, new: dict) -> dict:
+    """Every corruption the directory holds results of (the store's identity ledger keeps them equal)."""
+    if not old and not new:
+        return {}
+    return {"seed": new.get("seed", old.get("seed")),
+            "corruptions": {**old.get("corruptions", {}), **new.get("corruptions", {})}}
 
 
 #: The dataset fields merged across runs (the rest of a dataset entry describes one run's loader).

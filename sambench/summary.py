@@ -1,7 +1,9 @@
-"""The summary table: per dataset × model × protocol × level, from store rows only.
+"""The summary table: per dataset × model × protocol × level × corruption × severity, from store rows only.
 
-Columns: ``dataset, model, protocol, level, level_value, n, failed, miou, miou_lo, miou_hi, mbiou,
-mbiou_lo, mbiou_hi, stability_pairwise, stability_union``. Values are fractions in [0, 1].
+Columns: ``dataset, model, protocol, level, level_value, corruption, severity, n, failed, miou, miou_lo,
+miou_hi, mbiou, mbiou_lo, mbiou_hi, stability_pairwise, stability_union``. Values are fractions in [0, 1].
+``corruption``/``severity`` are ``none``/0 for the clean image (every row of a run without
+``--corruption``); the report's classic tables use those rows, ``sambench.report.robustness`` the rest.
 
 * ``n`` — objects with at least one successful draw at that level.
 * ``failed`` — failed rows at that level plus image-level failures (an unreadable image blocks it at
@@ -31,13 +33,24 @@ from sambench.types import keyed_rng
 
 GROUP = list(LEVEL_COLUMNS)
 #: The columns of the summary table (``summary.csv`` and ``Run.summary()``; an interface, dataset first).
-SUMMARY_COLUMNS = ["dataset", "model", "protocol", "level", "level_value", "n", "failed", "miou", "miou_lo",
-                   "miou_hi", "mbiou", "mbiou_lo", "mbiou_hi", "stability_pairwise", "stability_union", "n_stability"]
+SUMMARY_COLUMNS = ["dataset", "model", "protocol", "level", "level_value", "corruption", "severity", "n", "failed",
+                   "miou", "miou_lo", "miou_hi", "mbiou", "mbiou_lo", "mbiou_hi", "stability_pairwise",
+                   "stability_union", "n_stability"]
+CLEAN = ("none", 0)
 ALL = "ALL"
 
 
+def with_clean_defaults(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with ``corruption``/``severity`` = ``none``/0 where a hand-made frame lacks them (rows of a
+    schema-1 store already read that way, sambench.store.ADDED_COLUMNS)."""
+    missing = {c: v for c, v in zip(("corruption", "severity"), CLEAN) if c not in df.columns}
+    return df.assign(**missing) if missing else df
+
+
 def per_object(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per (dataset, model, protocol, level, image, object): mean IoU/BIoU over draws, stability."""
+    """One row per (dataset, model, protocol, level, corruption, severity, image, object): mean IoU/BIoU over
+    draws, stability."""
+    df = with_clean_defaults(df)
     ok = df[df["status"] == "ok"]
     keys = list(OBJECT_COLUMNS)
     if ok.empty:
@@ -78,6 +91,7 @@ def _stratified_ci(groups: list[np.ndarray], key: str, n_boot: int = 1000) -> tu
 
 def summarize(df: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
     """The summary table of store rows ``df`` (as returned by ``Store.frame`` / ``load_runs``)."""
+    df = with_clean_defaults(df)
     objs = per_object(df)
     failed = df[df["status"] == "failed"]
     image_failures = failed[failed["level"] == ""].groupby(GROUP[:3]).size()  # (model, dataset, protocol)
@@ -91,21 +105,24 @@ def summarize(df: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
         mine = levels[(levels["dataset"] == dataset) & (levels["model"] == model) & (levels["protocol"] == protocol)]
         if len(mine):
             continue
-        known = levels[(levels["dataset"] == dataset) & (levels["protocol"] == protocol)].drop_duplicates("level")
-        for _, k in known.iterrows() if len(known) else [(None, {"level": "", "level_value": float("nan")})]:
+        known = levels[(levels["dataset"] == dataset) & (levels["protocol"] == protocol)].drop_duplicates(
+            ["level", "corruption", "severity"])
+        empty = {"level": "", "level_value": float("nan"), "corruption": CLEAN[0], "severity": CLEAN[1]}
+        for _, k in known.iterrows() if len(known) else [(None, empty)]:
             extra_levels.append({"dataset": dataset, "model": model, "protocol": protocol, "level": k["level"],
-                                 "level_value": k["level_value"]})
+                                 "level_value": k["level_value"], "corruption": k["corruption"],
+                                 "severity": k["severity"]})
     if extra_levels:
         levels = pd.concat([levels, pd.DataFrame(extra_levels)], ignore_index=True)
+    by_cell = {key: g for key, g in objs.groupby(GROUP, sort=False)} if len(objs) else {}
     out = []
     for _, lv in levels.iterrows():
         key = tuple(lv[c] for c in GROUP)
-        model, dataset, protocol, level = (lv[c] for c in ("model", "dataset", "protocol", "level"))
-        o = objs[(objs["dataset"] == dataset) & (objs["model"] == model) & (objs["protocol"] == protocol) & (objs["level"] == level)]
+        o = by_cell.get(key, objs.iloc[0:0])
         n_failed = int(level_failures.get(key, 0)) + int(image_failures.get(key[:3], 0))
-        tag = f"{dataset}|{model}|{protocol}|{level}"  # the bootstrap's key: fixed text, so CIs never move
-        row = {"dataset": dataset, "model": model, "protocol": protocol, "level": level,
-               "level_value": lv["level_value"], "n": int(len(o)), "failed": n_failed}
+        row = {c: lv[c] for c in GROUP}
+        row.update(level_value=lv["level_value"], n=int(len(o)), failed=n_failed)
+        tag = _tag(row)
         for m, col in (("miou", "iou"), ("mbiou", "biou")):
             vals = o[col].to_numpy(dtype=float)
             row[m] = float(vals.mean()) if vals.size else float("nan")
@@ -118,14 +135,18 @@ def summarize(df: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
     if table.empty or table["dataset"].nunique() < 2:
         return _sort(table)
     extra = []
-    for (model, protocol, level), g in table.groupby(["model", "protocol", "level"], sort=False):
-        sel = objs[(objs["model"] == model) & (objs["protocol"] == protocol) & (objs["level"] == level)]
-        row = {"dataset": ALL, "model": model, "protocol": protocol, "level": level,
-               "level_value": g["level_value"].iloc[0], "n": int(g["n"].sum()), "failed": int(g["failed"].sum())}
+    across = [c for c in GROUP if c != "dataset"]
+    for key, g in table.groupby(across, sort=False):
+        cell = dict(zip(across, key))
+        sel = objs
+        for c, v in cell.items():
+            sel = sel[sel[c] == v]
+        row = {"dataset": ALL, **cell, "level_value": g["level_value"].iloc[0], "n": int(g["n"].sum()),
+               "failed": int(g["failed"].sum())}
         for m, col in (("miou", "iou"), ("mbiou", "biou")):
             row[m] = float(g[m].mean())
             groups = [d[col].to_numpy(dtype=float) for _, d in sel.groupby("dataset")]
-            row[m + "_lo"], row[m + "_hi"] = _stratified_ci(groups, f"{model}|{protocol}|{level}|{m}", n_boot)
+            row[m + "_lo"], row[m + "_hi"] = _stratified_ci(groups, _tag(row, with_dataset=False) + f"|{m}", n_boot)
         row["stability_pairwise"] = float(g["stability_pairwise"].mean())
         row["stability_union"] = float(g["stability_union"].mean())
         row["n_stability"] = int(g["n_stability"].sum())
@@ -133,12 +154,26 @@ def summarize(df: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
     return _sort(pd.concat([table, pd.DataFrame(extra, columns=SUMMARY_COLUMNS)], ignore_index=True))
 
 
+def _tag(row: dict, with_dataset: bool = True) -> str:
+    """The bootstrap's key of a cell: fixed text, so CIs never move; a clean cell keeps the text it had
+    before the corruption axis existed."""
+    parts = ([row["dataset"]] if with_dataset else []) + [row["model"], row["protocol"], row["level"]]
+    if (row["corruption"], row["severity"]) != CLEAN:
+        parts.append(f"{row['corruption']}:{row['severity']}")
+    return "|".join(map(str, parts))
+
+
 def _sort(table: pd.DataFrame) -> pd.DataFrame:
     if table.empty:
         return table
-    t = table.assign(_all=table["dataset"] == ALL, _lv=table["level_value"].fillna(-1.0))
-    t = t.sort_values(["_all", "dataset", "protocol", "_lv", "level", "model"], kind="stable")
-    return t.drop(columns=["_all", "_lv"]).reset_index(drop=True)
+    from sambench.corruptions import CORRUPTIONS
+
+    order = {n: i for i, n in enumerate([CLEAN[0], *CORRUPTIONS])}
+    t = table.assign(_all=table["dataset"] == ALL, _lv=table["level_value"].fillna(-1.0),
+                     _c=table["corruption"].map(lambda c: order.get(c, len(order))))
+    t = t.sort_values(["_all", "dataset", "protocol", "_lv", "level", "_c", "corruption", "severity", "model"],
+                      kind="stable")
+    return t.drop(columns=["_all", "_lv", "_c"]).reset_index(drop=True)
 
 
 def failure_reasons(df: pd.DataFrame) -> pd.DataFrame:
@@ -162,4 +197,6 @@ def format_table(table: pd.DataFrame) -> str:
     t["stability_pairwise"] = t["stability_pairwise"].map(pct)
     t["stability_union"] = t["stability_union"].map(pct)
     shown = [c for c in SUMMARY_COLUMNS if c != "level_value" and not c.endswith(("_lo", "_hi"))]
+    if not ((t["corruption"] != CLEAN[0]) | (t["severity"] != CLEAN[1])).any():
+        shown = [c for c in shown if c not in ("corruption", "severity")]
     return t[shown].to_string(index=False)

@@ -359,7 +359,8 @@ def test_grid_shows_prompt_masks_and_sampling(report):
     assert max(got.values()) - min(got.values()) == pytest.approx(spreads[0])
     # a named object (image id with a slash) and its rendering with photo, GT, sampling circles
     keys = pick_grid_keys(df, ["dsA/img/1/o0@noisy-box:1:2"])
-    assert keys == [{"dataset": "dsA", "image_id": "img/1", "object_id": "o0", "protocol": "noisy-box", "level": "1", "draw": 2}]
+    assert keys == [{"dataset": "dsA", "image_id": "img/1", "object_id": "o0", "protocol": "noisy-box", "level": "1", "draw": 2,
+                     "corruption": "none", "severity": 0}]
     images = _Images(mans, lambda d, i: image_of(d, i))  # array only: GT from the (unopenable) dataset → note
     items = build_grid_items(df, keys, images)
     it = items[0]

@@ -20,8 +20,10 @@ def test_one_result_key_and_one_grouping_order(tmp_path):
     from sambench import store, summary
     from sambench.report import build, compare
 
-    assert store.KEY_COLUMNS == ("model", "dataset", "image_id", "object_id", "protocol", "level", "draw")
-    assert summary.GROUP == compare.GROUP == list(store.LEVEL_COLUMNS) == ["model", "dataset", "protocol", "level"]
+    assert store.KEY_COLUMNS == ("model", "dataset", "image_id", "object_id", "protocol", "level", "draw",
+                                 "corruption", "severity")
+    assert summary.GROUP == compare.GROUP == list(store.LEVEL_COLUMNS) == ["model", "dataset", "protocol", "level",
+                                                                            "corruption", "severity"]
     assert build.GRID_KEY == [c for c in store.KEY_COLUMNS if c != "model"]
     with store.Store(tmp_path):
         pass

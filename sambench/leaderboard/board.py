@@ -78,6 +78,10 @@ class BoardInput:
 
     def __post_init__(self) -> None:
         self.run_dirs = [Path(d) for d in self.run_dirs]
+        # The board ranks models on clean images; corrupted rows (docs/corruptions.md) have their own
+        # tables and mCE in the report, and mixing them into a protocol's score would change its meaning.
+        if "severity" in self.rows.columns:
+            self.rows = self.rows[self.rows["severity"] == 0].reset_index(drop=True)
 
 
 def load_board(paths: Iterable[str | Path], check: bool = True) -> BoardInput:

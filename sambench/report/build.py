@@ -18,13 +18,15 @@ import numpy as np
 import pandas as pd
 
 import sambench
+from sambench.corruptions import CLEAN, corrupt_keyed
 from sambench.files import atomic_write, ensure_dir
 from sambench.metrics import decode_rle
 from sambench.report import figures as F
-from sambench.report.common import headline_scope, model_colors, settings_info
+from sambench.report.common import display_names, headline_scope, model_colors, settings_info
 from sambench.report.html import Section, figure_html, legend_html, render_page
 from sambench.report.leaderboard import build_leaderboard
 from sambench.noc import NOC_COLUMNS, click_protocols, noc_table
+from sambench.report import robustness as R
 from sambench.report.tables import (frame_cells, noc_cells, paper_cells, paper_csv_frame, summary_cells,
                                     summary_csv_frame)
 from sambench.store import PROMPT_COLUMNS, load_runs
@@ -93,15 +95,17 @@ def pick_grid_keys(df: pd.DataFrame, grid_objects: Optional[Sequence] = None, n:
                 raise SambenchError(f"grid object '{spec}': no successful result for it in these runs")
             picks.append({k: sel.iloc[0][k] for k in GRID_KEY})
         return picks
-    seen = set()
-    for _, r in table.iterrows():
-        obj = (r["dataset"], r["image_id"], r["object_id"])
-        if obj in seen:
-            continue
-        seen.add(obj)
-        picks.append({k: r[k] for k in GRID_KEY})
-        if len(picks) >= n:
-            break
+    corrupted = table["severity"] > 0 if "severity" in table.columns else pd.Series(False, index=table.index)
+    # Runs with corrupted images show both: half the rows on clean images, half on corrupted ones.
+    quota = [(table[~corrupted], n - n // 2 if corrupted.any() else n), (table[corrupted], n // 2)]
+    for part, k in quota:
+        seen = set()
+        for _, r in part.iterrows():
+            obj = (r["dataset"], r["image_id"], r["object_id"])
+            if len(seen) >= k or obj in seen:
+                continue
+            seen.add(obj)
+            picks.append({c: r[c] for c in GRID_KEY})
     return picks
 
 
@@ -112,6 +116,7 @@ class _Images:
     """Photo + GT objects per (dataset, image): from ``image_loader``, else the manifest's dataset spec."""
 
     def __init__(self, manifests: list[dict], image_loader: Optional[Callable]) -> None:
+        self.manifests = manifests
         self.specs: dict = {}
         for man in manifests:
             for name, entry in (man.get("datasets") or {}).items():
@@ -140,6 +145,21 @@ class _Images:
                               f"without {'GT' if self.loader else 'photo or GT'}")
         self.opened[name] = ds
         return ds
+
+    def corrupted(self, image: np.ndarray, dataset: str, image_id: str, corruption: tuple[str, int]) -> Optional[np.ndarray]:
+        """The image the model saw: ``image`` under ``corruption`` with the runs' corruption seed (from the
+        manifest), or None (with a note) when that cannot be reproduced."""
+        seeds = {m.get("corruptions", {}).get("seed") for m in self.manifests if m.get("corruptions")}
+        seeds.discard(None)
+        if len(seeds) != 1:
+            self.notes.append(f"the manifests do not give one corruption seed ({sorted(seeds)}); corrupted grid rows "
+                              f"show no photo")
+            return None
+        try:
+            return corrupt_keyed(image, corruption[0], corruption[1], seeds.pop(), dataset, image_id)
+        except SambenchError as exc:
+            self.notes.append(f"could not corrupt {dataset}/{image_id} for the grid ({exc})")
+            return None
 
     def load(self, dataset: str, image_id: str) -> tuple[Optional[np.ndarray], Optional[dict]]:
         """(RGB image or None, {object_id: bool mask} or None)."""
@@ -192,6 +212,9 @@ def build_grid_items(df: pd.DataFrame, keys: list[dict], images: _Images) -> lis
             except ValueError:
                 extras[r["model"]] = None
         image, objects = images.load(str(key["dataset"]), str(key["image_id"]))
+        corruption = (str(key.get("corruption", CLEAN)), int(key.get("severity", 0)))
+        if image is not None and corruption[1]:
+            image = images.corrupted(image, str(key["dataset"]), str(key["image_id"]), corruption)
         gt = (objects or {}).get(str(key["object_id"]))
         if shape is None:
             shape = gt.shape if gt is not None else (image.shape[:2] if image is not None else (1, 1))
@@ -204,7 +227,7 @@ def build_grid_items(df: pd.DataFrame, keys: list[dict], images: _Images) -> lis
         items.append(F.GridItem(dataset=str(key["dataset"]), image_id=str(key["image_id"]),
                                 object_id=str(key["object_id"]), protocol=str(key["protocol"]), level=str(key["level"]),
                                 draw=int(key["draw"]), prompt=prompt, shape=shape, masks=masks, ious=ious,
-                                extras=extras, image=image, gt=gt))
+                                extras=extras, image=image, gt=gt, corruption=corruption))
     return items
 
 
@@ -234,10 +257,15 @@ class _Out:
 
 
 class _Inputs:
-    """What every section reads: the merged rows, manifests, summary table, settings, colours, scope."""
+    """What every section reads: the merged rows, manifests, summary table, settings, colours, scope.
+
+    ``summary`` is the clean image's rows (corruption ``none``), which every classic table and figure
+    shows; ``full_summary`` has every (corruption, severity) too, for the robustness section."""
 
     def __init__(self, run_dirs: list[Path], df: pd.DataFrame, manifests: list[dict], summary: pd.DataFrame) -> None:
-        self.run_dirs, self.df, self.manifests, self.summary = run_dirs, df, manifests, summary
+        self.run_dirs, self.df, self.manifests, self.full_summary = run_dirs, df, manifests, summary
+        clean = (summary["corruption"] == CLEAN) & (summary["severity"] == 0)
+        self.summary = summary[clean].drop(columns=["corruption", "severity"]).reset_index(drop=True)
         all_settings = settings_info(df, manifests)
         #: interactive (click) protocols get their own section; the comparison and paper table skip them
         self.click_protocols = sorted({s.protocol for s in all_settings if s.kind == "clicks"} | click_protocols(manifests))
@@ -253,7 +281,7 @@ def write_report(run_dirs: Iterable[str | Path], out_dir: Optional[str | Path] =
                  formats: Sequence[str] = ("png", "pdf"), image_loader: Optional[Callable] = None,
                  n_grid: int = DEFAULT_GRID_ROWS, n_boot: int = 1000,
                  loaded: Optional[tuple[pd.DataFrame, list[dict]]] = None,
-                 summary: Optional[pd.DataFrame] = None) -> dict[str, Path]:
+                 summary: Optional[pd.DataFrame] = None, mce_reference: Optional[str] = None) -> dict[str, Path]:
     """Write the report of the merged runs into ``out_dir`` (default ``<first run>/report``).
 
     Returns ``{file name: path}`` of every file written: ``summary.{csv,md,tex}``, ``paper.{csv,md,tex}``,
@@ -264,6 +292,9 @@ def write_report(run_dirs: Iterable[str | Path], out_dir: Optional[str | Path] =
     by name with a GT-box setting). ``grid_objects``: ``dataset/image/object[@protocol:level:draw]``.
     ``loaded`` (what :func:`sambench.store.load_runs` returns for ``run_dirs``, masks included) and
     ``summary`` (:func:`sambench.summary.summarize` of its rows) spare reading and summarising again.
+    Runs with corrupted images add ``robustness.{csv,md}``, ``mce.csv``, ``corruption_heatmap.<fmt>`` and
+    ``corruption_severity.<fmt>``; ``mce_reference`` names the mCE's reference model (default: grabcut,
+    else box-fill; docs/corruptions.md).
     """
     run_dirs = _check_request(run_dirs, formats)
     out = _Out(Path(out_dir) if out_dir is not None else run_dirs[0] / "report", formats)
@@ -275,11 +306,16 @@ def write_report(run_dirs: Iterable[str | Path], out_dir: Optional[str | Path] =
     s_cells, p_cells = _write_tables(out, inputs)
     sections = [_comparison_section(out, inputs, p_cells, reference_model)] if inputs.settings else []
     sections += _degradation_sections(out, inputs)
+    sections += _robustness_sections(out, inputs, mce_reference)
     sections += _clicks_sections(out, inputs, n_boot)
     sections.append(_summary_section(inputs, s_cells))
     sections += _grid_sections(out, inputs, grid_objects, n_grid, image_loader)
     board = build_leaderboard(inputs.summary, df, manifests, [str(d) for d in run_dirs], n_boot=n_boot,
                               ranked=_ranked_board(inputs, n_boot, out))
+    if inputs.mce is not None:
+        board["corruptions"] = {"reference": inputs.mce_reference,
+                                "mce": json.loads(inputs.mce.to_json(orient="records")),
+                                "cells": json.loads(inputs.robustness.to_json(orient="records"))}
     if inputs.noc is not None:  # NoC per model → dataset → protocol, full precision (NaN → null)
         for _, r in inputs.noc.iterrows():
             cell = {k: (None if pd.isna(r[k]) else float(r[k])) for k in NOC_COLUMNS[3:]}
@@ -347,6 +383,58 @@ def _degradation_sections(out: _Out, inputs: _Inputs) -> list[Section]:
         body += figure_html(stem, out.pngs[stem], f"mIoU and mBIoU against the level of protocol '{protocol}', "
                             f"{inputs.scope}; bands: bootstrap 95% CI over objects.", files)
     return [Section("degradation", "Degradation curves", body)] if body else []
+
+
+def _robustness_sections(out: _Out, inputs: _Inputs, reference: Optional[str]) -> list[Section]:
+    """Per corruption and severity mIoU and drop, the mCE, and the two heatmaps (docs/corruptions.md)."""
+    inputs.mce, inputs.mce_reference, inputs.robustness = None, None, None
+    full = inputs.full_summary
+    if full.empty or not ((full["corruption"] != CLEAN).any()):
+        return []
+    scope_rows = full[full["dataset"] == ("ALL" if (full["dataset"] == "ALL").any() else full["dataset"].iloc[0])]
+    table = R.robustness_table(scope_rows)
+    inputs.robustness = table
+    out.frame("robustness.csv", _pct_frame(R.robustness_table(full), ["miou", "clean_miou", "drop"]))
+    models = sorted(table["model"].unique())
+    ref, why = R.pick_reference(models, reference)
+    out.notes.append(why)
+    body = legend_html(inputs.colors)
+    names = {(s.protocol, s.level): display_names(inputs.settings).get((s.protocol, s.level), f"{s.protocol} {s.level}")
+             for s in inputs.settings}
+    fig = R.heatmap_figure(table, names, models)
+    files = out.figure(fig, "corruption_heatmap")
+    body += figure_html("corruption_heatmap", out.pngs["corruption_heatmap"],
+                        f"mIoU (%) by corruption (rows; clean first) and prompt setting (columns), mean over the "
+                        f"severities run, {inputs.scope}; one panel per model.", files)
+    first = next(((s.protocol, s.level) for s in inputs.settings
+                  if ((table["protocol"] == s.protocol) & (table["level"] == s.level) & (table["severity"] > 0)).any()),
+                 None)
+    if first is not None:
+        fig = R.severity_figure(table, first, names.get(first, "/".join(first)), models)
+        files = out.figure(fig, "corruption_severity")
+        body += figure_html("corruption_severity", out.pngs["corruption_severity"],
+                            f"mIoU (%) by corruption and severity (0 = clean) at {names.get(first, first)}, "
+                            f"{inputs.scope}.", files)
+    if ref is not None:
+        mce = R.mce_table(table, ref)
+        inputs.mce, inputs.mce_reference = mce, ref
+        out.frame("mce.csv", mce.round({"ce": 1, "relative_ce": 1}))
+        summary_rows = mce[mce["corruption"] == "mean"][["model", "protocol", "level", "reference", "ce", "relative_ce"]]
+        body += frame_cells(summary_rows.rename(columns={"ce": "mCE (%)", "relative_ce": "relative mCE (%)"}).round(1),
+                            f"mCE over the corruptions run, normalised by {ref} (= 100); lower is better; per-corruption "
+                            f"CE in mce.csv.").to_html()
+    drop = table[table["severity"] > 0].groupby(["model", "corruption"], sort=False)["drop"].mean().unstack("model")
+    body += frame_cells((100 * drop).round(1).reset_index(), "Mean relative drop from clean (%) over severities, "
+                        "per corruption and model (robustness.csv has every cell).").to_html()
+    out.text("robustness.md", frame_cells(_pct_frame(table, ["miou", "clean_miou", "drop"]), "").to_markdown())
+    return [Section("corruptions", "Corruptions", body)]
+
+
+def _pct_frame(frame: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    f = frame.copy()
+    for c in cols:
+        f[c + "_pct"] = (100 * f.pop(c)).round(1)
+    return f
 
 
 def _clicks_sections(out: _Out, inputs: _Inputs, n_boot: int) -> list[Section]:

@@ -33,13 +33,16 @@ def _fail(exc: Exception) -> None:
               help="Rows of the default visual grid.")
 @click.option("--format", "formats", multiple=True, default=("png", "pdf"), show_default=True,
               type=click.Choice(["png", "pdf", "svg"]), help="Figure file formats (repeatable).")
-def report_cmd(run_dirs, out_dir, reference_model, grid_objects, grid_rows, formats):
+@click.option("--mce-reference", default=None,
+              help="Model whose corruption errors normalise the mCE (default: grabcut, else box-fill).")
+def report_cmd(run_dirs, out_dir, reference_model, grid_objects, grid_rows, formats, mce_reference):
     """Write tables, figures, index.html and leaderboard.json for RUN_DIR(s) (merged)."""
     from sambench.report.build import write_report
 
     try:
         written = write_report(run_dirs, out_dir, reference_model=reference_model,
-                               grid_objects=list(grid_objects) or None, formats=tuple(formats), n_grid=grid_rows)
+                               grid_objects=list(grid_objects) or None, formats=tuple(formats), n_grid=grid_rows,
+                               mce_reference=mce_reference)
     except SambenchError as exc:
         _fail(exc)
     index = written.get("index.html")

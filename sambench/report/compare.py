@@ -3,7 +3,8 @@
 Statistics (docs/reports.md says the same):
 
 * **Pairing unit: the object.** Rows are matched on the full key (model, dataset, image_id, object_id,
-  protocol, level, draw); for every object of a group (model, dataset, protocol, level) the metric is
+  protocol, level, draw, corruption, severity); for every object of a group (model, dataset, protocol,
+  level, corruption, severity: a corrupted cell is gated on its own) the metric is
   averaged over the draws present in *both* runs, giving one paired value per object and run. The delta
   is the mean over objects of (candidate − baseline), in points (percent: × 100) — the same weighting as
   the summary table's mIoU.
@@ -116,11 +117,14 @@ class CompareResult:
         name = {"miou": "mIoU (points)", "mbiou": "mBIoU (points)"}.get(self.metric, f"NoC@{self.metric[3:]} (clicks)")
         head = f"{name}, baseline {self.baseline} vs candidate {self.candidate}; pairing unit: {self.pairing}"
         rows = []
+        corrupted = any(g["severity"] for g in self.groups)
         for g in self.groups:
             f = lambda v: "  -  " if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:6.2f}"
             p = g["p_value"]
+            where = {"corruption": "none" if not g["severity"] else f"{g['corruption']}:{g['severity']}"} \
+                if corrupted else {}
             rows.append({"model": g["model"], "dataset": g["dataset"], "protocol": g["protocol"], "level": g["level"],
-                         "n": g["n"], "base": f(g["baseline"]), "cand": f(g["candidate"]), "delta": f(g["delta"]),
+                         **where, "n": g["n"], "base": f(g["baseline"]), "cand": f(g["candidate"]), "delta": f(g["delta"]),
                          "95% CI": f"[{f(g['ci_lo'])}, {f(g['ci_hi'])}]",
                          "p": "  -  " if p is None or math.isnan(p) else f"{p:.3g}",
                          "failed b/c": f"{g['base_failed']}/{g['cand_failed']}",

@@ -259,6 +259,8 @@ class GridItem:
     extras: dict = field(default_factory=dict)
     image: Optional[np.ndarray] = None
     gt: Optional[np.ndarray] = None
+    #: (name, severity) of the image the models saw (and ``image`` shows); ("none", 0) = clean.
+    corruption: tuple = ("none", 0)
 
 
 def _bbox(mask: Optional[np.ndarray]) -> Optional[tuple[float, float, float, float]]:
@@ -391,7 +393,9 @@ def grid_figure(items: list[GridItem], models: list[str], colors: dict[str, str]
         if not photo:
             ax.text(0.5, 0.5, "no photo", transform=ax.transAxes, ha="center", va="center", fontsize=8, color="0.4")
         _draw_prompt(ax, it.prompt)
-        ax.set_ylabel(f"{it.dataset}/{it.image_id}/{it.object_id}\n{it.protocol} {it.level} draw {it.draw}", fontsize=7)
+        seen = "" if not it.corruption[1] else f"\non {it.corruption[0]} {it.corruption[1]}"
+        ax.set_ylabel(f"{it.dataset}/{it.image_id}/{it.object_id}\n{it.protocol} {it.level} draw {it.draw}{seen}",
+                      fontsize=7)
         if i == 0:
             ax.set_title("image + prompt", fontsize=8)
         ax = axes[i][1]
