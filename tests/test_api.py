@@ -92,6 +92,7 @@ def test_an_unpicklable_object_runs_in_one_worker_and_is_resumed(tmp_path):
         sambench.run(bad, "gt-box", "grabcut-sample", out=tmp_path / "r", limit=3)
 
 
+@pytest.mark.slow
 def test_run_summary_is_the_table_the_report_writes_and_open_run_compares(tmp_path):
     run = sambench.run("box-fill", "noisy-box", "grabcut-sample", out=tmp_path / "r", **SMALL)
     table = run.summary()
@@ -109,6 +110,7 @@ def test_run_summary_is_the_table_the_report_writes_and_open_run_compares(tmp_pa
         sambench.open_run(tmp_path / "nothing")
 
 
+@pytest.mark.slow
 def test_python_api_doc_example_runs(tmp_path, monkeypatch):
     text = (REPO / "docs" / "python-api.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)

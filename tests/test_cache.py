@@ -59,6 +59,7 @@ def test_state_round_trip_through_the_cache_gives_identical_predictions(tmp_path
         assert cache.stats.to_dict() == {"hits": 1, "misses": 1, "corrupt": 0, "writes": 1, "evicted": 0}
 
 
+@pytest.mark.slow
 def test_keys_separate_encoders_modes_images_and_storage(tmp_path, images, sam, hq):
     cache = EmbeddingCache(tmp_path)
     h0, h1 = image_hash(images[0]), image_hash(images[1])

@@ -331,6 +331,7 @@ def test_bad_arguments(base):
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "default"
 
 
+@pytest.mark.slow
 def test_dogfood_default_matches_committed_results(tmp_path):
     """Re-run a slice of the embedded default (2 images, levels 0 and 1, 2 draws) and compare it with the
     committed reference run: every shared key must reproduce exactly; the rest is baseline-only."""

@@ -159,6 +159,7 @@ def test_compare_gates_per_corruption(tmp_path):
     assert [(g["corruption"], g["severity"]) for g in res.regressions] == [("contrast", 3)]
 
 
+@pytest.mark.slow
 def test_cli_and_card(tmp_path):
     p = subprocess.run([sys.executable, "-m", "sambench.cli", "run", "-m", "box-fill", "-p", "gt-box",
                         "--corruption", "fgo", "--out", str(tmp_path / "x"), "-q", "--no-report"],

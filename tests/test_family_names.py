@@ -38,6 +38,7 @@ def _sambench(args: list[str], cwd: Path, env_extra: dict) -> subprocess.Complet
                           text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_literal_stable_sam_command_without_weights(tmp_path):
     """The README's command on a machine without weights: one line naming the two missing files and the
     commands that get them, exit 2, and no run directory left behind."""

@@ -160,6 +160,7 @@ def test_item9_random_bytes_are_not_called_pickled_objects(bad_weight_files):
         assert "weights_only" not in msg.replace("torch.load(weights_only=True)", "") and "\n" not in msg
 
 
+@pytest.mark.slow
 def test_item9_malicious_plugin_is_refused_without_torchs_unsafe_advice(bad_weight_files, tmp_path):
     from sambench.stable_sam.plugin_io import load_plugin_file
 
@@ -294,6 +295,7 @@ def test_item3_images_are_decoded_exactly_as_cv2_imread_for_every_orientation(tm
         assert applied == o and img.shape == ref.shape and np.array_equal(img, ref), (ext, o)
 
 
+@pytest.mark.slow
 def test_item3_exif_is_named_in_the_size_error_and_warned_once_per_dataset(tmp_path):
     from sambench.datasets import open_dataset
 
@@ -341,6 +343,7 @@ def test_item3_untagged_datasets_keep_their_content_hash():
 # ---------------------------------------------------------------- item 13: cosmetic (unpaired-files warning)
 
 
+@pytest.mark.slow
 def test_item13_unpaired_files_are_warned_once_and_listed_in_the_report(tmp_path):
     root = tmp_path / "ds"
     (root / "images").mkdir(parents=True)

@@ -84,6 +84,7 @@ def _run(out: Path, *extra, limit=2, check=True):
 # -------------------------------------------------------------------------------- item 1: read-only runs
 
 
+@pytest.mark.slow
 @needs_mounts
 @pytest.mark.parametrize("wal", [False, True], ids=["finished-store", "wal-header-no-shm"])
 def test_item1_report_and_compare_read_a_run_in_a_read_only_directory(tmp_path, wal):
@@ -106,6 +107,7 @@ def test_item1_report_and_compare_read_a_run_in_a_read_only_directory(tmp_path, 
     assert (base / "results.sqlite").read_bytes() == before
 
 
+@pytest.mark.slow
 @needs_mounts
 def test_item1_report_into_a_read_only_directory_says_so_in_one_line(tmp_path):
     base = tmp_path / "base"
@@ -132,6 +134,7 @@ def _folder(root: Path, mask_value: int = 255, n: int = 3) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_item4_compare_checks_dataset_identity_from_the_store_when_the_manifest_is_missing(tmp_path):
     a = _folder(tmp_path / "a" / "ds")
     b = _folder(tmp_path / "b" / "ds")
@@ -160,6 +163,7 @@ def test_item4_compare_checks_dataset_identity_from_the_store_when_the_manifest_
     (["--levels", "0,0.5"], ["--levels", "0,1"], "levels"),
     (["--chunk-size", "64"], ["--chunk-size", "3"], "prompts_per_call"),
 ])
+@pytest.mark.slow
 def test_item5_resume_with_fewer_draws_other_levels_or_chunk_size_is_refused(tmp_path, first, second, needle):
     args = ["run", "-m", "box-fill", "-p", "noisy-box", "--limit", "1", "--out", str(tmp_path / "r"), "--no-report", "-q"]
     default = {"--draws": "2", "--levels": "0,0.5", "--chunk-size": "64"}
@@ -175,6 +179,7 @@ def test_item5_resume_with_fewer_draws_other_levels_or_chunk_size_is_refused(tmp
     assert p.returncode == 0, p.stderr
 
 
+@pytest.mark.slow
 def test_item5_a_killed_run_resumed_with_more_draws_ends_with_every_object_on_the_same_draws(tmp_path):
     """Growing is allowed: the resume computes the new draws for every image, so no object is left behind."""
     args = ["run", "-m", "box-fill", "-p", "noisy-box", "--levels", "0.5", "--limit", "4", "--out", str(tmp_path / "r"),
@@ -198,6 +203,7 @@ def test_item5_a_killed_run_resumed_with_more_draws_ends_with_every_object_on_th
 # ------------------------------------------------------------------- item 6: storage and I/O errors
 
 
+@pytest.mark.slow
 @needs_mounts
 def test_item6_disk_full_during_a_run_is_one_line_naming_the_file(tmp_path):
     d = tmp_path / "small"
@@ -208,6 +214,7 @@ def test_item6_disk_full_during_a_run_is_one_line_naming_the_file(tmp_path):
     assert "rows are kept" in err or "resume" in err, err   # what to do next
 
 
+@pytest.mark.slow
 @needs_mounts
 def test_item6_disk_full_during_a_report_leaves_no_truncated_file(tmp_path):
     base = tmp_path / "base"
@@ -224,6 +231,7 @@ def test_item6_disk_full_during_a_report_leaves_no_truncated_file(tmp_path):
     assert "BAD []" in listing and ".tmp" not in listing, listing
 
 
+@pytest.mark.slow
 def test_item6_a_corrupt_database_is_one_line_naming_it(tmp_path):
     base = tmp_path / "base"
     _run(base, limit=4)
@@ -237,6 +245,7 @@ def test_item6_a_corrupt_database_is_one_line_naming_it(tmp_path):
         _one_error(p, str(db), "corrupt")
 
 
+@pytest.mark.slow
 def test_item6_out_pointing_at_a_file_is_one_line(tmp_path):
     f = tmp_path / "afile"
     f.write_text("x")
@@ -271,6 +280,7 @@ def test_item6_atomic_write_keeps_the_old_file_whole_when_the_write_fails(tmp_pa
 # ------------------------------------------------------------------------- item 7: no side effects
 
 
+@pytest.mark.slow
 def test_item7_report_of_a_missing_run_creates_nothing(tmp_path):
     missing = tmp_path / "missing"
     p = subprocess.run(_cli("report", str(missing)), capture_output=True, text=True)
@@ -282,6 +292,7 @@ def test_item7_report_of_a_missing_run_creates_nothing(tmp_path):
     (["-m", "sam-tiny", "--checkpoint", "/nonexistent/sam.pth"], "not found"),
     (["-m", "sam-tiny", "--device", "cuda"], "CUDA"),
 ])
+@pytest.mark.slow
 def test_item7_a_run_refused_while_building_models_leaves_no_run_directory(tmp_path, extra, needle):
     out = tmp_path / "r"
     p = subprocess.run(_cli("run", "-p", "gt-box", "--limit", "1", "--out", str(out), "--no-report", "-q", *extra),
@@ -295,6 +306,7 @@ def test_item7_a_run_refused_while_building_models_leaves_no_run_directory(tmp_p
 # ---------------------------------------------------------------- item 8: retry exactly what changed
 
 
+@pytest.mark.slow
 def test_item8_a_fixed_mask_is_named_and_retried_with_retry_failed(tmp_path):
     ds = _folder(tmp_path / "ds")
     bad = np.zeros((20, 30), np.uint8)
@@ -340,6 +352,7 @@ def _coco_elsewhere(tmp_path: Path) -> tuple[Path, Path]:
     return ann, imgs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["dataset-option", "images-flag"])
 def test_item10_coco_with_images_elsewhere_runs_from_the_cli(tmp_path, how):
     ann, imgs = _coco_elsewhere(tmp_path)
@@ -365,6 +378,7 @@ def test_item10_bad_workers_and_seed_are_refused(tmp_path, args, needle):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_item10_name_names_each_dataset(tmp_path):
     a, b = _folder(tmp_path / "one" / "test"), _folder(tmp_path / "two" / "test")
     base = ["run", "-m", "box-fill", "-p", "gt-box", "-d", str(a), "-d", str(b), "--no-report", "-q"]

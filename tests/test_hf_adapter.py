@@ -105,6 +105,7 @@ def test_masks_equal_library_path_prompt_by_prompt(family, image, tmp_path):
         assert mask_iou(a, b) >= 0.999 and abs(sa - sb) < 1e-4
 
 
+@pytest.mark.slow
 def test_every_sam_family_class_of_transformers_has_a_kind():
     import transformers
 

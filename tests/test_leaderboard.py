@@ -439,6 +439,7 @@ def test_a_registered_score_joins_as_a_column(runs):
     assert "misses@noisy-box" not in [c["id"] for c in board_of(runs)["columns"]]
 
 
+@pytest.mark.slow
 def test_report_states_why_it_ranks_nothing(runs, tmp_path):
     """`sambench report` merges any runs; its leaderboard.json says why they cannot be ranked together."""
     from sambench.report import write_report

@@ -47,6 +47,7 @@ def test_a_locked_run_dir_refuses_a_second_writer_and_names_the_holder(tmp_path)
     assert not (tmp_path / LOCK_NAME).exists()  # a normal end leaves only the results
 
 
+@pytest.mark.slow
 def test_wait_lock_waits_for_the_holder(tmp_path):
     p = _holder(tmp_path, 1.5)
     t0 = time.monotonic()

@@ -175,6 +175,7 @@ def _pct(v: float) -> float:
 # ------------------------------------------------------------------------------------------ tables
 
 
+@pytest.mark.slow
 def test_every_artefact_is_written(report):
     names = set(report["written"])
     expected = {"summary.csv", "summary.md", "summary.tex", "paper.csv", "paper.md", "paper.tex", "comparison.png",

@@ -136,6 +136,7 @@ def _folder_dataset(root: Path):
     return root
 
 
+@pytest.mark.slow
 def test_bad_samples_are_recorded_counted_and_set_the_exit_status(tmp_path):
     root = _folder_dataset(tmp_path / "ds")
     base = ["run", "--model", "box-fill", "--protocol", "gt-box", "--dataset", str(root), "--format", "folder",
@@ -226,6 +227,7 @@ def test_adapter_exceptions_become_failed_rows_and_retry_failed_reruns_them(tmp_
     assert again.rows_added == 2 and again.counts == {"ok": 6, "failed": 0}
 
 
+@pytest.mark.slow
 def test_bad_option_values_give_one_error_line(tmp_path):
     for opt, needle in (("x=[", "not a YAML"), ("grabcut.iterations=abc", "'iterations' must be an integer")):
         p = subprocess.run(_cli("run", "-m", "grabcut", "--option", opt, "--out", str(tmp_path / "r"), "-q",

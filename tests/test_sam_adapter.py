@@ -153,6 +153,7 @@ def test_hq_sam_matches_official_predictor(hq_adapter, hq_predictor, size, mode,
         _assert_matches_reference(pred, refs, size)
 
 
+@pytest.mark.slow
 def test_encoder_runs_once_per_image_however_many_prompts(ckpts):
     adapter = build_adapter("sam-tiny", device="cpu", checkpoint=str(ckpts["sam"]), options={"chunk_size": 3})
     image = synthetic_image(120, 160, seed=5)

@@ -394,6 +394,7 @@ def _check_extras(ex, size, k_max):
     return s, rows
 
 
+@pytest.mark.slow
 def test_adapter_reproduces_sam_adapter_and_introspects(grabcut):
     sample = grabcut.load(grabcut.ids()[0])
     h, w = sample.size
@@ -429,6 +430,7 @@ def test_adapter_reproduces_sam_adapter_and_introspects(grabcut):
     assert stable.predict(st_s, _prompts()[:1], "single").extras is None
 
 
+@pytest.mark.slow
 def test_hq_base_adapter_reproduces_hq_sam(grabcut):
     sample = grabcut.load(grabcut.ids()[1])
     card = parse_model_card({"name": "stable-hq-sam-tiny", "adapter": "stable-sam", "base": "hq-sam-tiny",
