@@ -11,6 +11,7 @@ and ``predict`` must keep memory bounded however many prompts it gets (chunk ins
 from __future__ import annotations
 
 import abc
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -100,6 +101,19 @@ class Adapter(abc.ABC):
         """Inverse of :meth:`state_to_tensors` (tensors arrive on the CPU; move them to the device)."""
         raise NotImplementedError(f"{type(self).__name__} does not serialise its encoded state")
 
+    def checked_prompts(self, state: Any, state_type: type, prompts: Sequence[Prompt],
+                        mask_selection: str) -> list[Prompt]:
+        """``prompts`` as a list, after the checks every model adapter's ``predict`` starts with: a known mask
+        selection, a state that this adapter's ``encode`` returned, and prompt forms the model takes."""
+        if mask_selection not in MASK_SELECTIONS:
+            raise SambenchError(f"model '{self.name}': unknown mask selection '{mask_selection}' "
+                                f"(known: {', '.join(MASK_SELECTIONS)})")
+        if not isinstance(state, state_type):
+            raise SambenchError(f"model '{self.name}': predict() needs the state returned by this adapter's encode()")
+        prompts = list(prompts)
+        self.check_prompts(prompts)
+        return prompts
+
     def check_prompts(self, prompts: Sequence[Prompt]) -> None:
         for p in prompts:
             if p.form not in self.capabilities:
@@ -110,3 +124,11 @@ class Adapter(abc.ABC):
 
     def close(self) -> None:  # pragma: no cover - default no-op
         pass
+
+
+def package_version(name: str) -> Optional[str]:
+    """The installed version of distribution ``name`` (recorded in adapter signatures), or None."""
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None

@@ -39,14 +39,13 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 
-from sambench.adapters.base import MASK_SELECTIONS, Adapter
+from sambench.adapters.base import Adapter, package_version
 from sambench.adapters.sam import DTYPES, POSTPROCESS_BATCH, resolve_device
 from sambench.cards import ModelCard
 from sambench.types import Prediction, Prompt, SambenchError
@@ -83,12 +82,6 @@ KIND_TO_FAMILY = {f.kind: f for f in FAMILIES.values()}
 
 OPTION_KEYS = ("source", "revision", "mask_threshold", "chunk_size", "dtype", "hq_token_only")
 
-
-def _package_version(name: str) -> Optional[str]:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
 
 
 @dataclass(frozen=True)
@@ -235,7 +228,7 @@ class HfSamAdapter(Adapter):
                 "preprocessing": ["sam"],
                 "options": {"mask_threshold": self.options.mask_threshold, "dtype": self.options.dtype,
                             **({"hq_token_only": self.options.hq_token_only} if self.family.hq else {})},
-                "packages": {"transformers": _package_version("transformers"), "torch": torch.__version__}}
+                "packages": {"transformers": package_version("transformers"), "torch": torch.__version__}}
 
     def _autocast(self):
         if self._autocast_dtype is None:
@@ -302,13 +295,7 @@ class HfSamAdapter(Adapter):
     def predict(self, state: HfImageState, prompts: Sequence[Prompt], mask_selection: str = "single") -> Prediction:
         from sambench.adapters.sam import SamAdapter
 
-        if mask_selection not in MASK_SELECTIONS:
-            raise SambenchError(f"model '{self.name}': unknown mask selection '{mask_selection}' "
-                                f"(known: {', '.join(MASK_SELECTIONS)})")
-        if not isinstance(state, HfImageState):
-            raise SambenchError(f"model '{self.name}': predict() needs the state returned by this adapter's encode()")
-        prompts = list(prompts)
-        self.check_prompts(prompts)
+        prompts = self.checked_prompts(state, HfImageState, prompts, mask_selection)
         n = len(prompts)
         h, w = state.original_size
         masks = np.zeros((n, h, w), dtype=bool)

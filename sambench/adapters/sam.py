@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -66,7 +65,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sambench.adapters.base import MASK_SELECTIONS, PREPROCESSING_MODES, Adapter
+from sambench.adapters.base import PREPROCESSING_MODES, Adapter, package_version
 from sambench.cards import ModelCard
 from sambench.types import Prediction, Prompt, SambenchError
 
@@ -133,12 +132,6 @@ def decode_chunk_size(device: torch.device, hq: bool = False, free_bytes: Option
         free_bytes, _ = torch.cuda.mem_get_info(device)
     return int(max(1, min(MAX_AUTO_CHUNK, (free_bytes // 2) // DECODE_BYTES_PER_PROMPT[hq])))
 
-
-def _package_version(name: str) -> Optional[str]:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
 
 
 # -------------------------------------------------------------------------------------------- options
@@ -340,7 +333,7 @@ class SamAdapter(Adapter):
             "weights_sha256": self.weights_id,
             "preprocessing": list(PREPROCESSING_MODES),
             "options": self.options.output_affecting(self.hq),
-            "packages": {pkg.replace("-", "_"): _package_version(pkg), "torch": torch.__version__},
+            "packages": {pkg.replace("-", "_"): package_version(pkg), "torch": torch.__version__},
         }
 
     # ---------------------------------------------------------------------------------- encoding
@@ -405,7 +398,7 @@ class SamAdapter(Adapter):
                 "variant": self.options.variant, "weights_sha256": self.weights_id, "dtype": self.options.dtype,
                 "image_size": int(self.model.image_encoder.img_size),
                 **({"paper_eval": True} if self.options.paper_eval else {}),
-                "packages": {pkg.replace("-", "_"): _package_version(pkg), "torch": torch.__version__}}
+                "packages": {pkg.replace("-", "_"): package_version(pkg), "torch": torch.__version__}}
 
     def state_to_tensors(self, state: SamImageState) -> tuple[dict, dict]:
         """``features``, HQ-SAM's ``interm.0…`` and tensor ``extra.*`` entries; sizes and mode as metadata."""
@@ -498,13 +491,7 @@ class SamAdapter(Adapter):
         ``mask_inputs``: None, or one 256×256 logit map (or None) per prompt, given as the mask prompt;
         ``return_logits``: also return each selected mask's 256×256 logits (``Prediction.low_res_logits``).
         """
-        if mask_selection not in MASK_SELECTIONS:
-            raise SambenchError(f"model '{self.name}': unknown mask selection '{mask_selection}' "
-                                f"(known: {', '.join(MASK_SELECTIONS)})")
-        if not isinstance(state, SamImageState):
-            raise SambenchError(f"model '{self.name}': predict() needs the state returned by this adapter's encode()")
-        prompts = list(prompts)
-        self.check_prompts(prompts)
+        prompts = self.checked_prompts(state, SamImageState, prompts, mask_selection)
         n = len(prompts)
         if mask_inputs is not None and len(mask_inputs) != n:
             raise SambenchError(f"model '{self.name}': {len(mask_inputs)} mask inputs for {n} prompts")

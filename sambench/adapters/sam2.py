@@ -45,14 +45,13 @@ from __future__ import annotations
 import contextlib
 import re
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
-from sambench.adapters.base import MASK_SELECTIONS, PREPROCESSING_MODES, Adapter
+from sambench.adapters.base import PREPROCESSING_MODES, Adapter, package_version
 from sambench.adapters.sam import DTYPES, POSTPROCESS_BATCH, resize_square_hq, resolve_device
 from sambench.cards import ModelCard
 from sambench.types import Prediction, Prompt, SambenchError
@@ -71,12 +70,6 @@ OPTION_KEYS = ("variant", "mask_threshold", "chunk_size", "dtype", "seed", "rand
 
 _TRUNK_BLOCK = re.compile(r"^image_encoder\.trunk\.blocks\.(\d+)\.")
 
-
-def _package_version(name: str) -> Optional[str]:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
 
 
 @dataclass(frozen=True)
@@ -267,7 +260,7 @@ class Sam2Adapter(Adapter):
             "weights_sha256": self.weights_id,
             "preprocessing": list(PREPROCESSING_MODES),
             "options": self.options.output_affecting(),
-            "packages": {"sam2": _package_version("sam2"), "torch": torch.__version__},
+            "packages": {"sam2": package_version("sam2"), "torch": torch.__version__},
         }
 
     def _autocast(self):
@@ -331,13 +324,7 @@ class Sam2Adapter(Adapter):
         """Masks (bool, N×H×W at the original size) and predicted IoUs for ``prompts``, in order."""
         from sambench.adapters.sam import SamAdapter
 
-        if mask_selection not in MASK_SELECTIONS:
-            raise SambenchError(f"model '{self.name}': unknown mask selection '{mask_selection}' "
-                                f"(known: {', '.join(MASK_SELECTIONS)})")
-        if not isinstance(state, Sam2ImageState):
-            raise SambenchError(f"model '{self.name}': predict() needs the state returned by this adapter's encode()")
-        prompts = list(prompts)
-        self.check_prompts(prompts)
+        prompts = self.checked_prompts(state, Sam2ImageState, prompts, mask_selection)
         n = len(prompts)
         h, w = state.original_size
         masks = np.zeros((n, h, w), dtype=bool)
