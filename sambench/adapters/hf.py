@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from sambench.adapters.base import Adapter, package_version
-from sambench.adapters.sam import DTYPES, POSTPROCESS_BATCH, resolve_device
+from sambench.adapters.sam import DTYPES, POSTPROCESS_BATCH, decoder_options, resolve_device
 from sambench.cards import ModelCard
 from sambench.types import Prediction, Prompt, SambenchError
 
@@ -102,21 +102,13 @@ def parse_hf_options(options: Optional[dict], where: str) -> HfOptions:
     source = opts.get("source")
     if not isinstance(source, str) or not source.strip():
         raise SambenchError(f"{where}: option 'source' (a hub id or a local directory) is required")
-    thr = opts.get("mask_threshold", 0.0)
-    if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not np.isfinite(thr):
-        raise SambenchError(f"{where}: option 'mask_threshold' must be a finite number (a logit), got {thr!r}")
-    chunk = opts.get("chunk_size", 8)
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise SambenchError(f"{where}: option 'chunk_size' must be an integer >= 1, got {chunk!r}")
-    dtype = opts.get("dtype", "fp32") or "fp32"
-    if dtype not in DTYPES:
-        raise SambenchError(f"{where}: option 'dtype' must be fp32, bf16 or fp16, got {dtype!r}")
+    thr, chunk, dtype = decoder_options(opts, where, 8)
     hq = opts.get("hq_token_only", False)
     if not isinstance(hq, bool):
         raise SambenchError(f"{where}: option 'hq_token_only' must be true or false, got {hq!r}")
     rev = opts.get("revision")
-    return HfOptions(source=source.strip(), revision=None if rev is None else str(rev), mask_threshold=float(thr),
-                     chunk_size=chunk, dtype={"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(dtype, dtype),
+    return HfOptions(source=source.strip(), revision=None if rev is None else str(rev), mask_threshold=thr,
+                     chunk_size=chunk, dtype=dtype,
                      hq_token_only=hq)
 
 

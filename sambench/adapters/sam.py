@@ -59,7 +59,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -82,6 +82,23 @@ POSTPROCESS_BATCH = 8
 
 DTYPES = {"fp32": None, "float32": None, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
           "fp16": torch.float16, "float16": torch.float16}
+
+
+def decoder_options(opts: dict, where: str, default_chunk: Any, allow_auto: bool = False) -> tuple[float, Any, str]:
+    """``(mask_threshold, chunk_size, dtype)`` from adapter options, validated alike for every torch backend:
+    a finite logit threshold, a decoder batch >= 1 (or ``auto`` where allowed) and a dtype of :data:`DTYPES`
+    (torch spellings normalised to fp32/bf16/fp16)."""
+    thr = opts.get("mask_threshold", 0.0)
+    if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not np.isfinite(thr):
+        raise SambenchError(f"{where}: option 'mask_threshold' must be a finite number (a logit), got {thr!r}")
+    chunk = opts.get("chunk_size", default_chunk)
+    if not (allow_auto and chunk == "auto") and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+        raise SambenchError(f"{where}: option 'chunk_size' must be an integer >= 1{' or auto' if allow_auto else ''}, "
+                            f"got {chunk!r}")
+    dtype = opts.get("dtype", "fp32") or "fp32"
+    if dtype not in DTYPES:
+        raise SambenchError(f"{where}: option 'dtype' must be fp32, bf16 or fp16, got {dtype!r}")
+    return float(thr), chunk, {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(dtype, dtype)
 
 
 def resolve_device(device: Optional[str]) -> torch.device:
@@ -193,21 +210,12 @@ def parse_options(options: Optional[dict], *, hq: bool, where: str, extra_keys: 
     hq_token_only = _bool("hq_token_only", False)
     if hq_token_only and not hq:
         raise SambenchError(f"{where}: option 'hq_token_only' only applies to HQ-SAM models")
-    thr = opts.get("mask_threshold", 0.0)
-    if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not np.isfinite(thr):
-        raise SambenchError(f"{where}: option 'mask_threshold' must be a finite number (a logit), got {thr!r}")
-    chunk = opts.get("chunk_size", SamOptions.chunk_size)
-    if chunk != "auto" and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
-        raise SambenchError(f"{where}: option 'chunk_size' must be an integer >= 1 or auto, got {chunk!r}")
-    dtype = opts.get("dtype", "fp32") or "fp32"
-    if dtype not in DTYPES:
-        raise SambenchError(f"{where}: option 'dtype' must be fp32, bf16 or fp16, got {dtype!r}")
+    thr, chunk, dtype = decoder_options(opts, where, SamOptions.chunk_size, allow_auto=True)
     seed = opts.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise SambenchError(f"{where}: option 'seed' must be an integer >= 0, got {seed!r}")
-    return SamOptions(variant=variant, hq_token_only=hq_token_only, mask_threshold=float(thr), chunk_size=chunk,
-                      dtype={"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(dtype, dtype),
-                      seed=seed, random_init=_bool("random_init", False), paper_eval=_bool("paper_eval", False))
+    return SamOptions(variant=variant, hq_token_only=hq_token_only, mask_threshold=thr, chunk_size=chunk,
+                      dtype=dtype, seed=seed, random_init=_bool("random_init", False), paper_eval=_bool("paper_eval", False))
 
 
 # ------------------------------------------------------------------------------------ model loading

@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from sambench.adapters.base import PREPROCESSING_MODES, Adapter, package_version
-from sambench.adapters.sam import DTYPES, POSTPROCESS_BATCH, resize_square_hq, resolve_device
+from sambench.adapters.sam import DTYPES, POSTPROCESS_BATCH, decoder_options, resize_square_hq, resolve_device
 from sambench.cards import ModelCard
 from sambench.types import Prediction, Prompt, SambenchError
 
@@ -102,20 +102,12 @@ def parse_sam2_options(options: Optional[dict], where: str, extra_keys: Sequence
     for key in ("random_init", "dynamic_multimask"):
         if key in opts and not isinstance(opts[key], bool):
             raise SambenchError(f"{where}: option '{key}' must be true or false, got {opts[key]!r}")
-    thr = opts.get("mask_threshold", 0.0)
-    if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not np.isfinite(thr):
-        raise SambenchError(f"{where}: option 'mask_threshold' must be a finite number (a logit), got {thr!r}")
-    chunk = opts.get("chunk_size", 8)
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise SambenchError(f"{where}: option 'chunk_size' must be an integer >= 1, got {chunk!r}")
-    dtype = opts.get("dtype", "fp32") or "fp32"
-    if dtype not in DTYPES:
-        raise SambenchError(f"{where}: option 'dtype' must be fp32, bf16 or fp16, got {dtype!r}")
+    thr, chunk, dtype = decoder_options(opts, where, 8)
     seed = opts.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise SambenchError(f"{where}: option 'seed' must be an integer >= 0, got {seed!r}")
-    return Sam2Options(variant=variant, mask_threshold=float(thr), chunk_size=chunk,
-                       dtype={"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(dtype, dtype), seed=seed,
+    return Sam2Options(variant=variant, mask_threshold=thr, chunk_size=chunk,
+                       dtype=dtype, seed=seed,
                        random_init=bool(opts.get("random_init", False)),
                        dynamic_multimask=bool(opts.get("dynamic_multimask", True)))
 
