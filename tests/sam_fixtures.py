@@ -117,3 +117,47 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     """IoU of two boolean masks, written independently of sambench.metrics (two empties → 1)."""
     union = np.logical_or(a, b).sum()
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def click_steps(height: int, width: int) -> tuple[list[Prompt], list[Prompt]]:
+    """Two steps of an interactive session on an image of that size: a click / a box + click, then each with
+    one more click (a negative one, a positive one)."""
+    h, w = height, width
+    box = (0.1 * w, 0.12 * h, 0.75 * w, 0.8 * h)
+    first = [Prompt(points=((0.4 * w, 0.42 * h),), labels=(1,)), Prompt(box=box, points=((0.4 * w, 0.42 * h),), labels=(1,))]
+    second = [Prompt(points=((0.4 * w, 0.42 * h), (0.85 * w, 0.75 * h)), labels=(1, 0)),
+              Prompt(box=box, points=((0.4 * w, 0.42 * h), (0.2 * w, 0.2 * h)), labels=(1, 1))]
+    return first, second
+
+
+def two_step_session(adapter, state, official, steps, selection: str = "single") -> dict:
+    """SAM's interactive use against the official path, prompt by prompt: step 1 decodes ``steps[0]`` and keeps
+    each prompt's low-res logits; step 2 decodes ``steps[1]`` with them as mask prompts, plus ``steps[1][0]``
+    again without one (mixed in the same call). ``official(prompt, mask_input, multimask) -> (mask, score,
+    low-res logits)`` is the reference predictor; the adapter is fed its own logits, the reference its own.
+
+    Asserts at both steps masks IoU >= 0.999, scores within 1e-4, returned logits within 1e-3, no encode; returns
+    the largest score and logit differences, the mask prompt's effect (largest logit change it makes) and the
+    two predictions."""
+    multimask = selection == "best-of-3"
+    calls = adapter.encoder_calls
+    worst = {"score": 0.0, "logits": 0.0}
+
+    def check(pred, refs):
+        assert pred.low_res_logits.dtype == np.float32 and pred.low_res_logits.shape[0] == len(pred.masks)
+        for i, (mask, score, low) in enumerate(refs):
+            assert mask_iou(pred.masks[i], mask) >= 0.999, i
+            worst["score"] = max(worst["score"], abs(float(pred.scores[i]) - score))
+            worst["logits"] = max(worst["logits"], float(np.abs(pred.low_res_logits[i] - low).max()))
+        assert worst["score"] <= 1e-4 and worst["logits"] <= 1e-3, worst
+
+    first, second = steps
+    p1 = adapter.predict(state, first, selection, return_logits=True)
+    refs1 = [official(p, None, multimask) for p in first]
+    check(p1, refs1)
+    p2 = adapter.predict(state, second + second[:1], selection, mask_inputs=list(p1.low_res_logits) + [None],
+                         return_logits=True)
+    check(p2, [official(p, refs1[i][2], multimask) for i, p in enumerate(second)] + [official(second[0], None, multimask)])
+    assert adapter.encoder_calls == calls
+    effect = float(np.abs(p2.low_res_logits[0] - p2.low_res_logits[-1]).max())
+    return {**worst, "effect": effect, "first": p1, "second": p2}

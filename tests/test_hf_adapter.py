@@ -19,10 +19,10 @@ from sambench.types import Prompt, SambenchError
 
 try:
     from hf_fixtures import FAMILY_NAMES, save_small_model, small_model
-    from sam_fixtures import mask_iou, mixed_prompts, synthetic_image
+    from sam_fixtures import click_steps, mask_iou, mixed_prompts, synthetic_image, two_step_session
 except ImportError:  # tests/ imported as a package
     from tests.hf_fixtures import FAMILY_NAMES, save_small_model, small_model
-    from tests.sam_fixtures import mask_iou, mixed_prompts, synthetic_image
+    from tests.sam_fixtures import click_steps, mask_iou, mixed_prompts, synthetic_image, two_step_session
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -61,48 +61,81 @@ class LibraryPath:
             kw["input_boxes"] = [[list(map(float, p.box))]]
         return self.processor(images=self.image, return_tensors="pt", **kw)
 
-    def __call__(self, p: Prompt, multimask: bool, full: bool = False, **extra):
+    def __call__(self, p: Prompt, multimask: bool, full: bool = False, mask_input=None, **extra):
+        """(mask, score, low-res logits) of the kept mask; ``mask_input``: a low-res logit map given to the
+        model as ``input_masks`` (1, 1, h, w) — the processor has no mask-prompt input."""
         inputs = self._inputs(p)
         names = ("input_points", "input_labels", "input_boxes") + (("pixel_values",) if full else ())
         feed = {k: v for k, v in inputs.items() if k in names}
         if not full:
             feed.update(self.embedding_kwargs)
+        if mask_input is not None:
+            feed["input_masks"] = torch.as_tensor(mask_input, dtype=torch.float32)[None, None]
         with torch.no_grad():
             out = self.model(**feed, multimask_output=multimask, **extra)
         post = {"reshaped_input_sizes": inputs["reshaped_input_sizes"]} if "reshaped_input_sizes" in inputs else {}
         masks = self.processor.post_process_masks(out.pred_masks, inputs["original_sizes"], **post)[0][0]
         scores = out.iou_scores[0, 0]
         j = int(torch.argmax(scores))
-        return masks[j].numpy().astype(bool), float(scores[j])
+        return masks[j].numpy().astype(bool), float(scores[j]), out.pred_masks[0, 0, j].numpy()
+
+
+@pytest.fixture(scope="module", params=FAMILY_NAMES)
+def built(request, image, tmp_path_factory):
+    """(family, adapter loaded through ``hf:<dir>``, the library path on the same weights built independently,
+    the adapter's state of ``image``): one model and one encode per family for the tests below."""
+    family = request.param
+    directory = save_small_model(tmp_path_factory.mktemp(family), family, seed=3)
+    ad = build_adapter(f"hf:{directory}", device="cpu", options={"source": str(directory), "chunk_size": 3})
+    model, processor = small_model(family, seed=3)
+    return family, ad, LibraryPath(model, processor, image), ad.encode(image)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", FAMILY_NAMES)
-def test_masks_equal_library_path_prompt_by_prompt(family, image, tmp_path):
-    directory = save_small_model(tmp_path / family, family, seed=3)
-    ad = build_adapter(f"hf:{directory}", device="cpu", options={"source": str(directory), "chunk_size": 3})
+def test_masks_equal_library_path_prompt_by_prompt(built, image):
+    family, ad, reference, state = built
     assert isinstance(ad, HfSamAdapter) and ad.kind == FAMILIES[family].kind
-    model, processor = small_model(family, seed=3)  # the same weights, built independently
-    reference = LibraryPath(model, processor, image)
-    state = ad.encode(image)
     assert ad.encoder_calls == 1
     prompts = mixed_prompts(*image.shape[:2])
     variants = [("single", {}), ("best-of-3", {})]
     if family == "sam_hq":
         variants.append(("single", {"hq_token_only": True}))
-    for selection, extra in variants:
-        ad.options = type(ad.options)(**{**ad.options.__dict__, **extra})
-        pred = ad.predict(state, prompts, selection)
-        for i, p in enumerate(prompts):
-            ref, score = reference(p, selection == "best-of-3", **extra)
-            assert mask_iou(pred.masks[i], ref) >= 0.999, (family, selection, extra, i)
-            assert abs(pred.scores[i] - score) < 1e-4, (family, selection, extra, i)
+    options = ad.options
+    try:
+        for selection, extra in variants:
+            ad.options = type(options)(**{**options.__dict__, **extra})
+            pred = ad.predict(state, prompts, selection)
+            for i, p in enumerate(prompts):
+                ref, score, _ = reference(p, selection == "best-of-3", **extra)
+                assert mask_iou(pred.masks[i], ref) >= 0.999, (family, selection, extra, i)
+                assert abs(pred.scores[i] - score) < 1e-4, (family, selection, extra, i)
+    finally:
+        ad.options = options
     assert ad.encoder_calls == 1
     # the embeddings route of the reference is the plain pixel_values route
     for p in prompts[:1]:
-        a, sa = reference(p, False)
-        b, sb = reference(p, False, full=True)
+        a, sa, _ = reference(p, False)
+        b, sb, _ = reference(p, False, full=True)
         assert mask_iou(a, b) >= 0.999 and abs(sa - sb) < 1e-4
+
+
+@pytest.mark.slow
+def test_mask_prompts_equal_library_path(built, image):
+    """Two interactive steps against the library's ``model(..., input_masks=...)``, one prompt per call; the
+    logits fed back are the library's own ``pred_masks`` (unclamped), in its low-res frame (4× the embedding:
+    256², SAM 3 tracker 288²)."""
+    family, ad, reference, state = built
+    assert ad.mask_prompts
+    first, second = click_steps(*image.shape[:2])
+
+    def official(p, mask_input, multimask):
+        return reference(p, multimask, mask_input=mask_input)
+
+    for selection in ("single", "best-of-3"):
+        r = two_step_session(ad, state, official, (first, second), selection)
+        assert r["effect"] > max(1e-4, 100 * r["logits"]), (family, selection, r["effect"])  # the mask prompt acts
+    side = 4 * (ad.model.config.prompt_encoder_config.image_size // ad.model.config.prompt_encoder_config.patch_size)
+    assert r["first"].low_res_logits.shape[1:] == (side, side)
 
 
 @pytest.mark.slow

@@ -191,3 +191,30 @@ def test_sam_tiny_click_sequence_encodes_once_and_feeds_its_logits_back(tmp_path
     assert rows["iou"].tolist() == pytest.approx([iou(s.mask, obj.mask) for s in steps])
     no_feedback = run_sequence(obj.mask, sequence_predictor(ad, state, "single", False), 3)
     assert any(not np.array_equal(a.mask, b.mask) for a, b in zip(steps[1:], no_feedback[1:]))  # logits matter
+
+
+@pytest.mark.slow
+def test_sam2_click_sequence_through_sambench_run_feeds_its_logits_back_with_one_encode(tmp_path, cards):
+    """A random SAM 2.1 (Hiera-T) adapter object given to ``sambench.run``: one encode for the image, and
+    every step after the first gets exactly the low-res logits the adapter returned at the step before."""
+    import sambench
+    from sambench.adapters import build_adapter
+
+    ad = build_adapter("sam2.1-hiera-tiny-random", device="cpu")
+    assert ad.mask_prompts
+    calls, predict = [], ad.predict
+
+    def spy(state, prompts, mask_selection="single", mask_inputs=None, return_logits=False):
+        pred = predict(state, prompts, mask_selection, mask_inputs=mask_inputs, return_logits=return_logits)
+        calls.append((list(prompts), mask_inputs, pred.low_res_logits))
+        return pred
+
+    ad.predict = spy
+    res = sambench.run(ad, "clicks3", "grabcut-sample", out=tmp_path / "r", limit=1)
+    rows = res.rows().sort_values("level")
+    assert (rows.status == "ok").all() and rows["level"].tolist() == ["1", "2", "3"]
+    assert res.manifests[0]["invocations"][-1]["counters"][ad.name] == {"encoder_calls": 1, "decoded_prompts": 3}
+    assert [c[0] for c in calls] == [[Prompt.from_json(p)] for p in rows["prompt"]]
+    assert calls[0][1] == [None] and all(c[2].shape == (1, 256, 256) for c in calls)
+    for (_, _, returned), (_, fed, _) in zip(calls, calls[1:]):
+        assert fed[0] is not None and np.array_equal(fed[0], returned[0])

@@ -14,9 +14,11 @@ from sambench.adapters import build_adapter
 from sambench.types import Prompt
 
 try:
-    from sam_fixtures import mask_iou, reference_model, save_tiny_checkpoint, synthetic_image
+    from sam_fixtures import (mask_iou, prompt_arrays, reference_model, save_tiny_checkpoint, synthetic_image,
+                              two_step_session)
 except ImportError:  # tests/ imported as a package
-    from tests.sam_fixtures import mask_iou, reference_model, save_tiny_checkpoint, synthetic_image
+    from tests.sam_fixtures import (mask_iou, prompt_arrays, reference_model, save_tiny_checkpoint, synthetic_image,
+                                    two_step_session)
 
 H, W = 120, 180
 STEP1 = [Prompt(points=((60.0, 50.0),), labels=(1,)),
@@ -31,16 +33,14 @@ def ckpts(tmp_path_factory):
     return {"sam": save_tiny_checkpoint(d, hq=False), "hq": save_tiny_checkpoint(d, hq=True)}
 
 
-def _official(predictor, prompt: Prompt, mask_input=None):
-    kw = {}
-    if prompt.points:
-        kw["point_coords"] = np.asarray(prompt.points, dtype=np.float64)
-        kw["point_labels"] = np.asarray(prompt.labels, dtype=np.int64)
-    if prompt.box is not None:
-        kw["box"] = np.asarray(prompt.box, dtype=np.float64)
-    masks, scores, low = predictor.predict(**kw, mask_input=None if mask_input is None else mask_input[None],
-                                           multimask_output=False)
-    return masks[0], float(scores[0]), low[0]
+def _official(predictor):
+    """``SamPredictor.predict(mask_input=...)`` of one prompt: (mask, score, low-res logits) of the kept mask."""
+    def official(prompt: Prompt, mask_input, multimask: bool):
+        masks, scores, low = predictor.predict(**prompt_arrays(prompt), multimask_output=multimask,
+                                               mask_input=None if mask_input is None else mask_input[None])
+        i = int(np.argmax(scores))
+        return masks[i], float(scores[i]), low[i]
+    return official
 
 
 @pytest.mark.slow
@@ -58,26 +58,11 @@ def test_mask_input_matches_the_official_predictor(ckpts, hq):
     predictor.set_image(image)
     state = adapter.encode(image, "sam")
 
-    step1, step2 = (STEP1[:1], STEP2[:1]) if hq else (STEP1, STEP2)  # HQ's decoder is the slow one: 1 prompt
-    p1 = adapter.predict(state, step1, "single", return_logits=True)
-    assert p1.low_res_logits.shape == (len(step1), 256, 256) and p1.low_res_logits.dtype == np.float32
-    refs1 = [_official(predictor, p) for p in step1]
-    for i, (m, s, low) in enumerate(refs1):
-        assert mask_iou(p1.masks[i], m) >= 0.999 and abs(p1.scores[i] - s) <= 1e-4
-        np.testing.assert_allclose(p1.low_res_logits[i], low, atol=1e-3)
-
-    # step 2: each prompt gets its own previous logits; mixed with a prompt without mask input
-    inputs = list(p1.low_res_logits)
-    p2 = adapter.predict(state, step2 + [step2[0]], "single", mask_inputs=inputs + [None], return_logits=True)
-    refs2 = [_official(predictor, p, refs1[i][2]) for i, p in enumerate(step2)]
-    for i, (m, s, low) in enumerate(refs2):
-        assert 0.01 < m.mean() < 0.99
-        assert mask_iou(p2.masks[i], m) >= 0.999 and abs(p2.scores[i] - s) <= 1e-4
-        np.testing.assert_allclose(p2.low_res_logits[i], low, atol=1e-3)
-    no_mask, _, _ = _official(predictor, step2[0])
-    assert mask_iou(p2.masks[-1], no_mask) >= 0.999
-    # the mask prompt really changes the output
-    assert not np.allclose(p2.low_res_logits[0], p2.low_res_logits[-1], atol=1e-2)
+    steps = (STEP1[:1], STEP2[:1]) if hq else (STEP1, STEP2)  # HQ's decoder is the slow one: 1 prompt
+    result = two_step_session(adapter, state, _official(predictor), steps)
+    assert result["first"].low_res_logits.shape == (len(steps[0]), 256, 256)
+    assert all(0.01 < m.mean() < 0.99 for m in result["second"].masks)
+    assert result["effect"] > 1e-2  # the mask prompt really changes the output
     assert adapter.encoder_calls == 1
 
 

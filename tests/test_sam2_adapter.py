@@ -7,6 +7,8 @@ A random-init Hiera-T (``build_sam2(config, ckpt_path=None)``) is saved as an of
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -16,9 +18,11 @@ from sambench.adapters.sam2 import VARIANTS, Sam2Adapter, build_sam2_model
 from sambench.types import Prompt, SambenchError
 
 try:
-    from sam_fixtures import mask_iou, mixed_prompts, save_tiny_checkpoint, synthetic_image
+    from sam_fixtures import (click_steps, mask_iou, mixed_prompts, prompt_arrays, save_tiny_checkpoint,
+                              synthetic_image, two_step_session)
 except ImportError:  # tests/ imported as a package
-    from tests.sam_fixtures import mask_iou, mixed_prompts, save_tiny_checkpoint, synthetic_image
+    from tests.sam_fixtures import (click_steps, mask_iou, mixed_prompts, prompt_arrays, save_tiny_checkpoint,
+                                    synthetic_image, two_step_session)
 
 pytestmark = pytest.mark.slow  # one Hiera-T encode is 2-6 s on 2 CPU cores
 
@@ -131,6 +135,50 @@ def test_dynamic_multimask_off_is_token_zero(adapter, state, predictor, image):
     finally:
         for d in decoders:
             d.dynamic_multimask_via_stability = True
+
+
+@contextlib.contextmanager
+def scaled_mask_logits(decoders, k: float):
+    """Every mask logit of these ``sam2`` mask decoders times ``k`` (restored after): the masks are the
+    hypernetwork MLPs' outputs (linear in their last layer) times the upscaled embedding."""
+    saved = [(mlp.layers[-1], mlp.layers[-1].weight.clone(), mlp.layers[-1].bias.clone())
+             for d in decoders for mlp in d.output_hypernetworks_mlps]
+    with torch.no_grad():
+        for layer, _, _ in saved:
+            layer.weight.mul_(k)
+            layer.bias.mul_(k)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for layer, w, b in saved:
+                layer.weight.copy_(w)
+                layer.bias.copy_(b)
+
+
+def official_sam2(predictor):
+    """``SAM2ImagePredictor.predict(mask_input=...)`` of one prompt: (mask, score, low-res logits) of the kept mask."""
+    def official(prompt: Prompt, mask_input, multimask: bool):
+        masks, scores, low = predictor.predict(**prompt_arrays(prompt), multimask_output=multimask,
+                                               mask_input=None if mask_input is None else mask_input[None])
+        i = int(np.argmax(scores))
+        return masks[i] > 0, float(scores[i]), low[i]
+    return official
+
+
+@pytest.mark.parametrize("scale", [1.0, 400.0], ids=["random", "logits-beyond-32"])
+@pytest.mark.parametrize("selection", ["single", "best-of-3"])
+def test_mask_prompts_equal_official_predictor(adapter, state, predictor, image, selection, scale):
+    """Two interactive steps against ``SAM2ImagePredictor``. Scaled by 400, the random decoder's logits pass
+    ±32: the predictor upsamples the raw logits but returns them clamped to [-32, 32], and so does the adapter."""
+    assert adapter.mask_prompts
+    decoders = [adapter.model.sam_mask_decoder, predictor.model.sam_mask_decoder]
+    with scaled_mask_logits(decoders, scale):
+        r = two_step_session(adapter, state, official_sam2(predictor), click_steps(*image.shape[:2]), selection)
+    logits = np.concatenate([r["first"].low_res_logits, r["second"].low_res_logits])
+    assert logits.shape[1:] == (256, 256)
+    assert r["effect"] > max(1e-3 * scale, 100 * r["logits"])  # the mask prompt really changes the output
+    assert (np.abs(logits).max() == 32.0) == (scale > 1)  # clamped exactly where the predictor clamps
 
 
 def test_sam1_checkpoint_given_to_sam2_is_one_line(tmp_path):

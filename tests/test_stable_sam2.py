@@ -17,9 +17,9 @@ from sambench.stable_sam.train import TrainConfig, bce_dice_loss, build_item, ke
 from sambench.types import Prompt
 
 try:
-    from sam_fixtures import mask_iou, mixed_prompts, synthetic_image
+    from sam_fixtures import click_steps, mask_iou, mixed_prompts, synthetic_image
 except ImportError:  # tests/ imported as a package
-    from tests.sam_fixtures import mask_iou, mixed_prompts, synthetic_image
+    from tests.sam_fixtures import click_steps, mask_iou, mixed_prompts, synthetic_image
 
 pytestmark = pytest.mark.slow  # Hiera-T encodes take seconds on 2 CPU cores
 
@@ -73,6 +73,28 @@ def test_base_equals_the_plain_sam2_adapter(stable, state, image):
     b = stable.predict(state, prompts, "single")
     for i in range(len(prompts)):
         assert mask_iou(a.masks[i], b.masks[i]) >= 0.999 and abs(a.scores[i] - b.scores[i]) < 1e-4
+
+
+def test_fresh_plugin_takes_mask_prompts_like_its_base(stable, state, image):
+    """Mask prompts go through the inherited SAM 2.1 path (test_sam2_adapter.py proves it equal to
+    SAM2ImagePredictor): with a fresh plug-in the logits equal those with the plug-in off."""
+    assert stable.mask_prompts
+    stable.set_introspection(False)
+    first, second = click_steps(*image.shape[:2])
+    try:
+        fed = list(stable.predict(state, first, "single", return_logits=True).low_res_logits)
+        on = stable.predict(state, second, "single", mask_inputs=fed, return_logits=True)
+        stable.injection.enabled = False
+        try:
+            off = stable.predict(state, second, "single", mask_inputs=fed, return_logits=True)
+            plain = stable.predict(state, second, "single", return_logits=True)
+        finally:
+            stable.injection.enabled = True
+    finally:
+        stable.set_introspection(True)
+    assert np.array_equal(on.masks, off.masks) and np.allclose(on.scores, off.scores, atol=1e-5)
+    np.testing.assert_allclose(on.low_res_logits, off.low_res_logits, atol=1e-5)
+    assert not np.allclose(on.low_res_logits, plain.low_res_logits, atol=1e-3)  # the mask prompt acts
 
 
 def test_introspection_reports_sam2_tokens_and_stretched_frame(stable, state, image):

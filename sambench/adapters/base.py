@@ -47,7 +47,8 @@ class Adapter(abc.ABC):
     capabilities: frozenset = frozenset({"box", "points", "box+points"})
     #: True for adapters whose ``predict`` also takes ``mask_inputs`` (one low-res logit map or None per
     #: prompt, as returned in ``Prediction.low_res_logits``) and ``return_logits`` — SAM's mask prompt.
-    #: The interactive protocol feeds a model its previous logits only when this is True.
+    #: The interactive protocol feeds a model its previous logits only when this is True. Every torch
+    #: SAM-family adapter takes them (:class:`sambench.adapters.decoding.ChunkedDecoding`).
     mask_prompts: bool = False
     #: False for adapters whose mask cannot follow corrective clicks (box-fill): the interactive protocol
     #: records their sequences as failed instead of scoring a mask that ignores the clicks.

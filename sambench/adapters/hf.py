@@ -19,9 +19,10 @@ from the hub itself; a missing model is one line saying how to get it.
 SAM/SAM-HQ resize the longest side to 1024 and pad; SAM 2 / SAM 3 tracker / EdgeTAM resize to a square)
 and ``model.get_image_embeddings(pixel_values)`` once per image.
 
-**Decode in chunks.** :meth:`HfSamAdapter.predict` takes prompts ``chunk_size`` at a time, grouped by
-(has box, number of points); each group is one ``model(image_embeddings=..., input_points (1, B, n, 2),
-input_labels (1, B, n), input_boxes (1, B, 4), multimask_output=...)`` call. Points and boxes are converted
+**Decode in chunks.** :meth:`HfSamAdapter.predict` (the shared loop, :mod:`sambench.adapters.decoding`)
+takes prompts ``chunk_size`` at a time, grouped by (has box, number of points, has mask input); each group
+is one ``model(image_embeddings=..., input_points (1, B, n, 2), input_labels (1, B, n), input_boxes (1, B, 4),
+multimask_output=...)`` call. Points and boxes are converted
 by the processor's own ``_normalize_coordinates`` (the function ``processor(input_points=...)`` applies),
 and the selected low-res masks go through ``processor.post_process_masks`` (SAM: upsample to the padded
 1024², crop, resize; SAM 2 family: one resize) with ``mask_threshold``.
@@ -31,12 +32,18 @@ multimask fallback when its config enables it); ``best-of-3`` = ``multimask_outp
 with the highest predicted IoU. SAM-HQ's decoder returns one mask either way (``hq_token_only`` option,
 default false, as ``SamHQModel.forward``). The score is the predicted IoU of the returned mask.
 
+**Mask prompts** (``mask_prompts = True``, every class above): the model's own ``input_masks`` argument
+takes the previous step's low-res logits — ``pred_masks`` as the model returned them, unclamped, in its
+low-res frame (4× the embedding side: 256², SAM 3 tracker 288²); the processors have no mask-prompt input.
+``input_masks`` is one map per *image* (the mask decoder adds its embedding to the image embedding before
+repeating that over the point batch), so a group with mask inputs is one call with an image batch of B
+views of the embeddings, one prompt and one ``input_masks`` (B, 1, h, w) each.
+
 Only the ``sam`` preprocessing mode exists here (the library's processor); ``hq-sam-1024`` is an error.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,10 +52,11 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from sambench.adapters.base import Adapter, package_version
+from sambench.adapters.base import package_version
+from sambench.adapters.decoding import ChunkedDecoding, store_masks
 from sambench.adapters.sam import DTYPES, POSTPROCESS_BATCH, decoder_options, resolve_device
 from sambench.cards import ModelCard
-from sambench.types import Prediction, Prompt, SambenchError
+from sambench.types import Prompt, SambenchError
 
 ADAPTER_VERSION = "1"
 
@@ -193,8 +201,10 @@ class HfImageState:
     extra: dict = field(default_factory=dict)
 
 
-class HfSamAdapter(Adapter):
+class HfSamAdapter(ChunkedDecoding):
     """Encode-once / decode-many adapter around a transformers SAM-family model (module docstring)."""
+
+    state_type = HfImageState
 
     def __init__(self, family: HfFamily, model: torch.nn.Module, processor: Any, *, name: str, options: HfOptions,
                  device: str | torch.device = "auto", weights_id: str = "unknown") -> None:
@@ -221,11 +231,6 @@ class HfSamAdapter(Adapter):
                 "options": {"mask_threshold": self.options.mask_threshold, "dtype": self.options.dtype,
                             **({"hq_token_only": self.options.hq_token_only} if self.family.hq else {})},
                 "packages": {"transformers": package_version("transformers"), "torch": torch.__version__}}
-
-    def _autocast(self):
-        if self._autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type="cuda", dtype=self._autocast_dtype)
 
     # ---------------------------------------------------------------------------------- encoding
 
@@ -274,51 +279,41 @@ class HfSamAdapter(Adapter):
             kw["input_boxes"] = self._normalize(state, boxes, box=True).reshape(1, len(prompts), 4).to(self.device, torch.float32)
         return kw
 
-    def _decode(self, state: HfImageState, prompts: Sequence[Prompt], multimask: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """(low-res logits (B, C, h, w), predicted IoU (B, C)) for one group of prompts."""
+    def _decode_group(self, state: HfImageState, prompts: Sequence[Prompt], mask_inputs: Optional[Sequence[np.ndarray]],
+                      multimask: bool) -> tuple[torch.Tensor, torch.Tensor, None]:
+        """(low-res logits (B, C, h, w), predicted IoU (B, C), None) for one group of prompts: one ``model(...)``
+        call, the B prompts as the point batch of the image, or with mask inputs as an image batch of B
+        (module docstring, "Mask prompts")."""
         kw = self._model_inputs(state, prompts)
+        emb, interm = state.embeddings, state.intermediate
+        if mask_inputs is not None:
+            b = len(prompts)
+            kw = {k: v.reshape(b, 1, *v.shape[2:]) for k, v in kw.items()}
+            emb = [_batch_view(t, b) for t in emb] if isinstance(emb, (list, tuple)) else _batch_view(emb, b)
+            interm = None if interm is None else [_batch_view(t, b) for t in interm]
+            kw["input_masks"] = self._mask_tensor(mask_inputs)
         if self.family.hq:
-            kw.update(intermediate_embeddings=state.intermediate, hq_token_only=self.options.hq_token_only)
-        out = self.model(image_embeddings=state.embeddings, multimask_output=multimask, **kw)
-        return out.pred_masks[0], out.iou_scores[0]
+            kw.update(intermediate_embeddings=interm, hq_token_only=self.options.hq_token_only)
+        out = self.model(image_embeddings=emb, multimask_output=multimask, **kw)
+        low, iou = out.pred_masks, out.iou_scores  # (images, point batch, C, h, w), (images, point batch, C)
+        return low.reshape(-1, *low.shape[2:]), iou.reshape(-1, iou.shape[-1]), None
 
-    # ---------------------------------------------------------------------------------- predict
-
-    def predict(self, state: HfImageState, prompts: Sequence[Prompt], mask_selection: str = "single") -> Prediction:
-        from sambench.adapters.sam import SamAdapter
-
-        prompts = self.checked_prompts(state, HfImageState, prompts, mask_selection)
-        n = len(prompts)
-        h, w = state.original_size
-        masks = np.zeros((n, h, w), dtype=bool)
-        scores = np.full(n, np.nan, dtype=np.float32)
-        multimask = mask_selection == "best-of-3"
-        with torch.no_grad():
-            for start in range(0, n, self.chunk_size):
-                chunk = prompts[start:start + self.chunk_size]
-                low_parts: list = [None] * len(chunk)
-                for idx in SamAdapter._groups(chunk):
-                    with self._autocast():
-                        low, iou = self._decode(state, [chunk[i] for i in idx], multimask)
-                    low, iou = SamAdapter._select(low.float(), iou.float())
-                    for j, i in enumerate(idx):
-                        low_parts[i] = low[j]
-                        scores[start + i] = float(iou[j])
-                self._postprocess_into(state, torch.stack(low_parts), masks[start:start + len(chunk)])
-        self.decoded_prompts += n
-        return Prediction(masks=masks, scores=scores)
-
-    def _postprocess_into(self, state: HfImageState, low: torch.Tensor, out: np.ndarray) -> None:
+    def _postprocess_into(self, state: HfImageState, low: torch.Tensor, out) -> None:
         """``processor.post_process_masks`` (binarised at ``mask_threshold``), 8 masks at a time."""
         for s in range(0, low.shape[0], POSTPROCESS_BATCH):
             part = low[s:s + POSTPROCESS_BATCH]
             kw = {"reshaped_input_sizes": [list(state.reshaped_size)]} if self.family.reshaped_sizes else {}
             up = self.processor.post_process_masks([part], [list(state.original_size)],
                                                    mask_threshold=self.options.mask_threshold, binarize=True, **kw)[0]
-            out[s:s + POSTPROCESS_BATCH] = up[:, 0].cpu().numpy().astype(bool)
+            store_masks(out, s, up[:, 0].bool())
 
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]
+
+
+def _batch_view(t: torch.Tensor, b: int) -> torch.Tensor:
+    """A (1, ...) tensor seen as b copies along dim 0 (a view: no memory)."""
+    return t.expand(b, *t.shape[1:])
 
 
 def build_hf(card: ModelCard, *, device: str = "auto", checkpoint: Optional[str] = None, plugin: Optional[str] = None,

@@ -56,7 +56,6 @@ the card's checkpoint and use random weights — smoke tests of the full-size ar
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -65,9 +64,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sambench.adapters.base import PREPROCESSING_MODES, Adapter, package_version
+from sambench.adapters.base import PREPROCESSING_MODES, package_version
+from sambench.adapters.decoding import ChunkedDecoding, store_masks
 from sambench.cards import ModelCard
-from sambench.types import Prediction, Prompt, SambenchError
+from sambench.types import Prompt, SambenchError
 
 ADAPTER_VERSION = "1"
 
@@ -282,7 +282,7 @@ def resize_square_hq(image: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ adapter
 
 
-class SamAdapter(Adapter):
+class SamAdapter(ChunkedDecoding):
     """Encode-once / decode-many adapter around an official ``segment_anything`` ``Sam``.
 
     Construct with an already-built ``Sam`` module (weights loaded; see :func:`load_sam_model`), the
@@ -308,7 +308,7 @@ class SamAdapter(Adapter):
 
     adapter = "sam"
     hq = False
-    mask_prompts = True
+    state_type = SamImageState
 
     def __init__(self, model: torch.nn.Module, *, name: str, options: SamOptions, device: str | torch.device = "auto",
                  weights_id: str = "unknown") -> None:
@@ -345,11 +345,6 @@ class SamAdapter(Adapter):
         }
 
     # ---------------------------------------------------------------------------------- encoding
-
-    def _autocast(self):
-        if self._autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type="cuda", dtype=self._autocast_dtype)
 
     def _run_image_encoder(self, x: torch.Tensor) -> tuple[torch.Tensor, Optional[list]]:
         return self.model.image_encoder(x), None
@@ -460,10 +455,7 @@ class SamAdapter(Adapter):
         if prompts[0].box is not None:
             b = np.stack([np.asarray(p.box, dtype=np.float64) for p in prompts]).reshape(-1, 2, 2)
             boxes = torch.as_tensor(self._to_model_coords(state, b).reshape(-1, 4), dtype=torch.float, device=self.device)
-        masks = None
-        if mask_inputs is not None:
-            masks = torch.as_tensor(np.stack([np.asarray(m, dtype=np.float32) for m in mask_inputs]),
-                                    dtype=torch.float, device=self.device)[:, None, :, :]
+        masks = self._mask_tensor(mask_inputs) if mask_inputs is not None else None
         return self.model.prompt_encoder(points=points, boxes=boxes, masks=masks)
 
     def _decoder_extra_kwargs(self, state: SamImageState) -> dict:
@@ -482,74 +474,6 @@ class SamAdapter(Adapter):
         )
         return low, iou, None
 
-    @staticmethod
-    def _groups(prompts: Sequence[Prompt], has_mask: Optional[Sequence[bool]] = None) -> list[list[int]]:
-        """Indices grouped by (has box, number of points, has mask input), groups in order of first appearance."""
-        groups: dict[tuple[bool, int, bool], list[int]] = {}
-        for i, p in enumerate(prompts):
-            groups.setdefault((p.box is not None, len(p.points or ()), bool(has_mask and has_mask[i])), []).append(i)
-        return list(groups.values())
-
-    # ---------------------------------------------------------------------------------- predict
-
-    def predict(self, state: SamImageState, prompts: Sequence[Prompt], mask_selection: str = "single",
-                mask_inputs: Optional[Sequence[Optional[np.ndarray]]] = None, return_logits: bool = False) -> Prediction:
-        """Masks (bool, N×H×W at the original size) and predicted IoUs for ``prompts``, in order.
-
-        ``mask_inputs``: None, or one 256×256 logit map (or None) per prompt, given as the mask prompt;
-        ``return_logits``: also return each selected mask's 256×256 logits (``Prediction.low_res_logits``).
-        """
-        prompts = self.checked_prompts(state, SamImageState, prompts, mask_selection)
-        n = len(prompts)
-        if mask_inputs is not None and len(mask_inputs) != n:
-            raise SambenchError(f"model '{self.name}': {len(mask_inputs)} mask inputs for {n} prompts")
-        logits_out: Optional[np.ndarray] = None
-        h, w = state.original_size
-        if self.masks_on_device and self.device.type == "cuda":  # the runner scores them there
-            masks = torch.zeros((n, h, w), dtype=torch.bool, device=self.device)
-        else:
-            masks = np.zeros((n, h, w), dtype=bool)
-        scores = np.full(n, np.nan, dtype=np.float32)
-        extras: Optional[list] = None
-        multimask = mask_selection == "best-of-3"
-        with torch.no_grad():
-            for start in range(0, n, self.chunk_size):
-                chunk = prompts[start:start + self.chunk_size]
-                chunk_masks = list(mask_inputs[start:start + len(chunk)]) if mask_inputs is not None else None
-                has_mask = [m is not None for m in chunk_masks] if chunk_masks is not None else None
-                low_parts: list[Optional[torch.Tensor]] = [None] * len(chunk)
-                for idx in self._groups(chunk, has_mask):
-                    group_masks = [chunk_masks[i] for i in idx] if has_mask and has_mask[idx[0]] else None
-                    with self._autocast():
-                        sparse, dense = self._embed_prompts(state, [chunk[i] for i in idx], group_masks)
-                        low, iou, ex = self._decode(state, sparse, dense, multimask)
-                    low, iou = self._select(low.float(), iou.float())
-                    for j, i in enumerate(idx):
-                        low_parts[i] = low[j]
-                        scores[start + i] = float(iou[j])
-                    if ex is not None:
-                        if extras is None:
-                            extras = [{} for _ in range(n)]
-                        for j, i in enumerate(idx):
-                            extras[start + i] = ex[j]
-                stacked = torch.stack(low_parts)
-                if return_logits:
-                    if logits_out is None:
-                        logits_out = np.zeros((n,) + tuple(stacked.shape[-2:]), dtype=np.float32)
-                    logits_out[start:start + len(chunk)] = stacked[:, 0].float().cpu().numpy()
-                self._postprocess_into(state, stacked, masks[start:start + len(chunk)])
-        self.decoded_prompts += n
-        return Prediction(masks=masks, scores=scores, extras=extras, low_res_logits=logits_out)
-
-    @staticmethod
-    def _select(low: torch.Tensor, iou: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, C, h, w), (B, C) → (B, 1, h, w), (B,): the mask with the highest predicted IoU."""
-        if low.shape[1] == 1:
-            return low, iou[:, 0]
-        best = torch.argmax(iou, dim=1)
-        rows = torch.arange(low.shape[0], device=low.device)
-        return low[rows, best][:, None], iou[rows, best]
-
     def _postprocess_into(self, state: SamImageState, low: torch.Tensor, out) -> None:
         """Upsample (B, 1, 256, 256) logits as ``Sam.postprocess_masks`` and threshold into ``out`` (B, H, W):
         a numpy array, or a bool tensor on this adapter's device (``masks_on_device``)."""
@@ -558,8 +482,7 @@ class SamAdapter(Adapter):
                 up = F.interpolate(low[s:s + POSTPROCESS_BATCH], state.original_size, mode="bilinear", align_corners=False)
             else:
                 up = self.model.postprocess_masks(low[s:s + POSTPROCESS_BATCH], state.input_size, state.original_size)
-            fg = up[:, 0] > self.mask_threshold
-            out[s:s + POSTPROCESS_BATCH] = fg if isinstance(out, torch.Tensor) else fg.cpu().numpy()
+            store_masks(out, s, up[:, 0] > self.mask_threshold)
 
     def close(self) -> None:
         """Drop the model (frees memory when the runner is done with this adapter)."""

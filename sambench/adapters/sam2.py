@@ -8,8 +8,9 @@ This file does, batched, what ``SAM2ImagePredictor.set_image`` + ``predict`` do 
 * :meth:`Sam2Adapter.encode` runs the Hiera image encoder **once** per image and keeps the image
   embedding (256×64×64, with ``no_mem_embed`` added, as the predictor does) **and the two
   high-resolution feature maps** (32×256×256 and 64×128×128) that SAM 2's mask decoder reads.
-* :meth:`Sam2Adapter.predict` decodes every prompt of the image in chunks of ``chunk_size``, grouped
-  by (has box, number of points); outputs keep the input order.
+* :meth:`Sam2Adapter.predict` (the shared loop, :mod:`sambench.adapters.decoding`) decodes every prompt
+  of the image in chunks of ``chunk_size``, grouped by (has box, number of points, has mask input);
+  outputs keep the input order.
 
 **Preprocessing** (metrics are always computed at the original resolution):
 
@@ -35,6 +36,12 @@ Option ``dynamic_multimask: false`` turns it off (then ``single`` is output toke
 decoder's predicted IoU. SAM 2.1's object-score head (is there an object at all?) is ignored, as the
 image predictor ignores it. Threshold: logit ``> mask_threshold`` (0.0).
 
+**Mask prompts** (``mask_prompts = True``): ``predict(..., mask_inputs=[...])`` gives each prompt an
+optional 256×256 logit map, passed to the official prompt encoder as ``masks`` exactly as
+``SAM2ImagePredictor.predict(mask_input=...)`` does; ``return_logits=True`` returns the selected mask's
+low-res logits **clamped to [-32, 32]**, as the predictor returns them (its masks are upsampled from the
+unclamped logits, and so are the adapter's). Stable-SAM 2.1 inherits it.
+
 **Options**: ``variant`` (hiera-tiny, hiera-small, hiera-base-plus, hiera-large), ``mask_threshold``,
 ``chunk_size`` (8), ``dtype`` (fp32; bf16/fp16 autocast on CUDA only), ``seed`` and ``random_init``
 (random weights: drawn under ``torch.random.fork_rng`` from ``seed``), ``dynamic_multimask`` (true).
@@ -42,7 +49,6 @@ image predictor ignores it. Threshold: logit ``> mask_threshold`` (0.0).
 
 from __future__ import annotations
 
-import contextlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,10 +57,11 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from sambench.adapters.base import PREPROCESSING_MODES, Adapter, package_version
+from sambench.adapters.base import PREPROCESSING_MODES, package_version
+from sambench.adapters.decoding import ChunkedDecoding, store_masks
 from sambench.adapters.sam import DTYPES, POSTPROCESS_BATCH, decoder_options, resize_square_hq, resolve_device
 from sambench.cards import ModelCard
-from sambench.types import Prediction, Prompt, SambenchError
+from sambench.types import Prompt, SambenchError
 
 ADAPTER_VERSION = "1"
 
@@ -212,15 +219,16 @@ class Sam2ImageState:
 # ------------------------------------------------------------------------------------------ adapter
 
 
-class Sam2Adapter(Adapter):
+class Sam2Adapter(ChunkedDecoding):
     """Encode-once / decode-many adapter around an official ``sam2`` ``SAM2Base`` (module docstring).
 
     Subclass hook (Stable-SAM 2): ``_decode(state, sparse, dense, multimask) -> (low (B, C, 256, 256),
-    iou (B, C), extras | None)``.
+    iou (B, C), extras | None)`` (:class:`~sambench.adapters.decoding.ChunkedDecoding`).
     """
 
     kind = "sam2"
     hq = False
+    state_type = Sam2ImageState
 
     def __init__(self, model: torch.nn.Module, *, name: str, options: Sam2Options,
                  device: str | torch.device = "auto", weights_id: str = "unknown") -> None:
@@ -255,11 +263,6 @@ class Sam2Adapter(Adapter):
             "packages": {"sam2": package_version("sam2"), "torch": torch.__version__},
         }
 
-    def _autocast(self):
-        if self._autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type="cuda", dtype=self._autocast_dtype)
-
     # ---------------------------------------------------------------------------------- encoding
 
     def encode(self, image: np.ndarray, preprocessing: str = "sam") -> Sam2ImageState:
@@ -284,8 +287,10 @@ class Sam2Adapter(Adapter):
 
     # ---------------------------------------------------------------------------------- prompts
 
-    def _embed_prompts(self, state: Sam2ImageState, prompts: Sequence[Prompt]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The official prompt encoder on prompts of one kind and point count (predictor's conversion)."""
+    def _embed_prompts(self, state: Sam2ImageState, prompts: Sequence[Prompt],
+                       mask_inputs: Optional[Sequence[np.ndarray]] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The official prompt encoder on prompts of one kind and point count (predictor's conversion) and,
+        if given, one 256×256 logit map each as ``masks`` (``SAM2ImagePredictor._predict``'s ``mask_input``)."""
         coords = labels = None
         if prompts[0].points:
             pts = torch.as_tensor(np.stack([np.asarray(p.points, dtype=np.float64) for p in prompts]),
@@ -300,7 +305,8 @@ class Sam2Adapter(Adapter):
             box_labels = torch.tensor([[2, 3]], dtype=torch.int, device=self.device).repeat(len(prompts), 1)
             coords = box if coords is None else torch.cat([box, coords], dim=1)
             labels = box_labels if labels is None else torch.cat([box_labels, labels], dim=1)
-        return self.model.sam_prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+        masks = self._mask_tensor(mask_inputs) if mask_inputs is not None else None
+        return self.model.sam_prompt_encoder(points=(coords, labels), boxes=None, masks=masks)
 
     def _decode(self, state: Sam2ImageState, sparse: torch.Tensor, dense: torch.Tensor,
                 multimask: bool) -> tuple[torch.Tensor, torch.Tensor, Optional[list]]:
@@ -310,44 +316,15 @@ class Sam2Adapter(Adapter):
             repeat_image=sparse.shape[0] > 1, high_res_features=state.high_res)
         return low, iou, None
 
-    # ---------------------------------------------------------------------------------- predict
+    def _feedback_logits(self, low: torch.Tensor) -> torch.Tensor:
+        """``SAM2ImagePredictor._predict`` upsamples the raw logits but returns them clamped to [-32, 32]."""
+        return torch.clamp(low, -32.0, 32.0)
 
-    def predict(self, state: Sam2ImageState, prompts: Sequence[Prompt], mask_selection: str = "single") -> Prediction:
-        """Masks (bool, N×H×W at the original size) and predicted IoUs for ``prompts``, in order."""
-        from sambench.adapters.sam import SamAdapter
-
-        prompts = self.checked_prompts(state, Sam2ImageState, prompts, mask_selection)
-        n = len(prompts)
-        h, w = state.original_size
-        masks = np.zeros((n, h, w), dtype=bool)
-        scores = np.full(n, np.nan, dtype=np.float32)
-        extras: Optional[list] = None
-        multimask = mask_selection == "best-of-3"
-        with torch.no_grad():
-            for start in range(0, n, self.chunk_size):
-                chunk = prompts[start:start + self.chunk_size]
-                low_parts: list = [None] * len(chunk)
-                for idx in SamAdapter._groups(chunk):
-                    with self._autocast():
-                        sparse, dense = self._embed_prompts(state, [chunk[i] for i in idx])
-                        low, iou, ex = self._decode(state, sparse, dense, multimask)
-                    low, iou = SamAdapter._select(low.float(), iou.float())
-                    for j, i in enumerate(idx):
-                        low_parts[i] = low[j]
-                        scores[start + i] = float(iou[j])
-                    if ex is not None:
-                        extras = extras if extras is not None else [{} for _ in range(n)]
-                        for j, i in enumerate(idx):
-                            extras[start + i] = ex[j]
-                self._postprocess_into(state, torch.stack(low_parts), masks[start:start + len(chunk)])
-        self.decoded_prompts += n
-        return Prediction(masks=masks, scores=scores, extras=extras)
-
-    def _postprocess_into(self, state: Sam2ImageState, low: torch.Tensor, out: np.ndarray) -> None:
+    def _postprocess_into(self, state: Sam2ImageState, low: torch.Tensor, out) -> None:
         """``SAM2Transforms.postprocess_masks`` (one bilinear step to H×W) and threshold, 8 masks at a time."""
         for s in range(0, low.shape[0], POSTPROCESS_BATCH):
             up = self.transforms.postprocess_masks(low[s:s + POSTPROCESS_BATCH], state.original_size)
-            out[s:s + POSTPROCESS_BATCH] = (up[:, 0] > self.mask_threshold).cpu().numpy()
+            store_masks(out, s, up[:, 0] > self.mask_threshold)
 
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]

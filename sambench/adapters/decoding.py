@@ -1,0 +1,152 @@
+"""The decode loop every torch SAM-family adapter shares (SAM, HQ-SAM, SAM 2.1, transformers, Stable-SAM).
+
+:meth:`ChunkedDecoding.predict` takes the prompts of one encoded image ``chunk_size`` at a time. Inside a chunk
+it groups them by (has box, number of points, has mask input) — a prompt encoder needs equal shapes per
+batch — decodes each group with the backend's :meth:`~ChunkedDecoding._decode_group`, keeps one mask per
+prompt (:func:`select_best`), and hands the chunk's selected low-res logits to the backend's
+:meth:`~ChunkedDecoding._postprocess_into`, which upsamples and thresholds them into the output. Outputs keep
+the input order; only chunk × (h × w) low-res floats exist at a time.
+
+**Mask prompts.** ``predict(..., mask_inputs=[...])`` gives each prompt an optional low-res logit map: the
+one this adapter returned for an earlier step in ``Prediction.low_res_logits`` (``return_logits=True``),
+after the backend's :meth:`~ChunkedDecoding._feedback_logits` (SAM 2.1 clamps to [-32, 32] as its
+predictor does). Prompts with and without one mix freely in a call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+
+from sambench.adapters.base import Adapter
+from sambench.types import Prediction, Prompt, SambenchError
+
+
+def prompt_groups(prompts: Sequence[Prompt], has_mask: Optional[Sequence[bool]] = None) -> list[list[int]]:
+    """Indices grouped by (has box, number of points, has mask input), groups in order of first appearance."""
+    groups: dict[tuple[bool, int, bool], list[int]] = {}
+    for i, p in enumerate(prompts):
+        groups.setdefault((p.box is not None, len(p.points or ()), bool(has_mask and has_mask[i])), []).append(i)
+    return list(groups.values())
+
+
+def select_best(low: torch.Tensor, iou: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, C, h, w), (B, C) → (B, 1, h, w), (B,): the mask with the highest predicted IoU."""
+    if low.shape[1] == 1:
+        return low, iou[:, 0]
+    best = torch.argmax(iou, dim=1)
+    rows = torch.arange(low.shape[0], device=low.device)
+    return low[rows, best][:, None], iou[rows, best]
+
+
+def store_masks(out, start: int, fg: torch.Tensor) -> None:
+    """Write the bool masks ``fg`` (k, H, W) into ``out[start:start + k]``: a numpy array, or a bool tensor
+    on the adapter's device (``masks_on_device``)."""
+    if isinstance(out, torch.Tensor):
+        out[start:start + fg.shape[0]] = fg.to(out.device)
+    else:
+        out[start:start + fg.shape[0]] = fg.cpu().numpy()
+
+
+class ChunkedDecoding(Adapter):
+    """An adapter that encodes an image once and decodes its prompts in chunks (module docstring).
+
+    A subclass sets ``state_type`` (what its ``encode`` returns), ``chunk_size``, ``device`` and
+    ``_autocast_dtype`` (None or a CUDA autocast dtype), and implements
+
+    * ``_decode_group(state, prompts, mask_inputs, multimask) -> (low (B, C, h, w), iou (B, C), extras | None)``
+      for B prompts of one shape; ``mask_inputs`` is None or B low-res logit maps. The default embeds the
+      prompts with ``_embed_prompts(state, prompts, mask_inputs) -> (sparse, dense)`` and runs
+      ``_decode(state, sparse, dense, multimask)`` (the packages with a separate prompt encoder: SAM,
+      HQ-SAM, SAM 2.1, and Stable-SAM, which overrides ``_decode``); ``extras`` is a list of B
+      JSON-serialisable dicts or None;
+    * ``_postprocess_into(state, low (B, 1, h, w), out)``: upsample, threshold, :func:`store_masks`;
+    * optionally ``_feedback_logits(low)``: the selected logits as returned for feeding back.
+    """
+
+    state_type: type = object
+    mask_prompts = True
+    chunk_size: int = 8
+    _autocast_dtype: Optional[torch.dtype] = None
+
+    def _autocast(self):
+        if self._autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self._autocast_dtype)
+
+    def _decode_group(self, state: Any, prompts: Sequence[Prompt], mask_inputs: Optional[Sequence[np.ndarray]],
+                      multimask: bool) -> tuple[torch.Tensor, torch.Tensor, Optional[list]]:
+        sparse, dense = self._embed_prompts(state, prompts, mask_inputs)
+        return self._decode(state, sparse, dense, multimask)
+
+    def _embed_prompts(self, state: Any, prompts: Sequence[Prompt], mask_inputs: Optional[Sequence[np.ndarray]]):
+        raise NotImplementedError(f"{type(self).__name__} implements neither _decode_group nor _embed_prompts")
+
+    def _decode(self, state: Any, sparse: torch.Tensor, dense: torch.Tensor, multimask: bool):
+        raise NotImplementedError(f"{type(self).__name__} implements neither _decode_group nor _decode")
+
+    def _feedback_logits(self, low: torch.Tensor) -> torch.Tensor:
+        """The selected low-res logits as ``Prediction.low_res_logits`` returns them (default: unchanged)."""
+        return low
+
+    def _postprocess_into(self, state: Any, low: torch.Tensor, out) -> None:
+        raise NotImplementedError
+
+    def _mask_tensor(self, mask_inputs: Sequence[np.ndarray]) -> torch.Tensor:
+        """(B, 1, h, w) float32 on this adapter's device from B low-res logit maps."""
+        return torch.as_tensor(np.stack([np.asarray(m, dtype=np.float32) for m in mask_inputs]),
+                               dtype=torch.float, device=self.device)[:, None, :, :]
+
+    def predict(self, state: Any, prompts: Sequence[Prompt], mask_selection: str = "single",
+                mask_inputs: Optional[Sequence[Optional[np.ndarray]]] = None, return_logits: bool = False) -> Prediction:
+        """Masks (bool, N×H×W at the original size) and predicted IoUs for ``prompts``, in order.
+
+        ``mask_inputs``: None, or one low-res logit map (or None) per prompt, given as the mask prompt;
+        ``return_logits``: also return each selected mask's low-res logits (``Prediction.low_res_logits``).
+        """
+        prompts = self.checked_prompts(state, self.state_type, prompts, mask_selection)
+        n = len(prompts)
+        if mask_inputs is not None and len(mask_inputs) != n:
+            raise SambenchError(f"model '{self.name}': {len(mask_inputs)} mask inputs for {n} prompts")
+        h, w = state.original_size
+        if self.masks_on_device and self.device.type == "cuda":  # the runner scores them there
+            masks = torch.zeros((n, h, w), dtype=torch.bool, device=self.device)
+        else:
+            masks = np.zeros((n, h, w), dtype=bool)
+        scores = np.full(n, np.nan, dtype=np.float32)
+        logits_out: Optional[np.ndarray] = None
+        extras: Optional[list] = None
+        multimask = mask_selection == "best-of-3"
+        with torch.no_grad():
+            for start in range(0, n, self.chunk_size):
+                chunk = prompts[start:start + self.chunk_size]
+                chunk_masks = list(mask_inputs[start:start + len(chunk)]) if mask_inputs is not None else None
+                has_mask = [m is not None for m in chunk_masks] if chunk_masks is not None else None
+                low_parts: list[Optional[torch.Tensor]] = [None] * len(chunk)
+                for idx in prompt_groups(chunk, has_mask):
+                    group_masks = [chunk_masks[i] for i in idx] if has_mask and has_mask[idx[0]] else None
+                    with self._autocast():
+                        low, iou, ex = self._decode_group(state, [chunk[i] for i in idx], group_masks, multimask)
+                    low, iou = select_best(low.float(), iou.float())
+                    for j, i in enumerate(idx):
+                        low_parts[i] = low[j]
+                        scores[start + i] = float(iou[j])
+                    if ex is not None:
+                        extras = extras if extras is not None else [{} for _ in range(n)]
+                        for j, i in enumerate(idx):
+                            extras[start + i] = ex[j]
+                stacked = torch.stack(low_parts)
+                if return_logits:
+                    fed = self._feedback_logits(stacked)
+                    if logits_out is None:
+                        logits_out = np.zeros((n,) + tuple(fed.shape[-2:]), dtype=np.float32)
+                    logits_out[start:start + len(chunk)] = fed[:, 0].float().cpu().numpy()
+                self._postprocess_into(state, stacked, masks[start:start + len(chunk)])
+        self.decoded_prompts += n
+        return Prediction(masks=masks, scores=scores, extras=extras, low_res_logits=logits_out)
+
+
+__all__ = ["ChunkedDecoding", "prompt_groups", "select_best", "store_masks"]
