@@ -161,3 +161,15 @@ def two_step_session(adapter, state, official, steps, selection: str = "single")
     assert adapter.encoder_calls == calls
     effect = float(np.abs(p2.low_res_logits[0] - p2.low_res_logits[-1]).max())
     return {**worst, "effect": effect, "first": p1, "second": p2}
+
+
+def device_write_matches_host(adapter, state, side: int = 256) -> None:
+    """``masks_on_device``: on CUDA the decode loop hands ``_postprocess_into`` a bool tensor on the device
+    instead of a numpy array; the write path is the same code on a CPU tensor (no GPU here)."""
+    h, w = state.original_size
+    low = torch.randn(3, 1, side, side, generator=torch.Generator().manual_seed(0))
+    host, device = np.zeros((3, h, w), bool), torch.zeros((3, h, w), dtype=torch.bool)
+    adapter._postprocess_into(state, low, host)
+    adapter._postprocess_into(state, low, device)
+    assert host.any() and not host.all()
+    np.testing.assert_array_equal(device.numpy(), host)

@@ -19,10 +19,12 @@ from sambench.types import Prompt, SambenchError
 
 try:
     from hf_fixtures import FAMILY_NAMES, save_small_model, small_model
-    from sam_fixtures import click_steps, mask_iou, mixed_prompts, synthetic_image, two_step_session
+    from sam_fixtures import (click_steps, device_write_matches_host, mask_iou, mixed_prompts, synthetic_image,
+                              two_step_session)
 except ImportError:  # tests/ imported as a package
     from tests.hf_fixtures import FAMILY_NAMES, save_small_model, small_model
-    from tests.sam_fixtures import click_steps, mask_iou, mixed_prompts, synthetic_image, two_step_session
+    from tests.sam_fixtures import (click_steps, device_write_matches_host, mask_iou, mixed_prompts, synthetic_image,
+                                    two_step_session)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -136,6 +138,7 @@ def test_mask_prompts_equal_library_path(built, image):
         assert r["effect"] > max(1e-4, 100 * r["logits"]), (family, selection, r["effect"])  # the mask prompt acts
     side = 4 * (ad.model.config.prompt_encoder_config.image_size // ad.model.config.prompt_encoder_config.patch_size)
     assert r["first"].low_res_logits.shape[1:] == (side, side)
+    device_write_matches_host(ad, state, side)  # masks_on_device's write path (CUDA runs)
 
 
 @pytest.mark.slow

@@ -18,11 +18,11 @@ from sambench.adapters.sam2 import VARIANTS, Sam2Adapter, build_sam2_model
 from sambench.types import Prompt, SambenchError
 
 try:
-    from sam_fixtures import (click_steps, mask_iou, mixed_prompts, prompt_arrays, save_tiny_checkpoint,
-                              synthetic_image, two_step_session)
+    from sam_fixtures import (click_steps, device_write_matches_host, mask_iou, mixed_prompts, prompt_arrays,
+                              save_tiny_checkpoint, synthetic_image, two_step_session)
 except ImportError:  # tests/ imported as a package
-    from tests.sam_fixtures import (click_steps, mask_iou, mixed_prompts, prompt_arrays, save_tiny_checkpoint,
-                                    synthetic_image, two_step_session)
+    from tests.sam_fixtures import (click_steps, device_write_matches_host, mask_iou, mixed_prompts,
+                                    prompt_arrays, save_tiny_checkpoint, synthetic_image, two_step_session)
 
 pytestmark = pytest.mark.slow  # one Hiera-T encode is 2-6 s on 2 CPU cores
 
@@ -179,6 +179,10 @@ def test_mask_prompts_equal_official_predictor(adapter, state, predictor, image,
     assert logits.shape[1:] == (256, 256)
     assert r["effect"] > max(1e-3 * scale, 100 * r["logits"])  # the mask prompt really changes the output
     assert (np.abs(logits).max() == 32.0) == (scale > 1)  # clamped exactly where the predictor clamps
+
+
+def test_masks_can_be_written_into_a_device_tensor(adapter, state):
+    device_write_matches_host(adapter, state)
 
 
 def test_sam1_checkpoint_given_to_sam2_is_one_line(tmp_path):

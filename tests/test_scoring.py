@@ -254,19 +254,13 @@ def test_manifest_records_where_and_how_long_scoring_ran(tmp_path):
 @pytest.mark.slow
 def test_sam_adapter_writes_the_same_masks_into_a_device_tensor():
     # SAM on CUDA with masks_on_device thresholds into a bool tensor on its device instead of a numpy
-    # array; the write path is the same code on a CPU tensor (no GPU here).
-    from sam_fixtures import synthetic_image
+    # array (SAM 2.1 and transformers: tests/test_sam2_adapter.py, tests/test_hf_adapter.py)
+    from sam_fixtures import device_write_matches_host, synthetic_image
 
     from sambench.adapters import build_adapter
 
     adapter = build_adapter("sam-tiny", device="cpu")
-    state = adapter.encode(synthetic_image(60, 80, seed=0))
-    low = torch.randn(3, 1, 256, 256, generator=torch.Generator().manual_seed(0))
-    host, device = np.zeros((3, 60, 80), bool), torch.zeros((3, 60, 80), dtype=torch.bool)
-    adapter._postprocess_into(state, low, host)
-    adapter._postprocess_into(state, low, device)
-    assert host.any() and not host.all()
-    np.testing.assert_array_equal(device.numpy(), host)
+    device_write_matches_host(adapter, adapter.encode(synthetic_image(60, 80, seed=0)))
 
 
 def test_an_ignore_band_gives_the_reference_values():
