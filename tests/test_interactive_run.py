@@ -77,24 +77,75 @@ def test_grabcut_runs_click_sequences_with_one_encode_per_image(tmp_path, cards)
         gt = ds.load(image_id).objects[0].mask
         seq = df[(df.image_id == image_id) & (df.protocol == "clicks3")].sort_values("level")
         assert seq["level"].tolist() == ["1", "2", "3"] and seq["level_value"].tolist() == [1.0, 2.0, 3.0]
-        pred = np.zeros_like(gt)
-        clicked = np.zeros_like(gt)
-        for k, (_, r) in enumerate(seq.iterrows(), start=1):
-            prompt = Prompt.from_json(r.prompt)
-            assert len(prompt.points) == k and prompt.box is None
-            x, y, lab = _reference_click(gt, pred, clicked)  # the click the previous stored mask calls for
-            assert (prompt.points[-1], prompt.labels[-1]) == ((x, y), lab)
-            assert json.loads(r.extras) == {"click": [x, y, lab]}
-            clicked[int(y), int(x)] = True
-            pred = decode_rle(json.loads(r.mask_rle))
-            assert r.iou == pytest.approx(iou(pred, gt))
+        _check_clicks_follow_the_stored_masks(seq, gt)
     noc = noc_table(df, {"clicks3"}, n_boot=50)
     assert noc["n"].tolist() == [2] and noc["click_limit"].tolist() == [3]
     m = json.loads((tmp_path / "r" / "manifest.json").read_text())
     assert m["protocols"]["clicks3"]["identity"]["settings"][0]["kind"] == "clicks"
 
 
+def _check_clicks_follow_the_stored_masks(seq, gt) -> None:
+    """Every stored click (of a sequence started by a click) is the one RITM's rule picks from the previous
+    stored mask and GT ``gt``."""
+    pred, clicked = np.zeros_like(gt), np.zeros_like(gt)
+    for k, (_, r) in enumerate(seq.sort_values("level_value").iterrows(), start=1):
+        prompt = Prompt.from_json(r.prompt)
+        x, y, lab = _reference_click(gt, pred, clicked)
+        assert len(prompt.points) == k and prompt.box is None
+        assert (prompt.points[-1], prompt.labels[-1]) == ((x, y), lab) and json.loads(r.extras) == {"click": [x, y, lab]}
+        clicked[int(y), int(x)] = True
+        pred = decode_rle(json.loads(r.mask_rle))
+        assert r.iou == pytest.approx(iou(pred, gt))
+
+
+@pytest.mark.slow
+def test_click_sequences_cross_corruptions_with_one_encode_per_image_version(tmp_path, cards):
+    """``--corruption`` crosses click protocols too: each corrupted copy gets its own sequences, keyed by
+    (corruption, severity), encoded once, resumable, reported by corruption and gated by ``compare``."""
+    from click.testing import CliRunner
+
+    from sambench.cli import main
+    from sambench.report import write_report
+
+    cfg = _config(tmp_path / "r", protocols=["clicks3"], limit=1, corruptions=["contrast:5"])
+    res = run(cfg)
+    assert res.counts == {"ok": 6, "failed": 0}
+    assert res.counters["grabcut"]["encoder_calls"] == 2  # the clean image and its one corrupted copy
+    df = res.rows
+    gt = open_dataset("grabcut-sample").load("banana1").objects[0].mask
+    clean, corrupted = df[df.severity == 0], df[df.severity == 5]
+    assert sorted(clean.level) == sorted(corrupted.level) == ["1", "2", "3"]
+    assert set(corrupted.corruption) == {"contrast"}
+    for seq in (clean, corrupted):
+        _check_clicks_follow_the_stored_masks(seq, gt)
+    assert clean.mask_rle.tolist() != corrupted.mask_rle.tolist()  # the model saw another image
+    before = _rows(tmp_path / "r")
+    con = sqlite3.connect(str(tmp_path / "r" / "results.sqlite"))
+    con.execute("DELETE FROM results WHERE severity=5 AND level='3'")
+    con.commit()
+    con.close()
+    again = run(cfg)
+    assert again.rows_added == 1 and again.counters["grabcut"]["encoder_calls"] == 1  # the corrupted copy only
+    assert _rows(tmp_path / "r") == before
+
+    written = write_report([tmp_path / "r"], tmp_path / "rep", formats=("png",), n_boot=50)
+    assert "noc_corruptions.csv" in written and "corruption_heatmap.png" not in written
+    by_image = noc_table(df, {"clicks3"}, n_boot=50, by_corruption=True)
+    assert by_image[["corruption", "severity", "n"]].values.tolist() == [["contrast", 5, 1], ["none", 0, 1]]
+    assert noc_table(df, {"clicks3"}, n_boot=50)["n"].tolist() == [1]  # noc.csv: the clean sequences
+    for d, where in (("a", "1"), ("b", "severity=0")):  # a: NoC 1 everywhere; b: never reaches 90 % under contrast
+        shutil.copytree(tmp_path / "r", tmp_path / d)
+        con = sqlite3.connect(str(tmp_path / d / "results.sqlite"))
+        con.execute(f"UPDATE results SET iou=CASE WHEN {where} THEN 0.95 ELSE 0.5 END")
+        con.commit()
+        con.close()
+    out = CliRunner().invoke(main, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--metric", "noc90"])
+    assert out.exit_code == 1, out.output
+    assert "FAIL: 1 regression(s) beyond 0.5 clicks: grabcut/grabcut-sample/clicks3/NoC@90/contrast/5 +2.00" in out.output
+
+
 def test_resume_replays_a_sequence_to_identical_rows(tmp_path, cards):
+
     run(_config(tmp_path / "r"))
     before = _rows(tmp_path / "r")
     con = sqlite3.connect(str(tmp_path / "r" / "results.sqlite"))
