@@ -157,6 +157,28 @@ def test_resume_replays_a_sequence_to_identical_rows(tmp_path, cards):
     assert _rows(tmp_path / "r") == before
 
 
+def test_leaderboard_verify_replays_click_sequences(tmp_path, cards):
+    """``leaderboard --verify`` replays each click sequence with the stored masks in the model's place: an
+    untouched run passes; a step whose click was moved (hash made consistent) is caught."""
+    from sambench.leaderboard import verify_runs
+
+    run(_config(tmp_path / "r", limit=1))
+    good = verify_runs([tmp_path / "r"])
+    assert good.ok and good.checked == 4, good.summary()
+    con = sqlite3.connect(str(tmp_path / "r" / "results.sqlite"))
+    (text,) = con.execute("SELECT prompt FROM results WHERE protocol='clicks3' AND level='2'").fetchone()
+    p = Prompt.from_json(text)
+    (x, y), last = p.points[-1], p.labels[-1]
+    moved = Prompt(points=p.points[:-1] + ((x + 1.0, y),), labels=p.labels)
+    con.execute("UPDATE results SET prompt=?, prompt_hash=? WHERE protocol='clicks3' AND level='2'",
+                (moved.to_json(), moved.hash()))
+    con.commit()
+    con.close()
+    bad = verify_runs([tmp_path / "r"])
+    assert bad.n_mismatches == 1 and "/clicks3/2/draw 0: stored prompt" in bad.mismatches[0]
+    assert "is not the step the click rule gives after the stored masks" in bad.mismatches[0]
+
+
 def test_gt_box_start_and_box_fill_refusal(tmp_path, cards):
     res = run(_config(tmp_path / "b", models=["grabcut", "box-fill"], protocols=["clicks3-box"], limit=1))
     df = res.rows
