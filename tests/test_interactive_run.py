@@ -3,7 +3,6 @@
 import json
 import shutil
 import sqlite3
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +13,10 @@ from sambench.datasets import open_dataset
 from sambench.metrics import decode_rle, iou
 from sambench.noc import noc_table
 from sambench.runner import DatasetSpec, RunConfig, run
-from sambench.store import COLUMNS
+try:
+    from run_fixtures import stored_rows
+except ImportError:  # tests/ imported as a package
+    from tests.run_fixtures import stored_rows
 from sambench.types import Prompt, SambenchError
 
 CARD = """name: clicks3
@@ -46,14 +48,6 @@ def _config(out, **kw):
                 limit=2, workers=1, progress=False, model_options={"grabcut": {"max_side": 96, "iterations": 1}})
     base.update(kw)
     return RunConfig(**base)
-
-
-def _rows(run_dir):
-    con = sqlite3.connect(str(Path(run_dir) / "results.sqlite"))
-    rows = con.execute(f"SELECT {', '.join(COLUMNS)} FROM results ORDER BY model, dataset, image_id, object_id, "
-                       "protocol, level, draw").fetchall()
-    con.close()
-    return rows
 
 
 def _reference_click(gt, pred, clicked):
@@ -119,14 +113,14 @@ def test_click_sequences_cross_corruptions_with_one_encode_per_image_version(tmp
     for seq in (clean, corrupted):
         _check_clicks_follow_the_stored_masks(seq, gt)
     assert clean.mask_rle.tolist() != corrupted.mask_rle.tolist()  # the model saw another image
-    before = _rows(tmp_path / "r")
+    before = stored_rows(tmp_path / "r")
     con = sqlite3.connect(str(tmp_path / "r" / "results.sqlite"))
     con.execute("DELETE FROM results WHERE severity=5 AND level='3'")
     con.commit()
     con.close()
     again = run(cfg)
     assert again.rows_added == 1 and again.counters["grabcut"]["encoder_calls"] == 1  # the corrupted copy only
-    assert _rows(tmp_path / "r") == before
+    assert stored_rows(tmp_path / "r") == before
 
     written = write_report([tmp_path / "r"], tmp_path / "rep", formats=("png",), n_boot=50)
     assert "noc_corruptions.csv" in written and "corruption_heatmap.png" not in written
@@ -147,14 +141,14 @@ def test_click_sequences_cross_corruptions_with_one_encode_per_image_version(tmp
 def test_resume_replays_a_sequence_to_identical_rows(tmp_path, cards):
 
     run(_config(tmp_path / "r"))
-    before = _rows(tmp_path / "r")
+    before = stored_rows(tmp_path / "r")
     con = sqlite3.connect(str(tmp_path / "r" / "results.sqlite"))
     con.execute("DELETE FROM results WHERE protocol='clicks3' AND level='2' AND image_id='banana1'")
     con.commit()
     con.close()
     again = run(_config(tmp_path / "r"))
     assert again.rows_added == 1 and again.counters["grabcut"]["encoder_calls"] == 1  # only banana1, once
-    assert _rows(tmp_path / "r") == before
+    assert stored_rows(tmp_path / "r") == before
 
 
 def test_leaderboard_verify_replays_click_sequences(tmp_path, cards):
@@ -168,7 +162,7 @@ def test_leaderboard_verify_replays_click_sequences(tmp_path, cards):
     con = sqlite3.connect(str(tmp_path / "r" / "results.sqlite"))
     (text,) = con.execute("SELECT prompt FROM results WHERE protocol='clicks3' AND level='2'").fetchone()
     p = Prompt.from_json(text)
-    (x, y), last = p.points[-1], p.labels[-1]
+    x, y = p.points[-1]
     moved = Prompt(points=p.points[:-1] + ((x + 1.0, y),), labels=p.labels)
     con.execute("UPDATE results SET prompt=?, prompt_hash=? WHERE protocol='clicks3' AND level='2'",
                 (moved.to_json(), moved.hash()))
