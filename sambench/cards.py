@@ -142,6 +142,11 @@ def parse_model_card(data: dict, path: Path) -> ModelCard:
 #: ``hq-sam-1024``: image and prompts resized to 1024×1024 without keeping aspect (HQ-SAM's evaluation).
 PREPROCESSING_MODES = ("sam", "hq-sam-1024")
 
+#: Frames a box setting's GT box is measured in (sambench/prompts.py ``box_in_frame``). ``label``: the
+#: original label's extreme foreground pixels. ``hq-sam-1024``: HQ-SAM's evaluation box, taken from the
+#: label resized to 1024×1024 without keeping aspect, expressed back in original pixels.
+BOX_FRAMES = ("label", "hq-sam-1024")
+
 #: Mask-selection policies. ``single``: one mask per prompt (``multimask_output=False``).
 #: ``best-of-3``: three masks, keep the one with the highest predicted IoU.
 MASK_SELECTIONS = ("single", "best-of-3")
@@ -153,12 +158,15 @@ LEVEL_PARAM = {"gt-box": None, "noisy-box": "scale", "box-shift": "scale", "box-
 #: Card fields of the interactive protocol (``kind: clicks``; its levels are the clicks 1..max_clicks).
 CLICK_CARD_FIELDS = ("max_clicks", "start", "start_scale", "feed_logits")
 PROTOCOL_FIELDS = {"name", "version", "description", "kind", "levels", "settings", "draws", "seed",
-                   "mask_selection", "preprocessing", "negatives", "reference", "corruptions", *CLICK_CARD_FIELDS}
-SETTING_FIELDS = {"level", "kind", "scale", "k", "negatives"}
+                   "mask_selection", "preprocessing", "negatives", "reference", "corruptions", "box_frame",
+                   *CLICK_CARD_FIELDS}
+SETTING_FIELDS = {"level", "kind", "scale", "k", "negatives", "box_frame"}
 
 
 #: Prompt kinds whose setting is a box with noise of scale ``scale`` (0 = the GT box).
 BOX_NOISE_KINDS = ("noisy-box", "box-shift", "box-scale")
+#: Prompt kinds whose prompt is a box derived from the GT box (the kinds ``box_frame`` applies to).
+BOX_KINDS = ("gt-box", *BOX_NOISE_KINDS)
 
 
 @dataclass(frozen=True)
@@ -267,6 +275,11 @@ def make_setting(kind: str, params: dict, level: Optional[str], where: str, prot
         raise SambenchError(f"{where}: unknown prompt kind '{kind}' (known: {', '.join(PROMPT_KINDS)})")
     params = dict(params)
     value: Optional[float] = None
+    frame = params.pop("box_frame", None)
+    if frame is not None and kind not in BOX_KINDS:
+        raise SambenchError(f"{where}: 'box_frame' only applies to box settings ({', '.join(BOX_KINDS)}), not '{kind}'")
+    if frame is not None and frame not in BOX_FRAMES:
+        raise SambenchError(f"{where}: box_frame must be one of {', '.join(BOX_FRAMES)}, got {frame!r}")
     if kind == "clicks":
         from sambench.clicks import parse_click_settings
 
@@ -298,6 +311,8 @@ def make_setting(kind: str, params: dict, level: Optional[str], where: str, prot
         params["negatives"] = int(n)
     elif "negatives" in params:
         raise SambenchError(f"{where}: 'negatives' only applies to 'points' settings")
+    if frame not in (None, "label"):  # the default stays out of the identity, so existing manifests are unchanged
+        params["box_frame"] = frame
     if level is None:
         level = kind if value is None else level_text(value)
     return Setting(level=str(level), kind=kind, params=tuple(sorted(params.items())), level_value=value,
@@ -333,8 +348,12 @@ def parse_protocol_card(data: dict, path: Path) -> ProtocolCard:
             if "kind" not in s:
                 raise SambenchError(f"{path}: settings[{i}] is missing 'kind'")
             params = {k: v for k, v in s.items() if k not in ("level", "kind")}
+            if "box_frame" in data and s["kind"] in BOX_KINDS:  # the card's frame, unless the setting gives its own
+                params.setdefault("box_frame", data["box_frame"])
             settings.append(make_setting(s["kind"], params, s.get("level"), f"{path}: settings[{i}]", name))
     elif data.get("kind") == "clicks":
+        if "box_frame" in data:
+            raise SambenchError(f"{path}: 'box_frame' only applies to box settings, not to a 'clicks' protocol")
         if "levels" in data:
             raise SambenchError(f"{path}: a 'clicks' protocol has no 'levels': they are the clicks 1..max_clicks")
         from sambench.clicks import parse_click_settings
@@ -347,7 +366,7 @@ def parse_protocol_card(data: dict, path: Path) -> ProtocolCard:
         param = LEVEL_PARAM.get(kind, "")
         if kind not in PROMPT_KINDS:
             raise SambenchError(f"{path}: unknown prompt kind '{kind}' (known: {', '.join(PROMPT_KINDS)})")
-        extra = {"negatives": data["negatives"]} if "negatives" in data else {}
+        extra = {k: data[k] for k in ("negatives", "box_frame") if k in data}
         if param is None:
             settings.append(make_setting(kind, extra, None, str(path), name))
         else:

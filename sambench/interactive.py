@@ -27,7 +27,7 @@ from sambench.prompts import gt_box, noisy_box, prompt_rng
 from sambench.store import Row
 from sambench.types import Object, Prompt, SambenchError, canonical_json
 
-#: The rest of a stored row key (sambench.store.IMAGE_ROW_COLUMNS): click sequences run on clean images.
+#: (corruption, severity) of the clean image: the rest of a stored row key (sambench.store.IMAGE_ROW_COLUMNS).
 CLEAN_KEY = ("none", 0)
 
 
@@ -71,9 +71,9 @@ def _step_row(card, model: str, sample, obj: Object, draw: int, step: Step, prev
 
 
 def _failed_sequence(card, clicks: ClickSettings, model: str, sample, obj_id: str, draw: int, error: str,
-                     done: set) -> list[Row]:
+                     done: set, corruption: tuple = CLEAN_KEY) -> list[Row]:
     return [_row(card, model, sample, obj_id, lv, draw, None, status="failed", error=error)
-            for lv in clicks.levels if (obj_id, card.name, str(lv), draw) + CLEAN_KEY not in done]
+            for lv in clicks.levels if (obj_id, card.name, str(lv), draw) + tuple(corruption) not in done]
 
 
 def sequence_predictor(adapter: Adapter, state: Any, mask_selection: str, feed_logits: bool):
@@ -93,36 +93,42 @@ def sequence_predictor(adapter: Adapter, state: Any, mask_selection: str, feed_l
 
 
 def evaluate_clicks(adapter: Adapter, model: str, sample, card, done: set, state_for: Callable[[str], Any],
-                    describe: Callable[[Exception, str], str]) -> list[Row]:
+                    describe: Callable[[Exception, str], str], corruption: tuple = CLEAN_KEY) -> list[Row]:
     """Every missing row of click protocol ``card`` (a card with ``clicks`` settings) for one (model, image).
 
+    ``sample.image`` is the image the model sees: the clean one, or its copy under ``corruption`` =
+    (name, severity). The sequence is the clean one's in every other respect: the same GT, the same
+    (keyed) start box, the same click rule, so a corrupted sequence differs only by the model's masks.
     ``done``: (object_id, protocol, level, draw, corruption, severity) already stored. ``state_for(preprocessing)``
     returns the image's encoded state (encoding it on first use, through the embedding cache;
     ``sambench.runner._click_rows``) or raises;
     ``describe(exc, context)`` makes the one-line error of a failed row.
     """
     clicks: ClickSettings = card.clicks
-    where = f"{sample.dataset}/{sample.image_id}"
+    corruption = tuple(corruption)
+    where = f"{sample.dataset}/{sample.image_id}" + ("" if not corruption[1] else f" under {corruption[0]}:{corruption[1]}")
     rows: list[Row] = []
     draws = 1 if clicks.deterministic else card.draws
     for obj in sample.objects:
         for draw in range(draws):
-            if all((obj.id, card.name, str(lv), draw) + CLEAN_KEY in done for lv in clicks.levels):
+            if all((obj.id, card.name, str(lv), draw) + corruption in done for lv in clicks.levels):
                 continue
             if not adapter.interactive:
                 rows += _failed_sequence(card, clicks, model, sample, obj.id, draw,
-                                         f"model '{model}' ignores clicks: its mask cannot follow corrections", done)
+                                         f"model '{model}' ignores clicks: its mask cannot follow corrections", done,
+                                         corruption)
                 continue
             try:
                 box = start_box(card, clicks, sample.dataset, sample.image_id, obj, draw)
             except SambenchError as exc:  # an empty mask has no box
-                rows += _failed_sequence(card, clicks, model, sample, obj.id, draw, f"{where}/{obj.id}: {exc}", done)
+                rows += _failed_sequence(card, clicks, model, sample, obj.id, draw, f"{where}/{obj.id}: {exc}", done,
+                                         corruption)
                 continue
             try:
                 state = state_for(card.preprocessing)
             except Exception as exc:
                 rows += _failed_sequence(card, clicks, model, sample, obj.id, draw,
-                                         describe(exc, f"model '{model}' failed to encode {where}"), done)
+                                         describe(exc, f"model '{model}' failed to encode {where}"), done, corruption)
                 continue
             predict = sequence_predictor(adapter, state, card.mask_selection, clicks.feed_logits)
             steps = run_sequence(obj.mask, predict, clicks.max_clicks, ignore=obj.ignore, start_box=box,
@@ -130,7 +136,7 @@ def evaluate_clicks(adapter: Adapter, model: str, sample, card, done: set, state
                                  describe_error=lambda e: describe(e, f"model '{model}' failed to decode on {where}"))
             previous = None
             for step in steps:
-                if (obj.id, card.name, str(step.level), draw) + CLEAN_KEY not in done:
+                if (obj.id, card.name, str(step.level), draw) + corruption not in done:
                     rows.append(_step_row(card, model, sample, obj, draw, step, previous))
                 previous = step.prompt
     return rows

@@ -11,6 +11,15 @@ Conventions (docs/protocols.md says the same):
   foreground pixels, i.e. the indices of the extreme pixels, in the original image frame. This is
   torchvision's ``masks_to_boxes`` and HQ-SAM's ``misc.masks_to_boxes`` convention (a one-pixel object has
   x0 == x1).
+* **Box frame** (card field ``box_frame``): ``label`` (default) measures the GT box on the original label as
+  above. ``hq-sam-1024`` measures it as HQ-SAM's evaluation does (``train/train.py`` ``evaluate``): the
+  0/255 label resized to 1024×1024 without keeping aspect (``F.interpolate``, bilinear,
+  ``align_corners=False``, its dataloader's ``Resize``), foreground = value > 128, then the extreme pixel
+  indices (``misc.masks_to_boxes``) — and that 1024-frame box is expressed back in original pixels
+  (x·W/1024, y·H/1024), so that a model under ``hq-sam-1024`` preprocessing, which scales prompts by
+  1024/W and 1024/H, receives HQ-SAM's integer box. Noise (below) is then added in the original frame,
+  which equals adding it in the 1024 frame (every term scales with the box, and the clamp to [0, W] is the
+  clamp to [0, 1024]) except for the 1-px minimum side.
 * **Noisy box** (HQ-SAM's ``box_noise``, after DN-DETR): convert to centre/size (cx, cy, w, h); draw
   u ~ U[-1, 1) independently for each of the four; cx += u0·(w/2)·s, cy += u1·(h/2)·s, w += u2·w·s,
   h += u3·h·s; back to corners; clamp x to [0, W] and y to [0, H] (HQ-SAM clamps to its 1024 frame, which
@@ -51,6 +60,32 @@ def gt_box(mask: np.ndarray) -> tuple[float, float, float, float]:
     if rows.size == 0:
         raise SambenchError("empty mask: the object has no foreground pixel, so it has no box or point")
     return float(cols[0]), float(rows[0]), float(cols[-1]), float(rows[-1])
+
+
+#: The side of HQ-SAM's evaluation frame (``--input_size`` 1024×1024 in its ``train/train.py``).
+HQ_SAM_FRAME = 1024
+
+
+def hq_sam_box(mask: np.ndarray) -> tuple[float, float, float, float]:
+    """HQ-SAM's evaluation GT box of ``mask`` (``box_frame: hq-sam-1024``, module docstring), in original pixels."""
+    import torch
+    import torch.nn.functional as F
+
+    h, w = mask.shape[:2]
+    label = torch.from_numpy(np.where(mask, np.float32(255.0), np.float32(0.0)))[None, None]
+    resized = F.interpolate(label, (HQ_SAM_FRAME, HQ_SAM_FRAME), mode="bilinear", align_corners=False)[0, 0] > 128
+    try:
+        x0, y0, x1, y1 = gt_box(resized.numpy())
+    except SambenchError:
+        raise SambenchError(f"the object ({int(np.count_nonzero(mask))} px) vanishes when its {w}×{h} label is resized "
+                            f"to {HQ_SAM_FRAME}×{HQ_SAM_FRAME} (box_frame hq-sam-1024): no pixel stays > 128") from None
+    sx, sy = w / HQ_SAM_FRAME, h / HQ_SAM_FRAME
+    return x0 * sx, y0 * sy, x1 * sx, y1 * sy
+
+
+def box_in_frame(mask: np.ndarray, frame: str = "label") -> tuple[float, float, float, float]:
+    """The GT box of ``mask`` measured in ``frame`` (:data:`sambench.cards.BOX_FRAMES`), in original pixels."""
+    return hq_sam_box(mask) if frame == "hq-sam-1024" else gt_box(mask)
 
 
 def noisy_box(box: tuple[float, float, float, float], image_size: tuple[int, int], scale: float,
@@ -108,7 +143,7 @@ def make_prompt(setting: Setting, mask: np.ndarray, rng: np.random.Generator) ->
     p = dict(setting.params)
     if setting.kind == "points":
         return random_points(mask, p["k"], rng, p.get("negatives", 0))
-    box = gt_box(mask)
+    box = box_in_frame(mask, p.get("box_frame", "label"))
     if setting.kind == "gt-box":
         return Prompt(box=box)
     shift = setting.kind in ("noisy-box", "box-shift")

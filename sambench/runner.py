@@ -277,11 +277,11 @@ def _decode_groups(adapter: Adapter, model: str, sample, groups: dict, states: d
 
 
 def _click_rows(adapter: Adapter, model: str, sample, protocols: list[Protocol], done: set, states: dict,
-                stage: EncodeStage) -> list[Row]:
-    """Rows of the interactive (click) protocols (:mod:`sambench.interactive`) on the image's states
-    (encoded through ``stage`` if a mode is still missing; an encode failure raises one SambenchError line)."""
+                stage: EncodeStage, corruption: tuple[str, int], where: str) -> list[Row]:
+    """Rows of the interactive (click) protocols (:mod:`sambench.interactive`) on the image's states under
+    ``corruption`` (encoded through ``stage`` if a mode is still missing; an encode failure raises one
+    SambenchError line)."""
     clicks = [p for p in protocols if p.card.clicks is not None]
-    where = f"{sample.dataset}/{sample.image_id}"
 
     def get(prep: str) -> Any:
         if prep not in states:
@@ -292,7 +292,7 @@ def _click_rows(adapter: Adapter, model: str, sample, protocols: list[Protocol],
 
     rows: list[Row] = []
     for proto in clicks:
-        rows.extend(evaluate_clicks(adapter, model, sample, proto.card, done, get, _describe))
+        rows.extend(evaluate_clicks(adapter, model, sample, proto.card, done, get, _describe, corruption))
     return rows
 
 
@@ -318,12 +318,11 @@ def _model_rows(adapter: Adapter, model: str, sample, protocols: list[Protocol],
                 groups: dict, states: dict, prompts_per_call: int, stage: EncodeStage, pool: ScoringPool,
                 timer: StageTimer, corruption: tuple[str, int] = (corr.CLEAN, 0)) -> list[Row]:
     """One (model, image)'s rows under ``corruption`` once its states are encoded: failures, the decoded and
-    scored batch protocols, then (clean images only) the click sequences on the same states."""
+    scored batch protocols, then the click sequences on the same states."""
     where = f"{sample.dataset}/{sample.image_id}" + ("" if corruption[1] == 0 else f" under {corruption[0]}:{corruption[1]}")
     slots = [failed] + _decode_groups(adapter, model, sample, groups, states, prompts_per_call, pool,
                                       _image_scorer(pool, sample), timer, where)
-    if not corruption[1]:  # interactive protocols: clean images only (click sequences are not keyed by corruption)
-        slots.append(_click_rows(adapter, model, sample, protocols, done, states, stage))
+    slots.append(_click_rows(adapter, model, sample, protocols, done, states, stage, corruption, where))
     rows = _gather(slots, timer)
     for r in rows:
         r.corruption, r.severity = corruption
@@ -394,10 +393,9 @@ class CorruptedSample:
 
 def corruption_axes(protocols: list[Protocol], specs: Iterable[str]) -> dict[str, list[tuple[str, int]]]:
     """Per protocol: the (corruption, severity) levels it runs at — clean first, then its card's
-    ``corruptions`` and the run's ``--corruption`` specs. Interactive (click) protocols run on clean
-    images only: their click sequences are not keyed by corruption yet."""
-    return {p.name: [(corr.CLEAN, 0)] if p.card.clicks is not None else
-            corr.parse_specs(list(p.card.corruptions) + list(specs)) for p in protocols}
+    ``corruptions`` and the run's ``--corruption`` specs. Click protocols too: each corrupted copy gets
+    its own click sequences (:func:`sambench.interactive.evaluate_clicks`)."""
+    return {p.name: corr.parse_specs(list(p.card.corruptions) + list(specs)) for p in protocols}
 
 
 class ImageWork:

@@ -84,6 +84,21 @@ def hq_resize_1024(image: np.ndarray) -> np.ndarray:
     return t.squeeze(0).permute(1, 2, 0).numpy().astype(np.uint8)
 
 
+def hq_sam_reference_box(mask: np.ndarray) -> np.ndarray:
+    """HQ-SAM's evaluation box in its 1024 frame, ``misc.masks_to_boxes(Resize(label)[:, 0])``, written out
+    from its definition: the float 0/255 label resized bilinearly to 1024², foreground = value > 128, max of
+    x·mask, min with the background filled by 1e8 (tests/test_box_frame.py)."""
+    label = torch.from_numpy(mask.astype(np.float32) * 255.0)[None, None]
+    masks = F.interpolate(label, (1024, 1024), mode="bilinear", align_corners=False)[:, 0]
+    y, x = torch.meshgrid(torch.arange(1024, dtype=torch.float), torch.arange(1024, dtype=torch.float), indexing="ij")
+    fg = masks > 128
+    x_max = (fg * x[None]).flatten(1).max(-1)[0]
+    x_min = (fg * x[None]).masked_fill(~fg, 1e8).flatten(1).min(-1)[0]
+    y_max = (fg * y[None]).flatten(1).max(-1)[0]
+    y_min = (fg * y[None]).masked_fill(~fg, 1e8).flatten(1).min(-1)[0]
+    return torch.stack([x_min, y_min, x_max, y_max], 1)[0].numpy().astype(np.float64)
+
+
 def pick(masks_or_logits: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, float]:
     """The official outputs' mask with the highest predicted IoU (the only one when C == 1)."""
     i = int(np.argmax(scores))

@@ -3,7 +3,6 @@
 import json
 import shutil
 import sqlite3
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +13,10 @@ from sambench.datasets import open_dataset
 from sambench.metrics import decode_rle, iou
 from sambench.noc import noc_table
 from sambench.runner import DatasetSpec, RunConfig, run
-from sambench.store import COLUMNS
+try:
+    from run_fixtures import stored_rows
+except ImportError:  # tests/ imported as a package
+    from tests.run_fixtures import stored_rows
 from sambench.types import Prompt, SambenchError
 
 CARD = """name: clicks3
@@ -48,14 +50,6 @@ def _config(out, **kw):
     return RunConfig(**base)
 
 
-def _rows(run_dir):
-    con = sqlite3.connect(str(Path(run_dir) / "results.sqlite"))
-    rows = con.execute(f"SELECT {', '.join(COLUMNS)} FROM results ORDER BY model, dataset, image_id, object_id, "
-                       "protocol, level, draw").fetchall()
-    con.close()
-    return rows
-
-
 def _reference_click(gt, pred, clicked):
     """RITM's rule written independently with scipy's exact EDT: (x, y, label)."""
     def depth(region):
@@ -77,33 +71,106 @@ def test_grabcut_runs_click_sequences_with_one_encode_per_image(tmp_path, cards)
         gt = ds.load(image_id).objects[0].mask
         seq = df[(df.image_id == image_id) & (df.protocol == "clicks3")].sort_values("level")
         assert seq["level"].tolist() == ["1", "2", "3"] and seq["level_value"].tolist() == [1.0, 2.0, 3.0]
-        pred = np.zeros_like(gt)
-        clicked = np.zeros_like(gt)
-        for k, (_, r) in enumerate(seq.iterrows(), start=1):
-            prompt = Prompt.from_json(r.prompt)
-            assert len(prompt.points) == k and prompt.box is None
-            x, y, lab = _reference_click(gt, pred, clicked)  # the click the previous stored mask calls for
-            assert (prompt.points[-1], prompt.labels[-1]) == ((x, y), lab)
-            assert json.loads(r.extras) == {"click": [x, y, lab]}
-            clicked[int(y), int(x)] = True
-            pred = decode_rle(json.loads(r.mask_rle))
-            assert r.iou == pytest.approx(iou(pred, gt))
+        _check_clicks_follow_the_stored_masks(seq, gt)
     noc = noc_table(df, {"clicks3"}, n_boot=50)
     assert noc["n"].tolist() == [2] and noc["click_limit"].tolist() == [3]
     m = json.loads((tmp_path / "r" / "manifest.json").read_text())
     assert m["protocols"]["clicks3"]["identity"]["settings"][0]["kind"] == "clicks"
 
 
+def _check_clicks_follow_the_stored_masks(seq, gt) -> None:
+    """Every stored click (of a sequence started by a click) is the one RITM's rule picks from the previous
+    stored mask and GT ``gt``."""
+    pred, clicked = np.zeros_like(gt), np.zeros_like(gt)
+    for k, (_, r) in enumerate(seq.sort_values("level_value").iterrows(), start=1):
+        prompt = Prompt.from_json(r.prompt)
+        x, y, lab = _reference_click(gt, pred, clicked)
+        assert len(prompt.points) == k and prompt.box is None
+        assert (prompt.points[-1], prompt.labels[-1]) == ((x, y), lab) and json.loads(r.extras) == {"click": [x, y, lab]}
+        clicked[int(y), int(x)] = True
+        pred = decode_rle(json.loads(r.mask_rle))
+        assert r.iou == pytest.approx(iou(pred, gt))
+
+
+@pytest.mark.slow
+def test_click_sequences_cross_corruptions_with_one_encode_per_image_version(tmp_path, cards):
+    """``--corruption`` crosses click protocols too: each corrupted copy gets its own sequences, keyed by
+    (corruption, severity), encoded once, resumable, reported by corruption and gated by ``compare``."""
+    from click.testing import CliRunner
+
+    from sambench.cli import main
+    from sambench.report import write_report
+
+    cfg = _config(tmp_path / "r", protocols=["clicks3"], limit=1, corruptions=["contrast:5"])
+    res = run(cfg)
+    assert res.counts == {"ok": 6, "failed": 0}
+    assert res.counters["grabcut"]["encoder_calls"] == 2  # the clean image and its one corrupted copy
+    df = res.rows
+    gt = open_dataset("grabcut-sample").load("banana1").objects[0].mask
+    clean, corrupted = df[df.severity == 0], df[df.severity == 5]
+    assert sorted(clean.level) == sorted(corrupted.level) == ["1", "2", "3"]
+    assert set(corrupted.corruption) == {"contrast"}
+    for seq in (clean, corrupted):
+        _check_clicks_follow_the_stored_masks(seq, gt)
+    assert clean.mask_rle.tolist() != corrupted.mask_rle.tolist()  # the model saw another image
+    before = stored_rows(tmp_path / "r")
+    con = sqlite3.connect(str(tmp_path / "r" / "results.sqlite"))
+    con.execute("DELETE FROM results WHERE severity=5 AND level='3'")
+    con.commit()
+    con.close()
+    again = run(cfg)
+    assert again.rows_added == 1 and again.counters["grabcut"]["encoder_calls"] == 1  # the corrupted copy only
+    assert stored_rows(tmp_path / "r") == before
+
+    written = write_report([tmp_path / "r"], tmp_path / "rep", formats=("png",), n_boot=50)
+    assert "noc_corruptions.csv" in written and "corruption_heatmap.png" not in written
+    by_image = noc_table(df, {"clicks3"}, n_boot=50, by_corruption=True)
+    assert by_image[["corruption", "severity", "n"]].values.tolist() == [["contrast", 5, 1], ["none", 0, 1]]
+    assert noc_table(df, {"clicks3"}, n_boot=50)["n"].tolist() == [1]  # noc.csv: the clean sequences
+    for d, where in (("a", "1"), ("b", "severity=0")):  # a: NoC 1 everywhere; b: never reaches 90 % under contrast
+        shutil.copytree(tmp_path / "r", tmp_path / d)
+        con = sqlite3.connect(str(tmp_path / d / "results.sqlite"))
+        con.execute(f"UPDATE results SET iou=CASE WHEN {where} THEN 0.95 ELSE 0.5 END")
+        con.commit()
+        con.close()
+    out = CliRunner().invoke(main, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--metric", "noc90"])
+    assert out.exit_code == 1, out.output
+    assert "FAIL: 1 regression(s) beyond 0.5 clicks: grabcut/grabcut-sample/clicks3/NoC@90/contrast/5 +2.00" in out.output
+
+
 def test_resume_replays_a_sequence_to_identical_rows(tmp_path, cards):
+
     run(_config(tmp_path / "r"))
-    before = _rows(tmp_path / "r")
+    before = stored_rows(tmp_path / "r")
     con = sqlite3.connect(str(tmp_path / "r" / "results.sqlite"))
     con.execute("DELETE FROM results WHERE protocol='clicks3' AND level='2' AND image_id='banana1'")
     con.commit()
     con.close()
     again = run(_config(tmp_path / "r"))
     assert again.rows_added == 1 and again.counters["grabcut"]["encoder_calls"] == 1  # only banana1, once
-    assert _rows(tmp_path / "r") == before
+    assert stored_rows(tmp_path / "r") == before
+
+
+def test_leaderboard_verify_replays_click_sequences(tmp_path, cards):
+    """``leaderboard --verify`` replays each click sequence with the stored masks in the model's place: an
+    untouched run passes; a step whose click was moved (hash made consistent) is caught."""
+    from sambench.leaderboard import verify_runs
+
+    run(_config(tmp_path / "r", limit=1))
+    good = verify_runs([tmp_path / "r"])
+    assert good.ok and good.checked == 4, good.summary()
+    con = sqlite3.connect(str(tmp_path / "r" / "results.sqlite"))
+    (text,) = con.execute("SELECT prompt FROM results WHERE protocol='clicks3' AND level='2'").fetchone()
+    p = Prompt.from_json(text)
+    x, y = p.points[-1]
+    moved = Prompt(points=p.points[:-1] + ((x + 1.0, y),), labels=p.labels)
+    con.execute("UPDATE results SET prompt=?, prompt_hash=? WHERE protocol='clicks3' AND level='2'",
+                (moved.to_json(), moved.hash()))
+    con.commit()
+    con.close()
+    bad = verify_runs([tmp_path / "r"])
+    assert bad.n_mismatches == 1 and "/clicks3/2/draw 0: stored prompt" in bad.mismatches[0]
+    assert "is not the step the click rule gives after the stored masks" in bad.mismatches[0]
 
 
 def test_gt_box_start_and_box_fill_refusal(tmp_path, cards):

@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -112,7 +111,10 @@ def kill_driver_and_check_workers(args: list, run_dir: Path, min_workers: int, g
                                   startup_s: float = 120) -> None:
     """Start ``sambench run`` (args), wait until it has ``min_workers`` descendants and a row, SIGKILL it,
     and assert every descendant is gone within ``grace_s``."""
-    import sqlite3
+    try:
+        from run_fixtures import stored_count
+    except ImportError:  # tests/ imported as a package
+        from tests.run_fixtures import stored_count
 
     proc = subprocess.Popen([sys.executable, "-m", "sambench", *args, "--out", str(run_dir)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -123,15 +125,8 @@ def kill_driver_and_check_workers(args: list, run_dir: Path, min_workers: int, g
         while time.monotonic() < deadline and proc.poll() is None:
             kids |= _descendants(proc.pid)
             db = run_dir / "results.sqlite"
-            if len(_alive(kids)) >= min_workers and db.exists():
-                try:
-                    con = sqlite3.connect(str(db), timeout=1)
-                    n = con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-                    con.close()
-                except sqlite3.OperationalError:
-                    n = 0
-                if n:
-                    break
+            if len(_alive(kids)) >= min_workers and stored_count(db):
+                break
             time.sleep(0.1)
         assert proc.poll() is None, "the run ended before it could be killed"
         kids |= _descendants(proc.pid)

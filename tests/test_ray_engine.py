@@ -8,24 +8,18 @@ import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 # Ray is in the `test` extra (pyproject.toml): a missing Ray is a broken test install, not a skip.
 from sambench.runner import DatasetSpec, RunConfig, run
-from sambench.store import COLUMNS
+try:
+    from run_fixtures import stored_count, stored_rows
+except ImportError:  # tests/ imported as a package
+    from tests.run_fixtures import stored_count, stored_rows
 from tests.test_lifetime import _alive, _descendants, wait_gone
 
 pytestmark = pytest.mark.slow
-
-
-def _rows(run_dir):
-    con = sqlite3.connect(str(Path(run_dir) / "results.sqlite"))
-    rows = con.execute(f"SELECT {', '.join(COLUMNS)} FROM results ORDER BY model, dataset, image_id, object_id, "
-                       "protocol, level, draw").fetchall()
-    con.close()
-    return rows
 
 
 def _config(out, **kw):
@@ -52,7 +46,7 @@ def test_ray_rows_equal_local_rows_and_actors_fill_a_shared_cache(tmp_path, one_
     cache = tmp_path / "shared-cache"
     ray_res = run(_config(tmp_path / "ray", protocols=["stable-sam-paper"], levels=None, draws=1, engine="ray",
                           workers=2, cache_dir=str(cache)))
-    assert _rows(tmp_path / "ray") == _rows(tmp_path / "local") and len(_rows(tmp_path / "local")) == 2 * 3 * 4
+    assert stored_rows(tmp_path / "ray") == stored_rows(tmp_path / "local") and len(stored_rows(tmp_path / "local")) == 2 * 3 * 4
     assert ray_res.counters["sam-tiny"]["encoder_calls"] == local.counters["sam-tiny"]["encoder_calls"] == 3
     assert ray_res.counters["sam-tiny"]["cache_writes"] == 3
     m = json.loads((tmp_path / "ray" / "manifest.json").read_text())
@@ -61,7 +55,7 @@ def test_ray_rows_equal_local_rows_and_actors_fill_a_shared_cache(tmp_path, one_
     warm = run(_config(tmp_path / "warm", protocols=["stable-sam-paper"], levels=None, draws=1,
                        cache_dir=str(cache)))
     assert warm.counters["sam-tiny"]["encoder_calls"] == 0 and warm.counters["sam-tiny"]["cache_hits"] == 3
-    assert _rows(tmp_path / "warm") == _rows(tmp_path / "local")
+    assert stored_rows(tmp_path / "warm") == stored_rows(tmp_path / "local")
 
 
 def _cli_env():
@@ -76,18 +70,6 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def _count(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        con = sqlite3.connect(str(db), timeout=1)
-        n = con.execute("SELECT COUNT(DISTINCT image_id) FROM results").fetchone()[0]
-        con.close()
-        return n
-    except sqlite3.OperationalError:
-        return 0
-
-
 RAY_ARGS = ["run", "-m", "sam-tiny", "-p", "noisy-box", "--levels", "0,0.5", "--draws", "1", "--device", "cpu",
             "--engine", "ray", "--workers", "2", "--no-cache", "-q", "--no-report"]
 
@@ -100,7 +82,7 @@ def test_a_killed_actor_s_images_are_retried_and_every_row_exists_once(tmp_path,
     killed = None
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None and killed is None:
-        if _count(tmp_path / "ray" / "results.sqlite") >= 1:  # one image in: kill an actor at work
+        if stored_count(tmp_path / "ray" / "results.sqlite", "image_id") >= 1:  # one image in: kill an actor at work
             busy = [p for p in _descendants(proc.pid) if "ray::_Worker.work" in _cmdline(p)]
             if busy:
                 killed = busy[0]
@@ -110,8 +92,8 @@ def test_a_killed_actor_s_images_are_retried_and_every_row_exists_once(tmp_path,
     assert killed is not None, "no actor was busy to be killed"
     assert proc.returncode == 0, err
     run(_config(tmp_path / "local", models=["sam-tiny"], limit=5))
-    rows = _rows(tmp_path / "ray")
-    assert rows == _rows(tmp_path / "local") and len(rows) == 5 * 2
+    rows = stored_rows(tmp_path / "ray")
+    assert rows == stored_rows(tmp_path / "local") and len(rows) == 5 * 2
     con = sqlite3.connect(str(tmp_path / "ray" / "results.sqlite"))
     assert con.execute("SELECT COUNT(*) FROM (SELECT DISTINCT model, dataset, image_id, object_id, protocol, level, "
                        "draw FROM results)").fetchone()[0] == len(rows)
@@ -127,7 +109,7 @@ def test_no_ray_process_outlives_a_sigkilled_driver(tmp_path):
     try:
         while time.monotonic() < deadline and proc.poll() is None:
             kids |= _descendants(proc.pid)
-            if _count(tmp_path / "r" / "results.sqlite") >= 1:
+            if stored_count(tmp_path / "r" / "results.sqlite", "image_id") >= 1:
                 break
             time.sleep(0.1)
         assert proc.poll() is None, "the run ended before it could be killed"

@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -16,15 +15,11 @@ import pytest
 from sambench.metrics import decode_rle, iou
 from sambench.datasets import DatasetSpec
 from sambench.runner import RunConfig, run
-from sambench.store import COLUMNS, Store
-
-
-def _rows(run_dir):
-    con = sqlite3.connect(str(Path(run_dir) / "results.sqlite"))
-    rows = con.execute(f"SELECT {', '.join(COLUMNS)} FROM results ORDER BY model, dataset, image_id, object_id, "
-                       "protocol, level, draw").fetchall()
-    con.close()
-    return rows
+from sambench.store import Store
+try:
+    from run_fixtures import stored_count, stored_rows
+except ImportError:  # tests/ imported as a package
+    from tests.run_fixtures import stored_count, stored_rows
 
 
 def _config(out, **kw):
@@ -37,7 +32,7 @@ def _config(out, **kw):
 
 def test_run_writes_scored_rows_and_manifest(tmp_path):
     res = run(_config(tmp_path / "r"))
-    rows = _rows(tmp_path / "r")
+    rows = stored_rows(tmp_path / "r")
     # 2 models x 2 images x 1 object x (1 draw at level 0 + 2 draws at 0.5)
     assert len(rows) == 2 * 2 * 3 and res.counts == {"ok": 12, "failed": 0}
     with Store(tmp_path / "r", create=False) as st:
@@ -66,11 +61,11 @@ def test_rerun_skips_done_rows_and_workers_do_not_change_results(tmp_path):
     again = run(_config(tmp_path / "a"))
     assert again.rows_added == 0 and again.counters["grabcut"]["encoder_calls"] == 0
     run(_config(tmp_path / "b", workers=2))
-    assert _rows(tmp_path / "a") == _rows(tmp_path / "b")
+    assert stored_rows(tmp_path / "a") == stored_rows(tmp_path / "b")
     # more draws later: only the new rows are computed, the old ones are untouched
     more = run(_config(tmp_path / "a", draws=3))
     assert more.rows_added == 2 * 2 * 1
-    assert set(_rows(tmp_path / "b")) <= set(_rows(tmp_path / "a"))
+    assert set(stored_rows(tmp_path / "b")) <= set(stored_rows(tmp_path / "a"))
 
 
 def test_run_dir_refuses_a_changed_model(tmp_path):
@@ -96,25 +91,17 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path):
     proc = subprocess.Popen(_cli(*args, "--out", str(killed)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     db = killed / "results.sqlite"
     deadline = time.monotonic() + 120
-    n = 0
     while time.monotonic() < deadline and proc.poll() is None:
-        if db.exists():
-            try:
-                con = sqlite3.connect(str(db), timeout=1)
-                n = con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-                con.close()
-            except sqlite3.OperationalError:
-                n = 0
-            if n >= 14:  # two images' rows are in: kill in the middle of the rest
-                break
+        if stored_count(db) >= 14:  # two images' rows are in: kill in the middle of the rest
+            break
         time.sleep(0.05)
     assert proc.poll() is None, "the run finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    partial = _rows(killed)
-    assert 0 < len(partial) < len(_rows(full))
+    partial = stored_rows(killed)
+    assert 0 < len(partial) < len(stored_rows(full))
     subprocess.run(_cli(*args, "--out", str(killed)), check=True, capture_output=True)
-    assert _rows(killed) == _rows(full)
+    assert stored_rows(killed) == stored_rows(full)
 
 
 def _folder_dataset(root: Path):
@@ -143,7 +130,7 @@ def test_bad_samples_are_recorded_counted_and_set_the_exit_status(tmp_path):
             "--out", str(tmp_path / "r"), "--no-report", "-q"]
     p = subprocess.run(_cli(*base), capture_output=True, text=True)
     assert p.returncode == 1, p.stderr
-    rows = _rows(tmp_path / "r")
+    rows = stored_rows(tmp_path / "r")
     status = {r[2]: (r[18], r[19]) for r in rows}  # image_id -> (status, error)
     assert status["a"][0] == status["b"][0] == "ok"
     assert status["c"][0] == "failed" and "c.png" in status["c"][1]
@@ -151,7 +138,7 @@ def test_bad_samples_are_recorded_counted_and_set_the_exit_status(tmp_path):
     assert status["e"][0] == "failed" and "e.png" in status["e"][1] and "empty" in status["e"][1]
     assert "failed samples: 3" in p.stdout and "3 sample(s) failed" in p.stderr
     p = subprocess.run(_cli(*base, "--keep-going"), capture_output=True, text=True)
-    assert p.returncode == 0 and len(_rows(tmp_path / "r")) == len(rows)
+    assert p.returncode == 0 and len(stored_rows(tmp_path / "r")) == len(rows)
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -182,7 +169,7 @@ def test_shards_partition_the_images_and_merge_to_the_full_run(tmp_path):
     for i in range(2):
         run(_config(tmp_path / f"s{i}", shard=(i, 2), **kw))
     merged, _ = load_runs([tmp_path / "s0", tmp_path / "s1"])
-    assert sorted(map(tuple, merged.drop(columns="run").itertuples(index=False))) == sorted(_rows(tmp_path / "full"))
+    assert sorted(map(tuple, merged.drop(columns="run").itertuples(index=False))) == sorted(stored_rows(tmp_path / "full"))
 
 
 def test_resume_with_other_settings_is_refused_even_without_a_manifest(tmp_path):
@@ -198,7 +185,7 @@ def test_resume_with_other_settings_is_refused_even_without_a_manifest(tmp_path)
     with pytest.raises(SambenchError, match="model 'grabcut' with options"):
         run(_config(tmp_path / "a", models=["grabcut"], limit=1,
                     model_options={"grabcut": {"max_side": 64, "iterations": 1}}))
-    assert len(_rows(tmp_path / "a")) == 3 + 3  # box-fill (1 image) + the grabcut run that was allowed
+    assert len(stored_rows(tmp_path / "a")) == 3 + 3  # box-fill (1 image) + the grabcut run that was allowed
 
 
 def test_adapter_exceptions_become_failed_rows_and_retry_failed_reruns_them(tmp_path, monkeypatch):
@@ -216,7 +203,7 @@ def test_adapter_exceptions_become_failed_rows_and_retry_failed_reruns_them(tmp_
     monkeypatch.setattr(BoxFillAdapter, "predict", flaky)
     cfg = _config(tmp_path / "r", models=["box-fill"], limit=2, prompts_per_call=2)
     res = run(cfg)
-    rows = _rows(tmp_path / "r")
+    rows = stored_rows(tmp_path / "r")
     failed = [r for r in rows if r[18] == "failed"]
     assert res.counts == {"ok": 4, "failed": 2} and len(failed) == 2
     assert failed[0][19] == ("model 'box-fill' failed to decode on grabcut-sample/banana1: "
@@ -262,7 +249,7 @@ def test_an_encode_failure_is_recorded_per_preprocessing_mode(tmp_path, monkeypa
     (cards / "gt-box-hq.yaml").write_text("name: gt-box-hq\nversion: 1\nkind: gt-box\npreprocessing: hq-sam-1024\n")
     monkeypatch.setenv("SAMBENCH_CARDS", str(tmp_path / "cards"))
     res = run(_config(tmp_path / "r", models=["box-fill"], protocols=["gt-box", "gt-box-hq"], levels=None, limit=1))
-    rows = {r[4]: (r[18], r[19]) for r in _rows(tmp_path / "r")}  # protocol -> (status, error)
+    rows = {r[4]: (r[18], r[19]) for r in stored_rows(tmp_path / "r")}  # protocol -> (status, error)
     assert rows["gt-box"] == ("ok", None)
     assert rows["gt-box-hq"] == ("failed", "model 'box-fill' failed to encode grabcut-sample/banana1: MemoryError: simulated")
     assert res.counts == {"ok": 1, "failed": 1}

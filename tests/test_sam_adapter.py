@@ -21,11 +21,11 @@ from sambench.adapters.sam import HQSamAdapter, SamAdapter, SamImageState, resiz
 from sambench.types import Prompt, SambenchError
 
 try:
-    from sam_fixtures import (hq_resize_1024, mask_iou, mixed_prompts, reference_logits, reference_model,
-                              save_tiny_checkpoint, synthetic_image)
+    from sam_fixtures import (hq_resize_1024, hq_sam_reference_box, mask_iou, mixed_prompts, reference_logits,
+                              reference_model, save_tiny_checkpoint, synthetic_image)
 except ImportError:  # tests/ imported as a package
-    from tests.sam_fixtures import (hq_resize_1024, mask_iou, mixed_prompts, reference_logits, reference_model,
-                                    save_tiny_checkpoint, synthetic_image)
+    from tests.sam_fixtures import (hq_resize_1024, hq_sam_reference_box, mask_iou, mixed_prompts, reference_logits,
+                                    reference_model, save_tiny_checkpoint, synthetic_image)
 
 
 
@@ -339,3 +339,46 @@ def test_paper_eval_is_hq_sams_own_evaluation_path(ckpts):
     card = __import__("sambench.cards", fromlist=["load_model_card"]).load_model_card("hq-sam-eval")
     assert card.options["paper_eval"] is True and card.options["hq_token_only"] is True
     assert card.checkpoint.file == "sam_hq_vit_l.pth"
+
+
+@pytest.mark.slow
+def test_hq_sam_eval_on_hq_sam_paper_is_hq_sams_evaluate_end_to_end(ckpts):
+    """Model ``hq-sam-eval``'s options with protocol ``hq-sam-paper`` against HQ-SAM's ``evaluate`` written
+    out: the box = ``masks_to_boxes`` of the label resized to 1024² (in that frame, unscaled), the official
+    predictor on the 1024² image, HQ token only, 256² logits upsampled to the label in one step, IoU with
+    label > 128. The label-frame box (protocol ``gt-box``) gives measurably different logits, so the
+    comparison can tell the two frames apart."""
+    from segment_anything_hq import SamPredictor
+
+    import torch.nn.functional as F
+
+    from sambench.cards import load_protocol_card
+    from sambench.metrics import iou
+    from sambench.prompts import Protocol
+    from sambench.types import Object
+
+    h, w = 90, 150
+    image = synthetic_image(h, w, seed=13)
+    yy, xx = np.mgrid[:h, :w]
+    label = ((yy - 40) / 25.0) ** 2 + ((xx - 70) / 40.0) ** 2 <= 1.0
+    obj = Object(id="ellipse", mask=label)
+    ad = build_adapter("hq-sam-tiny", device="cpu", checkpoint=str(ckpts["hq"]),
+                       options={"paper_eval": True, "hq_token_only": True})
+    paper, plain = load_protocol_card("hq-sam-paper"), load_protocol_card("gt-box")
+    state = ad.encode(image, paper.preprocessing)
+    prompt = Protocol(paper).prompt(paper.settings[0], 0, "synthetic", "img", obj)
+    pred = ad.predict(state, [prompt], paper.mask_selection, return_logits=True)
+
+    ref = SamPredictor(reference_model(ckpts["hq"], hq=True))
+    ref.set_image(hq_resize_1024(image))
+    _, scores, low = ref.predict(box=hq_sam_reference_box(label), multimask_output=False, hq_token_only=True)
+    up = F.interpolate(torch.from_numpy(low)[None].float(), (h, w), mode="bilinear", align_corners=False)[0, 0]
+    hq_mask = (up > 0).numpy()
+    assert 0.01 < hq_mask.mean() < 0.99
+    np.testing.assert_allclose(pred.low_res_logits[0], low[0], atol=1e-3)  # prompts keep 1e-4 px of the box
+    assert mask_iou(pred.masks[0], hq_mask) >= 0.999 and abs(pred.scores[0] - float(scores[0])) < 1e-4
+    assert abs(iou(pred.masks[0], label) - iou(hq_mask, label)) < 1e-3
+
+    label_frame = Protocol(plain).prompt(plain.settings[0], 0, "synthetic", "img", obj)
+    other = ad.predict(state, [label_frame], paper.mask_selection, return_logits=True)
+    assert np.abs(other.low_res_logits[0] - low[0]).max() > 1e-2

@@ -9,8 +9,11 @@ the stored ``gt_area``/``pred_area`` must equal the pixel counts, the mask must 
 stored ``prompt_hash`` must be the hash of the stored prompt, and that prompt must be the one the protocol
 draws for the row's key: it is regenerated from the protocol identity the store recorded before its first
 row (seed, version, level settings; ``sambench.prompts``), so a run cannot pass off easier prompts under a
-harder level. A failed row carries no number and is not re-scored (it is counted, and scores 0 on the
-board). Any mismatch fails verification; nothing is repaired.
+harder level. A click sequence (``kind: clicks``) has no prompt before the model answers: it is replayed
+with :func:`sambench.clicks.run_sequence` from its keyed start and the stored masks in place of the model,
+so every stored step must hold exactly the click the rule picks from the previous stored mask. A failed
+row carries no number and is not re-scored (it is counted, and scores 0 on the board). Any mismatch fails
+verification; nothing is repaired.
 
 The board's aggregates are computed from the same rows at build time, so a verified store gives a verified
 board. Stored rows are never changed.
@@ -106,9 +109,15 @@ def verify_run(run_dir: str | Path, result: Optional[VerifyResult] = None, tol: 
         for image_id, irows in drows.groupby("image_id", sort=True):
             sample = ds.load(image_id)
             gts = {str(o.id): np.asarray(o.mask, dtype=bool) for o in sample.objects}
+            clicked = irows["protocol"].map(lambda p: protocols.get(p) is not None and protocols[p].card.clicks is not None)
             for r in irows.itertuples(index=False):
                 _check_row(run_dir, r, gts.get(str(r.object_id)), result, tol)
+            for r in irows[~clicked].itertuples(index=False):
                 _check_prompt(run_dir, r, protocols.get(r.protocol), gts.get(str(r.object_id)), result)
+            objects = {str(o.id): o for o in sample.objects}
+            for key, seq in irows[clicked].groupby(["model", "protocol", "object_id", "draw", "corruption", "severity"]):
+                if str(key[2]) in objects:
+                    _check_click_sequence(run_dir, seq, protocols[key[1]], objects[str(key[2])], result)
     return result
 
 
@@ -151,6 +160,38 @@ def _check_prompt(run_dir: Path, r, protocol: Optional[Protocol], gt: Optional[n
     if expected.hash() != r.prompt_hash:
         result.add(f"{where}: stored prompt {r.prompt} is not the one protocol '{r.protocol}' v{protocol.card.version} "
                    f"(seed {protocol.card.seed}) draws: {expected.to_json()}")
+
+
+def _check_click_sequence(run_dir: Path, seq, protocol: Protocol, obj: Object, result: VerifyResult) -> None:
+    """The stored (successful) steps of one click sequence are the ones the click rule gives when the stored
+    masks stand in for the model: :func:`sambench.clicks.run_sequence`, replayed."""
+    from sambench.clicks import run_sequence
+    from sambench.interactive import start_box
+
+    card, clicks = protocol.card, protocol.card.clicks
+    seq = seq.sort_values("level_value")
+    first = seq.iloc[0]
+    try:
+        box = start_box(card, clicks, str(first.dataset), str(first.image_id), obj, int(first.draw))
+    except SambenchError as exc:
+        result.add(f"{run_dir}: {_key(first)}: its start box cannot be regenerated ({exc})")
+        return
+    stored = {int(r.level_value): r for r in seq.itertuples(index=False)}
+    level = iter(clicks.levels)
+
+    def replay(prompt: Prompt, _logits):
+        lv = next(level)
+        if lv not in stored:
+            raise SambenchError("no stored mask")
+        return decode_rle(json.loads(stored[lv].mask_rle)), 0.0, None
+
+    steps = run_sequence(obj.mask, replay, clicks.max_clicks, ignore=obj.ignore, start_box=box)
+    for step in steps:
+        r = stored.get(step.level)
+        if r is not None and step.error is None and step.prompt.hash() != r.prompt_hash:
+            result.add(f"{run_dir}: {_key(r)}: stored prompt {r.prompt} is not the step the click rule gives after the "
+                       f"stored masks: {step.prompt.to_json()}")
+            return
 
 
 def _check_row(run_dir: Path, r, gt: Optional[np.ndarray], result: VerifyResult, tol: float) -> None:

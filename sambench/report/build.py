@@ -389,6 +389,8 @@ def _robustness_sections(out: _Out, inputs: _Inputs, reference: Optional[str]) -
     """Per corruption and severity mIoU and drop, the mCE, and the two heatmaps (docs/corruptions.md)."""
     inputs.mce, inputs.mce_reference, inputs.robustness = None, None, None
     full = inputs.full_summary
+    # click protocols' robustness is their NoC by corruption (_clicks_sections), not 20 mIoU@k columns here
+    full = full[~full["protocol"].isin(list(inputs.click_protocols))] if not full.empty else full
     if full.empty or not ((full["corruption"] != CLEAN).any()):
         return []
     scope_rows = full[full["dataset"] == ("ALL" if (full["dataset"] == "ALL").any() else full["dataset"].iloc[0])]
@@ -458,6 +460,13 @@ def _clicks_sections(out: _Out, inputs: _Inputs, n_boot: int) -> list[Section]:
     out.text("noc.md", cells.to_markdown())
     out.text("noc.tex", cells.to_latex())
     body += cells.to_html()
+    by_image = noc_table(inputs.df, inputs.click_protocols, n_boot=n_boot, by_corruption=True)
+    if (by_image["severity"].astype(int) > 0).any():  # click sequences on corrupted images too
+        cells = noc_cells(by_image)
+        cells.caption += " Each corrupted copy of an image has its own click sequences (same start, same rule)."
+        out.frame("noc_corruptions.csv", by_image)
+        out.text("noc_corruptions.md", cells.to_markdown())
+        body += cells.to_html()
     return [Section("clicks", "Interactive: mIoU vs clicks and NoC", body)]
 
 

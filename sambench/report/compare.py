@@ -333,7 +333,8 @@ def _paired_group(key: tuple, g: pd.DataFrame, counts: dict, metric: str, tol: f
 
 def _noc_groups(base: pd.DataFrame, cand: pd.DataFrame, protocols, target: str, tol: float,
                 n_boot: int) -> list[dict]:
-    """One dict per (model, dataset, protocol) of the click ``protocols``: paired per-object NoC@target."""
+    """One dict per (model, dataset, protocol, corruption, severity) of the click ``protocols``: paired
+    per-object NoC@target, level ``NoC@target`` (a corrupted cell is gated on its own, as for mIoU)."""
     cols = SEQUENCE + [f"noc{target}"]
 
     def per_sequence(df: pd.DataFrame) -> pd.DataFrame:
@@ -342,16 +343,19 @@ def _noc_groups(base: pd.DataFrame, cand: pd.DataFrame, protocols, target: str, 
         return s[cols + ["failed"]]
 
     m = per_sequence(base).merge(per_sequence(cand), on=SEQUENCE, suffixes=("_b", "_c"), how="inner")
-    per_obj = m.groupby(["model", "dataset", "protocol", "image_id", "object_id"], sort=True).agg(
+    cell = ["model", "dataset", "protocol", "corruption", "severity"]
+    per_obj = m.groupby(cell + ["image_id", "object_id"], sort=True).agg(
         vb=(f"noc{target}_b", "mean"), vc=(f"noc{target}_c", "mean"), fb=("failed_b", "sum"),
         fc=("failed_c", "sum")).reset_index()
     groups = []
-    for (model, dataset, protocol), g in per_obj.groupby(["model", "dataset", "protocol"], sort=True):
-        key = (model, dataset, protocol, f"NoC@{target}")
+    for (model, dataset, protocol, corruption, severity), g in per_obj.groupby(cell, sort=True):
+        where = {"model": model, "dataset": dataset, "protocol": protocol, "level": f"NoC@{target}",
+                 "corruption": corruption, "severity": int(severity)}
+        key = (model, dataset, protocol, f"NoC@{target}") + ((corruption, str(int(severity))) if severity else ())
         d = (g["vc"] - g["vb"]).to_numpy(dtype=float, copy=True)
         lo, hi = bootstrap_ci(d, n_boot=n_boot, key="compare|" + "|".join(key))
         delta = float(d.mean())
-        groups.append({**dict(zip(GROUP, key)), "n": int(len(g)), "baseline": float(g["vb"].mean()),
+        groups.append({**{k: where[k] for k in GROUP}, "n": int(len(g)), "baseline": float(g["vb"].mean()),
                        "candidate": float(g["vc"].mean()), "delta": delta, "ci_lo": lo, "ci_hi": hi,
                        "p_value": _wilcoxon(d), "base_failed": int(g["fb"].sum()), "cand_failed": int(g["fc"].sum()),
                        "new_failures": 0, "fixed": 0, "only_baseline": 0, "only_candidate": 0,

@@ -271,15 +271,24 @@ def paper_csv_frame(summary: pd.DataFrame, settings: list[Setting]) -> pd.DataFr
 
 def noc_cells(noc: pd.DataFrame) -> Cells:
     """The NoC table (one row per dataset × protocol × model): NoC@85/90/95 with CIs and NoF. Bold: the
-    lowest NoC of each (dataset, protocol) group, compared as printed (two decimals)."""
-    cells = Cells(headers=["Dataset", "Protocol", "Model", "n", "Failed", "NoC@85", "NoC@90", "NoC@95",
-                           "NoF@85", "NoF@90", "NoF@95"], align="lllrrrrrrrr",
+    lowest NoC of each (dataset, protocol) group, compared as printed (two decimals). A table by corruption
+    (``noc_table(..., by_corruption=True)``) adds an Image column (clean, or corruption and severity) and
+    groups by it too."""
+    by_image = "severity" in noc.columns
+    image = ["Image"] if by_image else []
+    cells = Cells(headers=["Dataset", "Protocol", *image, "Model", "n", "Failed", "NoC@85", "NoC@90", "NoC@95",
+                           "NoF@85", "NoF@90", "NoF@95"], align="lll" + "l" * len(image) + "rrrrrrrr",
                   caption="Interactive protocols: mean number of clicks to reach IoU 85/90/95 % (an object that "
                           "never does counts as the click limit) with percentile-bootstrap 95% CI over objects; "
-                          "NoF: objects that never reach it. Bold: fewest clicks in each (dataset, protocol).")
-    t = noc.assign(_all=noc["dataset"] == ALL).sort_values(["_all", "dataset", "protocol", "model"], kind="stable")
+                          "NoF: objects that never reach it. Bold: fewest clicks in each (dataset, protocol"
+                          + (", image" if by_image else "") + ").")
+    group = ["dataset", "protocol"] + (["severity_", "corruption"] if by_image else [])
+    t = noc.assign(_all=noc["dataset"] == ALL)
+    if by_image:
+        t = t.assign(severity_=t["severity"].astype(int))
+    t = t.sort_values(["_all"] + group + ["model"], kind="stable")
     best = {}
-    for _, g in t.groupby(["dataset", "protocol"], sort=False):
+    for _, g in t.groupby(group, sort=False):
         for k in ("85", "90", "95"):
             vals = [None if pd.isna(v) else round(float(v), 2) for v in g[f"noc{k}"]]
             present = [v for v in vals if v is not None]
@@ -287,15 +296,16 @@ def noc_cells(noc: pd.DataFrame) -> Cells:
                 best[(idx, k)] = len(present) >= 2 and v is not None and v == min(present)
     prev = None
     for i, r in t.iterrows():
-        if (r["dataset"], r["protocol"]) != prev:
+        if tuple(r[c] for c in group) != prev:
             cells.breaks.append(len(cells.rows))
-            prev = (r["dataset"], r["protocol"])
+            prev = tuple(r[c] for c in group)
         noc_text = [DASH if pd.isna(r[f"noc{k}"]) else f"{r[f'noc{k}']:.2f} [{r[f'noc{k}_lo']:.2f}, {r[f'noc{k}_hi']:.2f}]"
                     for k in ("85", "90", "95")]
+        seen = ["clean" if not int(r["severity"]) else f"{r['corruption']} {int(r['severity'])}"] if by_image else []
         cells.rows.append(["ALL (mean of datasets)" if r["dataset"] == ALL else str(r["dataset"]), str(r["protocol"]),
-                           str(r["model"]), str(int(r["n"])), str(int(r["failed"]))] + noc_text
+                           *seen, str(r["model"]), str(int(r["n"])), str(int(r["failed"]))] + noc_text
                           + [f"{r[f'nof{k}']:g}" for k in ("85", "90", "95")])
-        cells.bold.append([False] * 5 + [best[(i, k)] for k in ("85", "90", "95")] + [False] * 3)
+        cells.bold.append([False] * (5 + len(image)) + [best[(i, k)] for k in ("85", "90", "95")] + [False] * 3)
     return cells
 
 
