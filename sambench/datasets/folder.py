@@ -197,24 +197,15 @@ def detect_layout(root: Path) -> tuple[Path, Path]:
     return hits[0]
 
 
-def _resolve_dir(value: os.PathLike | str, root: Optional[Path], what: str) -> Path:
-    """An explicit images=/masks=/boxes= directory: relative to root if it exists there, else to the CWD."""
+def _resolve(value: os.PathLike | str, root: Optional[Path], what: str, directory: bool = True) -> Path:
+    """An explicit images=/masks=/boxes= directory (or ids_file= file): relative to root if it exists there,
+    else to the CWD."""
     p = as_path(value)
     candidates = [p] if p.is_absolute() or root is None else [root / p, p]
     for c in candidates:
-        if c.is_dir():
+        if c.is_dir() if directory else c.is_file():
             return c
-    raise SambenchError(f"{candidates[0]}: {what} directory not found")
-
-
-def _resolve_file(value: os.PathLike | str, root: Optional[Path], what: str) -> Path:
-    """An explicit file option: relative to root if it exists there, else to the CWD."""
-    p = as_path(value)
-    candidates = [p] if p.is_absolute() or root is None else [root / p, p]
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise SambenchError(f"{candidates[0]}: {what} file not found")
+    raise SambenchError(f"{candidates[0]}: {what} {'directory' if directory else 'file'} not found")
 
 
 def _read_ids(path: Path) -> list[str]:
@@ -286,9 +277,9 @@ class FolderDataset(Dataset):
                 raise SambenchError("folder dataset: give a root directory or images= and masks=")
             img_dir, mask_dir = detect_layout(root_p)
         else:
-            img_dir = _resolve_dir(images, root_p, "images")
-            mask_dir = _resolve_dir(masks, root_p, "masks")
-        box_dir = _resolve_dir(boxes, root_p, "boxes") if boxes is not None else None
+            img_dir = _resolve(images, root_p, "images")
+            mask_dir = _resolve(masks, root_p, "masks")
+        box_dir = _resolve(boxes, root_p, "boxes") if boxes is not None else None
         same_dir = os.path.realpath(img_dir) == os.path.realpath(mask_dir)
 
         self.mask_exts = _norm_exts(mask_exts, "mask_exts") if mask_exts is not None else DEFAULT_MASK_EXTS
@@ -320,7 +311,7 @@ class FolderDataset(Dataset):
         paired = sorted(set(image_files) & set(mask_files))
         self.ids_file, self._listed_missing = None, []
         if ids_file is not None:
-            self.ids_file = _resolve_file(ids_file, root_p, "ids_file")
+            self.ids_file = _resolve(ids_file, root_p, "ids_file", directory=False)
             listed = _read_ids(self.ids_file)
             self._listed_missing = sorted(set(listed) - set(paired))
             paired = sorted(set(listed) & set(paired))
