@@ -257,8 +257,8 @@ def main() -> None:
 
         cache = tmp / "cache"
         once = go("encode-once", "--no-cache")
-        cold = go("cold-cache", "--cache", str(cache))
-        warm = go("warm-cache", "--cache", str(cache))
+        go("cold-cache", "--cache", str(cache))
+        go("warm-cache", "--cache", str(cache))
         assert _rows(tmp / "warm-cache") == _rows(tmp / "encode-once"), "warm cache changed the rows"
         if "fp16" not in skip:
             c16 = tmp / "cache16"

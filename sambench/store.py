@@ -105,7 +105,7 @@ PROMPT_COLUMNS = tuple(c for c in KEY_COLUMNS if c != "model")
 #: A row of one (model, dataset, image): what resume compares (:meth:`Store.done_keys`).
 IMAGE_ROW_COLUMNS = tuple(c for c in KEY_COLUMNS if c not in ("model", "dataset", "image_id"))
 
-RESULTS_TABLE = (f"CREATE TABLE IF NOT EXISTS results (\n    "
+RESULTS_TABLE = ("CREATE TABLE IF NOT EXISTS results (\n    "
                  + ",\n    ".join(f"{f.name} {f.metadata['sql']}" for f in fields(Row))
                  + f",\n    PRIMARY KEY ({', '.join(KEY_COLUMNS)})\n)")
 SCHEMA = RESULTS_TABLE + ";\nCREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);\n"

@@ -11,10 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from sambench import corruptions as C
 from sambench.datasets import open_dataset
 from sambench.metrics import decode_rle, iou
 from sambench.runner import DatasetSpec, RunConfig, run
