@@ -2,4 +2,5 @@
 
 from sambench.cli import entry
 
-entry()
+if __name__ == "__main__":  # not when a spawned pool worker imports this module as __mp_main__
+    entry()

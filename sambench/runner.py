@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime as _dt
 import itertools
 import json
+import multiprocessing
 import os
 import sys
 import time
@@ -594,14 +595,22 @@ def _worker_batch(jobs: list[ImageJob]) -> list[ImageResult]:
     return _WORKER["work"].batch(jobs)
 
 
+def pool_context():
+    """How pool workers start: ``fork`` (fast, the parent's memory shared) unless torch is loaded here, then
+    ``spawn``. The parent builds its models before the pool starts (to refuse a bad run before any work),
+    and a process forked after torch has run a parallel CPU op hangs in its first one (OpenMP's thread pool
+    does not survive fork; CUDA cannot be re-initialised in a forked child either)."""
+    return multiprocessing.get_context("spawn" if "torch" in sys.modules else "fork")
+
+
 class ProcessPoolEngine:
-    """Images spread over ``workers`` processes; each builds its own adapters and datasets from the
-    config and gets a copy of the given adapter objects (so both must pickle); results arrive in
-    completion order."""
+    """Images spread over ``workers`` processes (started as :func:`pool_context` says); each builds its own
+    adapters and datasets from the config and gets a copy of the given adapter objects (so both must
+    pickle); results arrive in completion order."""
 
     def __init__(self, work: ImageWork, workers: int) -> None:
         self.pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init,
-                                        initargs=(work.config, work.given))
+                                        initargs=(work.config, work.given), mp_context=pool_context())
 
     def map(self, jobs: Iterable[ImageJob]) -> Iterator[ImageResult]:
         futures = [self.pool.submit(_worker_job, job) for job in jobs]

@@ -81,6 +81,23 @@ def _cli(*args, cwd=None):
 
 
 @pytest.mark.slow
+def test_torch_models_run_on_two_pool_workers(tmp_path):
+    """The parent builds its models (torch ops) before the pool starts; forked workers then hung in their
+    first torch op (OpenMP does not survive fork). With torch loaded the pool spawns: the CLI finishes and
+    its rows equal a one-process run's."""
+    from sambench.runner import pool_context
+
+    args = ["run", "-m", "sam-tiny", "-p", "noisy-box", "--levels", "0,0.5", "--draws", "1", "--limit", "2",
+            "--device", "cpu", "--no-cache", "--no-report", "-q"]
+    p = subprocess.run(_cli(*args, "--workers", "2", "--out", str(tmp_path / "two")), capture_output=True, text=True,
+                       timeout=240)
+    assert p.returncode == 0, p.stderr[-2000:]
+    run(_config(tmp_path / "one", models=["sam-tiny"], draws=1, device="cpu"))  # no cache_dir: no cache
+    assert stored_rows(tmp_path / "two") == stored_rows(tmp_path / "one") and len(stored_rows(tmp_path / "one")) == 4
+    assert pool_context().get_start_method() == "spawn"  # torch is loaded in this test process
+
+
+@pytest.mark.slow
 def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path):
     args = ["run", "--model", "grabcut", "--model", "box-fill", "--protocol", "noisy-box", "--levels", "0,0.5,1",
             "--draws", "3", "--limit", "8", "--workers", "1", "--option", "grabcut.max_side=128",
