@@ -72,6 +72,19 @@ class ChunkedDecoding(Adapter):
     chunk_size: int = 8
     _autocast_dtype: Optional[torch.dtype] = None
 
+    def _bind(self, model: torch.nn.Module, *, name: str, options: Any, device: torch.device, weights_id: str,
+              chunk_size: int, autocast_dtype: Optional[torch.dtype]) -> None:
+        """What every torch backend's ``__init__`` sets alike: identity, device, decoder batch, threshold
+        (``options.mask_threshold``), autocast dtype (CUDA only: refused elsewhere) and the model in eval mode
+        on ``device``."""
+        self.name, self.options, self.device, self.weights_id = name, options, device, weights_id
+        self.chunk_size, self.mask_threshold = chunk_size, options.mask_threshold
+        self._autocast_dtype = autocast_dtype
+        if autocast_dtype is not None and device.type != "cuda":
+            raise SambenchError(f"model '{name}': dtype {options.dtype} needs a CUDA device (autocast is only used on "
+                                f"CUDA); this run uses {device.type} — use dtype fp32")
+        self.model = model.to(device).eval()
+
     def _autocast(self):
         if self._autocast_dtype is None:
             return contextlib.nullcontext()

@@ -211,17 +211,10 @@ class HfSamAdapter(ChunkedDecoding):
         super().__init__()
         self.family = family
         self.kind = family.kind
-        self.name = name
-        self.options = options
-        self.device = device if isinstance(device, torch.device) else resolve_device(device)
-        self.weights_id = weights_id
-        self.chunk_size = options.chunk_size
-        self._autocast_dtype = DTYPES[options.dtype]
-        if self._autocast_dtype is not None and self.device.type != "cuda":
-            raise SambenchError(f"model '{name}': dtype {options.dtype} needs a CUDA device; use dtype fp32")
+        self._bind(model, name=name, options=options, device=resolve_device(device), weights_id=weights_id,
+                   chunk_size=options.chunk_size, autocast_dtype=DTYPES[options.dtype])
         if options.hq_token_only and not family.hq:
             raise SambenchError(f"model '{name}': option 'hq_token_only' only applies to SAM-HQ models")
-        self.model = model.to(self.device).eval()
         self.processor = processor
 
     def signature(self) -> dict:

@@ -101,8 +101,11 @@ def decoder_options(opts: dict, where: str, default_chunk: Any, allow_auto: bool
     return float(thr), chunk, {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(dtype, dtype)
 
 
-def resolve_device(device: Optional[str]) -> torch.device:
-    """``auto`` → cuda if available, else mps, else cpu; an unavailable explicit device is an error."""
+def resolve_device(device: Optional[str | torch.device]) -> torch.device:
+    """``auto`` → cuda if available, else mps, else cpu; an unavailable explicit device is an error; a
+    ``torch.device`` is returned as it is."""
+    if isinstance(device, torch.device):
+        return device
     name = (device or "auto").lower()
     if name == "auto":
         if torch.cuda.is_available():
@@ -315,18 +318,10 @@ class SamAdapter(ChunkedDecoding):
         super().__init__()
         from segment_anything.utils.transforms import ResizeLongestSide
 
-        self.name = name
-        self.options = options
-        self.device = device if isinstance(device, torch.device) else resolve_device(device)
-        self.weights_id = weights_id
-        self.chunk_size = (decode_chunk_size(self.device, hq=self.hq) if options.chunk_size == "auto"
-                           else options.chunk_size)
-        self.mask_threshold = options.mask_threshold
-        self._autocast_dtype = DTYPES[options.dtype]
-        if self._autocast_dtype is not None and self.device.type != "cuda":
-            raise SambenchError(f"model '{name}': dtype {options.dtype} needs a CUDA device (autocast is only used on "
-                                f"CUDA); this run uses {self.device.type} — use dtype fp32")
-        self.model = model.to(self.device).eval()
+        device = resolve_device(device)
+        chunk = decode_chunk_size(device, hq=self.hq) if options.chunk_size == "auto" else options.chunk_size
+        self._bind(model, name=name, options=options, device=device, weights_id=weights_id, chunk_size=chunk,
+                   autocast_dtype=DTYPES[options.dtype])
         self.transform = ResizeLongestSide(self.model.image_encoder.img_size)
 
     # ---------------------------------------------------------------------------------- identity

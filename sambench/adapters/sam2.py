@@ -235,17 +235,8 @@ class Sam2Adapter(ChunkedDecoding):
         super().__init__()
         from sam2.utils.transforms import SAM2Transforms
 
-        self.name = name
-        self.options = options
-        self.device = device if isinstance(device, torch.device) else resolve_device(device)
-        self.weights_id = weights_id
-        self.chunk_size = options.chunk_size
-        self.mask_threshold = options.mask_threshold
-        self._autocast_dtype = DTYPES[options.dtype]
-        if self._autocast_dtype is not None and self.device.type != "cuda":
-            raise SambenchError(f"model '{name}': dtype {options.dtype} needs a CUDA device; this run uses "
-                                f"{self.device.type} — use dtype fp32")
-        self.model = model.to(self.device).eval()
+        self._bind(model, name=name, options=options, device=resolve_device(device), weights_id=weights_id,
+                   chunk_size=options.chunk_size, autocast_dtype=DTYPES[options.dtype])
         self.image_size = int(self.model.image_size)
         self.transforms = SAM2Transforms(resolution=self.image_size, mask_threshold=options.mask_threshold)
         s = self.image_size
