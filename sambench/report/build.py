@@ -453,15 +453,16 @@ def _clicks_sections(out: _Out, inputs: _Inputs, n_boot: int) -> list[Section]:
         files = out.figure(fig, stem)
         body += figure_html(stem, out.pngs[stem], f"mIoU@k against the number of clicks k, protocol '{protocol}', "
                             f"{inputs.scope}; bands: bootstrap 95% CI over objects; dotted: the NoC targets.", files)
-    noc = noc_table(inputs.df, inputs.click_protocols, n_boot=n_boot)
+    by_image = noc_table(inputs.df, inputs.click_protocols, n_boot=n_boot, by_corruption=True)
+    clean = by_image["severity"].astype(int) == 0  # the clean cells are noc_table's clean table, CIs included
+    noc = by_image[clean][NOC_COLUMNS].reset_index(drop=True)
     inputs.noc = noc
     cells = noc_cells(noc)
     out.frame("noc.csv", noc)
     out.text("noc.md", cells.to_markdown())
     out.text("noc.tex", cells.to_latex())
     body += cells.to_html()
-    by_image = noc_table(inputs.df, inputs.click_protocols, n_boot=n_boot, by_corruption=True)
-    if (by_image["severity"].astype(int) > 0).any():  # click sequences on corrupted images too
+    if not clean.all():  # click sequences on corrupted images too
         cells = noc_cells(by_image)
         cells.caption += " Each corrupted copy of an image has its own click sequences (same start, same rule)."
         out.frame("noc_corruptions.csv", by_image)
