@@ -4,7 +4,7 @@ For a model (default ``sam-tiny``; ``--option variant=vit_b --option random_init
 gives the real encoder cost without weights) and the first ``--images`` GrabCut sample images, runs
 ``--clicks`` corrective clicks per object twice:
 
-* **shared**: sambench's interactive path (``sambench.interactive.sequence_predictor``) — the image is
+* **shared**: sambench's interactive path (``sambench.execution.sequences.sequence_predictor``) — the image is
   encoded once and every step of the sequence decodes against that state;
 * **naive**: the same sequence, but the image is encoded again before every step (what a
   ``set_image`` + ``predict`` loop per click does).
@@ -21,9 +21,9 @@ import argparse
 import time
 
 from sambench.adapters import build_adapter
-from sambench.clicks import run_sequence
+from sambench.inputs.clicks import run_sequence
 from sambench.datasets import open_dataset
-from sambench.interactive import sequence_predictor
+from sambench.execution.sequences import sequence_predictor
 from sambench.metrics import iou
 
 

@@ -15,7 +15,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from sambench import corruptions as C
+from sambench.inputs import corruptions as C
 from sambench.datasets import open_dataset
 
 

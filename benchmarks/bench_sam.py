@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sambench.perf import TUNED_MALLOC  # noqa: E402  (the thresholds the CLI applies)
+from sambench.cli.perf import TUNED_MALLOC  # noqa: E402  (the thresholds the CLI applies)
 
 
 def _rss_mb() -> float:
@@ -52,8 +52,8 @@ def _samples(n: int):
 
 
 def _prompts(sample, draws: int):
-    from sambench.cards import load_protocol_card, with_overrides
-    from sambench.prompts import Protocol
+    from sambench.config.cards import load_protocol_card, with_overrides
+    from sambench.inputs.prompts import Protocol
 
     proto = Protocol(with_overrides(load_protocol_card("stable-sam-paper"), draws=draws))
     return [t.prompt for t in proto.tasks(sample.dataset, sample.image_id, sample.objects) if t.prompt is not None]
@@ -67,8 +67,8 @@ def worker(args: argparse.Namespace) -> None:
     """One configuration in this process: prints a JSON line, writes masks to ``args.out``."""
     import torch
 
-    from sambench.adapters.sam import SamAdapter, SamOptions
-    from sambench.sam_models import build_sam_model
+    from sambench.adapters.sam.adapter import SamAdapter, SamOptions
+    from sambench.adapters.sam.nets import build_sam_model
 
     t0 = time.perf_counter()
     model = build_sam_model(args.variant, hq=False, seed=0)

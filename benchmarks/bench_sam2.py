@@ -33,9 +33,9 @@ def main() -> None:
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
     from sambench.adapters import build_adapter
-    from sambench.cards import load_protocol_card, with_overrides
+    from sambench.config.cards import load_protocol_card, with_overrides
     from sambench.datasets import open_dataset
-    from sambench.prompts import Protocol
+    from sambench.inputs.prompts import Protocol
 
     torch.set_num_threads(args.threads)
     ds = open_dataset("grabcut-sample")

@@ -180,10 +180,10 @@ def fp16_effect(model: str, n_images: int, draws: int = 20) -> dict:
     """In one process: encode each image once, decode the whole suite from the fp32 state and from the
     same state after an fp16 cache round trip, and compare the masks and scores."""
     from sambench.adapters import build_adapter
-    from sambench.cache import EmbeddingCache, image_hash
-    from sambench.cards import load_protocol_card, with_overrides
+    from sambench.execution.cache import EmbeddingCache, image_hash
+    from sambench.config.cards import load_protocol_card, with_overrides
     from sambench.datasets import open_dataset
-    from sambench.prompts import Protocol
+    from sambench.inputs.prompts import Protocol
 
     ad = build_adapter(model, device="cpu", options={"random_init": True})
     proto = Protocol(with_overrides(load_protocol_card("stable-sam-paper"), draws=draws))
@@ -275,14 +275,14 @@ def main() -> None:
             res["ray_vs_local_masks"] = _agreement(_masks(tmp / "encode-once"), _masks(tmp / "ray-2"))
             print(f"ray vs local masks: {res['ray_vs_local_masks']}", flush=True)
         if "naive" not in skip:
-            from sambench.cards import load_model_card
+            from sambench.config.cards import load_model_card
 
             variant = load_model_card(a.model).options["variant"]
             npz = tmp / "naive.npz"
             cmd = [sys.executable, str(HERE / "bench_sam.py"), "--worker", "--variant", variant, "--path", "naive",
                    "--malloc", "tuned", "--images", str(a.images), "--draws", "20", "--chunk-size", "8",
                    "--naive-prompts", str(a.naive_prompts), "--out", str(npz)]
-            from sambench.perf import TUNED_MALLOC
+            from sambench.cli.perf import TUNED_MALLOC
 
             r = timed(cmd, {**env, **TUNED_MALLOC})
             n = json.loads(r["stdout"].strip().splitlines()[-1])

@@ -5,18 +5,18 @@ upscaled to each target size (image: bilinear; mask: bilinear on 0/1 floats, the
 boundary stays smooth as in a real high-resolution annotation). Prompts: the ``stable-sam-paper``
 protocol (61 prompts per object).
 
-* **harness**: ``sambench.runner.evaluate_image`` + ``Store.write`` with a zero-cost adapter whose
+* **harness**: ``sambench.execution.runner.evaluate_image`` + ``Store.write`` with a zero-cost adapter whose
   ``predict`` returns views into a bank of ``chunk`` realistic predicted masks (the GT warped by a small
   random affine: shifted, scaled, rotated; built before the clock starts). So the time is the harness's
   alone: scoring, serialisation and SQLite. Printed as rows/s, twice, interleaved on the same image:
   ``reference`` scores every mask with sambench.metrics in the calling thread (the per-prompt path before
-  issue 14), ``fast`` with the runner's default (sambench.scoring on a thread pool). The rows of both are
+  issue 14), ``fast`` with the runner's default (sambench.metrics.fast on a thread pool). The rows of both are
   compared: the ratio is only printed when they are identical.
 * **stages**: per mask, the time of each stage, measured in isolation on the same masks: decode to host
   (a bool torch tensor copied into a numpy array, as the SAM adapter does), IoU, boundary IoU, RLE (with its
   JSON), prompt serialisation (JSON + sha256), SQLite write (per row of one image's transaction). The
   ``reference`` column is sambench.metrics on the full-resolution mask (the definitions, and the per-prompt path
-  before issue 14); ``fast`` is sambench.scoring (per-object GT cache, bounding-box crops, bit-packed
+  before issue 14); ``fast`` is sambench.metrics.fast (per-object GT cache, bounding-box crops, bit-packed
   erosion), when present.
 * **sam-tiny** (``--sam-tiny MP``): the random-init ``sam-tiny`` model on one image of that size through
   ``evaluate_image``; prints the adapter's share and the harness's share of the wall time.
@@ -38,15 +38,15 @@ import cv2
 import numpy as np
 
 from sambench.adapters.base import Adapter
-from sambench.cards import load_protocol_card
+from sambench.config.cards import load_protocol_card
 from sambench.datasets import open_dataset
 from sambench.metrics import boundary_iou, encode_rle, iou
-from sambench.prompts import Protocol
+from sambench.inputs.prompts import Protocol
 from sambench.store import Row, Store
 from sambench.types import Object, Prediction, Prompt, Sample, canonical_json
 
 try:  # the fast path (issue 14); absent on the baseline commit
-    from sambench import scoring as fast_scoring
+    from sambench.metrics import fast as fast_scoring
 except ImportError:  # pragma: no cover - baseline
     fast_scoring = None
 
@@ -128,7 +128,7 @@ class BankAdapter(Adapter):
 
 
 def _evaluate(adapter: Adapter, model: str, sample: Sample, protocols: list, chunk: int, pool=None) -> list[Row]:
-    from sambench.runner import evaluate_image
+    from sambench.execution.runner import evaluate_image
 
     if fast_scoring is None:  # baseline commit
         return evaluate_image(adapter, model, sample, protocols, set(), chunk)

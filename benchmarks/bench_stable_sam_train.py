@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 
-from sambench.stable_sam.base import load_base, resolve_base_card
-from sambench.stable_sam.decode import decode_logits, encode_images
-from sambench.stable_sam.inject import inject_plugin
-from sambench.stable_sam.modules import StableSamPlugin
-from sambench.stable_sam.train import train_stable_sam
+from sambench.adapters.stable_sam.base import load_base, resolve_base_card
+from sambench.training.decode import decode_logits, encode_images
+from sambench.adapters.stable_sam.inject import inject_plugin
+from sambench.adapters.stable_sam.modules import StableSamPlugin
+from sambench.training.train import train_stable_sam
 
 
 def _timed(fn, n: int, warmup: bool = True) -> float:

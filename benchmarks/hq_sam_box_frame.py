@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from sambench.datasets import open_dataset
-from sambench.prompts import HQ_SAM_FRAME, gt_box, hq_sam_box
+from sambench.inputs.prompts import HQ_SAM_FRAME, gt_box, hq_sam_box
 
 
 def in_1024_frame(box, shape: tuple[int, int]) -> np.ndarray:

@@ -8,10 +8,10 @@
     run.report("runs/mine/report")  # tables, figures, index.html, leaderboard.json
     run.compare(sambench.open_run("results/default"))
 
-A **model** is a card name (``"sam-vit-b"``), a :class:`~sambench.cards.ModelCard`, or an
+A **model** is a card name (``"sam-vit-b"``), a :class:`~sambench.config.cards.ModelCard`, or an
 :class:`~sambench.adapters.base.Adapter` instance; an instance is named and identified by its
 ``signature()`` (``"model"``, ``"adapter"``, ``"adapter_version"``, ``"weights_sha256"``, options, ...).
-A **protocol** is a card name or a :class:`~sambench.cards.ProtocolCard`. A **dataset** is a name or path
+A **protocol** is a card name or a :class:`~sambench.config.cards.ProtocolCard`. A **dataset** is a name or path
 (as ``--dataset``), a :class:`~sambench.datasets.DatasetSpec`, or a :class:`~sambench.datasets.Dataset`
 instance, identified by its ``name`` and ``content_hash()`` (and described by ``describe()``).
 
@@ -30,7 +30,7 @@ from typing import Any, Iterable, Optional, Sequence, Union
 import pandas as pd
 
 from sambench.adapters.base import Adapter
-from sambench.cards import ModelCard, ProtocolCard
+from sambench.config.cards import ModelCard, ProtocolCard
 from sambench.datasets import Dataset, DatasetSpec
 from sambench.types import SambenchError
 
@@ -38,7 +38,7 @@ Model = Union[str, ModelCard, Adapter]
 ProtocolLike = Union[str, ProtocolCard]
 DatasetLike = Union[str, Path, DatasetSpec, Dataset]
 
-#: ``sambench.run`` keyword options: :class:`~sambench.runner.RunConfig` fields.
+#: ``sambench.run`` keyword options: :class:`~sambench.execution.runner.RunConfig` fields.
 OPTIONS = ("levels", "draws", "seed", "limit", "shard", "prompts_per_call", "workers", "engine", "device",
            "checkpoints", "plugins", "model_options", "retry_failed", "progress")
 
@@ -73,10 +73,10 @@ class Run:
         return self._load()[0].copy()
 
     def summary(self) -> pd.DataFrame:
-        """The summary table (:func:`sambench.summary.summarize`: fractions, bootstrap CIs), computed once —
+        """The summary table (:func:`sambench.analysis.summary.summarize`: fractions, bootstrap CIs), computed once —
         the table ``report`` writes as ``summary.csv`` (there in percent, with the best values marked)."""
         if self._summary is None:
-            from sambench.summary import summarize
+            from sambench.analysis.summary import summarize
 
             self._summary = summarize(self._load()[0])
         return self._summary.copy()
@@ -97,9 +97,9 @@ class Run:
 
     def compare(self, other: Union["Run", str, Path, Sequence], metric: str = "miou", tol: float = 0.5,
                 **options: Any):
-        """:func:`sambench.report.compare.compare_runs` with this run as the **candidate** and ``other``
+        """:func:`sambench.analysis.compare.compare_runs` with this run as the **candidate** and ``other``
         (a Run or run directory) as the baseline; returns the :class:`CompareResult`."""
-        from sambench.report.compare import compare_runs
+        from sambench.analysis.compare import compare_runs
 
         base = other.paths if isinstance(other, Run) else other
         return compare_runs(base, self.paths, metric=metric, tol=tol, **options)
@@ -185,7 +185,7 @@ def run(models: Union[Model, Sequence[Model]], protocols: Union[ProtocolLike, Se
     ``device``, ``checkpoints``, ``plugins``, ``model_options``, ``retry_failed``, ``progress``; dicts are
     keyed by model name).
     """
-    from sambench.runner import RunConfig, default_run_dir, run as run_config
+    from sambench.execution.runner import RunConfig, default_run_dir, run as run_config
     from sambench.store import as_loaded
 
     unknown = sorted(set(options) - set(OPTIONS))

@@ -176,7 +176,7 @@ class Prediction:
     """What an adapter returns for a batch of N prompts.
 
     ``masks``: bool (N, H, W) at the original image resolution: a numpy array, or a torch bool tensor
-    (e.g. on the CUDA device that computed it; the runner then scores it there, see sambench.scoring).
+    (e.g. on the CUDA device that computed it; the runner then scores it there, see sambench.metrics.fast).
     ``scores``: float (N,) — the model's own quality estimate (SAM: predicted IoU), NaN if it has none.
     ``extras``: optional per-prompt JSON-serialisable dicts (e.g. Stable-SAM sampling locations).
     ``low_res_logits``: optional float32 (N, h, w) logits of each returned mask in the model's own

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sambench.sam_models import build_sam_model
+from sambench.adapters.sam.nets import build_sam_model
 from sambench.types import Prompt
 
 #: Seeds of the tiny random models whose state dicts the tests save and load.

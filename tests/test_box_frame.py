@@ -3,7 +3,7 @@
 The reference (``sam_fixtures.hq_sam_reference_box``) is HQ-SAM's ``train/utils/misc.py::masks_to_boxes``
 written out from its definition (coordinate grids, foreground = value > 128, max of x·mask, min with the
 background filled by 1e8), applied to the label its dataloader's ``Resize`` produces (``F.interpolate``
-bilinear on the float 0/255 label). It shares nothing with ``sambench.prompts`` but the resize call, which
+bilinear on the float 0/255 label). It shares nothing with ``sambench.inputs.prompts`` but the resize call, which
 is the definition itself.
 """
 
@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sambench.cards import load_protocol_card, make_setting, parse_protocol_card, with_overrides
+from sambench.config.cards import load_protocol_card, make_setting, parse_protocol_card, with_overrides
 from sambench.datasets import open_dataset
-from sambench.prompts import Protocol, gt_box, hq_sam_box, make_prompt
+from sambench.inputs.prompts import Protocol, gt_box, hq_sam_box, make_prompt
 from sambench.types import Object, Prompt, SambenchError, keyed_rng
 
 try:

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from sambench.adapters import build_adapter
-from sambench.cache import EmbeddingCache, image_hash, read_entry
-from sambench.encode import EncodeStage
+from sambench.execution.cache import EmbeddingCache, image_hash, read_entry
+from sambench.execution.encode import EncodeStage
 from tests.sam_fixtures import mixed_prompts, synthetic_image
 
 
@@ -96,7 +96,7 @@ def test_a_bad_entry_is_reported_once_never_used_and_recomputed(tmp_path, images
         target.write_bytes(other.read_bytes())
     assert len(EmbeddingCache(tmp_path).verify()) == 1
     calls = sam.encoder_calls
-    with caplog.at_level(logging.WARNING, logger="sambench.cache"):
+    with caplog.at_level(logging.WARNING, logger="sambench.execution.cache"):
         stage2 = EncodeStage(sam, cache)
         second = stage2.encode(images, "sam")
         stage2.encode(images[:1], "sam")  # the rewritten entry is good again: no second report
@@ -213,7 +213,7 @@ def test_a_warm_run_makes_no_encoder_call_and_gives_identical_rows(tmp_path):
     unchanged."""
     import json
 
-    from sambench.runner import DatasetSpec, RunConfig, run
+    from sambench.execution.runner import DatasetSpec, RunConfig, run
 
     cache = tmp_path / "cache"
 
@@ -265,7 +265,7 @@ class _ArrayAdapter:
 def test_cache_command_lists_sizes_verifies_and_clears(tmp_path):
     from click.testing import CliRunner
 
-    from sambench.cli import main
+    from sambench.cli.main import main
 
     cache = EmbeddingCache(tmp_path)
     ad = _ArrayAdapter()
@@ -288,7 +288,7 @@ def test_cache_command_lists_sizes_verifies_and_clears(tmp_path):
 
 @pytest.mark.slow
 def test_fp16_storage_cold_and_warm_runs_agree_and_a_resume_must_keep_the_storage(tmp_path):
-    from sambench.runner import DatasetSpec, RunConfig, run
+    from sambench.execution.runner import DatasetSpec, RunConfig, run
     from sambench.types import SambenchError
 
     def cfg(out, **kw):

@@ -13,12 +13,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from sambench.cli import main
+from sambench.cli.main import main
 from sambench.adapters import build_adapter
-from sambench.cards import load_model_card, parse_model_card
-from sambench.checkpoints import (check_state_dict, download_checkpoint, file_digests, find_checkpoint,
+from sambench.config.cards import load_model_card, parse_model_card
+from sambench.adapters.weights import (check_state_dict, download_checkpoint, file_digests, find_checkpoint,
                                   inspect_state_dict, name_hash_prefix, read_state_dict, verify_checkpoint_file)
-from sambench.sam_models import VARIANTS
+from sambench.adapters.sam.nets import VARIANTS
 from sambench.types import SambenchError
 
 try:

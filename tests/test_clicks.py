@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sambench.clicks import Click, click_prompt, error_distance, next_click, noc, run_sequence
+from sambench.inputs.clicks import Click, click_prompt, error_distance, next_click, noc, run_sequence
 
 
 def _mask(h, w, *rects):

@@ -19,8 +19,8 @@ from click.testing import CliRunner
 from scipy.stats import wilcoxon
 
 from sambench.metrics import boundary_iou, decode_rle, encode_rle, iou
-from sambench.report.cli import compare_cmd
-from sambench.report.compare import CompareRefused, compare_runs
+from sambench.cli.report import compare_cmd
+from sambench.analysis.compare import CompareRefused, compare_runs
 from sambench.store import Row, Store, write_manifest
 from sambench.types import Prompt
 
@@ -307,7 +307,7 @@ def test_shards_are_merged(base, tmp_path):
 
 
 def test_wilcoxon_matches_scipy():
-    from sambench.report.compare import _wilcoxon
+    from sambench.analysis.compare import _wilcoxon
 
     rng = np.random.default_rng(3)
     cases = [rng.normal(-0.1, 0.1, 20),  # no ties: exact
@@ -335,7 +335,7 @@ RESULTS = Path(__file__).resolve().parents[1] / "results" / "default"
 def test_dogfood_default_matches_committed_results(tmp_path):
     """Re-run a slice of the embedded default (2 images, levels 0 and 1, 2 draws) and compare it with the
     committed reference run: every shared key must reproduce exactly; the rest is baseline-only."""
-    from sambench.cli import main
+    from sambench.cli.main import main
 
     assert (RESULTS / "results.sqlite").exists(), "results/default is missing: see results/README.md to regenerate it"
     out = tmp_path / "run"
@@ -365,7 +365,7 @@ def test_dogfood_default_matches_committed_results(tmp_path):
 def test_dogfood_full_default_run_reproduces_the_committed_results(tmp_path):
     """The README's first command's run, exactly (`sambench run` with no arguments), against results/default:
     every one of the 676 keys must pair and every delta must be 0 (≈45 s on 2 cores)."""
-    from sambench.cli import main
+    from sambench.cli.main import main
 
     out = tmp_path / "run"
     res = CliRunner().invoke(main, ["run", "--out", str(out), "--no-report", "--quiet"])

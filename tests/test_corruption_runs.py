@@ -15,7 +15,7 @@ import pytest
 
 from sambench.datasets import open_dataset
 from sambench.metrics import decode_rle, iou
-from sambench.runner import DatasetSpec, RunConfig, run
+from sambench.execution.runner import DatasetSpec, RunConfig, run
 from sambench.store import KEY_COLUMNS, Store
 from sambench.types import SambenchError
 
@@ -116,7 +116,7 @@ def _digest(path: Path) -> str:
 
 
 def test_schema_1_store_opens_read_only_and_compares_with_zero_delta(tmp_path):
-    from sambench.report.compare import compare_runs
+    from sambench.analysis.compare import compare_runs
 
     d = _v1_copy(tmp_path)
     before = _digest(d / "results.sqlite")
@@ -144,7 +144,7 @@ def test_schema_1_store_is_migrated_when_a_run_writes_to_it(tmp_path):
 
 
 def test_compare_gates_per_corruption(tmp_path):
-    from sambench.report.compare import compare_runs
+    from sambench.analysis.compare import compare_runs
 
     run(_config(tmp_path / "a", models=["box-fill"], limit=4))
     shutil.copytree(tmp_path / "a", tmp_path / "b")
@@ -159,12 +159,12 @@ def test_compare_gates_per_corruption(tmp_path):
 
 @pytest.mark.slow
 def test_cli_and_card(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "sambench.cli", "run", "-m", "box-fill", "-p", "gt-box",
+    p = subprocess.run([sys.executable, "-m", "sambench.cli.main", "run", "-m", "box-fill", "-p", "gt-box",
                         "--corruption", "fgo", "--out", str(tmp_path / "x"), "-q", "--no-report"],
                        capture_output=True, text=True)
     errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
     assert p.returncode == 2 and len(errors) == 1 and errors[0].startswith("error: unknown corruption 'fgo'")
-    from sambench.cards import load_protocol_card
+    from sambench.config.cards import load_protocol_card
 
     card = load_protocol_card("corruptions")
     assert card.corruptions == ("all",) and [s.kind for s in card.settings] == ["gt-box"]

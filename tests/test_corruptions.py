@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sambench import corruptions as C
+from sambench.inputs import corruptions as C
 from sambench.types import SambenchError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ SMALL = reference_image(224)[40:88, 30:94]  # 48 x 64, not square
 DIGEST_SCRIPT = """
 import hashlib, json, sys
 import numpy as np
-from sambench import corruptions as C
+from sambench.inputs import corruptions as C
 img = np.load(sys.argv[1])
 out = {}
 for name in reversed(list(C.ALL)):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sambench import corruptions as C
+from sambench.inputs import corruptions as C
 
 ic = pytest.importorskip("imagecorruptions.corruptions", reason="reference imagecorruptions not installed")
 sk_util = pytest.importorskip("skimage.util")

@@ -4,10 +4,10 @@ import json
 
 from click.testing import CliRunner
 
-from sambench.cli import main
-from sambench.prompts import gt_box
+from sambench.cli.main import main
+from sambench.inputs.prompts import gt_box
 from sambench.datasets import DatasetSpec
-from sambench.runner import RunConfig, run
+from sambench.execution.runner import RunConfig, run
 from sambench.types import Prompt
 
 

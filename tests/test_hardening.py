@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 
 from sambench.adapters.baselines import BoxFillAdapter
-from sambench.cards import make_setting
+from sambench.config.cards import make_setting
 from sambench.metrics import encode_rle, iou, stability
-from sambench.prompts import gt_box, make_prompt, prompt_rng
+from sambench.inputs.prompts import gt_box, make_prompt, prompt_rng
 from sambench.types import SambenchError, keyed_rng
 
 
 def _cli(*args):
-    return [sys.executable, "-m", "sambench.cli", *args]
+    return [sys.executable, "-m", "sambench.cli.main", *args]
 
 
 def _error_lines(stderr: str) -> list[str]:
@@ -58,7 +58,7 @@ def test_item11_zero_noise_is_exactly_the_gt_box_for_1px_and_other_objects(kind)
 
 
 def test_item11_collapsed_boxes_of_wider_objects_are_still_1px_wide():
-    from sambench.prompts import noisy_box
+    from sambench.inputs.prompts import noisy_box
 
     class _Push:  # u = +1 on the centre terms: a box pushed beyond the right/bottom edge collapses
         def uniform(self, lo, hi, size):
@@ -75,7 +75,7 @@ def test_item11_collapsed_boxes_of_wider_objects_are_still_1px_wide():
 def test_item12_all_empty_draws_have_undefined_stability_and_are_counted():
     import pandas as pd
 
-    from sambench.summary import summarize
+    from sambench.analysis.summary import summarize
 
     z = encode_rle(np.zeros((10, 10), bool))
     a = np.zeros((10, 10), bool)
@@ -148,8 +148,8 @@ def bad_weight_files(tmp_path):
 
 
 def test_item9_random_bytes_are_not_called_pickled_objects(bad_weight_files):
-    from sambench.checkpoints import read_state_dict
-    from sambench.stable_sam.plugin_io import load_plugin_file
+    from sambench.adapters.weights import read_state_dict
+    from sambench.adapters.stable_sam.plugin_io import load_plugin_file
 
     rnd, _ = bad_weight_files
     for load, what in ((read_state_dict, "not a PyTorch checkpoint"), (load_plugin_file, "not a Stable-SAM plug-in")):
@@ -162,7 +162,7 @@ def test_item9_random_bytes_are_not_called_pickled_objects(bad_weight_files):
 
 @pytest.mark.slow
 def test_item9_malicious_plugin_is_refused_without_torchs_unsafe_advice(bad_weight_files, tmp_path):
-    from sambench.stable_sam.plugin_io import load_plugin_file
+    from sambench.adapters.stable_sam.plugin_io import load_plugin_file
 
     _, evil = bad_weight_files
     with pytest.raises(SambenchError) as exc:
@@ -242,9 +242,9 @@ def _coco(root: Path, anns: list, size=(40, 50), file_name="a.png") -> Path:
 
 
 def test_item2_a_bad_coco_annotation_fails_alone_and_the_rest_is_scored(tmp_path):
-    from sambench.runner import DatasetSpec, RunConfig, run
+    from sambench.execution.runner import DatasetSpec, RunConfig, run
     from sambench.store import Store
-    from sambench.summary import summarize
+    from sambench.analysis.summary import summarize
 
     good = {"id": 10, "segmentation": [[5, 5, 30, 5, 30, 25, 5, 25]]}
     js = _coco(tmp_path / "coco", [good, {"id": 11, "segmentation": []}, {"id": 12, "segmentation": [[3, 3, 9, 9]]}])

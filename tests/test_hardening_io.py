@@ -25,7 +25,7 @@ PY = shlex.quote(sys.executable)
 
 
 def _cli(*args):
-    return [sys.executable, "-m", "sambench.cli", *args]
+    return [sys.executable, "-m", "sambench.cli.main", *args]
 
 
 def _errors(stderr: str) -> list[str]:

@@ -14,7 +14,7 @@ import torch
 
 from sambench.adapters import build_adapter
 from sambench.adapters.hf import FAMILIES, HfSamAdapter
-from sambench.cards import load_model_card
+from sambench.config.cards import load_model_card
 from sambench.types import Prompt, SambenchError
 
 try:
@@ -186,7 +186,7 @@ def test_cross_backend_same_sam_weights_through_segment_anything_and_transformer
     import transformers as T
     from segment_anything import SamPredictor
 
-    from sambench.sam_models import build_sam_model
+    from sambench.adapters.sam.nets import build_sam_model
 
     try:
         from hf_fixtures import sam1_to_transformers
@@ -217,7 +217,7 @@ def test_cross_backend_same_sam_weights_through_segment_anything_and_transformer
 
 
 def test_download_points_transformers_cards_to_the_hub_client():
-    from sambench.checkpoints import download_checkpoint
+    from sambench.adapters.weights import download_checkpoint
 
     with pytest.raises(SambenchError, match="huggingface-cli download facebook/sam2.1-hiera-large"):
         download_checkpoint("hf-sam2.1-hiera-large")

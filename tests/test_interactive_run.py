@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from sambench.cards import load_protocol_card, with_overrides
+from sambench.config.cards import load_protocol_card, with_overrides
 from sambench.datasets import open_dataset
 from sambench.metrics import decode_rle, iou
-from sambench.noc import noc_table
-from sambench.runner import DatasetSpec, RunConfig, run
+from sambench.analysis.noc import noc_table
+from sambench.execution.runner import DatasetSpec, RunConfig, run
 try:
     from run_fixtures import stored_rows
 except ImportError:  # tests/ imported as a package
@@ -98,7 +98,7 @@ def test_click_sequences_cross_corruptions_with_one_encode_per_image_version(tmp
     (corruption, severity), encoded once, resumable, reported by corruption and gated by ``compare``."""
     from click.testing import CliRunner
 
-    from sambench.cli import main
+    from sambench.cli.main import main
     from sambench.report import write_report
 
     cfg = _config(tmp_path / "r", protocols=["clicks3"], limit=1, corruptions=["contrast:5"])
@@ -188,7 +188,7 @@ def test_gt_box_start_and_box_fill_refusal(tmp_path, cards):
 
 def test_report_and_noc_gate(tmp_path, cards):
     from sambench.report import write_report
-    from sambench.report.compare import compare_runs
+    from sambench.analysis.compare import compare_runs
 
     run(_config(tmp_path / "a", protocols=["clicks3"]))
     written = write_report([tmp_path / "a"], tmp_path / "rep", formats=("png",), n_boot=50)
@@ -232,7 +232,7 @@ def test_click_cards_are_validated(tmp_path, cards):
     (cards / "bad9.yaml").write_text("name: bad9\nversion: 1\nkind: points\nlevels: [1]\nmax_clicks: 3\n")
     with pytest.raises(SambenchError, match="only apply to kind: clicks"):
         load_protocol_card("bad9")
-    from sambench.export import export_prompts
+    from sambench.execution.export import export_prompts
 
     with pytest.raises(SambenchError, match="interactive"):
         export_prompts("clicks", "grabcut-sample")
@@ -241,8 +241,8 @@ def test_click_cards_are_validated(tmp_path, cards):
 @pytest.mark.slow
 def test_sam_tiny_click_sequence_encodes_once_and_feeds_its_logits_back(tmp_path, cards):
     from sambench.adapters import build_adapter
-    from sambench.clicks import run_sequence
-    from sambench.interactive import sequence_predictor
+    from sambench.inputs.clicks import run_sequence
+    from sambench.execution.sequences import sequence_predictor
 
     res = run(_config(tmp_path / "s", models=["sam-tiny"], limit=1, model_options={}))
     assert res.counts["failed"] == 0

@@ -218,7 +218,7 @@ def test_rank_with_missing_dataset_is_unranked(tmp_path):
 
 
 def one_line_refusal(paths, *match):
-    from sambench.cli import main
+    from sambench.cli.main import main
 
     res = CliRunner().invoke(main, ["leaderboard", *map(str, paths), "--out", str(paths[0].parent / "out")])
     assert res.exit_code == 2, res.output
@@ -287,7 +287,7 @@ def test_board_files(written, runs):
 
 
 def test_cli_writes_the_board(runs, tmp_path):
-    from sambench.cli import main
+    from sambench.cli.main import main
 
     res = CliRunner().invoke(main, ["leaderboard", str(runs / "r1"), str(runs / "r2"), "--out", str(tmp_path / "b"),
                                     "--rank-by", "auc"])
@@ -303,7 +303,7 @@ def test_cli_writes_the_board(runs, tmp_path):
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory):
     """A real (tiny) run: box-fill on 2 images of the shipped GrabCut sample, noisy box s = 0 and 1, 2 draws."""
-    from sambench.cli import main
+    from sambench.cli.main import main
 
     out = tmp_path_factory.mktemp("real") / "run"
     res = CliRunner().invoke(main, ["run", "--model", "box-fill", "--protocol", "noisy-box", "--dataset",
@@ -314,7 +314,7 @@ def real_run(tmp_path_factory):
 
 
 def test_verify_passes_untouched_and_catches_an_edited_iou(real_run, tmp_path):
-    from sambench.cli import main
+    from sambench.cli.main import main
     from sambench.leaderboard import verify_runs
 
     ok = verify_runs([real_run])

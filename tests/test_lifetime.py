@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from sambench.runlock import LOCK_NAME, RunLock
+from sambench.execution.lock import LOCK_NAME, RunLock
 from sambench.types import SambenchError
 
 HOLD = textwrap.dedent("""
     import sys, time
-    from sambench.runlock import RunLock
+    from sambench.execution.lock import RunLock
     RunLock(sys.argv[1]).acquire()
     print("locked", flush=True)
     time.sleep(float(sys.argv[2]))

@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from sambench.noc import noc_table, sequences
+from sambench.analysis.noc import noc_table, sequences
 
 
 def _rows(dataset, model, image, ious, draw=0, status=None, first=1):
@@ -60,8 +60,8 @@ def test_draws_are_averaged_per_object_and_datasets_pool_into_all():
 
 
 def test_object_noc_counts_failed_sequences_as_the_limit_for_the_leaderboard():
-    from sambench.leaderboard.scores import SCORES
-    from sambench.noc import object_noc
+    from sambench.analysis.scores import SCORES
+    from sambench.analysis.noc import object_noc
 
     m = _frame()
     per_obj = object_noc(m[m["model"] == "m"], "clicks", "90")

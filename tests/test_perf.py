@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from sambench.perf import wants_malloc_tuning
+from sambench.cli.perf import wants_malloc_tuning
 
 
 def test_only_model_runs_are_tuned():
@@ -20,7 +20,7 @@ def test_only_model_runs_are_tuned():
 def test_reexec_sets_the_thresholds_and_keeps_the_arguments(monkeypatch):
     import os
 
-    import sambench.perf as perf
+    import sambench.cli.perf as perf
 
     calls = []
     monkeypatch.setattr(perf.sys, "platform", "linux")

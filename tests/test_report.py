@@ -2,7 +2,7 @@
 
 The store is synthetic: three models whose masks are deterministic transforms of rectangle/ellipse GT
 masks (erosion, shift, dilation), real COCO RLE, IoU/BIoU from sambench.metrics. Expected values are
-recomputed here from the stored rows with plain numpy, never with sambench.summary.
+recomputed here from the stored rows with plain numpy, never with sambench.analysis.summary.
 """
 
 from __future__ import annotations
@@ -293,7 +293,7 @@ def test_comparison_figure_bars_and_reference(report):
     from sambench.report import figures as F
     from sambench.report.common import model_colors, settings_info
     from sambench.store import load_runs
-    from sambench.summary import summarize
+    from sambench.analysis.summary import summarize
 
     df, mans = load_runs([report["run"]])
     summary = summarize(df, n_boot=50)
@@ -324,7 +324,7 @@ def test_degradation_lines_and_bands(report):
     from sambench.report import figures as F
     from sambench.report.common import model_colors, settings_info
     from sambench.store import load_runs
-    from sambench.summary import summarize
+    from sambench.analysis.summary import summarize
 
     df, mans = load_runs([report["run"]], with_masks=False)
     summary = summarize(df, n_boot=50)
@@ -479,7 +479,7 @@ def test_report_without_manifest_or_gt_box(tmp_path):
 def test_cli_report(tmp_path):
     from click.testing import CliRunner
 
-    from sambench.report.cli import report_cmd
+    from sambench.cli.report import report_cmd
 
     build_store(tmp_path / "run", models=("alpha", "beta"), failures=False, extras=False)
     res = CliRunner().invoke(report_cmd, [str(tmp_path / "run"), "--out", str(tmp_path / "rep"), "--format", "png",
@@ -501,7 +501,7 @@ def test_mixed_protocol_like_stable_sam_paper(tmp_path):
     from sambench.report import figures as F
     from sambench.report.common import model_colors, settings_info
     from sambench.store import load_runs
-    from sambench.summary import summarize
+    from sambench.analysis.summary import summarize
 
     paper = [("ssp", "gt-box", None, 1, "gt-box"), ("ssp", "noisy-box", 0.4, 2, "noisy-box"),
              ("ssp", "1-point", 1.0, 2, "points"), ("ssp", "3-points", 3.0, 2, "points")]

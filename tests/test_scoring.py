@@ -9,7 +9,7 @@ from pycocotools import mask as mask_utils
 from scipy import ndimage
 
 from sambench.metrics import boundary_dilation, encode_rle, mask_boundary
-from sambench.scoring import (ImageScorer, MaskScore, ObjectScorer, StageTimer, counts_from_changes, erode_packed,
+from sambench.metrics.fast import (ImageScorer, MaskScore, ObjectScorer, StageTimer, counts_from_changes, erode_packed,
                               erode_torch, pack, reference_score)
 
 
@@ -157,7 +157,7 @@ def test_scoring_pool_keeps_order_and_bounds_chunks_in_flight():
     import threading
     import time
 
-    from sambench.scoring import ScoringPool
+    from sambench.metrics.fast import ScoringPool
 
     finished, lock = [0], threading.Lock()
 
@@ -204,12 +204,12 @@ def test_runner_rows_do_not_depend_on_threads_or_where_masks_live():
     import json
 
     from sambench.adapters.baselines import BoxFillAdapter
-    from sambench.cards import load_protocol_card, with_overrides
+    from sambench.config.cards import load_protocol_card, with_overrides
     from sambench.datasets import open_dataset
     from sambench.metrics import decode_rle
-    from sambench.prompts import Protocol
-    from sambench.runner import evaluate_image
-    from sambench.scoring import ScoringPool
+    from sambench.inputs.prompts import Protocol
+    from sambench.execution.runner import evaluate_image
+    from sambench.metrics.fast import ScoringPool
     from sambench.store import COLUMNS
 
     sample = open_dataset("grabcut-sample").load("banana1")
@@ -232,7 +232,7 @@ def test_manifest_records_where_and_how_long_scoring_ran(tmp_path):
     import json
 
     from sambench.datasets import DatasetSpec
-    from sambench.runner import RunConfig, run
+    from sambench.execution.runner import RunConfig, run
     from sambench.store import _sum_scoring
 
     run(RunConfig(models=["box-fill"], protocols=["noisy-box"], datasets=[DatasetSpec("grabcut-sample")],

@@ -15,15 +15,15 @@ import pytest
 import torch
 
 from sambench.adapters import build_adapter
-from sambench.adapters.stable_sam import build_stable_sam
-from sambench.cards import load_model_card, parse_model_card
+from sambench.adapters.stable_sam.adapter import build_stable_sam
+from sambench.config.cards import load_model_card, parse_model_card
 from sambench.datasets import open_dataset
-from sambench.stable_sam.base import load_base, resolve_base_card
-from sambench.stable_sam.decode import decode_logits, encode_images
-from sambench.stable_sam.inject import attention_probs, inject_plugin
-from sambench.stable_sam.modules import PluginConfig, StableSamPlugin, count_parameters
-from sambench.stable_sam.plugin_io import load_plugin_file, save_plugin_file
-from sambench.stable_sam.train import (TrainConfig, augment_sample, bce_dice_loss, build_item, item_logits,
+from sambench.adapters.stable_sam.base import load_base, resolve_base_card
+from sambench.training.decode import decode_logits, encode_images
+from sambench.adapters.stable_sam.inject import attention_probs, inject_plugin
+from sambench.adapters.stable_sam.modules import PluginConfig, StableSamPlugin, count_parameters
+from sambench.adapters.stable_sam.plugin_io import load_plugin_file, save_plugin_file
+from sambench.training.train import (TrainConfig, augment_sample, bce_dice_loss, build_item, item_logits,
                                        train_stable_sam)
 from sambench.types import Prompt, SambenchError, keyed_rng
 
@@ -362,7 +362,7 @@ def test_resume_equals_uninterrupted(tmp_path, sam_base, grabcut, embed_cache):
 def test_cli_trains_one_step(tmp_path):
     from click.testing import CliRunner
 
-    from sambench.cli import main
+    from sambench.cli.main import main
 
     out = tmp_path / "cli.pt"
     r = CliRunner().invoke(main, ["train", "stable-sam", "--base", "sam-tiny", "--data", "grabcut-sample", "--out", str(out),

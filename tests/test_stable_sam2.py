@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from sambench.adapters import build_adapter
-from sambench.adapters.stable_sam import StableSam2Adapter
-from sambench.stable_sam.base import load_base, resolve_base_card
-from sambench.stable_sam.decode import decode_logits, encode_images
-from sambench.stable_sam.inject import inject_plugin
-from sambench.stable_sam.modules import StableSamPlugin
-from sambench.stable_sam.train import TrainConfig, bce_dice_loss, build_item, keyed_rng, train_stable_sam
+from sambench.adapters.stable_sam.adapter import StableSam2Adapter
+from sambench.adapters.stable_sam.base import load_base, resolve_base_card
+from sambench.training.decode import decode_logits, encode_images
+from sambench.adapters.stable_sam.inject import inject_plugin
+from sambench.adapters.stable_sam.modules import StableSamPlugin
+from sambench.training.train import TrainConfig, bce_dice_loss, build_item, keyed_rng, train_stable_sam
 from sambench.types import Prompt
 
 try:
@@ -147,7 +147,7 @@ def test_training_on_sam2_lowers_the_loss(tmp_path):
     res = train_stable_sam("sam2.1-hiera-tiny-random", None, [One()], epochs=20, out=tmp_path / "p.pt", device="cpu",
                            batch_size=1, lr=3e-3, max_steps=8, augment=False, progress=False, embedding_cache=cache,
                            base=base, prompt_kinds=("gt-box",))
-    from sambench.stable_sam.plugin_io import load_plugin_file
+    from sambench.adapters.stable_sam.plugin_io import load_plugin_file
 
     loaded = load_plugin_file(res.plugin_path)
     assert loaded.base.variant == "hiera-tiny" and loaded.base.weights_id == "random-init:0"

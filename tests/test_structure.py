@@ -10,15 +10,17 @@ import pytest
 from click.testing import CliRunner
 
 import sambench
-from sambench.cards import Setting, list_cards, load_protocol_card
+from sambench.config.cards import Setting, list_cards, load_protocol_card
 from sambench.types import SambenchError
 
 PACKAGE = Path(sambench.__file__).resolve().parent
 
 
 def test_one_result_key_and_one_grouping_order(tmp_path):
-    from sambench import store, summary
-    from sambench.report import build, compare
+    from sambench import store
+    from sambench.analysis import summary
+    from sambench.report import build
+    from sambench.analysis import compare
 
     assert store.KEY_COLUMNS == ("model", "dataset", "image_id", "object_id", "protocol", "level", "draw",
                                  "corruption", "severity")
@@ -45,16 +47,16 @@ def _imports_click(path: Path) -> bool:
 
 
 def test_only_command_modules_import_click():
-    commands = {PACKAGE / "cli.py", PACKAGE / "report" / "cli.py"} | set((PACKAGE / "commands").glob("*.py"))
+    commands = set((PACKAGE / "cli").glob("*.py"))
     offenders = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if p not in commands and _imports_click(p)]
     assert offenders == []
-    assert _imports_click(PACKAGE / "commands" / "train.py")  # the scan does see an import
+    assert _imports_click(PACKAGE / "cli" / "train.py")  # the scan does see an import
 
 
 def test_cpu_baseline_is_answered_by_the_registry_alone(monkeypatch):
-    from sambench import perf
+    from sambench.cli import perf
     from sambench.adapters import is_cpu_baseline, route_files
-    from sambench.runner import default_workers
+    from sambench.execution.runner import default_workers
 
     assert is_cpu_baseline("grabcut") and is_cpu_baseline("box-fill") and is_cpu_baseline("grabcut-full")
     assert not is_cpu_baseline("sam-tiny") and not is_cpu_baseline("stable-sam-vit-b")
@@ -82,7 +84,7 @@ def test_the_card_setting_is_the_report_setting(name):
 
 
 def test_run_and_prompts_export_share_the_dataset_options():
-    from sambench.cli import main
+    from sambench.cli.main import main
 
     def options(*cmd):
         out = CliRunner().invoke(main, [*cmd, "--help"]).output
@@ -94,8 +96,9 @@ def test_run_and_prompts_export_share_the_dataset_options():
 
 
 def test_sambench_run_opens_the_store_once_and_summarises_once(tmp_path, monkeypatch):
-    from sambench import store, summary
-    from sambench.cli import main
+    from sambench import store
+    from sambench.analysis import summary
+    from sambench.cli.main import main
     from sambench.report import build
 
     calls = {"store": 0, "summarize": 0}

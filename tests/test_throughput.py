@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from sambench.adapters import build_adapter
-from sambench.adapters.sam import CPU_CHUNK_SIZE, decode_chunk_size
-from sambench.loader import prefetch
+from sambench.adapters.sam.adapter import CPU_CHUNK_SIZE, decode_chunk_size
+from sambench.execution.loader import prefetch
 from tests.sam_fixtures import mixed_prompts, synthetic_image
 
 
@@ -75,7 +75,7 @@ def test_prefetch_keeps_order_loads_ahead_and_hands_back_errors():
 def test_a_run_with_encode_batch_2_gives_the_rows_of_single_encodes(tmp_path):
     """The serial engine with --encode-batch 2 (one encoder pass for two images, loader thread ahead)
     gives the per-image rows: same keys and prompts, masks within float rounding of batched products."""
-    from sambench.runner import DatasetSpec, RunConfig, run
+    from sambench.execution.runner import DatasetSpec, RunConfig, run
 
     def go(name, batch):
         cfg = RunConfig(models=["sam-tiny"], protocols=["gt-box"], datasets=[DatasetSpec("grabcut-sample")],

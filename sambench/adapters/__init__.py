@@ -22,7 +22,7 @@ from importlib.metadata import entry_points
 from typing import Any, Callable, Optional
 
 from sambench.adapters.base import MASK_SELECTIONS, PREPROCESSING_MODES, Adapter, UnknownOptionsError
-from sambench.cards import ModelCard, load_model_card
+from sambench.config.cards import ModelCard, load_model_card
 from sambench.types import SambenchError, did_you_mean
 
 
@@ -40,9 +40,9 @@ class AdapterEntry:
 BUILTIN = {
     "box-fill": AdapterEntry("sambench.adapters.baselines:build_box_fill", cpu_baseline=True),
     "grabcut": AdapterEntry("sambench.adapters.baselines:build_grabcut", cpu_baseline=True),
-    "sam": AdapterEntry("sambench.adapters.sam:build_sam"),
-    "hq-sam": AdapterEntry("sambench.adapters.sam:build_hq_sam"),
-    "stable-sam": AdapterEntry("sambench.adapters.stable_sam:build_stable_sam"),
+    "sam": AdapterEntry("sambench.adapters.sam.adapter:build_sam"),
+    "hq-sam": AdapterEntry("sambench.adapters.sam.adapter:build_hq_sam"),
+    "stable-sam": AdapterEntry("sambench.adapters.stable_sam.adapter:build_stable_sam"),
     "sam2": AdapterEntry("sambench.adapters.sam2:build_sam2_adapter"),
     "hf": AdapterEntry("sambench.adapters.hf:build_hf"),
     "hf-sam": AdapterEntry("sambench.adapters.hf:build_hf"),

@@ -23,7 +23,7 @@ This file does, batched, what ``SAM2ImagePredictor.set_image`` + ``predict`` do 
     and sprinkle removal are off, the predictor's defaults).
 ``hq-sam-1024``
     The image is first resized to 1024×1024 as HQ-SAM's evaluation loader does
-    (:func:`sambench.adapters.sam.resize_square_hq`), then as above (the 1024² resize is then the
+    (:func:`sambench.adapters.sam.adapter.resize_square_hq`), then as above (the 1024² resize is then the
     identity); prompts and logits as above.
 
 **Masks and scores.** ``single``: ``multimask_output=False``. The model is built as ``build_sam2``
@@ -59,8 +59,8 @@ import torch
 
 from sambench.adapters.base import PREPROCESSING_MODES, package_version
 from sambench.adapters.decoding import ChunkedDecoding, store_masks
-from sambench.adapters.sam import DTYPES, POSTPROCESS_BATCH, decoder_options, resize_square_hq, resolve_device
-from sambench.cards import ModelCard
+from sambench.adapters.sam.adapter import DTYPES, POSTPROCESS_BATCH, decoder_options, resize_square_hq, resolve_device
+from sambench.config.cards import ModelCard
 from sambench.types import Prompt, SambenchError
 
 ADAPTER_VERSION = "1"
@@ -157,7 +157,7 @@ def sam2_variant_of(sd: dict) -> Optional[str]:
 
 def check_sam2_state_dict(sd: dict, *, variant: str, path, model: str) -> None:
     """One clear line when ``sd`` is not a SAM 2.1 ``variant`` checkpoint (SAM-1 file, other variant, SAM 2.0)."""
-    from sambench.checkpoints import inspect_state_dict
+    from sambench.adapters.weights import inspect_state_dict
 
     p = Path(path)
     if is_sam1_state_dict(sd) and not is_sam2_state_dict(sd):
@@ -187,7 +187,7 @@ class LoadedSam2:
 
 def load_sam2_model(card: ModelCard, *, options: Sam2Options, checkpoint: Optional[str] = None) -> LoadedSam2:
     """Build the official model and load the card's (or the explicit) checkpoint strictly."""
-    from sambench.checkpoints import find_checkpoint, load_into, read_state_dict, verify_checkpoint_file
+    from sambench.adapters.weights import find_checkpoint, load_into, read_state_dict, verify_checkpoint_file
 
     if checkpoint is None and (card.checkpoint is None or options.random_init):
         model = build_sam2_model(options.variant, seed=options.seed, dynamic_multimask=options.dynamic_multimask)

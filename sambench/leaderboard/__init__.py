@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from sambench.leaderboard.board import BoardInput, BoardRefused, build_board, find_runs, load_board
-from sambench.leaderboard.scores import SCORES, HeadlineScore, register
+from sambench.analysis.scores import SCORES, HeadlineScore, register
 from sambench.leaderboard.verify import VerifyResult, verify_runs
 
 __all__ = ["write_board", "build_board", "load_board", "find_runs", "BoardInput", "BoardRefused", "verify_runs",
@@ -29,7 +29,7 @@ def board_document(board: BoardInput, rank_by: Optional[str] = None, n_boot: int
                    out_dir: Optional[Path] = None) -> dict:
     """leaderboard.json (format 2, ``sambench.report.leaderboard``) with the ranked ``board`` section."""
     from sambench.report.leaderboard import build_leaderboard
-    from sambench.summary import summarize
+    from sambench.analysis.summary import summarize
 
     ranked = build_board(board, rank_by=rank_by, n_boot=n_boot, out_dir=out_dir)
     summary = summarize(board.rows, n_boot=n_boot)

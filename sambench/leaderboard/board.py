@@ -4,14 +4,14 @@ Steps (docs/reports.md, "sambench leaderboard", says the same):
 
 1. **Runs.** Every argument is a run directory (it holds ``results.sqlite``) or a directory searched for run
    directories at any depth. Rows are merged with ``sambench.store.load_runs`` (the same key in two runs
-   must agree). Every pair of runs must be comparable — ``sambench.report.compat.find_mismatches``, the
+   must agree). Every pair of runs must be comparable — ``sambench.analysis.compat.find_mismatches``, the
    check ``compare`` uses, plus equal model signatures for a model both runs hold — else the board is
    refused in one line naming both runs.
 2. **Coverage.** Within each (dataset, protocol), every model must hold the same result keys (objects,
    levels, draws; an image-level failure stands for the prompts the other models answered on that image):
    a score over other prompts or objects is another number. A model that lacks keys is refused, naming its
    run and the run of a model that has them.
-3. **Scores** (``sambench.leaderboard.scores``): one column per (headline score, protocol) that applies,
+3. **Scores** (``sambench.analysis.scores``): one column per (headline score, protocol) that applies,
    cross-dataset figure = plain mean of dataset values, bootstrap CI over objects.
 4. **Rank** by ``rank_by`` (default ``degraded_miou`` of the first protocol by name that has one): models
    ordered by the value (best first); a model's rank is 1 + the number of models with a strictly better
@@ -32,12 +32,12 @@ import numpy as np
 import pandas as pd
 
 from sambench.report.common import settings_info
-from sambench.report.compat import expand_image_failures, find_mismatches
+from sambench.analysis.compat import expand_image_failures, find_mismatches
 from sambench.store import DB_NAME, MANIFEST_NAME, OBJECT_COLUMNS, load_runs
-from sambench.summary import per_object
+from sambench.analysis.summary import per_object
 from sambench.types import SambenchError
 
-from sambench.leaderboard.scores import SCORES, HeadlineScore, ScoreInput, aggregate, paired
+from sambench.analysis.scores import SCORES, HeadlineScore, ScoreInput, aggregate, paired
 
 BOARD_FORMAT = 1
 DEFAULT_SCORE = "degraded_miou"
@@ -313,7 +313,7 @@ def _relative(path: Path, out_dir: Optional[Path]) -> str:
 
 def card_info(name: str) -> dict:
     """``paper``, ``card`` path and ``checkpoint_url`` of a model card when this sambench knows the card."""
-    from sambench.cards import REPO_ROOT, load_model_card
+    from sambench.config.cards import REPO_ROOT, load_model_card
 
     try:
         card = load_model_card(name)

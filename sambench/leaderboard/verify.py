@@ -8,9 +8,9 @@ equal the stored ones within ``tol`` (1e-9: the same computation on the same mas
 the stored ``gt_area``/``pred_area`` must equal the pixel counts, the mask must have the image's size, the
 stored ``prompt_hash`` must be the hash of the stored prompt, and that prompt must be the one the protocol
 draws for the row's key: it is regenerated from the protocol identity the store recorded before its first
-row (seed, version, level settings; ``sambench.prompts``), so a run cannot pass off easier prompts under a
+row (seed, version, level settings; ``sambench.inputs.prompts``), so a run cannot pass off easier prompts under a
 harder level. A click sequence (``kind: clicks``) has no prompt before the model answers: it is replayed
-with :func:`sambench.clicks.run_sequence` from its keyed start and the stored masks in place of the model,
+with :func:`sambench.inputs.clicks.run_sequence` from its keyed start and the stored masks in place of the model,
 so every stored step must hold exactly the click the rule picks from the previous stored mask. A failed
 row carries no number and is not re-scored (it is counted, and scores 0 on the board). Any mismatch fails
 verification; nothing is repaired.
@@ -28,9 +28,9 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
-from sambench.cards import ProtocolCard, Setting
+from sambench.config.cards import ProtocolCard, Setting
 from sambench.metrics import boundary_iou, decode_rle, iou
-from sambench.prompts import Protocol
+from sambench.inputs.prompts import Protocol
 from sambench.store import Store, read_manifest
 from sambench.types import Object, Prompt, SambenchError
 
@@ -164,9 +164,9 @@ def _check_prompt(run_dir: Path, r, protocol: Optional[Protocol], gt: Optional[n
 
 def _check_click_sequence(run_dir: Path, seq, protocol: Protocol, obj: Object, result: VerifyResult) -> None:
     """The stored (successful) steps of one click sequence are the ones the click rule gives when the stored
-    masks stand in for the model: :func:`sambench.clicks.run_sequence`, replayed."""
-    from sambench.clicks import run_sequence
-    from sambench.interactive import start_box
+    masks stand in for the model: :func:`sambench.inputs.clicks.run_sequence`, replayed."""
+    from sambench.inputs.clicks import run_sequence
+    from sambench.execution.sequences import start_box
 
     card, clicks = protocol.card, protocol.card.clicks
     seq = seq.sort_values("level_value")

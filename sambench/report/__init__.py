@@ -13,6 +13,6 @@ docs/reports.md documents every artefact and convention.
 
 from sambench.report.build import write_report
 from sambench.report.common import model_colors
-from sambench.report.compare import CompareRefused, CompareResult, compare_runs
+from sambench.analysis.compare import CompareRefused, CompareResult, compare_runs
 
 __all__ = ["write_report", "compare_runs", "CompareResult", "CompareRefused", "model_colors"]

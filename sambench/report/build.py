@@ -18,19 +18,19 @@ import numpy as np
 import pandas as pd
 
 import sambench
-from sambench.corruptions import CLEAN, corrupt_keyed
+from sambench.inputs.corruptions import CLEAN, corrupt_keyed
 from sambench.files import atomic_write, ensure_dir
 from sambench.metrics import decode_rle
 from sambench.report import figures as F
 from sambench.report.common import display_names, headline_scope, model_colors, settings_info
 from sambench.report.html import Section, figure_html, legend_html, render_page
 from sambench.report.leaderboard import build_leaderboard
-from sambench.noc import NOC_COLUMNS, click_protocols, noc_table
+from sambench.analysis.noc import NOC_COLUMNS, click_protocols, noc_table
 from sambench.report import robustness as R
 from sambench.report.tables import (frame_cells, noc_cells, paper_cells, paper_csv_frame, summary_cells,
                                     summary_csv_frame)
 from sambench.store import PROMPT_COLUMNS, load_runs
-from sambench.summary import failure_reasons, summarize
+from sambench.analysis.summary import failure_reasons, summarize
 from sambench.types import SambenchError
 
 #: A grid row is one realised prompt, shown for every model.
@@ -291,7 +291,7 @@ def write_report(run_dirs: Iterable[str | Path], out_dir: Optional[str | Path] =
     ``reference_model`` names the model whose GT-box mIoU is the dashed line (default: the first model
     by name with a GT-box setting). ``grid_objects``: ``dataset/image/object[@protocol:level:draw]``.
     ``loaded`` (what :func:`sambench.store.load_runs` returns for ``run_dirs``, masks included) and
-    ``summary`` (:func:`sambench.summary.summarize` of its rows) spare reading and summarising again.
+    ``summary`` (:func:`sambench.analysis.summary.summarize` of its rows) spare reading and summarising again.
     Runs with corrupted images add ``robustness.{csv,md}``, ``mce.csv``, ``corruption_heatmap.<fmt>`` and
     ``corruption_severity.<fmt>``; ``mce_reference`` names the mCE's reference model (default: grabcut,
     else box-fill; docs/corruptions.md).

@@ -1,6 +1,6 @@
 """Corruption robustness: per corruption and severity mIoU, the drop from clean, an mCE, and heatmaps.
 
-Everything is computed from the summary table (:func:`sambench.summary.summarize`, one row per dataset
+Everything is computed from the summary table (:func:`sambench.analysis.summary.summarize`, one row per dataset
 × model × protocol × level × corruption × severity) on its headline rows (``ALL`` with several
 datasets, else the only dataset). Conventions (docs/corruptions.md says the same):
 
@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from sambench.corruptions import CLEAN, CORRUPTIONS
+from sambench.inputs.corruptions import CLEAN, CORRUPTIONS
 
 #: The reference models tried in order when none is named: ImageNet-C normalises by AlexNet; we by a
 #: classical baseline every run can include.

@@ -24,9 +24,9 @@ from typing import Optional
 
 import pandas as pd
 
-from sambench.cards import Setting
+from sambench.config.cards import Setting
 from sambench.report.common import display_names, headline
-from sambench.summary import ALL, SUMMARY_COLUMNS
+from sambench.analysis.summary import ALL, SUMMARY_COLUMNS
 
 METRIC_COLUMNS = ("miou", "mbiou", "stability_pairwise", "stability_union")
 DASH = "\u2013"

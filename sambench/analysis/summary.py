@@ -1,0 +1,202 @@
+"""The summary table: per dataset × model × protocol × level × corruption × severity, from store rows only.
+
+Columns: ``dataset, model, protocol, level, level_value, corruption, severity, n, failed, miou, miou_lo,
+miou_hi, mbiou, mbiou_lo, mbiou_hi, stability_pairwise, stability_union``. Values are fractions in [0, 1].
+``corruption``/``severity`` are ``none``/0 for the clean image (every row of a run without
+``--corruption``); the report's classic tables use those rows, ``sambench.report.robustness`` the rest.
+
+* ``n`` — objects with at least one successful draw at that level.
+* ``failed`` — failed rows at that level plus image-level failures (an unreadable image blocks it at
+  every level, so it is counted at every level of its model and protocol). A model whose every image
+  failed still gets rows (n = 0, metrics NaN) at the levels the other models have.
+* ``miou`` / ``mbiou`` — mean over objects of the per-object mean over draws (``sambench.metrics``).
+* ``*_lo`` / ``*_hi`` — percentile bootstrap 95% CI over objects.
+* ``stability_*`` — mean over objects of the per-object stability across its draws, over the objects
+  whose draws are not all empty (stability of an all-empty set of draws is undefined, see
+  ``sambench.metrics``); ``n_stability`` counts those objects (``n - n_stability`` objects were
+  predicted empty in every draw).
+
+Rows with ``dataset == "ALL"`` are the cross-dataset figure: the plain mean of the dataset means of the
+same model/protocol/level; their CI resamples objects within each dataset (stratified bootstrap).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from sambench.metrics import bootstrap_ci, stability
+from sambench.store import LEVEL_COLUMNS, OBJECT_COLUMNS
+from sambench.types import keyed_rng
+
+GROUP = list(LEVEL_COLUMNS)
+#: The columns of the summary table (``summary.csv`` and ``Run.summary()``; an interface, dataset first).
+SUMMARY_COLUMNS = ["dataset", "model", "protocol", "level", "level_value", "corruption", "severity", "n", "failed",
+                   "miou", "miou_lo", "miou_hi", "mbiou", "mbiou_lo", "mbiou_hi", "stability_pairwise",
+                   "stability_union", "n_stability"]
+CLEAN = ("none", 0)
+ALL = "ALL"
+
+
+def with_clean_defaults(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with ``corruption``/``severity`` = ``none``/0 where a hand-made frame lacks them (rows of a
+    schema-1 store already read that way, sambench.store.ADDED_COLUMNS)."""
+    missing = {c: v for c, v in zip(("corruption", "severity"), CLEAN) if c not in df.columns}
+    return df.assign(**missing) if missing else df
+
+
+def per_object(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (dataset, model, protocol, level, corruption, severity, image, object): mean IoU/BIoU over
+    draws, stability."""
+    df = with_clean_defaults(df)
+    ok = df[df["status"] == "ok"]
+    keys = list(OBJECT_COLUMNS)
+    if ok.empty:
+        return pd.DataFrame(columns=keys + ["level_value", "iou", "biou", "draws", "stability_pairwise", "stability_union"])
+    agg = ok.groupby(keys, sort=True).agg(level_value=("level_value", "first"), iou=("iou", "mean"),
+                                           biou=("biou", "mean"), draws=("draw", "count")).reset_index()
+    if "mask_rle" in ok.columns:
+        stab = ok.groupby(keys, sort=True)["mask_rle"].apply(lambda s: stability([json.loads(v) for v in s]))
+        agg["stability_pairwise"] = [v[0] for v in stab.values]
+        agg["stability_union"] = [v[1] for v in stab.values]
+    else:
+        agg["stability_pairwise"] = np.nan
+        agg["stability_union"] = np.nan
+    return agg
+
+
+def stratified_bootstrap(groups: list[np.ndarray], key: str, n_boot: int = 1000) -> np.ndarray:
+    """Resampled column means of each group: ``groups[i]`` is (n_i, k) (or (n_i,)); objects (rows) are
+    resampled with replacement within their group, from a generator keyed by ``key``. Returns
+    (len(groups), n_boot, k). The one bootstrap of the cross-dataset CIs and of the leaderboard's scores."""
+    rng = keyed_rng("bootstrap-stratified", key, n_boot)
+    out = []
+    for g in groups:
+        g2 = g.reshape(g.shape[0], -1)
+        out.append(g2[rng.integers(0, g2.shape[0], size=(n_boot, g2.shape[0]))].mean(axis=1))
+    return np.stack(out) if out else np.zeros((0, n_boot, 1))
+
+
+def _stratified_ci(groups: list[np.ndarray], key: str, n_boot: int = 1000) -> tuple[float, float]:
+    """CI of the mean of group means, resampling within each group."""
+    groups = [g for g in groups if g.size]
+    if not groups:
+        return float("nan"), float("nan")
+    means = stratified_bootstrap(groups, key, n_boot)[..., 0].mean(axis=0)
+    lo, hi = np.quantile(means, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
+def summarize(df: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
+    """The summary table of store rows ``df`` (as returned by ``Store.frame`` / ``load_runs``)."""
+    df = with_clean_defaults(df)
+    objs = per_object(df)
+    failed = df[df["status"] == "failed"]
+    image_failures = failed[failed["level"] == ""].groupby(GROUP[:3]).size()  # (model, dataset, protocol)
+    level_failures = failed[failed["level"] != ""].groupby(GROUP).size()
+    levels = df[df["level"] != ""].drop_duplicates(GROUP)[GROUP + ["level_value"]]
+    # A model whose every image failed at the image level has no level rows: give it a row (n = 0) at
+    # each level the other models of that dataset and protocol have (or one row with level "" if none
+    # has any), so its failures stay visible in every table.
+    extra_levels = []
+    for (model, dataset, protocol), _count in image_failures.items():
+        mine = levels[(levels["dataset"] == dataset) & (levels["model"] == model) & (levels["protocol"] == protocol)]
+        if len(mine):
+            continue
+        known = levels[(levels["dataset"] == dataset) & (levels["protocol"] == protocol)].drop_duplicates(
+            ["level", "corruption", "severity"])
+        empty = {"level": "", "level_value": float("nan"), "corruption": CLEAN[0], "severity": CLEAN[1]}
+        for _, k in known.iterrows() if len(known) else [(None, empty)]:
+            extra_levels.append({"dataset": dataset, "model": model, "protocol": protocol, "level": k["level"],
+                                 "level_value": k["level_value"], "corruption": k["corruption"],
+                                 "severity": k["severity"]})
+    if extra_levels:
+        levels = pd.concat([levels, pd.DataFrame(extra_levels)], ignore_index=True)
+    by_cell = {key: g for key, g in objs.groupby(GROUP, sort=False)} if len(objs) else {}
+    out = []
+    for _, lv in levels.iterrows():
+        key = tuple(lv[c] for c in GROUP)
+        o = by_cell.get(key, objs.iloc[0:0])
+        n_failed = int(level_failures.get(key, 0)) + int(image_failures.get(key[:3], 0))
+        row = {c: lv[c] for c in GROUP}
+        row.update(level_value=lv["level_value"], n=int(len(o)), failed=n_failed)
+        tag = _tag(row)
+        for m, col in (("miou", "iou"), ("mbiou", "biou")):
+            vals = o[col].to_numpy(dtype=float)
+            row[m] = float(vals.mean()) if vals.size else float("nan")
+            row[m + "_lo"], row[m + "_hi"] = bootstrap_ci(vals, n_boot=n_boot, key=f"{tag}|{m}")
+        row["stability_pairwise"] = float(o["stability_pairwise"].mean()) if len(o) else float("nan")
+        row["stability_union"] = float(o["stability_union"].mean()) if len(o) else float("nan")
+        row["n_stability"] = int(o["stability_union"].notna().sum()) if len(o) else 0
+        out.append(row)
+    table = pd.DataFrame(out, columns=SUMMARY_COLUMNS)
+    if table.empty or table["dataset"].nunique() < 2:
+        return _sort(table)
+    extra = []
+    across = [c for c in GROUP if c != "dataset"]
+    for key, g in table.groupby(across, sort=False):
+        cell = dict(zip(across, key))
+        sel = objs
+        for c, v in cell.items():
+            sel = sel[sel[c] == v]
+        row = {"dataset": ALL, **cell, "level_value": g["level_value"].iloc[0], "n": int(g["n"].sum()),
+               "failed": int(g["failed"].sum())}
+        for m, col in (("miou", "iou"), ("mbiou", "biou")):
+            row[m] = float(g[m].mean())
+            groups = [d[col].to_numpy(dtype=float) for _, d in sel.groupby("dataset")]
+            row[m + "_lo"], row[m + "_hi"] = _stratified_ci(groups, _tag(row, with_dataset=False) + f"|{m}", n_boot)
+        row["stability_pairwise"] = float(g["stability_pairwise"].mean())
+        row["stability_union"] = float(g["stability_union"].mean())
+        row["n_stability"] = int(g["n_stability"].sum())
+        extra.append(row)
+    return _sort(pd.concat([table, pd.DataFrame(extra, columns=SUMMARY_COLUMNS)], ignore_index=True))
+
+
+def _tag(row: dict, with_dataset: bool = True) -> str:
+    """The bootstrap's key of a cell: fixed text, so CIs never move; a clean cell keeps the text it had
+    before the corruption axis existed."""
+    parts = ([row["dataset"]] if with_dataset else []) + [row["model"], row["protocol"], row["level"]]
+    if (row["corruption"], row["severity"]) != CLEAN:
+        parts.append(f"{row['corruption']}:{row['severity']}")
+    return "|".join(map(str, parts))
+
+
+def _sort(table: pd.DataFrame) -> pd.DataFrame:
+    if table.empty:
+        return table
+    from sambench.inputs.corruptions import CORRUPTIONS
+
+    order = {n: i for i, n in enumerate([CLEAN[0], *CORRUPTIONS])}
+    t = table.assign(_all=table["dataset"] == ALL, _lv=table["level_value"].fillna(-1.0),
+                     _c=table["corruption"].map(lambda c: order.get(c, len(order))))
+    t = t.sort_values(["_all", "dataset", "protocol", "_lv", "level", "_c", "corruption", "severity", "model"],
+                      kind="stable")
+    return t.drop(columns=["_all", "_lv", "_c"]).reset_index(drop=True)
+
+
+def failure_reasons(df: pd.DataFrame) -> pd.DataFrame:
+    """Failed rows grouped by (model, dataset, protocol, error) with counts — nothing is dropped silently."""
+    failed = df[df["status"] == "failed"]
+    by = GROUP[:3] + ["error"]  # model, dataset, protocol, error
+    if failed.empty:
+        return pd.DataFrame(columns=by + ["count"])
+    return (failed.groupby(by).size().rename("count").reset_index()
+            .sort_values("count", ascending=False, kind="stable").reset_index(drop=True))
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """Plain-text table in percent (as the papers print), with CI bounds, for the terminal."""
+    if table.empty:
+        return "(no results)"
+    t = table.copy()
+    pct = lambda v: "  -  " if pd.isna(v) else f"{100 * v:5.1f}"
+    t["miou"] = [f"{pct(m)} [{pct(lo)},{pct(hi)}]" for m, lo, hi in zip(t.miou, t.miou_lo, t.miou_hi)]
+    t["mbiou"] = [f"{pct(m)} [{pct(lo)},{pct(hi)}]" for m, lo, hi in zip(t.mbiou, t.mbiou_lo, t.mbiou_hi)]
+    t["stability_pairwise"] = t["stability_pairwise"].map(pct)
+    t["stability_union"] = t["stability_union"].map(pct)
+    shown = [c for c in SUMMARY_COLUMNS if c != "level_value" and not c.endswith(("_lo", "_hi"))]
+    if not ((t["corruption"] != CLEAN[0]) | (t["severity"] != CLEAN[1])).any():
+        shown = [c for c in shown if c not in ("corruption", "severity")]
+    return t[shown].to_string(index=False)

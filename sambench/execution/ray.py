@@ -1,0 +1,171 @@
+"""The Ray engine: images go to model replicas on Ray actors; rows come back to the driver.
+
+``sambench run ... --engine ray [--address auto|HOST:PORT] [--gpus-per-worker F]`` (``pip install
+'sambench[ray]'``). The driver (the ``sambench run`` process) alone opens the run directory and writes
+SQLite, exactly as a local run: the engine only decides *where* an image's rows are computed.
+
+* **Actors.** ``workers`` actors, each built once with the run config; an actor builds one replica of
+  every model of the run (on first use) and processes one image at a time. Each asks Ray for
+  ``cpus_per_worker`` CPUs and ``gpus_per_worker`` GPUs (fractions share a GPU); Ray sets
+  ``CUDA_VISIBLE_DEVICES`` and ``OMP_NUM_THREADS`` for it. By default there are as many actors as the
+  cluster has GPUs / ``gpus_per_worker`` (CPUs / ``cpus_per_worker`` without GPUs), at most one per image.
+* **Streaming.** At most ``inflight`` images per actor are queued at a time; as each result arrives
+  (``ray.wait``) the driver commits it and the next image is sent, so neither side holds the whole run.
+* **Faults.** Actors are created with ``max_restarts`` and ``max_task_retries``: when an actor's process
+  dies (killed, out of memory, node lost) Ray restarts it and re-runs its unfinished images there. The
+  driver gets exactly one result per image, and the store's primary key ignores a repeated row anyway,
+  so every row exists exactly once. An image whose actor died more than ``max_retries`` times is
+  returned as an exception (the runner records failed rows for it); the run goes on with the others.
+* **Lifetime.** The actors belong to the driver's Ray job: when the driver ends, however it ends, Ray
+  kills them. A local instance started by the driver (no ``--address``) ends with it too.
+* **Cache.** Actors use the run's embedding cache directory; on a cluster give a path every node sees
+  (NFS): entries are written atomically and never need a lock to read.
+
+The work itself is the runner's: ``_worker_init(config)`` once per actor (as in a pool worker) and
+:meth:`sambench.execution.runner.ImageWork.batch` per batch of ``encode_batch`` images, so a Ray run gives the
+same rows as a local one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from typing import Any, Callable, Iterable, Iterator, Optional
+
+from sambench.types import SambenchError
+
+DEFAULT_MAX_RETRIES = 3
+DEFAULT_INFLIGHT = 2
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise SambenchError("--engine ray needs Ray: pip install 'sambench[ray]'") from None
+    return ray
+
+
+class _Worker:
+    """The actor: one replica of the run's models (built lazily by ``init``), one image at a time."""
+
+    def __init__(self, init: Callable, config: Any) -> None:
+        init(config)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def work(self, fn: Callable, jobs: list) -> Any:
+        return fn(jobs)
+
+
+class RayEngine:
+    """The ``ray`` engine of :data:`sambench.execution.runner.ENGINES`: ``map(jobs)`` yields one
+    :class:`~sambench.execution.runner.ImageResult` per job, computed on actors (see the module docstring)."""
+
+    def __init__(self, work: Any, workers: Optional[int] = None, *, cpus_per_worker: float = 1.0,
+                 max_retries: int = DEFAULT_MAX_RETRIES, inflight: int = DEFAULT_INFLIGHT,
+                 local_cpus: Optional[int] = None) -> None:
+        from sambench.execution.runner import _worker_batch, _worker_init
+
+        ray = _import_ray()
+        config = work.config
+        address, gpus = config.ray_address, float(config.gpus_per_worker or 0.0)
+        if gpus < 0 or cpus_per_worker <= 0:
+            raise SambenchError(f"--gpus-per-worker must be >= 0, got {gpus}")
+        self.ray, self.work, self.fn = ray, work, _worker_batch
+        self.batch = max(1, int(config.encode_batch))
+        self.max_retries = int(max_retries)
+        self.inflight = max(1, int(inflight))
+        self._started_ray = False
+        if not ray.is_initialized():
+            kw: dict = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
+            if address:
+                kw["address"] = address
+            else:  # a local instance: the CPUs this process may use (not the host's count)
+                kw["num_cpus"] = local_cpus or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                                else os.cpu_count() or 1)
+            try:
+                ray.init(**kw)
+            except ConnectionError as exc:
+                raise SambenchError(f"--address {address}: cannot connect to a Ray cluster ({exc})") from None
+            self._started_ray = True
+        work.release_models()  # the driver only needed them for their signatures: the actors hold replicas
+        self.n_workers = workers or self._default_workers(cpus_per_worker, gpus)
+        remote = ray.remote(_Worker).options(num_cpus=cpus_per_worker, num_gpus=gpus,
+                                             max_restarts=self.max_retries, max_task_retries=self.max_retries)
+        self.actors = [remote.remote(_worker_init, config) for _ in range(self.n_workers)]
+
+    def _default_workers(self, cpus: float, gpus: float) -> int:
+        res = self.ray.cluster_resources()
+        n = res.get("GPU", 0) / gpus if gpus > 0 else res.get("CPU", 1) / cpus
+        return max(1, int(n))
+
+    def actor_pids(self) -> list[int]:
+        """The process id of every live actor (they change when Ray restarts one)."""
+        return self.ray.get([a.pid.remote() for a in self.actors])
+
+    def _lost(self, jobs: list, exc: Exception) -> list:
+        """Failed-row results for the images of a batch whose actor died more than ``max_retries`` times."""
+        from sambench.execution.runner import ImageResult, image_failure_rows
+
+        why = f"Ray worker died {self.max_retries + 1} times on this image ({type(exc).__name__})"
+        cards = [p.card for p in self.work.protocols]
+        out = []
+        for job in jobs:
+            name = self.work.dataset(job.dataset_index).name
+            out.append(ImageResult(job.image_id, {m: image_failure_rows(m, name, job.image_id, cards, why)
+                                                  for m in job.done_by_model}, {}))
+        return out
+
+    def map(self, jobs: Iterable) -> Iterator:
+        """Yield results as they arrive; batches of ``encode_batch`` images travel together."""
+        ray = self.ray
+        from ray.exceptions import RayActorError
+
+        from sambench.execution.runner import batches
+
+        queue = deque(batches(jobs, self.batch))
+        live = list(range(len(self.actors)))
+        running: dict = {}  # ObjectRef -> (actor index, batch of jobs)
+        load = {i: 0 for i in live}
+
+        def fill() -> None:
+            while queue and live:
+                i = min(live, key=lambda k: load[k])
+                if load[i] >= self.inflight:
+                    return
+                batch = queue.popleft()
+                running[self.actors[i].work.remote(self.fn, batch)] = (i, batch)
+                load[i] += 1
+
+        fill()
+        while running:
+            done, _ = ray.wait(list(running), num_returns=1)
+            i, batch = running.pop(done[0])
+            load[i] -= 1
+            try:
+                results = ray.get(done[0])
+            except RayActorError as exc:  # restarts exhausted: this actor is gone for good
+                if i in live:
+                    live.remove(i)
+                results = self._lost(batch, exc)
+                if not live and (queue or running):
+                    raise SambenchError("every Ray worker died; the rows written so far are kept: "
+                                        "re-run the same command to resume") from None
+            yield from results
+            fill()
+
+    def close(self) -> None:
+        """Kill the actors; shut Ray down if this engine started it."""
+        for a in self.actors:
+            try:
+                self.ray.kill(a)
+            except Exception:  # noqa: BLE001 - already dead
+                pass
+        self.actors = []
+        if self._started_ray:
+            self.ray.shutdown()
+
+
+__all__ = ["RayEngine"]
