@@ -69,6 +69,8 @@ class Tree:
         self.imports: list[tuple[str, str, int, bool, bool, list[str]]] = []
         #: (module, line, text) of attribute reads of a private name on an imported package module
         self.private_reads: list[tuple[str, int, str]] = []
+        #: (module, line, imported module) of imports inside a function with no comment saying why
+        self.silent: list[tuple[str, int, str]] = []
         for module, path in self.sources.items():
             self._scan(module, path)
 
@@ -94,6 +96,9 @@ class Tree:
             line = lines[node.lineno - 1]
             above = lines[node.lineno - 2].strip() if node.lineno > 1 else ""
             commented = "#" in line or above.startswith("#")
+            if id(node) in inside and not commented:
+                what = node.names[0].name if isinstance(node, ast.Import) else ("." * node.level + (node.module or ""))
+                self.silent.append((module, node.lineno, what))
             if isinstance(node, ast.Import):
                 for a in node.names:
                     if a.name.split(".")[0] == "sambench":
@@ -129,8 +134,8 @@ class Tree:
         return found + [f"{m}:{line} reads {text}" for m, line, text in self.private_reads]
 
     def uncommented_lazy(self) -> list[str]:
-        return [f"{m}:{line} imports {t} inside a function without a comment saying why"
-                for m, t, line, inside, commented, _ in self.imports if inside and not commented]
+        return [f"{m}:{line} imports {what} inside a function without a comment saying why"
+                for m, line, what in self.silent]
 
     def loops(self) -> list[list[str]]:
         """Strongly connected groups of more than one module (Tarjan), each sorted."""
@@ -250,6 +255,13 @@ def test_a_planted_silent_function_level_import_is_caught(tmp_path):
     _plant(root, "analysis/noc.py", "def _planted():\n    from sambench.metrics import iou\n    return iou")
     found = Tree(root).uncommented_lazy()
     assert len(found) == 1 and found[0].startswith("sambench.analysis.noc:") and "sambench.metrics" in found[0]
+
+
+def test_a_planted_silent_import_of_a_library_inside_a_function_is_caught(tmp_path):
+    root = _copy(tmp_path)
+    _plant(root, "analysis/noc.py", "def _planted():\n    import torch\n    return torch")
+    found = Tree(root).uncommented_lazy()
+    assert len(found) == 1 and found[0].startswith("sambench.analysis.noc:") and " imports torch " in found[0]
 
 
 def _last_line(root: Path, relative: str) -> int:
