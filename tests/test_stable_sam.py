@@ -16,7 +16,7 @@ import torch
 
 from sambench.adapters import build_adapter
 from sambench.adapters.stable_sam.adapter import build_stable_sam
-from sambench.config.cards import load_model_card, parse_model_card
+from sambench.config import load_model_card, parse_model_card
 from sambench.datasets import open_dataset
 from sambench.adapters.stable_sam.base import load_base, resolve_base_card
 from sambench.training.decode import decode_logits, encode_images

@@ -16,7 +16,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from sambench.config.cards import MASK_SELECTIONS, PREPROCESSING_MODES  # the protocol vocabulary adapters implement
+from sambench.config import MASK_SELECTIONS, PREPROCESSING_MODES  # the protocol vocabulary adapters implement
 from sambench.types import Prediction, Prompt, SambenchError, did_you_mean
 
 

@@ -9,7 +9,7 @@
 | ``hf-edgetam`` | ``EdgeTamModel`` | ``Sam2Processor`` | embedding + 2 high-resolution maps |
 | ``hf`` | any of the above, picked by the checkpoint's ``config.model_type`` | | |
 
-A model is named ``hf:<hub id or local directory>`` (no card; :func:`sambench.config.cards.hf_card`) or by a
+A model is named ``hf:<hub id or local directory>`` (no card; :func:`sambench.config.models.hf_card`) or by a
 card with ``adapter: hf-…`` and option ``source: <hub id or directory>``. Weights and processor come
 from ``from_pretrained(source, local_files_only=True)``: a local directory, or the hub cache that
 ``huggingface-cli download <id>`` (or any earlier ``from_pretrained``) filled. sambench never downloads
@@ -55,7 +55,7 @@ import torch
 from sambench.adapters.base import package_version
 from sambench.adapters.decoding import ChunkedDecoding, store_masks
 from sambench.adapters.sam.adapter import DTYPES, POSTPROCESS_BATCH, decoder_options, resolve_device
-from sambench.config.cards import ModelCard
+from sambench.config import ModelCard
 from sambench.types import Prompt, SambenchError
 
 ADAPTER_VERSION = "1"

@@ -60,7 +60,7 @@ import torch
 from sambench.adapters.base import PREPROCESSING_MODES, package_version
 from sambench.adapters.decoding import ChunkedDecoding, store_masks
 from sambench.adapters.sam.adapter import DTYPES, POSTPROCESS_BATCH, decoder_options, resize_square_hq, resolve_device
-from sambench.config.cards import ModelCard
+from sambench.config import ModelCard
 from sambench.types import Prompt, SambenchError
 
 ADAPTER_VERSION = "1"

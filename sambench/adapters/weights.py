@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from sambench.config.cards import CheckpointSpec, ModelCard, load_model_card
+from sambench.config import CheckpointSpec, ModelCard, load_model_card
 from sambench.types import SambenchError, file_digests_of
 
 ENV_DIR = "SAMBENCH_CHECKPOINTS"

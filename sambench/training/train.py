@@ -46,7 +46,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sambench.config.cards import ModelCard
+from sambench.config import ModelCard
 from sambench.inputs.prompts import gt_box, noisy_box, random_points
 from sambench.adapters.stable_sam.base import LoadedBase, load_base, resolve_base_card, split_options
 from sambench.training.decode import decode_logits, encode_images
@@ -57,7 +57,7 @@ from sambench.types import SambenchError, keyed_rng, stable_hash
 
 FRAME = 1024
 LOWRES = 256
-#: The prompt kinds (a subset of sambench.config.cards.PROMPT_KINDS) training draws from.
+#: The prompt kinds (a subset of sambench.config.vocabulary.PROMPT_KINDS) training draws from.
 TRAINING_PROMPT_KINDS = ("gt-box", "noisy-box", "points")
 RESUME_FORMAT = "sambench-stable-sam-resume"
 CSV_FIELDS = ["step", "epoch", "loss", "bce", "dice", "prompts", "gt_box", "noisy_box", "points", "skipped",

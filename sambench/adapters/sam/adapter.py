@@ -66,7 +66,7 @@ import torch.nn.functional as F
 
 from sambench.adapters.base import PREPROCESSING_MODES, package_version
 from sambench.adapters.decoding import ChunkedDecoding, store_masks
-from sambench.config.cards import ModelCard
+from sambench.config import ModelCard
 from sambench.types import Prompt, SambenchError
 
 ADAPTER_VERSION = "1"

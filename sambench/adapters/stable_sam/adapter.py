@@ -43,7 +43,7 @@ import torch
 
 from sambench.adapters.sam.adapter import HQSamAdapter, SamAdapter, SamImageState, resolve_device
 from sambench.adapters.sam2 import Sam2Adapter
-from sambench.config.cards import ModelCard
+from sambench.config import ModelCard
 from sambench.adapters.stable_sam.base import default_plugin_path, load_base, missing_files, resolve_base_card, split_options
 from sambench.adapters.stable_sam.inject import _mask_decoder, inject_plugin, output_token_offset
 from sambench.adapters.stable_sam.modules import PluginConfig, StableSamPlugin

@@ -15,7 +15,7 @@ from typing import Optional, Union
 
 import torch
 
-from sambench.config.cards import ModelCard, load_model_card
+from sambench.config import ModelCard, load_model_card
 from sambench.adapters.stable_sam.modules import PluginConfig
 from sambench.adapters.stable_sam.plugin_io import BaseSignature
 from sambench.types import SambenchError
