@@ -17,7 +17,8 @@ import torch
 
 from sambench.adapters import build_adapter
 from sambench.adapters.base import MASK_SELECTIONS
-from sambench.adapters.sam.adapter import HQSamAdapter, SamAdapter, SamImageState, resize_square_hq, resolve_device
+from sambench.adapters.decoding import resize_square_hq, resolve_device
+from sambench.adapters.sam.adapter import HQSamAdapter, SamAdapter, SamImageState
 from sambench.types import Prompt, SambenchError
 
 try:
