@@ -23,8 +23,8 @@ from sambench.training.decode import decode_logits, encode_images
 from sambench.adapters.stable_sam.inject import attention_probs, inject_plugin
 from sambench.adapters.stable_sam.modules import PluginConfig, StableSamPlugin, count_parameters
 from sambench.adapters.stable_sam.plugin_io import load_plugin_file, save_plugin_file
-from sambench.training.train import (TrainConfig, augment_sample, bce_dice_loss, build_item, item_logits,
-                                       train_stable_sam)
+from sambench.training.data import TrainConfig, augment_sample, build_item
+from sambench.training.train import bce_dice_loss, item_logits, train_stable_sam
 from sambench.types import Prompt, SambenchError, keyed_rng
 
 
