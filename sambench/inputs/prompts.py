@@ -68,8 +68,8 @@ HQ_SAM_FRAME = 1024
 
 def hq_sam_box(mask: np.ndarray) -> tuple[float, float, float, float]:
     """HQ-SAM's evaluation GT box of ``mask`` (``box_frame: hq-sam-1024``, module docstring), in original pixels."""
-    import torch
-    import torch.nn.functional as F
+    import torch  # lazy: only the hq-sam-1024 box frame needs torch (HQ-SAM's own resize); keeps it out of start-up
+    import torch.nn.functional as F  # lazy: as above
 
     h, w = mask.shape[:2]
     label = torch.from_numpy(np.where(mask, np.float32(255.0), np.float32(0.0)))[None, None]
