@@ -128,6 +128,7 @@ def load_card(section: str, name: str, parse: Callable[[dict, Path], Card]) -> C
     name must carry that name."""
     path = card_file(section, name)
     card = parse(read_yaml(path), path)
-    if path.stem != card.name and name == path.stem:  # type: ignore[attr-defined]
-        raise SambenchError(f"{path}: card name '{card.name}' does not match its file name '{path.stem}'")  # type: ignore[attr-defined]
+    card_name = getattr(card, "name")
+    if path.stem != card_name and name == path.stem:
+        raise SambenchError(f"{path}: card name '{card_name}' does not match its file name '{path.stem}'")
     return card
