@@ -37,6 +37,7 @@ from sambench.types import Prediction, Prompt, SambenchError
 #: Masks upsampled to full resolution at a time inside a chunk (bounds the float buffers).
 POSTPROCESS_BATCH = 8
 
+#: Option ``dtype`` → the CUDA autocast dtype (None: fp32, no autocast).
 DTYPES = {"fp32": None, "float32": None, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
           "fp16": torch.float16, "float16": torch.float16}
 
@@ -98,6 +99,7 @@ def resize_square_hq(image: np.ndarray, size: int = HQ_SAM_SIZE) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------- the loop
+
 
 def prompt_groups(prompts: Sequence[Prompt], has_mask: Optional[Sequence[bool]] = None) -> list[list[int]]:
     """Indices grouped by (has box, number of points, has mask input), groups in order of first appearance."""
