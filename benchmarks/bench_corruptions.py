@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from sambench.inputs import corruptions as C
+from sambench.inputs import imagenet_c
 from sambench.datasets import open_dataset
 
 
@@ -69,7 +70,7 @@ def _tile(img: np.ndarray, side: int) -> np.ndarray:
 
 def _frost_available() -> bool:
     try:
-        C.frost_textures()
+        imagenet_c.frost_textures()
         return True
     except Exception:
         return False

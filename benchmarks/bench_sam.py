@@ -52,7 +52,7 @@ def _samples(n: int):
 
 
 def _prompts(sample, draws: int):
-    from sambench.config.cards import load_protocol_card, with_overrides
+    from sambench.config import load_protocol_card, with_overrides
     from sambench.inputs.prompts import Protocol
 
     proto = Protocol(with_overrides(load_protocol_card("stable-sam-paper"), draws=draws))

@@ -33,7 +33,7 @@ def main() -> None:
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
     from sambench.adapters import build_adapter
-    from sambench.config.cards import load_protocol_card, with_overrides
+    from sambench.config import load_protocol_card, with_overrides
     from sambench.datasets import open_dataset
     from sambench.inputs.prompts import Protocol
 

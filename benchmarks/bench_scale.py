@@ -181,7 +181,7 @@ def fp16_effect(model: str, n_images: int, draws: int = 20) -> dict:
     same state after an fp16 cache round trip, and compare the masks and scores."""
     from sambench.adapters import build_adapter
     from sambench.execution.cache import EmbeddingCache, image_hash
-    from sambench.config.cards import load_protocol_card, with_overrides
+    from sambench.config import load_protocol_card, with_overrides
     from sambench.datasets import open_dataset
     from sambench.inputs.prompts import Protocol
 
@@ -275,7 +275,7 @@ def main() -> None:
             res["ray_vs_local_masks"] = _agreement(_masks(tmp / "encode-once"), _masks(tmp / "ray-2"))
             print(f"ray vs local masks: {res['ray_vs_local_masks']}", flush=True)
         if "naive" not in skip:
-            from sambench.config.cards import load_model_card
+            from sambench.config import load_model_card
 
             variant = load_model_card(a.model).options["variant"]
             npz = tmp / "naive.npz"

@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 from sambench.adapters.base import Adapter
-from sambench.config.cards import load_protocol_card
+from sambench.config import load_protocol_card
 from sambench.datasets import open_dataset
 from sambench.metrics import boundary_iou, encode_rle, iou
 from sambench.inputs.prompts import Protocol

@@ -8,10 +8,10 @@
     run.report("runs/mine/report")  # tables, figures, index.html, leaderboard.json
     run.compare(sambench.open_run("results/default"))
 
-A **model** is a card name (``"sam-vit-b"``), a :class:`~sambench.config.cards.ModelCard`, or an
+A **model** is a card name (``"sam-vit-b"``), a :class:`~sambench.config.models.ModelCard`, or an
 :class:`~sambench.adapters.base.Adapter` instance; an instance is named and identified by its
 ``signature()`` (``"model"``, ``"adapter"``, ``"adapter_version"``, ``"weights_sha256"``, options, ...).
-A **protocol** is a card name or a :class:`~sambench.config.cards.ProtocolCard`. A **dataset** is a name or path
+A **protocol** is a card name or a :class:`~sambench.config.protocols.ProtocolCard`. A **dataset** is a name or path
 (as ``--dataset``), a :class:`~sambench.datasets.DatasetSpec`, or a :class:`~sambench.datasets.Dataset`
 instance, identified by its ``name`` and ``content_hash()`` (and described by ``describe()``).
 
@@ -30,7 +30,7 @@ from typing import Any, Iterable, Optional, Sequence, Union
 import pandas as pd
 
 from sambench.adapters.base import Adapter
-from sambench.config.cards import ModelCard, ProtocolCard
+from sambench.config import ModelCard, ProtocolCard
 from sambench.datasets import Dataset, DatasetSpec
 from sambench.types import SambenchError
 

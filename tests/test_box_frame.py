@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sambench.config.cards import load_protocol_card, make_setting, parse_protocol_card, with_overrides
+from sambench.config import load_protocol_card, make_setting, parse_protocol_card, with_overrides
 from sambench.datasets import open_dataset
 from sambench.inputs.prompts import Protocol, gt_box, hq_sam_box, make_prompt
 from sambench.types import Object, Prompt, SambenchError, keyed_rng

@@ -2,7 +2,7 @@
 
 import pytest
 
-from sambench.config.cards import list_cards, load_model_card, load_protocol_card, with_overrides
+from sambench.config import list_cards, load_model_card, load_protocol_card, with_overrides
 from sambench.types import SambenchError
 
 

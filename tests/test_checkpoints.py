@@ -15,10 +15,11 @@ from click.testing import CliRunner
 
 from sambench.cli.main import main
 from sambench.adapters import build_adapter
-from sambench.config.cards import load_model_card, parse_model_card
-from sambench.adapters.weights import (check_state_dict, download_checkpoint, file_digests, find_checkpoint,
-                                  inspect_state_dict, name_hash_prefix, read_state_dict, verify_checkpoint_file)
-from sambench.adapters.sam.nets import VARIANTS
+from sambench.config import load_model_card, parse_model_card
+from sambench.adapters.sam.nets import VARIANTS, inspect_state_dict
+from sambench.adapters.sam.weights import check_state_dict
+from sambench.adapters.weights import (download_checkpoint, file_digests, find_checkpoint, name_hash_prefix,
+                                       read_state_dict, verify_checkpoint_file)
 from sambench.types import SambenchError
 
 try:

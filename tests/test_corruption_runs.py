@@ -164,7 +164,7 @@ def test_cli_and_card(tmp_path):
                        capture_output=True, text=True)
     errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
     assert p.returncode == 2 and len(errors) == 1 and errors[0].startswith("error: unknown corruption 'fgo'")
-    from sambench.config.cards import load_protocol_card
+    from sambench.config import load_protocol_card
 
     card = load_protocol_card("corruptions")
     assert card.corruptions == ("all",) and [s.kind for s in card.settings] == ["gt-box"]

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from sambench.inputs import corruptions as C
+from sambench.inputs import imagenet_c
 from sambench.types import SambenchError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +28,7 @@ def frost_dir(tmp_path, monkeypatch):
     for i, name in enumerate(["frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg", "frost6.jpg"]):
         tex = np.clip(rng.normal(120 + 10 * i, 60, size=(260 + 7 * i, 300, 3)), 0, 255).astype(np.uint8)
         Image.fromarray(tex).save(tmp_path / name, quality=95)
-    monkeypatch.setenv(C.FROST_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(imagenet_c.FROST_DIR_ENV, str(tmp_path))
     return tmp_path
 
 
@@ -130,7 +131,7 @@ def test_pixel_parameters_scale_with_the_image():
     small_blur = np.asarray(Image.fromarray(C.corrupt(img, "defocus-blur", 3, None)).resize((448, 448),
                                                                                            Image.Resampling.BICUBIC))
     scaled = C.corrupt(big, "defocus-blur", 3, None).astype(float)
-    unscaled = C.disk_kernel(6, 0.5)  # what the big image would get without scaling
+    unscaled = imagenet_c.disk_kernel(6, 0.5)  # what the big image would get without scaling
     import cv2
 
     naive = np.clip(cv2.filter2D(big / 255.0, -1, unscaled), 0, 1) * 255
@@ -151,7 +152,7 @@ def test_spec_grammar():
 
 
 def test_frost_without_textures_is_one_clear_error(monkeypatch):
-    monkeypatch.delenv(C.FROST_DIR_ENV, raising=False)
+    monkeypatch.delenv(imagenet_c.FROST_DIR_ENV, raising=False)
     import importlib.util
 
     if importlib.util.find_spec("imagecorruptions") is not None:

@@ -15,7 +15,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import sambench
 from sambench.inputs import corruptions as C
+from sambench.inputs import imagenet_c
 
 ic = pytest.importorskip("imagecorruptions.corruptions", reason="reference imagecorruptions not installed")
 sk_util = pytest.importorskip("skimage.util")
@@ -45,7 +47,7 @@ class Replay:
 def image() -> np.ndarray:
     from pathlib import Path
 
-    path = Path(C.__file__).parent / "data" / "grabcut_sample" / "images" / "llama.jpg"
+    path = Path(sambench.__file__).parent / "data" / "grabcut_sample" / "images" / "llama.jpg"
     return np.asarray(Image.open(path).convert("RGB").resize((224, 224), Image.Resampling.BILINEAR))
 
 
@@ -112,5 +114,5 @@ def test_brightness_closed_form_equals_skimage_hsv(image):
         hsv = skimage.color.rgb2hsv(image / 255.0)
         hsv[..., 2] = np.clip(hsv[..., 2] + c, 0, 1)
         ref = skimage.color.hsv2rgb(hsv)
-        got = C.brightness(image / 255.0, c, None, 1.0)
+        got = imagenet_c.brightness(image / 255.0, c, None, 1.0)
         np.testing.assert_allclose(got, ref, atol=1e-9)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sambench.config.cards import FAMILY_DEFAULTS, load_model_card, resolve_model_name
+from sambench.config import FAMILY_DEFAULTS, load_model_card, resolve_model_name
 
 REPO = Path(__file__).resolve().parent.parent
 

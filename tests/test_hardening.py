@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from sambench.adapters.baselines import BoxFillAdapter
-from sambench.config.cards import make_setting
+from sambench.config import make_setting
 from sambench.metrics import encode_rle, iou, stability
 from sambench.inputs.prompts import gt_box, make_prompt, prompt_rng
 from sambench.types import SambenchError, keyed_rng

@@ -14,7 +14,7 @@ import torch
 
 from sambench.adapters import build_adapter
 from sambench.adapters.hf import FAMILIES, HfSamAdapter
-from sambench.config.cards import load_model_card
+from sambench.config import load_model_card
 from sambench.types import Prompt, SambenchError
 
 try:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from sambench.config.cards import load_protocol_card, with_overrides
+from sambench.config import load_protocol_card, with_overrides
 from sambench.datasets import open_dataset
 from sambench.metrics import decode_rle, iou
 from sambench.analysis.noc import noc_table

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from sambench.config.cards import load_protocol_card, make_setting, with_overrides
+from sambench.config import load_protocol_card, make_setting, with_overrides
 from sambench.inputs.prompts import Protocol, gt_box, make_prompt, noisy_box, prompt_rng, random_points
 from sambench.types import keyed_rng
 from sambench.types import Object, Prompt, SambenchError
@@ -156,7 +156,7 @@ def test_prompts_depend_on_every_key_part():
 def test_prompts_identical_in_another_process():
     code = (
         "import numpy as np, json\n"
-        "from sambench.config.cards import load_protocol_card\n"
+        "from sambench.config import load_protocol_card\n"
         "from sambench.inputs.prompts import Protocol\n"
         "from sambench.types import Object\n"
         "m = np.zeros((60, 80), bool); m[10:30, 20:50] = True\n"

@@ -242,7 +242,7 @@ def test_bad_option_values_give_one_error_line(tmp_path):
 
 
 def test_duplicate_levels_are_refused():
-    from sambench.config.cards import load_protocol_card, with_overrides
+    from sambench.config import load_protocol_card, with_overrides
     from sambench.types import SambenchError
 
     with pytest.raises(SambenchError, match="given twice"):

@@ -213,7 +213,7 @@ def test_pickled_objects_are_refused(tmp_path):
 
 
 def test_cards_name_official_files():
-    from sambench.config.cards import load_model_card
+    from sambench.config import load_model_card
 
     for v, f in [("tiny", "tiny"), ("small", "small"), ("base-plus", "base_plus"), ("large", "large")]:
         c = load_model_card(f"sam2.1-hiera-{v}")

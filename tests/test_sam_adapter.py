@@ -17,7 +17,8 @@ import torch
 
 from sambench.adapters import build_adapter
 from sambench.adapters.base import MASK_SELECTIONS
-from sambench.adapters.sam.adapter import HQSamAdapter, SamAdapter, SamImageState, resize_square_hq, resolve_device
+from sambench.adapters.decoding import resize_square_hq, resolve_device
+from sambench.adapters.sam.adapter import HQSamAdapter, SamAdapter, SamImageState
 from sambench.types import Prompt, SambenchError
 
 try:
@@ -336,7 +337,7 @@ def test_paper_eval_is_hq_sams_own_evaluation_path(ckpts):
         up = F.interpolate(torch.from_numpy(low)[None].float(), (h, w), mode="bilinear", align_corners=False)[0, 0]
         assert mask_iou(pred.masks[i], (up > 0).numpy()) >= 0.999
         assert abs(pred.scores[i] - float(scores[0])) < 1e-4
-    card = __import__("sambench.config.cards", fromlist=["load_model_card"]).load_model_card("hq-sam-eval")
+    card = __import__("sambench.config", fromlist=["load_model_card"]).load_model_card("hq-sam-eval")
     assert card.options["paper_eval"] is True and card.options["hq_token_only"] is True
     assert card.checkpoint.file == "sam_hq_vit_l.pth"
 
@@ -352,7 +353,7 @@ def test_hq_sam_eval_on_hq_sam_paper_is_hq_sams_evaluate_end_to_end(ckpts):
 
     import torch.nn.functional as F
 
-    from sambench.config.cards import load_protocol_card
+    from sambench.config import load_protocol_card
     from sambench.metrics import iou
     from sambench.inputs.prompts import Protocol
     from sambench.types import Object

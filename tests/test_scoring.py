@@ -204,7 +204,7 @@ def test_runner_rows_do_not_depend_on_threads_or_where_masks_live():
     import json
 
     from sambench.adapters.baselines import BoxFillAdapter
-    from sambench.config.cards import load_protocol_card, with_overrides
+    from sambench.config import load_protocol_card, with_overrides
     from sambench.datasets import open_dataset
     from sambench.metrics import decode_rle
     from sambench.inputs.prompts import Protocol

@@ -16,15 +16,15 @@ import torch
 
 from sambench.adapters import build_adapter
 from sambench.adapters.stable_sam.adapter import build_stable_sam
-from sambench.config.cards import load_model_card, parse_model_card
+from sambench.config import load_model_card, parse_model_card
 from sambench.datasets import open_dataset
 from sambench.adapters.stable_sam.base import load_base, resolve_base_card
 from sambench.training.decode import decode_logits, encode_images
 from sambench.adapters.stable_sam.inject import attention_probs, inject_plugin
 from sambench.adapters.stable_sam.modules import PluginConfig, StableSamPlugin, count_parameters
 from sambench.adapters.stable_sam.plugin_io import load_plugin_file, save_plugin_file
-from sambench.training.train import (TrainConfig, augment_sample, bce_dice_loss, build_item, item_logits,
-                                       train_stable_sam)
+from sambench.training.data import TrainConfig, augment_sample, build_item
+from sambench.training.train import bce_dice_loss, item_logits, train_stable_sam
 from sambench.types import Prompt, SambenchError, keyed_rng
 
 

@@ -13,8 +13,9 @@ from sambench.adapters.stable_sam.base import load_base, resolve_base_card
 from sambench.training.decode import decode_logits, encode_images
 from sambench.adapters.stable_sam.inject import inject_plugin
 from sambench.adapters.stable_sam.modules import StableSamPlugin
-from sambench.training.train import TrainConfig, bce_dice_loss, build_item, keyed_rng, train_stable_sam
-from sambench.types import Prompt
+from sambench.training.data import TrainConfig, build_item
+from sambench.training.train import bce_dice_loss, train_stable_sam
+from sambench.types import Prompt, keyed_rng
 
 try:
     from sam_fixtures import click_steps, mask_iou, mixed_prompts, synthetic_image

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 import sambench
-from sambench.config.cards import Setting, list_cards, load_protocol_card
+from sambench.config import Setting, list_cards, load_protocol_card
 from sambench.types import SambenchError
 
 PACKAGE = Path(sambench.__file__).resolve().parent

@@ -22,7 +22,7 @@ from importlib.metadata import entry_points
 from typing import Any, Callable, Optional
 
 from sambench.adapters.base import MASK_SELECTIONS, PREPROCESSING_MODES, Adapter, UnknownOptionsError
-from sambench.config.cards import ModelCard, load_model_card
+from sambench.config import ModelCard, load_model_card
 from sambench.types import SambenchError, did_you_mean
 
 

@@ -16,7 +16,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from sambench.config.cards import MASK_SELECTIONS, PREPROCESSING_MODES  # the protocol vocabulary adapters implement
+from sambench.config import MASK_SELECTIONS, PREPROCESSING_MODES  # the protocol vocabulary adapters implement
 from sambench.types import Prediction, Prompt, SambenchError, did_you_mean
 
 
@@ -78,7 +78,7 @@ class Adapter(abc.ABC):
 
     # ------------------------------------------------------------ optional: batched encode, cacheable state
     # Additive hooks with safe defaults: an adapter that does not override them encodes one image at a
-    # time and is never cached (sambench/cache.py skips it).
+    # time and is never cached (sambench/execution/cache.py skips it).
 
     def encode_batch(self, images: Sequence[np.ndarray], preprocessing: str = "sam") -> list:
         """States for several images at once, in order; must equal ``[encode(im) for im in images]``.
@@ -114,6 +114,16 @@ class Adapter(abc.ABC):
         prompts = list(prompts)
         self.check_prompts(prompts)
         return prompts
+
+    def check_image(self, image: Any, preprocessing: Optional[str] = None) -> None:
+        """Refuse, in one line, an image that is not RGB uint8 (H, W, 3) and, when given, a preprocessing mode
+        that is not one of :data:`~sambench.config.vocabulary.PREPROCESSING_MODES`."""
+        if preprocessing is not None and preprocessing not in PREPROCESSING_MODES:
+            raise SambenchError(f"model '{self.name}': unknown preprocessing '{preprocessing}' "
+                                f"(known: {', '.join(PREPROCESSING_MODES)})")
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            what = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+            raise SambenchError(f"model '{self.name}': expected an RGB uint8 (H, W, 3) image, got {what}")
 
     def check_prompts(self, prompts: Sequence[Prompt]) -> None:
         for p in prompts:

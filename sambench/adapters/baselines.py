@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from sambench.adapters.base import Adapter, UnknownOptionsError
-from sambench.config.cards import ModelCard
+from sambench.config import ModelCard
 from sambench.types import Prediction, Prompt, SambenchError
 
 BASELINE_VERSION = "1"

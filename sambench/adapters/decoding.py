@@ -1,4 +1,5 @@
-"""The decode loop every torch SAM-family adapter shares (SAM, HQ-SAM, SAM 2.1, transformers, Stable-SAM).
+"""What every torch SAM-family adapter shares (SAM, HQ-SAM, SAM 2.1, transformers, Stable-SAM): the decode loop,
+the option, device and dtype checks, and HQ-SAM's 1024² evaluation resize.
 
 :meth:`ChunkedDecoding.predict` takes the prompts of one encoded image ``chunk_size`` at a time. Inside a chunk
 it groups them by (has box, number of points, has mask input) — a prompt encoder needs equal shapes per
@@ -11,6 +12,11 @@ the input order; only chunk × (h × w) low-res floats exist at a time.
 one this adapter returned for an earlier step in ``Prediction.low_res_logits`` (``return_logits=True``),
 after the backend's :meth:`~ChunkedDecoding._feedback_logits` (SAM 2.1 clamps to [-32, 32] as its
 predictor does). Prompts with and without one mix freely in a call.
+
+**Shared helpers.** :func:`decoder_options` validates ``mask_threshold``, ``chunk_size`` and ``dtype`` alike
+for every backend (:data:`DTYPES`: fp32, or bf16/fp16 autocast on CUDA); :func:`resolve_device` turns
+``auto``/``cpu``/``cuda[:N]``/``mps`` into a device; :func:`resize_square_hq` is the ``hq-sam-1024``
+preprocessing. They live here, below every backend, so that no backend imports another.
 """
 
 from __future__ import annotations
@@ -20,9 +26,79 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from sambench.adapters.base import Adapter
 from sambench.types import Prediction, Prompt, SambenchError
+
+
+# ------------------------------------------------------------------ options, devices, the hq-sam-1024 resize
+
+#: Masks upsampled to full resolution at a time inside a chunk (bounds the float buffers).
+POSTPROCESS_BATCH = 8
+
+#: Option ``dtype`` → the CUDA autocast dtype (None: fp32, no autocast).
+DTYPES = {"fp32": None, "float32": None, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+          "fp16": torch.float16, "float16": torch.float16}
+
+#: The square side of HQ-SAM's evaluation resize (``preprocessing: hq-sam-1024``).
+HQ_SAM_SIZE = 1024
+
+
+def decoder_options(opts: dict, where: str, default_chunk: Any, allow_auto: bool = False) -> tuple[float, Any, str]:
+    """``(mask_threshold, chunk_size, dtype)`` from adapter options, validated alike for every torch backend:
+    a finite logit threshold, a decoder batch >= 1 (or ``auto`` where allowed) and a dtype of :data:`DTYPES`
+    (torch spellings normalised to fp32/bf16/fp16)."""
+    thr = opts.get("mask_threshold", 0.0)
+    if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not np.isfinite(thr):
+        raise SambenchError(f"{where}: option 'mask_threshold' must be a finite number (a logit), got {thr!r}")
+    chunk = opts.get("chunk_size", default_chunk)
+    if not (allow_auto and chunk == "auto") and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+        raise SambenchError(f"{where}: option 'chunk_size' must be an integer >= 1{' or auto' if allow_auto else ''}, "
+                            f"got {chunk!r}")
+    dtype = opts.get("dtype", "fp32") or "fp32"
+    if dtype not in DTYPES:
+        raise SambenchError(f"{where}: option 'dtype' must be fp32, bf16 or fp16, got {dtype!r}")
+    return float(thr), chunk, {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(dtype, dtype)
+
+
+def resolve_device(device: Optional[str | torch.device]) -> torch.device:
+    """``auto`` → cuda if available, else mps, else cpu; an unavailable explicit device is an error; a
+    ``torch.device`` is returned as it is."""
+    if isinstance(device, torch.device):
+        return device
+    name = (device or "auto").lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise SambenchError(f"unknown device '{device}' (use auto, cpu, cuda, cuda:N or mps)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SambenchError(f"device '{device}' requested but CUDA is not available (torch {torch.__version__})")
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise SambenchError(f"device '{device}' requested but MPS is not available")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise SambenchError(f"unsupported device '{device}' (use auto, cpu, cuda, cuda:N or mps)")
+    return dev
+
+
+def resize_square_hq(image: np.ndarray, size: int = HQ_SAM_SIZE) -> np.ndarray:
+    """HQ-SAM's evaluation resize: RGB uint8 (H, W, 3) → (size, size, 3) uint8, aspect not kept.
+
+    float32 bilinear ``F.interpolate(align_corners=False)`` (no antialias), then truncation to uint8.
+    """
+    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(torch.float32)
+    r = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)
+    return r[0].permute(1, 2, 0).numpy().astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------- the loop
 
 
 def prompt_groups(prompts: Sequence[Prompt], has_mask: Optional[Sequence[bool]] = None) -> list[list[int]]:
@@ -162,4 +238,5 @@ class ChunkedDecoding(Adapter):
         return Prediction(masks=masks, scores=scores, extras=extras, low_res_logits=logits_out)
 
 
-__all__ = ["ChunkedDecoding", "prompt_groups", "select_best", "store_masks"]
+__all__ = ["DTYPES", "HQ_SAM_SIZE", "POSTPROCESS_BATCH", "ChunkedDecoding", "decoder_options", "prompt_groups",
+           "resize_square_hq", "resolve_device", "select_best", "store_masks"]

@@ -9,7 +9,7 @@
 | ``hf-edgetam`` | ``EdgeTamModel`` | ``Sam2Processor`` | embedding + 2 high-resolution maps |
 | ``hf`` | any of the above, picked by the checkpoint's ``config.model_type`` | | |
 
-A model is named ``hf:<hub id or local directory>`` (no card; :func:`sambench.config.cards.hf_card`) or by a
+A model is named ``hf:<hub id or local directory>`` (no card; :func:`sambench.config.models.hf_card`) or by a
 card with ``adapter: hf-…`` and option ``source: <hub id or directory>``. Weights and processor come
 from ``from_pretrained(source, local_files_only=True)``: a local directory, or the hub cache that
 ``huggingface-cli download <id>`` (or any earlier ``from_pretrained``) filled. sambench never downloads
@@ -53,10 +53,10 @@ import numpy as np
 import torch
 
 from sambench.adapters.base import package_version
-from sambench.adapters.decoding import ChunkedDecoding, store_masks
-from sambench.adapters.sam.adapter import DTYPES, POSTPROCESS_BATCH, decoder_options, resolve_device
-from sambench.config.cards import ModelCard
-from sambench.types import Prompt, SambenchError
+from sambench.adapters.decoding import DTYPES, POSTPROCESS_BATCH, ChunkedDecoding, decoder_options, resolve_device, store_masks
+from sambench.adapters.weights import file_digests
+from sambench.config import ModelCard
+from sambench.types import Prompt, SambenchError, stable_hash
 
 ADAPTER_VERSION = "1"
 
@@ -133,8 +133,8 @@ def load_hf(source: str, *, kind: Optional[str], model: str, revision: Optional[
 
     ``kind`` (a card's adapter) must match the checkpoint's ``model_type``; ``hf`` accepts any family.
     """
-    import transformers
-    from transformers import AutoConfig
+    import transformers  # lazy: an optional extra that takes seconds to import; only an hf model needs it
+    from transformers import AutoConfig  # lazy: as above
 
     local = Path(source).expanduser()
     where = str(local) if local.is_dir() else source
@@ -169,13 +169,10 @@ def weights_identity(where: str, revision: Optional[str]) -> str:
     """``sha256`` of the weights file(s) in a local directory, else ``hub:<id>@<commit>`` from the cache."""
     p = Path(where).expanduser()
     if p.is_dir():
-        from sambench.types import stable_hash
-        from sambench.adapters.weights import file_digests
-
         files = sorted(x for x in p.iterdir() if x.suffix in (".safetensors", ".bin") and x.is_file())
         return stable_hash([[f.name, file_digests(f).sha256] for f in files]) if files else "unknown"
     try:
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import try_to_load_from_cache  # lazy: comes with the optional transformers extra
 
         cfg = try_to_load_from_cache(where, "config.json", revision=revision)
         if isinstance(cfg, str):
@@ -231,9 +228,7 @@ class HfSamAdapter(ChunkedDecoding):
         if preprocessing != "sam":
             raise SambenchError(f"model '{self.name}': the transformers backend has only the library's own "
                                 f"preprocessing ('sam'), not '{preprocessing}'")
-        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            what = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
-            raise SambenchError(f"model '{self.name}': expected an RGB uint8 (H, W, 3) image, got {what}")
+        self.check_image(image)
         inputs = self.processor(images=image, return_tensors="pt")
         pixel_values = inputs["pixel_values"].to(self.device)
         with torch.no_grad(), self._autocast():

@@ -23,7 +23,7 @@ This file does, batched, what ``SAM2ImagePredictor.set_image`` + ``predict`` do 
     and sprinkle removal are off, the predictor's defaults).
 ``hq-sam-1024``
     The image is first resized to 1024×1024 as HQ-SAM's evaluation loader does
-    (:func:`sambench.adapters.sam.adapter.resize_square_hq`), then as above (the 1024² resize is then the
+    (:func:`sambench.adapters.decoding.resize_square_hq`), then as above (the 1024² resize is then the
     identity); prompts and logits as above.
 
 **Masks and scores.** ``single``: ``multimask_output=False``. The model is built as ``build_sam2``
@@ -58,9 +58,11 @@ import numpy as np
 import torch
 
 from sambench.adapters.base import PREPROCESSING_MODES, package_version
-from sambench.adapters.decoding import ChunkedDecoding, store_masks
-from sambench.adapters.sam.adapter import DTYPES, POSTPROCESS_BATCH, decoder_options, resize_square_hq, resolve_device
-from sambench.config.cards import ModelCard
+from sambench.adapters.decoding import (DTYPES, POSTPROCESS_BATCH, ChunkedDecoding, decoder_options, resize_square_hq,
+                                        resolve_device, store_masks)
+from sambench.adapters.sam.nets import inspect_state_dict
+from sambench.adapters.weights import find_checkpoint, load_into, read_state_dict, verify_checkpoint_file
+from sambench.config import ModelCard
 from sambench.types import Prompt, SambenchError
 
 ADAPTER_VERSION = "1"
@@ -128,7 +130,7 @@ def build_sam2_model(variant: str, *, seed: int = 0, dynamic_multimask: bool = T
     ``build_sam2(config, ckpt_path=None, apply_postprocessing=dynamic_multimask)``; the global torch RNG
     is left untouched.
     """
-    from sam2.build_sam import build_sam2
+    from sam2.build_sam import build_sam2  # lazy: the sam2 package is an optional extra
 
     config = VARIANTS[variant][0]
     with torch.random.fork_rng(devices=[]):
@@ -157,8 +159,6 @@ def sam2_variant_of(sd: dict) -> Optional[str]:
 
 def check_sam2_state_dict(sd: dict, *, variant: str, path, model: str) -> None:
     """One clear line when ``sd`` is not a SAM 2.1 ``variant`` checkpoint (SAM-1 file, other variant, SAM 2.0)."""
-    from sambench.adapters.weights import inspect_state_dict
-
     p = Path(path)
     if is_sam1_state_dict(sd) and not is_sam2_state_dict(sd):
         info = inspect_state_dict(sd)
@@ -187,8 +187,6 @@ class LoadedSam2:
 
 def load_sam2_model(card: ModelCard, *, options: Sam2Options, checkpoint: Optional[str] = None) -> LoadedSam2:
     """Build the official model and load the card's (or the explicit) checkpoint strictly."""
-    from sambench.adapters.weights import find_checkpoint, load_into, read_state_dict, verify_checkpoint_file
-
     if checkpoint is None and (card.checkpoint is None or options.random_init):
         model = build_sam2_model(options.variant, seed=options.seed, dynamic_multimask=options.dynamic_multimask)
         return LoadedSam2(model=model, weights_id=f"random-init:{options.seed}", checkpoint=None)
@@ -233,7 +231,7 @@ class Sam2Adapter(ChunkedDecoding):
     def __init__(self, model: torch.nn.Module, *, name: str, options: Sam2Options,
                  device: str | torch.device = "auto", weights_id: str = "unknown") -> None:
         super().__init__()
-        from sam2.utils.transforms import SAM2Transforms
+        from sam2.utils.transforms import SAM2Transforms  # lazy: the sam2 package is an optional extra
 
         self._bind(model, name=name, options=options, device=resolve_device(device), weights_id=weights_id,
                    chunk_size=options.chunk_size, autocast_dtype=DTYPES[options.dtype])
@@ -258,12 +256,7 @@ class Sam2Adapter(ChunkedDecoding):
 
     def encode(self, image: np.ndarray, preprocessing: str = "sam") -> Sam2ImageState:
         """Hiera encoder once on an RGB uint8 (H, W, 3) image: embedding + high-res features."""
-        if preprocessing not in PREPROCESSING_MODES:
-            raise SambenchError(f"model '{self.name}': unknown preprocessing '{preprocessing}' "
-                                f"(known: {', '.join(PREPROCESSING_MODES)})")
-        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            what = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
-            raise SambenchError(f"model '{self.name}': expected an RGB uint8 (H, W, 3) image, got {what}")
+        self.check_image(image, preprocessing)
         h, w = int(image.shape[0]), int(image.shape[1])
         src = image if preprocessing == "sam" else resize_square_hq(image, self.image_size)
         x = self.transforms(np.ascontiguousarray(src))[None].to(self.device)

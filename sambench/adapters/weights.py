@@ -1,4 +1,4 @@
-"""SAM / HQ-SAM checkpoints: where they are found, how they are verified, loaded and downloaded.
+"""Model weights, whatever the family: where a checkpoint is found, how it is verified, read and downloaded.
 
 **Discovery.** A checkpoint is, in order: the file given explicitly (``--checkpoint PATH``; it must
 exist), else the file named by the model card (``checkpoint.file``) in the checkpoint directory
@@ -20,16 +20,12 @@ MODEL`` or the card's URL).
   (``$SAMBENCH_HASH_CACHE``, default ``~/.cache/sambench/checkpoint-hashes.json``) keyed by the
   resolved path and validated by the file's size and mtime (ns); writing the cache is best effort.
 
-**Loading.** ``torch.load(path, map_location="cpu", weights_only=True)`` — never arbitrary unpickling.
+**Reading.** ``torch.load(path, map_location="cpu", weights_only=True)`` — never arbitrary unpickling.
 A ``{"model": sd}`` or ``{"state_dict": sd}`` container is unwrapped, and a ``module.`` prefix on every key
-(a DistributedDataParallel save) is removed. The state dict is then classified *before* a model is
-built — HQ-SAM or plain SAM (HQ-SAM's extra decoder layers ``mask_decoder.hf_token`` / ``hf_mlp`` /
-``compress_vit_feat`` / ``embedding_encoder`` / ``embedding_maskfeature``), and the image-encoder variant
-from ``image_encoder.pos_embed`` (embedding width) and the number of ``image_encoder.blocks.N`` — so a
-mismatch with the model card is one clear line (``this is an HQ-SAM checkpoint, use hq-sam-vit-b``).
-Finally the bare official architecture (:func:`sambench.adapters.sam.nets.build_sam_model`) takes the weights
-with ``load_state_dict(sd, strict=True)``; any remaining missing/unexpected/mis-shaped key is again
-summarised in one line.
+(a DistributedDataParallel save) is removed. Each family then checks that the state dict is the one its
+model needs (SAM / HQ-SAM: :mod:`sambench.adapters.sam.weights`; SAM 2.1: :mod:`sambench.adapters.sam2`),
+and :func:`load_into` loads it with ``load_state_dict(sd, strict=True)``, any remaining
+missing/unexpected/mis-shaped key summarised in one line.
 
 **Download.** :func:`download_checkpoint` streams the card's URL with urllib (stdlib) into
 ``<file>.part`` with a tqdm bar, resumes a partial ``.part`` with an HTTP ``Range`` request, checks the
@@ -50,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from sambench.config.cards import CheckpointSpec, ModelCard, load_model_card
+from sambench.config import CheckpointSpec, ModelCard, load_model_card
 from sambench.types import SambenchError, file_digests_of
 
 ENV_DIR = "SAMBENCH_CHECKPOINTS"
@@ -59,11 +55,6 @@ ENV_HASH_CACHE = "SAMBENCH_HASH_CACHE"
 #: Meta's official file names: ``sam_vit_b_01ec64.pth`` (the 6 hex digits start the file's MD5).
 META_NAME = re.compile(r"^sam_vit_[a-z]_([0-9a-f]{6})\.pth$")
 
-#: State-dict key prefixes that only HQ-SAM's decoder (``MaskDecoderHQ``) has.
-HQ_PREFIXES = ("mask_decoder.hf_token.", "mask_decoder.hf_mlp.", "mask_decoder.compress_vit_feat.",
-               "mask_decoder.embedding_encoder.", "mask_decoder.embedding_maskfeature.")
-
-_BLOCK_KEY = re.compile(r"^image_encoder\.blocks\.(\d+)\.")
 _CHUNK = 8 << 20
 
 PathLike = Union[str, os.PathLike]
@@ -210,11 +201,6 @@ def verify_checkpoint_file(path: PathLike, spec: Optional[CheckpointSpec] = None
 # -------------------------------------------------------------------------------------- state dicts
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
-
-
 #: Lines of torch's weights_only refusal that give advice sambench must never relay (retrying with
 #: ``weights_only=False`` runs whatever code the file pickles).
 _ADVICE_WORDS = ("weights_only", "arbitrary code", "trusted source", "file an issue", "documentation",
@@ -244,7 +230,7 @@ def read_state_dict(path: PathLike) -> dict:
     Accepts a plain state dict, ``{"model": sd}`` or ``{"state_dict": sd}``; strips a ``module.`` prefix
     present on every key. Everything else is a one-line :class:`SambenchError`.
     """
-    import torch
+    import torch  # lazy: keeps torch out of `import sambench` (this module also serves `sambench download`)
 
     p = Path(path)
     if p.is_dir():
@@ -275,80 +261,6 @@ def read_state_dict(path: PathLike) -> dict:
     return obj
 
 
-@dataclass(frozen=True)
-class StateDictInfo:
-    """What a SAM-family state dict holds: HQ decoder or not, image-encoder width/depth and variant."""
-
-    hq: bool
-    embed_dim: Optional[int]
-    depth: Optional[int]
-    variant: Optional[str]
-
-    def describe(self) -> str:
-        family = "an HQ-SAM" if self.hq else "a SAM"
-        if self.embed_dim is None:
-            return f"{family} checkpoint without a ViT image encoder"
-        name = self.variant or "unknown"
-        return f"{family} {name} checkpoint (image encoder: {self.depth} blocks of width {self.embed_dim})"
-
-
-def inspect_state_dict(sd: dict) -> StateDictInfo:
-    """Classify a state dict by its keys and shapes (no model is built)."""
-    from sambench.adapters.sam.nets import VARIANTS
-
-    hq = any(k.startswith(HQ_PREFIXES) for k in sd)
-    pos = sd.get("image_encoder.pos_embed")
-    embed_dim = int(pos.shape[-1]) if pos is not None and pos.ndim == 4 else None
-    blocks = {int(m.group(1)) for k in sd for m in [_BLOCK_KEY.match(k)] if m}
-    depth = max(blocks) + 1 if blocks else None
-    variant = None
-    for name, cfg in VARIANTS.items():
-        if cfg.embed_dim == embed_dim and cfg.depth == depth:
-            variant = name
-    return StateDictInfo(hq=hq, embed_dim=embed_dim, depth=depth, variant=variant)
-
-
-def card_name_for(variant: str, hq: bool) -> str:
-    """The shipped card for a variant: ``vit_b`` + HQ → ``hq-sam-vit-b``; ``tiny`` → ``sam-tiny``."""
-    return ("hq-sam-" if hq else "sam-") + variant.replace("_", "-")
-
-
-def check_state_dict(sd: dict, *, variant: str, hq: bool, path: PathLike, model: str) -> StateDictInfo:
-    """Raise one clear line if ``sd`` is not the kind of checkpoint model ``model`` (variant, hq) needs."""
-    from sambench.adapters.sam.nets import VARIANTS
-
-    info = inspect_state_dict(sd)
-    p = Path(path)
-    if any(k.startswith(("sam_mask_decoder.", "image_encoder.trunk.")) for k in sd):
-        from sambench.adapters.sam2 import sam2_variant_of
-
-        v = sam2_variant_of(sd)
-        raise SambenchError(f"{p}: is a SAM 2 checkpoint (Hiera image encoder, sam_mask_decoder.* keys), not SAM: use "
-                            f"{'sam2.1-' + v if v else 'a sam2.1-hiera-* card'} (model '{model}' is SAM-1)")
-    if not any(k.startswith("image_encoder.") for k in sd) or info.embed_dim is None:
-        sample = ", ".join(sorted(sd)[:3])
-        raise SambenchError(f"{p}: not a full SAM checkpoint: no image_encoder.pos_embed ({len(sd)} keys, e.g. {sample}); "
-                            f"model '{model}' needs the whole model's state dict")
-    if info.hq and not hq:
-        keys = sorted(k for k in sd if k.startswith(HQ_PREFIXES))
-        suggestion = card_name_for(info.variant or variant, True)
-        first = next((k for k in keys if k.startswith("mask_decoder.hf_token.")), keys[0])
-        raise SambenchError(f"{p}: has HQ-SAM keys ({first}, … {len(keys)} in all): this is an HQ-SAM checkpoint, "
-                            f"use {suggestion} (model '{model}' is plain SAM)")
-    if hq and not info.hq:
-        suggestion = card_name_for(info.variant or variant, False)
-        raise SambenchError(f"{p}: missing the HQ decoder layers (mask_decoder.hf_token, hf_mlp, compress_vit_feat, "
-                            f"embedding_encoder, embedding_maskfeature): this is a plain SAM checkpoint, use "
-                            f"{suggestion} (model '{model}' is HQ-SAM)")
-    want = VARIANTS[variant]
-    if (info.embed_dim, info.depth) != (want.embed_dim, want.depth):
-        found = info.variant or "an unknown variant"
-        hint = f"; use {card_name_for(info.variant, hq)}" if info.variant else ""
-        raise SambenchError(f"{p}: holds {found} weights (image encoder: {info.depth} blocks of width {info.embed_dim}) "
-                            f"but model '{model}' is {variant} ({want.depth} blocks of width {want.embed_dim}){hint}")
-    return info
-
-
 def load_into(model: Any, sd: dict, *, path: PathLike, name: str) -> None:
     """``model.load_state_dict(sd, strict=True)`` with any mismatch summarised in one line."""
     p = Path(path)
@@ -368,22 +280,6 @@ def load_into(model: Any, sd: dict, *, path: PathLike, name: str) -> None:
                          f"model {tuple(own[k].shape)})")
         raise SambenchError(f"{p}: does not fit model '{name}': {'; '.join(parts)}")
     model.load_state_dict(sd, strict=True)
-
-
-def load_sam_checkpoint(path: PathLike, *, variant: str, hq: bool, model_name: str,
-                        spec: Optional[CheckpointSpec] = None) -> tuple[Any, FileDigests]:
-    """Verify ``path``, then build the official (HQ-)SAM ``variant`` and load it strictly (eval mode, CPU).
-
-    Returns the model and the file's digests (``digests.sha256`` identifies the weights).
-    """
-    from sambench.adapters.sam.nets import build_sam_model
-
-    dig = verify_checkpoint_file(path, spec)
-    sd = read_state_dict(path)
-    check_state_dict(sd, variant=variant, hq=hq, path=path, model=model_name)
-    model = build_sam_model(variant, hq=hq, seed=0)
-    load_into(model, sd, path=path, name=model_name)
-    return model.eval(), dig
 
 
 # ------------------------------------------------------------------------------------------ download
@@ -473,7 +369,7 @@ def download_checkpoint(card: Union[str, ModelCard], dest_dir: Optional[PathLike
 
 
 def _stream(resp, url: str, part: Path, offset: int, expected: Optional[int], label: str, progress: bool) -> None:
-    from tqdm import tqdm
+    from tqdm import tqdm  # lazy: only a download draws a progress bar
 
     status = getattr(resp, "status", 200)
     total: Optional[int] = None

@@ -34,7 +34,7 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
-from sambench.config.cards import Setting
+from sambench.config import Setting
 from sambench.store import LEVEL_COLUMNS, OBJECT_COLUMNS
 
 OBJECT = [c for c in OBJECT_COLUMNS if c not in LEVEL_COLUMNS]  # image_id, object_id

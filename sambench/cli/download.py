@@ -16,6 +16,6 @@ import click
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def download_cmd(model: str, dest: Optional[Path], url: Optional[str], quiet: bool) -> None:
     """Download and verify MODEL's official checkpoint (resumes an interrupted download)."""
-    from sambench.adapters.weights import download_checkpoint
+    from sambench.adapters.weights import download_checkpoint  # lazy: keeps urllib and tqdm out of `sambench --help`
 
     click.echo(str(download_checkpoint(model, dest_dir=dest, url=url, progress=not quiet)))

@@ -275,7 +275,7 @@ def run_cmd(models, protocols, datasets, datasets_given, out, levels, draws, see
     shipped GrabCut sample with the noisy-box protocol (levels 0,0.2,...,1, 5 draws).
     """
     from sambench.adapters import route_files
-    from sambench.config.cards import resolve_model_name
+    from sambench.config import resolve_model_name
     from sambench.execution.runner import RunConfig, default_run_dir, default_workers, run
 
     models_l, protocols_l, specs = _split(models), _split(protocols), datasets
@@ -353,7 +353,7 @@ def list_cmd(what: str) -> None:
         for name, desc in sorted(list_datasets().items()):
             click.echo(f"{name:24s} {desc}")
         return
-    from sambench.config.cards import list_cards, load_model_card, load_protocol_card
+    from sambench.config import list_cards, load_model_card, load_protocol_card
 
     for name, path in sorted(list_cards(what).items()):
         try:
@@ -369,7 +369,7 @@ def list_cmd(what: str) -> None:
             lv = ", ".join(s.level for s in card.settings)
             click.echo(f"{name:24s} v{card.version}  levels: {lv}  draws: {card.draws}  ({path})")
     if what == "models":
-        from sambench.config.cards import FAMILY_DEFAULTS, HF_PREFIX, resolve_model_name
+        from sambench.config import FAMILY_DEFAULTS, HF_PREFIX, resolve_model_name
 
         click.echo("\nfamily names (default variant):")
         for family in FAMILY_DEFAULTS:

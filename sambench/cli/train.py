@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Sequence
 
 import click
+import numpy as np
+import yaml
 
 from sambench.types import SambenchError
 
 
 def _parse_option(values: Sequence[str]) -> dict:
-    import yaml
-
     out = {}
     for v in values:
         key, sep, raw = v.partition("=")
@@ -46,9 +46,7 @@ def train_cmd() -> None:
 def train_stable_sam_cmd(base_name, checkpoint, data, epochs, out, device, batch_size, lr, max_steps, seed,
                          objects_per_image, no_augment, save_every, restart, options, quiet) -> None:
     """Train the Stable-SAM plug-in (DSP + DRP) on a frozen SAM / HQ-SAM."""
-    import numpy as np
-
-    from sambench.training.train import train_stable_sam
+    from sambench.training.train import train_stable_sam  # lazy: keeps torch out of `sambench --help`
 
     # A SambenchError propagates: the main `sambench` group prints it as one "error: ..." line.
     res = train_stable_sam(base_name, checkpoint, list(data), epochs=epochs, out=out, device=device,

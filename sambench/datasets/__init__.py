@@ -11,7 +11,8 @@
 * a path: a ``.json`` file is a COCO dataset, a directory a folder dataset (``format`` forces one).
 
 Conventions are in :mod:`sambench.datasets.base` (image decoding, mask threshold ``> 128``, hash),
-:mod:`sambench.datasets.folder` and :mod:`sambench.datasets.coco`, and in docs/datasets.md.
+:mod:`sambench.datasets.folder`, :mod:`sambench.datasets.presets` and :mod:`sambench.datasets.coco`, and in
+docs/datasets.md.
 """
 
 from __future__ import annotations
@@ -23,17 +24,9 @@ from typing import Any, Optional
 
 from sambench.datasets.base import DEFAULT_THRESHOLD, Dataset, file_sha256, read_image, read_mask
 from sambench.datasets.coco import COCO_OPTIONS, CocoDataset
-from sambench.datasets.folder import (
-    AUTO_LAYOUTS,
-    FOLDER_OPTIONS,
-    GRABCUT_SAMPLE_DESCRIPTION,
-    PRESETS,
-    FolderDataset,
-    grabcut_sample,
-    grabcut_sample_band,
-    GRABCUT_SAMPLE_BAND_DESCRIPTION,
-    open_preset,
-)
+from sambench.datasets.folder import AUTO_LAYOUTS, FOLDER_OPTIONS, FolderDataset
+from sambench.datasets.presets import (GRABCUT_SAMPLE_BAND_DESCRIPTION, GRABCUT_SAMPLE_DESCRIPTION, PRESETS,
+                                       grabcut_sample, grabcut_sample_band, open_preset)
 from sambench.types import SambenchError, did_you_mean
 
 __all__ = [

@@ -331,8 +331,8 @@ def read_mask_values(path: os.PathLike | str) -> tuple[np.ndarray, str]:
 
 def _read_mat_instances(path: os.PathLike | str) -> np.ndarray:
     """SBD's ``inst/*.mat``: the ``GTinst`` struct's ``Segmentation`` field (0 = background, k = instance k)."""
-    from scipy.io import loadmat
-    from scipy.io.matlab import MatReadError
+    from scipy.io import loadmat  # lazy: scipy.io is heavy and only SBD's .mat masks need it
+    from scipy.io.matlab import MatReadError  # lazy: as above
 
     try:
         data = loadmat(os.fspath(path), squeeze_me=True, struct_as_record=False)

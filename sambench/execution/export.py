@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Optional
 
 import sambench
-from sambench.config.cards import load_protocol_card, with_overrides
+from sambench.config import load_protocol_card, with_overrides
 from sambench.datasets import open_dataset
 from sambench.inputs.prompts import Protocol, prompt_set_hash
 from sambench.types import SambenchError

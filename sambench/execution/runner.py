@@ -43,7 +43,7 @@ from sambench.adapters import build_adapter, is_cpu_baseline
 from sambench.adapters.base import Adapter
 from sambench.execution.cache import DEFAULT_MAX_GB, STORAGES, EmbeddingCache, open_cache
 from sambench.inputs import corruptions as corr
-from sambench.config.cards import ProtocolCard, load_model_card, load_protocol_card, with_overrides
+from sambench.config import ProtocolCard, load_model_card, load_protocol_card, with_overrides
 from sambench.datasets import Dataset, DatasetSpec
 from sambench.execution.encode import EncodeStage
 from sambench.execution.sequences import evaluate_clicks

@@ -21,7 +21,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from sambench.adapters.base import Adapter
-from sambench.inputs.clicks import ClickSettings, Step, run_sequence
+from sambench.config import ClickSettings
+from sambench.inputs.clicks import Step, run_sequence
 from sambench.metrics import boundary_iou, encode_rle, iou
 from sambench.inputs.prompts import gt_box, noisy_box, prompt_rng
 from sambench.store import Row

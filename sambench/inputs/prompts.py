@@ -42,7 +42,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from sambench.config.cards import ProtocolCard, Setting
+from sambench.config import ProtocolCard, Setting
 from sambench.types import Object, Prompt, SambenchError, keyed_rng
 
 
@@ -68,8 +68,8 @@ HQ_SAM_FRAME = 1024
 
 def hq_sam_box(mask: np.ndarray) -> tuple[float, float, float, float]:
     """HQ-SAM's evaluation GT box of ``mask`` (``box_frame: hq-sam-1024``, module docstring), in original pixels."""
-    import torch
-    import torch.nn.functional as F
+    import torch  # lazy: only the hq-sam-1024 box frame needs torch (HQ-SAM's own resize); keeps it out of start-up
+    import torch.nn.functional as F  # lazy: as above
 
     h, w = mask.shape[:2]
     label = torch.from_numpy(np.where(mask, np.float32(255.0), np.float32(0.0)))[None, None]
@@ -84,7 +84,7 @@ def hq_sam_box(mask: np.ndarray) -> tuple[float, float, float, float]:
 
 
 def box_in_frame(mask: np.ndarray, frame: str = "label") -> tuple[float, float, float, float]:
-    """The GT box of ``mask`` measured in ``frame`` (:data:`sambench.config.cards.BOX_FRAMES`), in original pixels."""
+    """The GT box of ``mask`` measured in ``frame`` (:data:`sambench.config.vocabulary.BOX_FRAMES`), in original pixels."""
     return hq_sam_box(mask) if frame == "hq-sam-1024" else gt_box(mask)
 
 
@@ -186,7 +186,7 @@ class Protocol:
         Click sequences (``kind: clicks``) have no prompt before the model answers: they yield nothing
         here and run in :mod:`sambench.execution.sequences`."""
         for setting in self.card.settings:
-            if setting.kind == "clicks":
+            if setting.interactive:
                 continue
             for draw in range(self.card.draws_for(setting)):
                 for obj in objects:

@@ -313,7 +313,7 @@ def _relative(path: Path, out_dir: Optional[Path]) -> str:
 
 def card_info(name: str) -> dict:
     """``paper``, ``card`` path and ``checkpoint_url`` of a model card when this sambench knows the card."""
-    from sambench.config.cards import REPO_ROOT, load_model_card
+    from sambench.config import REPO_ROOT, load_model_card
 
     try:
         card = load_model_card(name)

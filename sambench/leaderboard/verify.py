@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
-from sambench.config.cards import ProtocolCard, Setting
+from sambench.config import ProtocolCard, Setting
 from sambench.metrics import boundary_iou, decode_rle, iou
 from sambench.inputs.prompts import Protocol
 from sambench.store import Store, read_manifest

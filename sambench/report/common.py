@@ -5,7 +5,7 @@ Conventions used by every artefact of ``sambench report``:
 * **Colours**: one colour per model, fixed for the whole report — models sorted by name over the merged
   runs get matplotlib's ``tab10`` colours in order (``tab20`` when there are more than 10 models, then the
   cycle repeats). The same mapping colours bars, curves, CI bands and mask overlays.
-* **Prompt setting**: a (protocol, level) pair, the card's :class:`~sambench.config.cards.Setting`. Its *kind*
+* **Prompt setting**: a (protocol, level) pair, the card's :class:`~sambench.config.protocols.Setting`. Its *kind*
   (``gt-box``, ``noisy-box``, ``box-shift``, ``box-scale``, ``points``) comes from the manifest's protocol
   identity (``settings`` list), its ``level_value`` from the rows; a level no manifest declares has kind
   ``unknown`` (``gt-box`` when so named).
@@ -23,7 +23,7 @@ from typing import Iterable, Optional
 
 import pandas as pd
 
-from sambench.config.cards import Setting
+from sambench.config import Setting
 from sambench.analysis.summary import ALL
 
 
@@ -58,7 +58,7 @@ def _declared(manifests: list[dict]) -> dict[tuple[str, str], tuple[Setting, int
 
 
 def settings_info(df: pd.DataFrame, manifests: list[dict]) -> list[Setting]:
-    """Every (protocol, level) of the rows as the card's :class:`~sambench.config.cards.Setting` (recorded in the
+    """Every (protocol, level) of the rows as the card's :class:`~sambench.config.protocols.Setting` (recorded in the
     manifest; a level no manifest declares has kind ``unknown``, or ``gt-box`` by its name), with the
     rows' ``level_value``; ordered: protocols by name, then the card's own level order, else GT box first
     then by numeric value and level."""

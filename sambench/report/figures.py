@@ -33,7 +33,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from sambench.config.cards import BOX_NOISE_KINDS, Setting
+from sambench.config import BOX_NOISE_KINDS, Setting
 from sambench.files import atomic_write
 from sambench.report.common import display_names, headline
 

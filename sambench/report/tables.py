@@ -24,7 +24,7 @@ from typing import Optional
 
 import pandas as pd
 
-from sambench.config.cards import Setting
+from sambench.config import Setting
 from sambench.report.common import display_names, headline
 from sambench.analysis.summary import ALL, SUMMARY_COLUMNS
 

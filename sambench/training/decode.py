@@ -2,7 +2,7 @@
 
 Everything here works in the 1024 × 1024 model input frame: images are already resized/padded to it,
 boxes are ``(x0, y0, x1, y1)`` and points ``(x, y)`` in its pixel coordinates (the official prompt
-encoder adds the half-pixel shift itself). The evaluation adapter (``sambench/adapters/stable_sam.py``)
+encoder adds the half-pixel shift itself). The evaluation adapter (:mod:`sambench.adapters.stable_sam.adapter`)
 does not use this module: it goes through the shared SAM adapter, which owns the original-image ↔
 input-frame transforms.
 """
@@ -13,6 +13,8 @@ from typing import Optional
 
 import torch
 from torch import nn
+
+from sambench.adapters.sam2 import encode_sam2
 
 
 def is_sam2(sam: nn.Module) -> bool:
@@ -37,8 +39,6 @@ def encode_images(sam: nn.Module, images: torch.Tensor):
     ``no_grad``: the encoder is frozen.
     """
     if is_sam2(sam):
-        from sambench.adapters.sam2 import encode_sam2
-
         mean = torch.tensor(SAM2_MEAN, device=images.device).view(1, 3, 1, 1)
         std = torch.tensor(SAM2_STD, device=images.device).view(1, 3, 1, 1)
         s = int(sam.image_size)

@@ -58,15 +58,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sambench.adapters.base import PREPROCESSING_MODES, package_version
-from sambench.adapters.decoding import ChunkedDecoding, store_masks
-from sambench.config.cards import ModelCard
+from sambench.adapters.base import PREPROCESSING_MODES, UnknownOptionsError, package_version
+from sambench.adapters.decoding import (DTYPES, POSTPROCESS_BATCH, ChunkedDecoding, decoder_options, resize_square_hq,
+                                        resolve_device, store_masks)
+from sambench.adapters.sam.nets import VARIANTS, build_sam_model
+from sambench.adapters.sam.weights import load_sam_checkpoint
+from sambench.adapters.weights import find_checkpoint
+from sambench.config import ModelCard
 from sambench.types import Prompt, SambenchError
 
 ADAPTER_VERSION = "1"
@@ -76,56 +80,6 @@ STATE_VERSION = "1"
 
 #: Side of the square model input (all official variants and ``tiny``).
 IMAGE_SIZE = 1024
-
-#: Masks upsampled to full resolution at a time inside a chunk (bounds the float buffers).
-POSTPROCESS_BATCH = 8
-
-DTYPES = {"fp32": None, "float32": None, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-          "fp16": torch.float16, "float16": torch.float16}
-
-
-def decoder_options(opts: dict, where: str, default_chunk: Any, allow_auto: bool = False) -> tuple[float, Any, str]:
-    """``(mask_threshold, chunk_size, dtype)`` from adapter options, validated alike for every torch backend:
-    a finite logit threshold, a decoder batch >= 1 (or ``auto`` where allowed) and a dtype of :data:`DTYPES`
-    (torch spellings normalised to fp32/bf16/fp16)."""
-    thr = opts.get("mask_threshold", 0.0)
-    if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not np.isfinite(thr):
-        raise SambenchError(f"{where}: option 'mask_threshold' must be a finite number (a logit), got {thr!r}")
-    chunk = opts.get("chunk_size", default_chunk)
-    if not (allow_auto and chunk == "auto") and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
-        raise SambenchError(f"{where}: option 'chunk_size' must be an integer >= 1{' or auto' if allow_auto else ''}, "
-                            f"got {chunk!r}")
-    dtype = opts.get("dtype", "fp32") or "fp32"
-    if dtype not in DTYPES:
-        raise SambenchError(f"{where}: option 'dtype' must be fp32, bf16 or fp16, got {dtype!r}")
-    return float(thr), chunk, {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(dtype, dtype)
-
-
-def resolve_device(device: Optional[str | torch.device]) -> torch.device:
-    """``auto`` → cuda if available, else mps, else cpu; an unavailable explicit device is an error; a
-    ``torch.device`` is returned as it is."""
-    if isinstance(device, torch.device):
-        return device
-    name = (device or "auto").lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise SambenchError(f"unknown device '{device}' (use auto, cpu, cuda, cuda:N or mps)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SambenchError(f"device '{device}' requested but CUDA is not available (torch {torch.__version__})")
-    if dev.type == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise SambenchError(f"device '{device}' requested but MPS is not available")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise SambenchError(f"unsupported device '{device}' (use auto, cpu, cuda, cuda:N or mps)")
-    return dev
-
 
 #: Decoder memory per prompt in a batch, fp32, with headroom: the mask decoder repeats the 256×64×64
 #: image embedding and its positional encoding per prompt (2 × 4 MB), upscales to 32×256×256 (8 MB) through
@@ -192,13 +146,9 @@ def parse_options(options: Optional[dict], *, hq: bool, where: str, extra_keys: 
     ``extra_keys`` are accepted and ignored here (a subclass adapter's own options); any other unknown
     key is an error naming ``where`` (the card).
     """
-    from sambench.adapters.sam.nets import VARIANTS
-
     opts = dict(options or {})
     unknown = sorted(set(opts) - set(SAM_OPTION_KEYS) - set(extra_keys))
     if unknown:
-        from sambench.adapters.base import UnknownOptionsError
-
         raise UnknownOptionsError(where, unknown, set(SAM_OPTION_KEYS) | set(extra_keys))
     variant = opts.get("variant")
     if variant not in VARIANTS:
@@ -240,9 +190,6 @@ def load_sam_model(card: ModelCard, *, hq: bool, options: SamOptions, checkpoint
     no checkpoint or ``options.random_init`` is set; else the card's file from the checkpoint directory
     (see :mod:`sambench.adapters.weights`), verified and loaded strictly.
     """
-    from sambench.adapters.weights import find_checkpoint, load_sam_checkpoint
-    from sambench.adapters.sam.nets import build_sam_model
-
     if checkpoint is None and (card.checkpoint is None or options.random_init):
         model = build_sam_model(options.variant, hq=hq, seed=options.seed)
         return LoadedSam(model=model.eval(), weights_id=f"random-init:{options.seed}", checkpoint=None)
@@ -270,16 +217,6 @@ class SamImageState:
     input_size: tuple[int, int]
     preprocessing: str
     extra: dict = field(default_factory=dict)
-
-
-def resize_square_hq(image: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
-    """HQ-SAM's evaluation resize: RGB uint8 (H, W, 3) → (size, size, 3) uint8, aspect not kept.
-
-    float32 bilinear ``F.interpolate(align_corners=False)`` (no antialias), then truncation to uint8.
-    """
-    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(torch.float32)
-    r = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)
-    return r[0].permute(1, 2, 0).numpy().astype(np.uint8)
 
 
 # ------------------------------------------------------------------------------------------ adapter
@@ -316,6 +253,7 @@ class SamAdapter(ChunkedDecoding):
     def __init__(self, model: torch.nn.Module, *, name: str, options: SamOptions, device: str | torch.device = "auto",
                  weights_id: str = "unknown") -> None:
         super().__init__()
+        # lazy: segment_anything is an optional extra; this module (and its options) import without it
         from segment_anything.utils.transforms import ResizeLongestSide
 
         device = resolve_device(device)
@@ -346,12 +284,7 @@ class SamAdapter(ChunkedDecoding):
 
     def _prepare(self, image: np.ndarray, preprocessing: str) -> tuple[torch.Tensor, tuple[int, int]]:
         """Validate and transform one image: (normalised, padded (1, 3, 1024, 1024) input, input_size)."""
-        if preprocessing not in PREPROCESSING_MODES:
-            raise SambenchError(f"model '{self.name}': unknown preprocessing '{preprocessing}' "
-                                f"(known: {', '.join(PREPROCESSING_MODES)})")
-        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            what = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
-            raise SambenchError(f"model '{self.name}': expected an RGB uint8 (H, W, 3) image, got {what}")
+        self.check_image(image, preprocessing)
         if preprocessing == "sam":
             resized = self.transform.apply_image(image)
         else:
@@ -529,4 +462,4 @@ def build_hq_sam(card: ModelCard, *, device: str = "auto", checkpoint: Optional[
 
 
 __all__ = ["ADAPTER_VERSION", "HQSamAdapter", "LoadedSam", "SamAdapter", "SamImageState", "SamOptions",
-           "build_hq_sam", "build_sam", "load_sam_model", "parse_options", "resize_square_hq", "resolve_device"]
+           "build_hq_sam", "build_sam", "load_sam_model", "parse_options"]

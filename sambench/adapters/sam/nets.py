@@ -1,9 +1,12 @@
-"""Build the official SAM / HQ-SAM networks (the packages' own classes), without loading weights.
+"""The official SAM / HQ-SAM networks (the packages' own classes): their variants, how to build one without
+weights, and which of them a state dict holds.
 
 The official builders (``segment_anything.build_sam``, ``segment_anything_hq.build_sam``) call
 ``torch.load`` without ``map_location`` or ``weights_only`` and HQ-SAM's loads with ``strict=False``.
-sambench therefore always builds the bare architecture here and loads the state dict itself (see
-``sambench/checkpoints.py``).
+sambench therefore always builds the bare architecture here and loads the state dict itself
+(:mod:`sambench.adapters.sam.weights`). :func:`inspect_state_dict` classifies a state dict by its keys and
+shapes alone — HQ-SAM or plain SAM, and the image-encoder variant — so a file that does not fit its
+model is named in one line before any model is built.
 
 Variants: ``vit_b``, ``vit_l``, ``vit_h`` (the official ones) and ``tiny`` (a 2-block, 32-dim image
 encoder with the official prompt encoder and full-size mask decoder, for tests on CPU). Every variant
@@ -12,8 +15,10 @@ keeps the official 1024 input size, 16-px patches and 256-channel prompt/decoder
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import partial
+from typing import Optional
 
 import torch
 
@@ -39,6 +44,12 @@ IMAGE_SIZE = 1024
 PATCH_SIZE = 16
 PROMPT_EMBED_DIM = 256
 
+#: State-dict key prefixes that only HQ-SAM's decoder (``MaskDecoderHQ``) has.
+HQ_PREFIXES = ("mask_decoder.hf_token.", "mask_decoder.hf_mlp.", "mask_decoder.compress_vit_feat.",
+               "mask_decoder.embedding_encoder.", "mask_decoder.embedding_maskfeature.")
+
+_BLOCK_KEY = re.compile(r"^image_encoder\.blocks\.(\d+)\.")
+
 
 def build_sam_model(variant: str, hq: bool = False, seed: int | None = None) -> torch.nn.Module:
     """The official ``Sam`` (``segment_anything``) or HQ ``Sam`` (``segment_anything_hq``) in eval mode.
@@ -49,10 +60,10 @@ def build_sam_model(variant: str, hq: bool = False, seed: int | None = None) -> 
     if variant not in VARIANTS:
         raise SambenchError(f"unknown SAM variant '{variant}' (known: {', '.join(VARIANTS)})")
     cfg = VARIANTS[variant]
-    if hq:
+    if hq:  # lazy: the official packages are optional extras, imported only to build a network
         from segment_anything_hq.modeling import (ImageEncoderViT, MaskDecoderHQ, PromptEncoder, Sam,
                                                   TwoWayTransformer)
-    else:
+    else:  # lazy: as above
         from segment_anything.modeling import (ImageEncoderViT, MaskDecoder, PromptEncoder, Sam,
                                                TwoWayTransformer)
 
@@ -80,3 +91,42 @@ def build_sam_model(variant: str, hq: bool = False, seed: int | None = None) -> 
             torch.manual_seed(seed)
             model = _make()
     return model.eval()
+
+
+# ------------------------------------------------------------------------------- state dicts
+
+
+@dataclass(frozen=True)
+class StateDictInfo:
+    """What a SAM-family state dict holds: HQ decoder or not, image-encoder width/depth and variant."""
+
+    hq: bool
+    embed_dim: Optional[int]
+    depth: Optional[int]
+    variant: Optional[str]
+
+    def describe(self) -> str:
+        family = "an HQ-SAM" if self.hq else "a SAM"
+        if self.embed_dim is None:
+            return f"{family} checkpoint without a ViT image encoder"
+        name = self.variant or "unknown"
+        return f"{family} {name} checkpoint (image encoder: {self.depth} blocks of width {self.embed_dim})"
+
+
+def inspect_state_dict(sd: dict) -> StateDictInfo:
+    """Classify a state dict by its keys and shapes (no model is built)."""
+    hq = any(k.startswith(HQ_PREFIXES) for k in sd)
+    pos = sd.get("image_encoder.pos_embed")
+    embed_dim = int(pos.shape[-1]) if pos is not None and pos.ndim == 4 else None
+    blocks = {int(m.group(1)) for k in sd for m in [_BLOCK_KEY.match(k)] if m}
+    depth = max(blocks) + 1 if blocks else None
+    variant = None
+    for name, cfg in VARIANTS.items():
+        if cfg.embed_dim == embed_dim and cfg.depth == depth:
+            variant = name
+    return StateDictInfo(hq=hq, embed_dim=embed_dim, depth=depth, variant=variant)
+
+
+def card_name_for(variant: str, hq: bool) -> str:
+    """The shipped card for a variant: ``vit_b`` + HQ → ``hq-sam-vit-b``; ``tiny`` → ``sam-tiny``."""
+    return ("hq-sam-" if hq else "sam-") + variant.replace("_", "-")

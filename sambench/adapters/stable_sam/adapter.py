@@ -41,11 +41,12 @@ from typing import Optional
 
 import torch
 
-from sambench.adapters.sam.adapter import HQSamAdapter, SamAdapter, SamImageState, resolve_device
+from sambench.adapters.decoding import resolve_device
+from sambench.adapters.sam.adapter import HQSamAdapter, SamAdapter, SamImageState
 from sambench.adapters.sam2 import Sam2Adapter
-from sambench.config.cards import ModelCard
+from sambench.config import ModelCard
 from sambench.adapters.stable_sam.base import default_plugin_path, load_base, missing_files, resolve_base_card, split_options
-from sambench.adapters.stable_sam.inject import _mask_decoder, inject_plugin, output_token_offset
+from sambench.adapters.stable_sam.inject import inject_plugin, mask_decoder_of, output_token_offset
 from sambench.adapters.stable_sam.modules import PluginConfig, StableSamPlugin
 from sambench.adapters.stable_sam.plugin_io import BaseSignature, check_base, load_plugin_file
 from sambench.types import SambenchError, stable_hash
@@ -107,7 +108,7 @@ class _StableSamMixin:
         return low, iou, extras
 
     def _decoder(self) -> torch.nn.Module:
-        return _mask_decoder(self.model)
+        return mask_decoder_of(self.model)
 
     def _token_sets(self, iou: torch.Tensor, multimask: bool) -> list[list[int]]:
         """Per prompt, the decoder output-token indices whose attention is reported (module docstring)."""

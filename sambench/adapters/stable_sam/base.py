@@ -1,10 +1,12 @@
-"""Resolve and load the frozen base model (SAM or HQ-SAM) a Stable-SAM plug-in sits on.
+"""Resolve and load the frozen base model (SAM, HQ-SAM or SAM 2.1) a Stable-SAM plug-in sits on.
 
 A Stable-SAM model card names its base with ``base: <card>`` (``stable-sam-vit-l`` → ``sam-vit-l``).
 The base card's options (``variant``, ``seed``, ``hq_token_only``, ...) are the defaults; the Stable-SAM
 card's options and the user's overrides win. Weights are found and loaded exactly as for the base
-model itself (:func:`sambench.adapters.sam.adapter.load_sam_model`: explicit ``--checkpoint``, else the base
-card's file in the checkpoint directory, else random init for cards without a checkpoint).
+model itself (:func:`sambench.adapters.sam.adapter.load_sam_model`, :func:`sambench.adapters.sam2.load_sam2_model`:
+explicit ``--checkpoint``, else the base card's file in the checkpoint directory, else random init for
+cards without a checkpoint). Before anything is loaded, :func:`missing_files` names every file a run
+lacks and the commands that get them.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from typing import Optional, Union
 
 import torch
 
-from sambench.config.cards import ModelCard, load_model_card
+from sambench.adapters.sam.adapter import load_sam_model, parse_options
+from sambench.adapters.sam2 import load_sam2_model, parse_sam2_options
+from sambench.adapters.weights import checkpoint_dir
+from sambench.config import ModelCard, load_model_card
 from sambench.adapters.stable_sam.modules import PluginConfig
 from sambench.adapters.stable_sam.plugin_io import BaseSignature
 from sambench.types import SambenchError
@@ -71,8 +76,6 @@ DEFAULT_TRAIN_DATA = "/data/HQSeg-44K/DIS5K/DIS-TR"
 
 def default_plugin_path(card: ModelCard) -> Path:
     """``$SAMBENCH_CHECKPOINTS/<card name>.plugin.pt`` (the plug-in a card uses without ``--plugin``)."""
-    from sambench.adapters.weights import checkpoint_dir
-
     return checkpoint_dir() / f"{card.name}{PLUGIN_SUFFIX}"
 
 
@@ -84,8 +87,6 @@ def missing_files(card: ModelCard, base_card: ModelCard, checkpoint: Optional[st
     weights fails once, saying all of it: the base checkpoint (``sambench download <base>``) and the
     trained plug-in (``sambench train stable-sam --base <base> ... --out <default plug-in path>``).
     """
-    from sambench.adapters.weights import checkpoint_dir
-
     missing, commands = [], []
     spec = base_card.checkpoint
     if checkpoint is None and spec is not None and not random_init and not (checkpoint_dir() / spec.file).is_file():
@@ -112,12 +113,8 @@ def split_options(options: Optional[dict]) -> tuple[dict, dict]:
 
 def load_base(base_card: ModelCard, checkpoint: Optional[str], options: Optional[dict], where: str) -> LoadedBase:
     """Load the base model of ``base_card`` with ``options`` (base card options already merged in)."""
-    from sambench.adapters.sam.adapter import load_sam_model, parse_options
-
     hq = BASE_KINDS[base_card.adapter]
     if base_card.adapter == "sam2":
-        from sambench.adapters.sam2 import load_sam2_model, parse_sam2_options
-
         opts2 = parse_sam2_options(options, where=where, extra_keys=STABLE_OPTION_KEYS)
         loaded2 = load_sam2_model(base_card, options=opts2, checkpoint=checkpoint)
         sig = BaseSignature(card=base_card.name, variant=opts2.variant, hq=False, weights_id=loaded2.weights_id)

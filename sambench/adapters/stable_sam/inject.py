@@ -35,7 +35,7 @@ from sambench.adapters.stable_sam.modules import StableSamPlugin
 STABLE_SAM_LAYER = 1
 
 
-def _mask_decoder(model: nn.Module) -> nn.Module:
+def mask_decoder_of(model: nn.Module) -> nn.Module:
     """The mask decoder of a SAM / HQ-SAM ``Sam`` (``mask_decoder``), a SAM 2 ``SAM2Base``
     (``sam_mask_decoder``), or ``model`` itself when it is a decoder."""
     for name in ("mask_decoder", "sam_mask_decoder"):
@@ -60,7 +60,7 @@ class PluginInjection:
     """
 
     def __init__(self, model: nn.Module, plugin: StableSamPlugin, layer_index: int = STABLE_SAM_LAYER) -> None:
-        decoder = _mask_decoder(model)
+        decoder = mask_decoder_of(model)
         transformer = getattr(decoder, "transformer", None)
         layers = getattr(transformer, "layers", None)
         if layers is None or len(layers) <= layer_index:

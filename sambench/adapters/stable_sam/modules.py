@@ -2,7 +2,7 @@
 
 Both act on decoder layer 2 of SAM's two-way transformer (``mask_decoder.transformer.layers[1]``), whose
 token-to-image cross-attention is the only place where Stable-SAM changes what the decoder sees. The
-tensors involved (see ``sambench/stable_sam/inject.py`` for where they come from):
+tensors involved (see :mod:`sambench.adapters.stable_sam.inject` for where they come from):
 
 * ``x``: the image tokens layer 2 receives (``keys``: the image embedding + dense prompt embedding, already
   updated by layer 1's image-to-token attention), reshaped to ``B × C × H × W`` (C = 256, H = W = 64).

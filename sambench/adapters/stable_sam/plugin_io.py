@@ -26,6 +26,7 @@ from typing import Any, Optional
 import torch
 
 from sambench.adapters.stable_sam.modules import PluginConfig, StableSamPlugin
+from sambench.adapters.weights import torch_load_problem
 from sambench.types import SambenchError
 
 PLUGIN_FORMAT = "sambench-stable-sam-plugin"
@@ -128,8 +129,6 @@ def load_plugin_file(path: os.PathLike | str) -> LoadedPlugin:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
-        from sambench.adapters.weights import torch_load_problem
-
         kind, detail = torch_load_problem(exc)  # never relays torch's "retry with weights_only=False"
         if kind == "code":
             raise SambenchError(f"{p}: refused: not a Stable-SAM plug-in file, it pickles Python objects (it references "
