@@ -1,4 +1,5 @@
-"""Issue 11, storage and CLI items: read-only runs, full disks, corruption, resume identity, retries.
+"""Storage and CLI defects found by issue 11's fault audit, kept fixed: read-only runs, full disks,
+corruption, resume identity, retries, CLI validation.
 
 Read-only and disk-full cases run the real thing: the command runs in a private mount namespace
 (``unshare -m``) on a read-only bind mount or a tiny tmpfs. Tests run as root, and root ignores chmod, but
@@ -81,13 +82,13 @@ def _run(out: Path, *extra, limit=2, check=True):
     return p
 
 
-# -------------------------------------------------------------------------------- item 1: read-only runs
+# ---------------------------------------------------------------------------------------- read-only runs
 
 
 @pytest.mark.slow
 @needs_mounts
 @pytest.mark.parametrize("wal", [False, True], ids=["finished-store", "wal-header-no-shm"])
-def test_item1_report_and_compare_read_a_run_in_a_read_only_directory(tmp_path, wal):
+def test_report_and_compare_read_a_run_in_a_read_only_directory(tmp_path, wal):
     base = tmp_path / "base"
     _run(base)
     if wal:  # as the committed results/default: WAL in the header, no -wal/-shm beside it
@@ -109,7 +110,7 @@ def test_item1_report_and_compare_read_a_run_in_a_read_only_directory(tmp_path, 
 
 @pytest.mark.slow
 @needs_mounts
-def test_item1_report_into_a_read_only_directory_says_so_in_one_line(tmp_path):
+def test_report_into_a_read_only_directory_says_so_in_one_line(tmp_path):
     base = tmp_path / "base"
     _run(base)
     p = _in_namespace(_ro_bind(base), ["report", str(base)])  # default out: base/report, on the read-only mount
@@ -120,7 +121,7 @@ def test_item1_report_into_a_read_only_directory_says_so_in_one_line(tmp_path):
     _one_error(p, str(ro / "rep"), "read-only file system")
 
 
-# ------------------------------------------------------------------------- item 4: compare without manifest
+# --------------------------------------------------------------------------------- compare without manifest
 
 
 def _folder(root: Path, mask_value: int = 255, n: int = 3) -> Path:
@@ -135,7 +136,7 @@ def _folder(root: Path, mask_value: int = 255, n: int = 3) -> Path:
 
 
 @pytest.mark.slow
-def test_item4_compare_checks_dataset_identity_from_the_store_when_the_manifest_is_missing(tmp_path):
+def test_compare_checks_dataset_identity_from_the_store_when_the_manifest_is_missing(tmp_path):
     a = _folder(tmp_path / "a" / "ds")
     b = _folder(tmp_path / "b" / "ds")
     m = np.zeros((20, 30), np.uint8)
@@ -155,7 +156,7 @@ def test_item4_compare_checks_dataset_identity_from_the_store_when_the_manifest_
     assert p.returncode in (0, 1), p.stderr
 
 
-# ------------------------------------------------------------------- item 5: resume with other settings
+# --------------------------------------------------------------------------- resume with other settings
 
 
 @pytest.mark.parametrize("first,second,needle", [
@@ -164,7 +165,7 @@ def test_item4_compare_checks_dataset_identity_from_the_store_when_the_manifest_
     (["--chunk-size", "64"], ["--chunk-size", "3"], "prompts_per_call"),
 ])
 @pytest.mark.slow
-def test_item5_resume_with_fewer_draws_other_levels_or_chunk_size_is_refused(tmp_path, first, second, needle):
+def test_a_resume_with_fewer_draws_other_levels_or_another_chunk_size_is_refused(tmp_path, first, second, needle):
     args = ["run", "-m", "box-fill", "-p", "noisy-box", "--limit", "1", "--out", str(tmp_path / "r"), "--no-report", "-q"]
     default = {"--draws": "2", "--levels": "0,0.5", "--chunk-size": "64"}
     fixed = [x for k, v in default.items() if k != first[0] for x in (k, v)]
@@ -180,7 +181,7 @@ def test_item5_resume_with_fewer_draws_other_levels_or_chunk_size_is_refused(tmp
 
 
 @pytest.mark.slow
-def test_item5_a_killed_run_resumed_with_more_draws_ends_with_every_object_on_the_same_draws(tmp_path):
+def test_a_killed_run_resumed_with_more_draws_ends_with_every_object_on_the_same_draws(tmp_path):
     """Growing is allowed: the resume computes the new draws for every image, so no object is left behind."""
     args = ["run", "-m", "box-fill", "-p", "noisy-box", "--levels", "0.5", "--limit", "4", "--out", str(tmp_path / "r"),
             "--no-report", "-q"]
@@ -200,12 +201,12 @@ def test_item5_a_killed_run_resumed_with_more_draws_ends_with_every_object_on_th
     assert man["protocols"]["noisy-box"]["stored"] == {"draws": 3, "levels": ["0.5"]}
 
 
-# ------------------------------------------------------------------- item 6: storage and I/O errors
+# --------------------------------------------------------------------------- storage and I/O errors
 
 
 @pytest.mark.slow
 @needs_mounts
-def test_item6_disk_full_during_a_run_is_one_line_naming_the_file(tmp_path):
+def test_a_full_disk_during_a_run_is_one_line_naming_the_file(tmp_path):
     d = tmp_path / "small"
     d.mkdir()
     p = _in_namespace(_tmpfs(d, 200), ["run", "-m", "box-fill", "-p", "noisy-box", "--draws", "20", "--levels",
@@ -216,7 +217,7 @@ def test_item6_disk_full_during_a_run_is_one_line_naming_the_file(tmp_path):
 
 @pytest.mark.slow
 @needs_mounts
-def test_item6_disk_full_during_a_report_leaves_no_truncated_file(tmp_path):
+def test_a_full_disk_during_a_report_leaves_no_truncated_file(tmp_path):
     base = tmp_path / "base"
     _run(base, limit=3)
     d = tmp_path / "small"
@@ -232,7 +233,7 @@ def test_item6_disk_full_during_a_report_leaves_no_truncated_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_item6_a_corrupt_database_is_one_line_naming_it(tmp_path):
+def test_a_corrupt_database_is_one_line_naming_it(tmp_path):
     base = tmp_path / "base"
     _run(base, limit=4)
     db = base / "results.sqlite"
@@ -246,7 +247,7 @@ def test_item6_a_corrupt_database_is_one_line_naming_it(tmp_path):
 
 
 @pytest.mark.slow
-def test_item6_out_pointing_at_a_file_is_one_line(tmp_path):
+def test_out_pointing_at_a_file_is_one_line_and_leaves_the_file_alone(tmp_path):
     f = tmp_path / "afile"
     f.write_text("x")
     p = _run(f, check=False)
@@ -258,7 +259,7 @@ def test_item6_out_pointing_at_a_file_is_one_line(tmp_path):
     assert p.returncode == 2 and f.read_text() == "x" and "Traceback" not in p.stderr
 
 
-def test_item6_atomic_write_keeps_the_old_file_whole_when_the_write_fails(tmp_path, monkeypatch):
+def test_atomic_write_keeps_the_old_file_whole_when_the_write_fails(tmp_path, monkeypatch):
     """Unit check of the boundary the report writes through (the tmpfs test above is the real disk)."""
     import errno
 
@@ -277,11 +278,11 @@ def test_item6_atomic_write_keeps_the_old_file_whole_when_the_write_fails(tmp_pa
     assert target.read_bytes() == b"old and whole" and os.listdir(tmp_path) == ["comparison.png"]
 
 
-# ------------------------------------------------------------------------- item 7: no side effects
+# --------------------------------------------------------------------------------- no side effects
 
 
 @pytest.mark.slow
-def test_item7_report_of_a_missing_run_creates_nothing(tmp_path):
+def test_report_of_a_missing_run_creates_nothing(tmp_path):
     missing = tmp_path / "missing"
     p = subprocess.run(_cli("report", str(missing)), capture_output=True, text=True)
     _one_error(p, str(missing))
@@ -293,7 +294,7 @@ def test_item7_report_of_a_missing_run_creates_nothing(tmp_path):
     (["-m", "sam-tiny", "--device", "cuda"], "CUDA"),
 ])
 @pytest.mark.slow
-def test_item7_a_run_refused_while_building_models_leaves_no_run_directory(tmp_path, extra, needle):
+def test_a_run_refused_while_building_models_leaves_no_run_directory(tmp_path, extra, needle):
     out = tmp_path / "r"
     p = subprocess.run(_cli("run", "-p", "gt-box", "--limit", "1", "--out", str(out), "--no-report", "-q", *extra),
                        capture_output=True, text=True)
@@ -303,11 +304,11 @@ def test_item7_a_run_refused_while_building_models_leaves_no_run_directory(tmp_p
     assert p.returncode == 2
 
 
-# ---------------------------------------------------------------- item 8: retry exactly what changed
+# ------------------------------------------------------------------------ retry exactly what changed
 
 
 @pytest.mark.slow
-def test_item8_a_fixed_mask_is_named_and_retried_with_retry_failed(tmp_path):
+def test_changed_masks_are_named_and_exactly_they_rerun_with_retry_failed(tmp_path):
     ds = _folder(tmp_path / "ds")
     bad = np.zeros((20, 30), np.uint8)
     bad[4:16, 5:25] = 1                                   # a 0/1 mask: empty at > 128
@@ -336,7 +337,7 @@ def test_item8_a_fixed_mask_is_named_and_retried_with_retry_failed(tmp_path):
     assert p.returncode == 0, p.stderr
 
 
-# ------------------------------------------------------------------------------- item 10: CLI validation
+# ---------------------------------------------------------------------------------------- CLI validation
 
 
 def _coco_elsewhere(tmp_path: Path) -> tuple[Path, Path]:
@@ -354,7 +355,7 @@ def _coco_elsewhere(tmp_path: Path) -> tuple[Path, Path]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["dataset-option", "images-flag"])
-def test_item10_coco_with_images_elsewhere_runs_from_the_cli(tmp_path, how):
+def test_coco_with_images_elsewhere_runs_from_the_cli(tmp_path, how):
     ann, imgs = _coco_elsewhere(tmp_path)
     extra = ["--dataset-option", f"images={imgs}"] if how == "dataset-option" else ["--images", str(imgs)]
     p = subprocess.run(_cli("run", "-m", "box-fill", "-p", "gt-box", "-d", str(ann), *extra,
@@ -369,7 +370,7 @@ def test_item10_coco_with_images_elsewhere_runs_from_the_cli(tmp_path, how):
     (["--workers", "-3"], "--workers"),
     (["--seed", "-1"], "seed"),
 ])
-def test_item10_bad_workers_and_seed_are_refused(tmp_path, args, needle):
+def test_bad_workers_and_seed_are_refused_before_any_directory_is_made(tmp_path, args, needle):
     out = tmp_path / "r"
     p = subprocess.run(_cli("run", "-m", "box-fill", "-p", "gt-box", "--limit", "1", "--out", str(out),
                             "--no-report", "-q", *args), capture_output=True, text=True)
@@ -379,7 +380,7 @@ def test_item10_bad_workers_and_seed_are_refused(tmp_path, args, needle):
 
 
 @pytest.mark.slow
-def test_item10_name_names_each_dataset(tmp_path):
+def test_two_datasets_of_one_name_need_a_name_each(tmp_path):
     a, b = _folder(tmp_path / "one" / "test"), _folder(tmp_path / "two" / "test")
     base = ["run", "-m", "box-fill", "-p", "gt-box", "-d", str(a), "-d", str(b), "--no-report", "-q"]
     p = subprocess.run(_cli(*base, "--out", str(tmp_path / "r0")), capture_output=True, text=True)
@@ -411,7 +412,7 @@ def _wait_rows(db: Path, n: int, proc, timeout=120) -> None:
 
 
 @pytest.mark.slow
-def test_item10_ctrl_c_exits_130_and_item13_killed_invocations_reach_the_manifest(tmp_path):
+def test_ctrl_c_exits_130_and_killed_invocations_reach_the_manifest(tmp_path):
     args = ["run", "-m", "grabcut", "-p", "noisy-box", "--levels", "0,0.5", "--draws", "2", "--limit", "6",
             "--workers", "1", "--option", "grabcut.max_side=96", "--no-report", "-q", "--out", str(tmp_path / "r")]
     db = tmp_path / "r" / "results.sqlite"
@@ -438,5 +439,5 @@ def test_item10_ctrl_c_exits_130_and_item13_killed_invocations_reach_the_manifes
     assert all("--draws" in i["argv"] for i in inv)
     assert all(i["counters"]["grabcut"]["encoder_calls"] > 0 for i in inv[:2])
     assert sum(i["counters"]["grabcut"]["encoder_calls"] for i in inv) == man["counters"]["grabcut"]["encoder_calls"] == 6
-    # item 13: no empty -wal/-shm beside the finished store
+    # no empty -wal/-shm beside the finished store
     assert sorted(os.listdir(tmp_path / "r")) == ["manifest.json", "results.sqlite"]
