@@ -4,7 +4,6 @@ empty draws, error messages, "did you mean", bad COCO annotations, EXIF orientat
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -16,14 +15,10 @@ from sambench.config.cards import make_setting
 from sambench.metrics import encode_rle, iou, stability
 from sambench.inputs.prompts import gt_box, make_prompt, prompt_rng
 from sambench.types import SambenchError, keyed_rng
-
-
-def _cli(*args):
-    return [sys.executable, "-m", "sambench.cli.main", *args]
-
-
-def _error_lines(stderr: str) -> list[str]:
-    return [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+try:
+    from run_fixtures import error_lines, sambench_cli
+except ImportError:  # tests/ imported as a package
+    from tests.run_fixtures import error_lines, sambench_cli
 
 
 # --------------------------------------------------------------------------- noisy box s = 0 is the GT box
@@ -172,9 +167,10 @@ def test_a_malicious_plugin_is_refused_without_torchs_unsafe_advice(bad_weight_f
     assert "refused" in msg and "system" in msg and "\n" not in msg
     assert "weights_only" not in msg and "False" not in msg and "trusted" not in msg, msg
     # through the CLI as well: one error line, exit 2, no advice
-    p = subprocess.run(_cli("run", "-m", "stable-sam-tiny", "-p", "gt-box", "--limit", "1", "--plugin", str(evil),
-                            "--out", str(tmp_path / "r"), "--no-report", "-q"), capture_output=True, text=True)
-    assert p.returncode == 2 and len(_error_lines(p.stderr)) == 1, p.stderr
+    p = subprocess.run(sambench_cli("run", "-m", "stable-sam-tiny", "-p", "gt-box", "--limit", "1", "--plugin",
+                                    str(evil), "--out", str(tmp_path / "r"), "--no-report", "-q"),
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and len(error_lines(p.stderr)) == 1, p.stderr
     assert "weights_only=False" not in p.stderr and "weights_only` set to `False`" not in p.stderr
 
 
@@ -221,9 +217,9 @@ def test_an_unknown_option_in_a_card_file_is_blamed_on_the_card(tmp_path, monkey
     (["--dataset", "grabcut-sampel"], "unknown dataset 'grabcut-sampel' (did you mean 'grabcut-sample'?)"),
 ])
 def test_mistyped_model_protocol_and_dataset_names_get_a_did_you_mean(tmp_path, args, needle):
-    p = subprocess.run(_cli("run", "--out", str(tmp_path / "r"), "--no-report", "-q", *args),
+    p = subprocess.run(sambench_cli("run", "--out", str(tmp_path / "r"), "--no-report", "-q", *args),
                        capture_output=True, text=True)
-    err = _error_lines(p.stderr)
+    err = error_lines(p.stderr)
     assert p.returncode == 2 and len(err) == 1 and needle in err[0], p.stderr
 
 
@@ -323,8 +319,8 @@ def test_exif_orientation_is_named_in_the_size_error_and_warned_once_per_dataset
     assert len(notes) == 1 and "2 image(s) carry an EXIF orientation" in notes[0] and "sq (3)" in notes[0]
     assert ds.exif_oriented() == {"sq": 3, "wide": 6}
     # ... printed once by a run with 2 workers (the workers open the dataset too), not once per process
-    p = subprocess.run(_cli("run", "-m", "box-fill", "-p", "gt-box", "-d", str(root), "--workers", "2",
-                            "--out", str(tmp_path / "r"), "--no-report", "-q", "--keep-going"),
+    p = subprocess.run(sambench_cli("run", "-m", "box-fill", "-p", "gt-box", "-d", str(root), "--workers", "2",
+                                    "--out", str(tmp_path / "r"), "--no-report", "-q", "--keep-going"),
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert p.stderr.count("EXIF orientation tag") == 1, p.stderr
@@ -355,8 +351,8 @@ def test_images_without_a_mask_are_warned_once_and_listed_in_the_report(tmp_path
         cv2.imwrite(str(root / "images" / f"{name}.png"), np.full((20, 30, 3), 100, np.uint8))
         cv2.imwrite(str(root / "masks" / f"{name}.png"), m)
     cv2.imwrite(str(root / "images" / "lonely.png"), np.full((20, 30, 3), 100, np.uint8))
-    p = subprocess.run(_cli("run", "-m", "box-fill", "-p", "gt-box", "-d", str(root), "--workers", "2",
-                            "--out", str(tmp_path / "r"), "-q"), capture_output=True, text=True)
+    p = subprocess.run(sambench_cli("run", "-m", "box-fill", "-p", "gt-box", "-d", str(root), "--workers", "2",
+                                    "--out", str(tmp_path / "r"), "-q"), capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert p.stderr.count("image(s) without a mask") == 1, p.stderr
     page = (tmp_path / "r" / "report" / "index.html").read_text()
