@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Union
 
-from sambench.types import SambenchError
+from sambench.types import SambenchError, first_line
 
 PathLike = Union[str, os.PathLike]
 
@@ -41,7 +41,7 @@ def storage_error(path: PathLike, exc: BaseException, doing: str = "cannot write
     elif isinstance(exc, OSError) and exc.strerror:
         reason = exc.strerror.lower()
     else:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = first_line(exc)
     return SambenchError(f"{path}: {doing}: {reason}")
 
 

@@ -10,6 +10,7 @@ Conventions (docs/protocols.md and docs/metrics.md say the same):
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -22,10 +23,17 @@ class SambenchError(Exception):
     """A user-facing error: its message is one line naming the file or name and the problem."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message once surrounding whitespace is dropped; its type name if it is empty.
+
+    What a one-line error quotes of a library's exception (SQLite, pickle, PIL, ...), whose own message
+    may span lines (a traceback-like dump) or be empty.
+    """
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def did_you_mean(name: str, known) -> str:
     """``" (did you mean 'x'?)"`` for the closest of ``known`` to a mistyped ``name`` (difflib), else ``""``."""
-    import difflib
-
     close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 

@@ -1,11 +1,32 @@
-"""Shared helpers for tests that read a run's results store directly (resume, kill, Ray, clicks)."""
+"""Shared helpers for tests that run the ``sambench`` command or read a run's results store directly (resume,
+kill, Ray, clicks): the command line, the store's rows, and waiting for rows to SIGKILL a run at."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import sys
+import time
 from pathlib import Path
+from typing import Callable, Optional
 
 from sambench.store import COLUMNS
+
+
+def sambench_cli(*args: str) -> list[str]:
+    """The ``sambench ARGS`` command line, run by this test's Python (``python -m sambench``)."""
+    return [sys.executable, "-m", "sambench", *args]
+
+
+def checkout_env() -> dict:
+    """The environment for a ``sambench`` process (and the Ray workers it starts) that must import this
+    checkout: the tests' own, with ``PYTHONPATH`` set to the working directory."""
+    return {**os.environ, "PYTHONPATH": os.getcwd()}
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The ``error: ...`` lines a command printed."""
+    return [ln for ln in stderr.splitlines() if ln.startswith("error:")]
 
 
 def stored_rows(run_dir) -> list[tuple]:
@@ -27,6 +48,74 @@ def stored_count(db: Path, distinct: str = "") -> int:
         try:
             return con.execute(f"SELECT COUNT({f'DISTINCT {distinct}' if distinct else '*'}) FROM results").fetchone()[0]
         finally:
-            con.close()
+            con.close()  # always: an open reader keeps the WAL files alive
     except sqlite3.OperationalError:
         return 0
+
+
+# ------------------------------------------------------------------- interrupting a run, and its processes
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live descendant of ``pid`` (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+    out, todo = set(), [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.add(c)
+            todo.append(c)
+    return out
+
+
+def alive(pids: set[int]) -> set[int]:
+    """Those of ``pids`` that still run (not gone, not zombies)."""
+    out = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                if fh.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    out.add(pid)
+        except OSError:
+            pass
+    return out
+
+
+def wait_gone(pids: set[int], seconds: float) -> set[int]:
+    """Wait up to ``seconds`` for every one of ``pids`` to end; those still alive then."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and alive(pids):
+        time.sleep(0.1)
+    return alive(pids)
+
+
+def wait_for_rows(proc, run_dir, rows: int = 1, distinct: str = "",
+                  ready: Optional[Callable[[set[int]], bool]] = None, timeout: float = 120.0) -> set[int]:
+    """Wait, while ``proc`` (a ``sambench run`` into ``run_dir``) runs, until its store holds ``rows`` rows (or
+    distinct values of column ``distinct``) and ``ready(live descendants of proc)`` holds; fail if the run ends
+    or the time runs out first. Returns every descendant of ``proc`` seen meanwhile (Linux /proc; a test
+    checks that none outlives a kill), so the caller can interrupt the run at that point."""
+    track = sys.platform.startswith("linux")
+    db = Path(run_dir) / "results.sqlite"
+    kids: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if track:
+            kids |= descendants(proc.pid)
+        if (ready is None or ready(alive(kids))) and stored_count(db, distinct) >= rows:
+            return kids | descendants(proc.pid) if track else kids
+        time.sleep(0.05)
+    raise AssertionError("the run ended (or hung) before it could be interrupted")
+
+
+def sigkill(proc) -> None:
+    """SIGKILL ``proc`` (nothing can be caught: as a power loss or the OOM killer) and reap it."""
+    proc.kill()
+    proc.wait()

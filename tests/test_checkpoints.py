@@ -30,7 +30,6 @@ except ImportError:  # tests/ imported as a package
 
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("SAMBENCH_HASH_CACHE", str(tmp_path / "cache" / "hashes.json"))
     monkeypatch.setenv("SAMBENCH_CHECKPOINTS", str(tmp_path / "ckpts"))
 
 

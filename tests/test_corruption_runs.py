@@ -8,7 +8,6 @@ import json
 import shutil
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,10 @@ from sambench.metrics import decode_rle, iou
 from sambench.execution.runner import DatasetSpec, RunConfig, run
 from sambench.store import KEY_COLUMNS, Store
 from sambench.types import SambenchError
+try:
+    from run_fixtures import error_lines, sambench_cli
+except ImportError:  # tests/ imported as a package
+    from tests.run_fixtures import error_lines, sambench_cli
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -159,10 +162,9 @@ def test_compare_gates_per_corruption(tmp_path):
 
 @pytest.mark.slow
 def test_cli_and_card(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "sambench.cli.main", "run", "-m", "box-fill", "-p", "gt-box",
-                        "--corruption", "fgo", "--out", str(tmp_path / "x"), "-q", "--no-report"],
-                       capture_output=True, text=True)
-    errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    p = subprocess.run(sambench_cli("run", "-m", "box-fill", "-p", "gt-box", "--corruption", "fgo",
+                                    "--out", str(tmp_path / "x"), "-q", "--no-report"), capture_output=True, text=True)
+    errors = error_lines(p.stderr)
     assert p.returncode == 2 and len(errors) == 1 and errors[0].startswith("error: unknown corruption 'fgo'")
     from sambench.config import load_protocol_card
 

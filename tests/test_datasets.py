@@ -589,7 +589,7 @@ def test_coco_bad_inputs(tmp_path):
         d["images"][2]["width"] = 400                                       # image 2: size mismatch
     p = _voc_variant(tmp_path, per_image)
     ds = open_dataset(str(p), images=voc_imgs)
-    # a bad annotation fails alone (Sample.failed_objects), the image's other objects load (issue 11, item 2)
+    # a bad annotation fails alone (Sample.failed_objects), the image's other objects load (issue 11)
     for image_id, (ann, needle) in {"2011_000003": ("0", "empty"), "2011_000025": ("3", "sum")}.items():
         sample = ds.load(image_id)
         assert ann in sample.failed_objects and ann not in [o.id for o in sample.objects]

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from sambench.config import FAMILY_DEFAULTS, load_model_card, resolve_model_name
+try:
+    from run_fixtures import sambench_cli
+except ImportError:  # tests/ imported as a package
+    from tests.run_fixtures import sambench_cli
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -34,8 +37,7 @@ def test_a_card_file_with_a_family_name_shadows_the_alias(tmp_path, monkeypatch)
 
 def _sambench(args: list[str], cwd: Path, env_extra: dict) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), **env_extra}
-    return subprocess.run([sys.executable, "-m", "sambench", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(sambench_cli(*args), cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.slow

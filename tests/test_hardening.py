@@ -1,9 +1,9 @@
-"""Issue 11: each defect of the 105-fault audit, reproduced and kept fixed (one test or more per item)."""
+"""Defects found by issue 11's fault audit, each reproduced and kept fixed: zero-noise boxes, stability of
+empty draws, error messages, "did you mean", bad COCO annotations, EXIF orientation, unpaired files."""
 
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -15,21 +15,17 @@ from sambench.config import make_setting
 from sambench.metrics import encode_rle, iou, stability
 from sambench.inputs.prompts import gt_box, make_prompt, prompt_rng
 from sambench.types import SambenchError, keyed_rng
+try:
+    from run_fixtures import error_lines, sambench_cli
+except ImportError:  # tests/ imported as a package
+    from tests.run_fixtures import error_lines, sambench_cli
 
 
-def _cli(*args):
-    return [sys.executable, "-m", "sambench.cli.main", *args]
-
-
-def _error_lines(stderr: str) -> list[str]:
-    return [ln for ln in stderr.splitlines() if ln.startswith("error:")]
-
-
-# ------------------------------------------------------------------ item 11: noisy box s = 0 is the GT box
+# --------------------------------------------------------------------------- noisy box s = 0 is the GT box
 
 
 @pytest.mark.parametrize("kind", ["noisy-box", "box-shift", "box-scale"])
-def test_item11_zero_noise_is_exactly_the_gt_box_for_1px_and_other_objects(kind):
+def test_zero_noise_is_exactly_the_gt_box_for_1px_and_other_objects(kind):
     rng0 = np.random.default_rng(3)
     masks = []
     one = np.zeros((20, 30), bool)
@@ -57,7 +53,7 @@ def test_item11_zero_noise_is_exactly_the_gt_box_for_1px_and_other_objects(kind)
         assert iou(fill.predict(state, [p]).masks[0], one) == 1.0
 
 
-def test_item11_collapsed_boxes_of_wider_objects_are_still_1px_wide():
+def test_a_collapsed_noisy_box_is_still_1px_wide_and_inside_the_image():
     from sambench.inputs.prompts import noisy_box
 
     class _Push:  # u = +1 on the centre terms: a box pushed beyond the right/bottom edge collapses
@@ -69,10 +65,10 @@ def test_item11_collapsed_boxes_of_wider_objects_are_still_1px_wide():
     assert 0 <= box[0] and box[2] <= 30 and 0 <= box[1] and box[3] <= 20
 
 
-# ------------------------------------------------------------- item 12: stability of empty predictions
+# ---------------------------------------------------------------------- stability of empty predictions
 
 
-def test_item12_all_empty_draws_have_undefined_stability_and_are_counted():
+def test_all_empty_draws_have_undefined_stability_and_are_left_out_of_its_mean():
     import pandas as pd
 
     from sambench.analysis.summary import summarize
@@ -101,7 +97,7 @@ def test_item12_all_empty_draws_have_undefined_stability_and_are_counted():
     assert r["stability_pairwise"] == 1.0 and r["stability_union"] == 1.0  # object 0 only, not (1 + 1) / 2 of "nothing"
 
 
-# ------------------------------------------------------------------------------------- item 9: messages
+# --------------------------------------------------------------------------------------------- messages
 
 
 def _one_folder_sample(root: Path, mask: np.ndarray, size=(24, 32)) -> Path:
@@ -112,7 +108,7 @@ def _one_folder_sample(root: Path, mask: np.ndarray, size=(24, 32)) -> Path:
     return root
 
 
-def test_item9_a_0_1_mask_says_it_holds_low_values_and_how_to_read_them(tmp_path):
+def test_a_0_1_mask_says_it_holds_low_values_and_how_to_read_them(tmp_path):
     from sambench.datasets import open_dataset
 
     m = np.zeros((24, 32), np.uint8)
@@ -147,7 +143,7 @@ def bad_weight_files(tmp_path):
     return rnd, evil
 
 
-def test_item9_random_bytes_are_not_called_pickled_objects(bad_weight_files):
+def test_random_bytes_are_not_called_pickled_objects(bad_weight_files):
     from sambench.adapters.weights import read_state_dict
     from sambench.adapters.stable_sam.plugin_io import load_plugin_file
 
@@ -161,7 +157,7 @@ def test_item9_random_bytes_are_not_called_pickled_objects(bad_weight_files):
 
 
 @pytest.mark.slow
-def test_item9_malicious_plugin_is_refused_without_torchs_unsafe_advice(bad_weight_files, tmp_path):
+def test_a_malicious_plugin_is_refused_without_torchs_unsafe_advice(bad_weight_files, tmp_path):
     from sambench.adapters.stable_sam.plugin_io import load_plugin_file
 
     _, evil = bad_weight_files
@@ -171,13 +167,14 @@ def test_item9_malicious_plugin_is_refused_without_torchs_unsafe_advice(bad_weig
     assert "refused" in msg and "system" in msg and "\n" not in msg
     assert "weights_only" not in msg and "False" not in msg and "trusted" not in msg, msg
     # through the CLI as well: one error line, exit 2, no advice
-    p = subprocess.run(_cli("run", "-m", "stable-sam-tiny", "-p", "gt-box", "--limit", "1", "--plugin", str(evil),
-                            "--out", str(tmp_path / "r"), "--no-report", "-q"), capture_output=True, text=True)
-    assert p.returncode == 2 and len(_error_lines(p.stderr)) == 1, p.stderr
+    p = subprocess.run(sambench_cli("run", "-m", "stable-sam-tiny", "-p", "gt-box", "--limit", "1", "--plugin",
+                                    str(evil), "--out", str(tmp_path / "r"), "--no-report", "-q"),
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and len(error_lines(p.stderr)) == 1, p.stderr
     assert "weights_only=False" not in p.stderr and "weights_only` set to `False`" not in p.stderr
 
 
-def test_item9_a_directory_as_checkpoint_is_named_a_directory(tmp_path):
+def test_a_directory_as_checkpoint_is_named_a_directory(tmp_path):
     from sambench.adapters import build_adapter
 
     (tmp_path / "ckpts").mkdir()
@@ -191,7 +188,7 @@ def test_item9_a_directory_as_checkpoint_is_named_a_directory(tmp_path):
     ("grabcut", "iteration", "--option iteration: unknown option 'iteration' for model 'grabcut'", "did you mean 'iterations'"),
     ("box-fill", "x", "--option x: unknown option 'x' for model 'box-fill'", ""),
 ])
-def test_item9_unknown_option_is_blamed_on_the_option_not_the_card(model, key, blamed, hint):
+def test_an_unknown_option_is_blamed_on_the_option_not_the_card(model, key, blamed, hint):
     from sambench.adapters import build_adapter
 
     with pytest.raises(SambenchError) as exc:
@@ -200,7 +197,7 @@ def test_item9_unknown_option_is_blamed_on_the_option_not_the_card(model, key, b
     assert msg.startswith(blamed) and hint in msg and ".yaml" not in msg, msg
 
 
-def test_item9_unknown_option_in_a_card_file_is_blamed_on_the_card(tmp_path, monkeypatch):
+def test_an_unknown_option_in_a_card_file_is_blamed_on_the_card(tmp_path, monkeypatch):
     from sambench.adapters import build_adapter
 
     (tmp_path / "models").mkdir()
@@ -211,7 +208,7 @@ def test_item9_unknown_option_in_a_card_file_is_blamed_on_the_card(tmp_path, mon
         build_adapter("my-sam", device="cpu")
 
 
-# ------------------------------------------------------------------------ item 10: "did you mean" (difflib)
+# --------------------------------------------------------------------------------- "did you mean" (difflib)
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -219,14 +216,14 @@ def test_item9_unknown_option_in_a_card_file_is_blamed_on_the_card(tmp_path, mon
     (["--protocol", "noisy-bx"], "unknown protocol 'noisy-bx' (did you mean 'noisy-box'?)"),
     (["--dataset", "grabcut-sampel"], "unknown dataset 'grabcut-sampel' (did you mean 'grabcut-sample'?)"),
 ])
-def test_item10_typos_get_a_did_you_mean(tmp_path, args, needle):
-    p = subprocess.run(_cli("run", "--out", str(tmp_path / "r"), "--no-report", "-q", *args),
+def test_mistyped_model_protocol_and_dataset_names_get_a_did_you_mean(tmp_path, args, needle):
+    p = subprocess.run(sambench_cli("run", "--out", str(tmp_path / "r"), "--no-report", "-q", *args),
                        capture_output=True, text=True)
-    err = _error_lines(p.stderr)
+    err = error_lines(p.stderr)
     assert p.returncode == 2 and len(err) == 1 and needle in err[0], p.stderr
 
 
-# ------------------------------------------------- item 2: one bad COCO annotation fails alone, others are scored
+# --------------------------------------------------------- one bad COCO annotation fails alone, others are scored
 
 
 def _coco(root: Path, anns: list, size=(40, 50), file_name="a.png") -> Path:
@@ -241,7 +238,7 @@ def _coco(root: Path, anns: list, size=(40, 50), file_name="a.png") -> Path:
     return root / "ann.json"
 
 
-def test_item2_a_bad_coco_annotation_fails_alone_and_the_rest_is_scored(tmp_path):
+def test_a_bad_coco_annotation_fails_alone_and_the_rest_is_scored(tmp_path):
     from sambench.execution.runner import DatasetSpec, RunConfig, run
     from sambench.store import Store
     from sambench.analysis.summary import summarize
@@ -270,7 +267,7 @@ def test_item2_a_bad_coco_annotation_fails_alone_and_the_rest_is_scored(tmp_path
                          out=tmp_path / "r", workers=1, progress=False)).rows_added == 0
 
 
-# --------------------------------------------------------------------------------- item 3: EXIF orientation
+# ----------------------------------------------------------------------------------------- EXIF orientation
 
 
 def _tagged(path: Path, arr: np.ndarray, orientation: int) -> Path:
@@ -284,7 +281,7 @@ def _tagged(path: Path, arr: np.ndarray, orientation: int) -> Path:
 
 
 @pytest.mark.parametrize("ext", [".jpg", ".png", ".webp"])
-def test_item3_images_are_decoded_exactly_as_cv2_imread_for_every_orientation(tmp_path, ext):
+def test_images_are_decoded_exactly_as_cv2_imread_for_every_exif_orientation(tmp_path, ext):
     from sambench.datasets.base import read_image_oriented
 
     arr = np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8)
@@ -296,7 +293,7 @@ def test_item3_images_are_decoded_exactly_as_cv2_imread_for_every_orientation(tm
 
 
 @pytest.mark.slow
-def test_item3_exif_is_named_in_the_size_error_and_warned_once_per_dataset(tmp_path):
+def test_exif_orientation_is_named_in_the_size_error_and_warned_once_per_dataset(tmp_path):
     from sambench.datasets import open_dataset
 
     root = tmp_path / "ds"
@@ -322,8 +319,8 @@ def test_item3_exif_is_named_in_the_size_error_and_warned_once_per_dataset(tmp_p
     assert len(notes) == 1 and "2 image(s) carry an EXIF orientation" in notes[0] and "sq (3)" in notes[0]
     assert ds.exif_oriented() == {"sq": 3, "wide": 6}
     # ... printed once by a run with 2 workers (the workers open the dataset too), not once per process
-    p = subprocess.run(_cli("run", "-m", "box-fill", "-p", "gt-box", "-d", str(root), "--workers", "2",
-                            "--out", str(tmp_path / "r"), "--no-report", "-q", "--keep-going"),
+    p = subprocess.run(sambench_cli("run", "-m", "box-fill", "-p", "gt-box", "-d", str(root), "--workers", "2",
+                                    "--out", str(tmp_path / "r"), "--no-report", "-q", "--keep-going"),
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert p.stderr.count("EXIF orientation tag") == 1, p.stderr
@@ -331,7 +328,7 @@ def test_item3_exif_is_named_in_the_size_error_and_warned_once_per_dataset(tmp_p
     assert any("EXIF" in n for n in man["datasets"][ds.name]["notices"])
 
 
-def test_item3_untagged_datasets_keep_their_content_hash():
+def test_datasets_without_exif_tags_keep_their_content_hash():
     from sambench.datasets import open_dataset
 
     ds = open_dataset("grabcut-sample")
@@ -340,11 +337,11 @@ def test_item3_untagged_datasets_keep_their_content_hash():
     assert ds.content_hash() == committed["datasets"]["grabcut-sample"]["content_hash"]
 
 
-# ---------------------------------------------------------------- item 13: cosmetic (unpaired-files warning)
+# ------------------------------------------------------------------------- cosmetic (unpaired-files warning)
 
 
 @pytest.mark.slow
-def test_item13_unpaired_files_are_warned_once_and_listed_in_the_report(tmp_path):
+def test_images_without_a_mask_are_warned_once_and_listed_in_the_report(tmp_path):
     root = tmp_path / "ds"
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
@@ -354,8 +351,8 @@ def test_item13_unpaired_files_are_warned_once_and_listed_in_the_report(tmp_path
         cv2.imwrite(str(root / "images" / f"{name}.png"), np.full((20, 30, 3), 100, np.uint8))
         cv2.imwrite(str(root / "masks" / f"{name}.png"), m)
     cv2.imwrite(str(root / "images" / "lonely.png"), np.full((20, 30, 3), 100, np.uint8))
-    p = subprocess.run(_cli("run", "-m", "box-fill", "-p", "gt-box", "-d", str(root), "--workers", "2",
-                            "--out", str(tmp_path / "r"), "-q"), capture_output=True, text=True)
+    p = subprocess.run(sambench_cli("run", "-m", "box-fill", "-p", "gt-box", "-d", str(root), "--workers", "2",
+                                    "--out", str(tmp_path / "r"), "-q"), capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert p.stderr.count("image(s) without a mask") == 1, p.stderr
     page = (tmp_path / "r" / "report" / "index.html").read_text()

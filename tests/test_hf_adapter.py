@@ -32,7 +32,6 @@ def _offline(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_HUB_OFFLINE", "1")
         mp.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf_home")))  # an empty hub cache
-        mp.setenv("SAMBENCH_HASH_CACHE", str(tmp_path_factory.mktemp("hashcache") / "hashes.json"))
         yield
 
 

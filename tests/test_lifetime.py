@@ -12,6 +12,10 @@ import pytest
 
 from sambench.execution.lock import LOCK_NAME, RunLock
 from sambench.types import SambenchError
+try:
+    from run_fixtures import alive, checkout_env, sambench_cli, sigkill, wait_for_rows, wait_gone
+except ImportError:  # tests/ imported as a package
+    from tests.run_fixtures import alive, checkout_env, sambench_cli, sigkill, wait_for_rows, wait_gone
 
 HOLD = textwrap.dedent("""
     import sys, time
@@ -24,7 +28,7 @@ HOLD = textwrap.dedent("""
 
 def _holder(run_dir: Path, seconds: float) -> subprocess.Popen:
     p = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir), str(seconds)], stdout=subprocess.PIPE, text=True,
-                         env={**os.environ, "PYTHONPATH": os.getcwd()})
+                         env=checkout_env())
     assert p.stdout.readline().strip() == "locked"
     return p
 
@@ -58,8 +62,8 @@ def test_wait_lock_waits_for_the_holder(tmp_path):
 def test_cli_refuses_a_locked_run_dir_in_one_line(tmp_path):
     p = _holder(tmp_path / "r", 60)
     try:
-        out = subprocess.run([sys.executable, "-m", "sambench", "run", "-m", "box-fill", "--limit", "1", "--levels",
-                              "0", "--out", str(tmp_path / "r"), "-q", "--no-report"], capture_output=True, text=True)
+        out = subprocess.run(sambench_cli("run", "-m", "box-fill", "--limit", "1", "--levels", "0", "--out",
+                                          str(tmp_path / "r"), "-q", "--no-report"), capture_output=True, text=True)
     finally:
         p.kill()
         p.wait()
@@ -69,71 +73,18 @@ def test_cli_refuses_a_locked_run_dir_in_one_line(tmp_path):
     assert not (tmp_path / "r" / "results.sqlite").exists()
 
 
-def _descendants(pid: int) -> set[int]:
-    """Every live descendant of ``pid`` (Linux /proc)."""
-    children: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(d))
-    out, todo = set(), [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.add(c)
-            todo.append(c)
-    return out
-
-
-def _alive(pids: set[int]) -> set[int]:
-    alive = set()
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                if fh.read().rsplit(")", 1)[1].split()[0] != "Z":
-                    alive.add(pid)
-        except OSError:
-            pass
-    return alive
-
-
-def wait_gone(pids: set[int], seconds: float) -> set[int]:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and _alive(pids):
-        time.sleep(0.1)
-    return _alive(pids)
-
-
 def kill_driver_and_check_workers(args: list, run_dir: Path, min_workers: int, grace_s: float,
                                   startup_s: float = 120) -> None:
     """Start ``sambench run`` (args), wait until it has ``min_workers`` descendants and a row, SIGKILL it,
     and assert every descendant is gone within ``grace_s``."""
-    try:
-        from run_fixtures import stored_count
-    except ImportError:  # tests/ imported as a package
-        from tests.run_fixtures import stored_count
-
-    proc = subprocess.Popen([sys.executable, "-m", "sambench", *args, "--out", str(run_dir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONPATH": os.getcwd()})
-    deadline = time.monotonic() + startup_s
+    proc = subprocess.Popen(sambench_cli(*args, "--out", str(run_dir)), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=checkout_env())
     kids: set[int] = set()
     try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            kids |= _descendants(proc.pid)
-            db = run_dir / "results.sqlite"
-            if len(_alive(kids)) >= min_workers and stored_count(db):
-                break
-            time.sleep(0.1)
-        assert proc.poll() is None, "the run ended before it could be killed"
-        kids |= _descendants(proc.pid)
-        assert len(_alive(kids)) >= min_workers
+        kids = wait_for_rows(proc, run_dir, ready=lambda live: len(live) >= min_workers, timeout=startup_s)
+        assert len(alive(kids)) >= min_workers
     finally:
-        proc.kill()
-        proc.wait()
+        sigkill(proc)
     left = wait_gone(kids, grace_s)
     assert not left, f"{len(left)} worker process(es) outlived the SIGKILLed driver"
 

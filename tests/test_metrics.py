@@ -103,7 +103,7 @@ def test_stability_hand_computed():
     assert stability(rles[:1]) == (1.0, 1.0)
     assert stability([encode_rle(a)] * 4) == (1.0, 1.0)
     z = encode_rle(np.zeros((10, 10), bool))
-    assert all(np.isnan(v) for v in stability([z, z]))  # undefined when every draw is empty (issue 11, item 12)
+    assert all(np.isnan(v) for v in stability([z, z]))  # undefined when every draw is empty (issue 11)
     assert stability([z, encode_rle(a)]) == (0.0, 0.5)
 
 

@@ -62,7 +62,7 @@ def test_noisy_box_clamps_and_never_degenerates():
     # collapsed width (u=-1, s=1 → w=0) is widened to 1 px inside the image
     b = noisy_box((0, 0, 4, 10), (20, 20), 1.0, FixedRng([0, 0, -1, 0]))
     assert b[2] - b[0] == pytest.approx(1.0) and b[0] >= 0
-    # ... but never beyond the GT box's own width: a 1-px wide object keeps its GT side (issue 11, item 11)
+    # ... but never beyond the GT box's own width: a 1-px wide object keeps its GT side (issue 11)
     assert noisy_box((0, 0, 0, 10), (20, 20), 1.0, FixedRng([0, 0, -1, 0]))[0:3:2] == (0.0, 0.0)
     rng = keyed_rng("ab" * 32)
     for _ in range(2000):

@@ -7,17 +7,15 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
 
 # Ray is in the `test` extra (pyproject.toml): a missing Ray is a broken test install, not a skip.
 from sambench.execution.runner import DatasetSpec, RunConfig, run
 try:
-    from run_fixtures import stored_count, stored_rows
+    from run_fixtures import alive, checkout_env, sambench_cli, sigkill, stored_rows, wait_for_rows, wait_gone
 except ImportError:  # tests/ imported as a package
-    from tests.run_fixtures import stored_count, stored_rows
-from tests.test_lifetime import _alive, _descendants, wait_gone
+    from tests.run_fixtures import alive, checkout_env, sambench_cli, sigkill, stored_rows, wait_for_rows, wait_gone
 
 pytestmark = pytest.mark.slow
 
@@ -58,10 +56,6 @@ def test_ray_rows_equal_local_rows_and_actors_fill_a_shared_cache(tmp_path, one_
     assert stored_rows(tmp_path / "warm") == stored_rows(tmp_path / "local")
 
 
-def _cli_env():
-    return {**os.environ, "PYTHONPATH": os.getcwd()}
-
-
 def _cmdline(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline") as fh:
@@ -77,19 +71,17 @@ RAY_ARGS = ["run", "-m", "sam-tiny", "-p", "noisy-box", "--levels", "0,0.5", "--
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_a_killed_actor_s_images_are_retried_and_every_row_exists_once(tmp_path, one_thread):
     limit = ["--limit", "5"]
-    proc = subprocess.Popen([sys.executable, "-m", "sambench", *RAY_ARGS, *limit, "--out", str(tmp_path / "ray")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_cli_env())
-    killed = None
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None and killed is None:
-        if stored_count(tmp_path / "ray" / "results.sqlite", "image_id") >= 1:  # one image in: kill an actor at work
-            busy = [p for p in _descendants(proc.pid) if "ray::_Worker.work" in _cmdline(p)]
-            if busy:
-                killed = busy[0]
-                os.kill(killed, signal.SIGKILL)
-        time.sleep(0.05)
+    proc = subprocess.Popen(sambench_cli(*RAY_ARGS, *limit, "--out", str(tmp_path / "ray")),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=checkout_env())
+    busy: list[int] = []
+
+    def an_actor_at_work(live: set[int]) -> bool:
+        busy[:] = [p for p in live if "ray::_Worker.work" in _cmdline(p)]
+        return bool(busy)
+
+    wait_for_rows(proc, tmp_path / "ray", distinct="image_id", ready=an_actor_at_work, timeout=300)  # one image in
+    os.kill(busy[0], signal.SIGKILL)
     _, err = proc.communicate(timeout=600)
-    assert killed is not None, "no actor was busy to be killed"
     assert proc.returncode == 0, err
     run(_config(tmp_path / "local", models=["sam-tiny"], limit=5))
     rows = stored_rows(tmp_path / "ray")
@@ -102,24 +94,15 @@ def test_a_killed_actor_s_images_are_retried_and_every_row_exists_once(tmp_path,
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_no_ray_process_outlives_a_sigkilled_driver(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "sambench", *RAY_ARGS, "--limit", "13", "--out", str(tmp_path / "r")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_cli_env())
-    kids: set[int] = set()
-    deadline = time.monotonic() + 300
+    proc = subprocess.Popen(sambench_cli(*RAY_ARGS, "--limit", "13", "--out", str(tmp_path / "r")),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=checkout_env())
     try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            kids |= _descendants(proc.pid)
-            if stored_count(tmp_path / "r" / "results.sqlite", "image_id") >= 1:
-                break
-            time.sleep(0.1)
-        assert proc.poll() is None, "the run ended before it could be killed"
-        kids |= _descendants(proc.pid)
+        kids = wait_for_rows(proc, tmp_path / "r", distinct="image_id", timeout=300)
         workers = {p for p in kids if "ray::_Worker" in _cmdline(p)}
         core = {p for p in kids if "raylet" in _cmdline(p) or "gcs_server" in _cmdline(p)}
-        assert len(_alive(workers)) == 2 and len(_alive(core)) == 2
+        assert len(alive(workers)) == 2 and len(alive(core)) == 2
     finally:
-        proc.kill()
-        proc.wait()
+        sigkill(proc)
     assert not wait_gone(workers | core, 30), "Ray actors or the local Ray instance outlived the driver"
     # (Ray's idle dashboard / runtime-env agents follow their raylet by themselves within ~1-2 minutes;
     # docs/scale.md. They hold no model and are not waited for here.)

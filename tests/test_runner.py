@@ -1,11 +1,7 @@
 """The runner and store end to end: rows, resume after SIGKILL, workers, failures, manifest."""
 
 import json
-import os
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -17,9 +13,9 @@ from sambench.datasets import DatasetSpec
 from sambench.execution.runner import RunConfig, run
 from sambench.store import Store
 try:
-    from run_fixtures import stored_count, stored_rows
+    from run_fixtures import sambench_cli as _cli, sigkill, stored_rows, wait_for_rows
 except ImportError:  # tests/ imported as a package
-    from tests.run_fixtures import stored_count, stored_rows
+    from tests.run_fixtures import sambench_cli as _cli, sigkill, stored_rows, wait_for_rows
 
 
 def _config(out, **kw):
@@ -76,10 +72,6 @@ def test_run_dir_refuses_a_changed_model(tmp_path):
         run(_config(tmp_path / "a", models=["grabcut"], model_options={"grabcut": {"max_side": 64, "iterations": 1}}))
 
 
-def _cli(*args, cwd=None):
-    return [sys.executable, "-m", "sambench.cli.main", *args]
-
-
 @pytest.mark.slow
 def test_torch_models_run_on_two_pool_workers(tmp_path):
     """The parent builds its models (torch ops) before the pool starts; forked workers then hung in their
@@ -106,15 +98,8 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path):
     subprocess.run(_cli(*args, "--out", str(full)), check=True, capture_output=True)
     killed = tmp_path / "killed"
     proc = subprocess.Popen(_cli(*args, "--out", str(killed)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    db = killed / "results.sqlite"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if stored_count(db) >= 14:  # two images' rows are in: kill in the middle of the rest
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    wait_for_rows(proc, killed, rows=14)  # two images' rows are in: kill in the middle of the rest
+    sigkill(proc)
     partial = stored_rows(killed)
     assert 0 < len(partial) < len(stored_rows(full))
     subprocess.run(_cli(*args, "--out", str(killed)), check=True, capture_output=True)

@@ -29,13 +29,6 @@ pytestmark = pytest.mark.slow  # one Hiera-T encode is 2-6 s on 2 CPU cores
 SEED = 5
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _private_hash_cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SAMBENCH_HASH_CACHE", str(tmp_path_factory.mktemp("hashcache") / "hashes.json"))
-        yield
-
-
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     path = tmp_path_factory.mktemp("sam2") / "tiny_sam2.1.pt"

@@ -29,14 +29,6 @@ except ImportError:  # tests/ imported as a package
                                     reference_model, save_tiny_checkpoint, synthetic_image)
 
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _private_hash_cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SAMBENCH_HASH_CACHE", str(tmp_path_factory.mktemp("hashcache") / "hashes.json"))
-        yield
-
-
 @pytest.fixture(scope="module")
 def ckpts(tmp_path_factory):
     d = tmp_path_factory.mktemp("tiny_ckpts")

@@ -233,7 +233,7 @@ def test_manifest_records_where_and_how_long_scoring_ran(tmp_path):
 
     from sambench.datasets import DatasetSpec
     from sambench.execution.runner import RunConfig, run
-    from sambench.store import _sum_scoring
+    from sambench.store import sum_scoring
 
     run(RunConfig(models=["box-fill"], protocols=["noisy-box"], datasets=[DatasetSpec("grabcut-sample")],
                   out=tmp_path / "r", levels=["0", "0.5"], draws=2, limit=2, workers=1, progress=False,
@@ -246,7 +246,7 @@ def test_manifest_records_where_and_how_long_scoring_ran(tmp_path):
     stages = {"encode", "decode", "bbox+pack", "IoU", "boundary IoU", "RLE", "rows", "wait for scoring"}
     assert set(total["seconds"]) == stages and all(v >= 0 for v in total["seconds"].values())
     # a resumed run's invocation adds to the totals
-    twice = _sum_scoring([inv, inv])["models"]["box-fill"]
+    twice = sum_scoring([inv, inv])["models"]["box-fill"]
     assert twice["places"] == {"host": 12}
     assert twice["seconds"]["RLE"] == pytest.approx(2 * total["seconds"]["RLE"], abs=2e-3)
 

@@ -1,0 +1,84 @@
+"""The results table's declaration: one :class:`Row` per result, and every column grouping derived from it.
+
+The columns are declared once, by :class:`Row` (name, SQL type, whether it is part of the key), in table
+order. The key :data:`KEY_COLUMNS` = (model, dataset, image_id, object_id, protocol, level, draw,
+corruption, severity), the SQL schema (:data:`RESULTS_TABLE`, :data:`SCHEMA`) and every grouping of rows
+(:data:`LEVEL_COLUMNS`, :data:`OBJECT_COLUMNS`, :data:`PROMPT_COLUMNS`, :data:`IMAGE_ROW_COLUMNS`) are
+derived from it, in its order; ``tests/test_structure.py`` pins them.
+
+A row holds the prompt (JSON + sha256), IoU, boundary IoU, the model's score, the predicted mask as COCO
+RLE, per-prompt extras, and a status (``ok`` or ``failed`` with its error). A failure that concerns a
+whole image (unreadable file, mask of the wrong size, ...) is one row with ``object_id = ''``,
+``level = ''`` and ``draw = -1`` for each model and protocol it blocked. An annotated object that cannot
+be used (a COCO segmentation that decodes to nothing) is the same with its ``object_id`` set, so each
+lost object is counted while the image's other objects are scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Optional
+
+DB_NAME = "results.sqlite"
+#: 2 added the corruption axis to the key (``corruption``, ``severity``); version-1 stores are read as
+#: all clean (``none``, 0) and migrated in place by the first run that writes to them.
+SCHEMA_VERSION = 2
+
+
+def _column(sql: str, key: bool = False, **default) -> object:
+    return field(metadata={"sql": sql, "key": key}, **default)
+
+
+@dataclass
+class Row:
+    """One result row: the declaration of the results table (column order, SQL types and the key)."""
+
+    model: str = _column("TEXT NOT NULL", key=True)
+    dataset: str = _column("TEXT NOT NULL", key=True)
+    image_id: str = _column("TEXT NOT NULL", key=True)
+    object_id: str = _column("TEXT NOT NULL", key=True)
+    protocol: str = _column("TEXT NOT NULL", key=True)
+    level: str = _column("TEXT NOT NULL", key=True)
+    draw: int = _column("INTEGER NOT NULL", key=True)
+    protocol_version: int = _column("INTEGER NOT NULL")
+    level_value: Optional[float] = _column("REAL", default=None)
+    prompt: Optional[str] = _column("TEXT", default=None)
+    prompt_hash: Optional[str] = _column("TEXT", default=None)
+    iou: Optional[float] = _column("REAL", default=None)
+    biou: Optional[float] = _column("REAL", default=None)
+    score: Optional[float] = _column("REAL", default=None)
+    gt_area: Optional[int] = _column("INTEGER", default=None)
+    pred_area: Optional[int] = _column("INTEGER", default=None)
+    mask_rle: Optional[str] = _column("TEXT", default=None)
+    extras: Optional[str] = _column("TEXT", default=None)
+    status: str = _column("TEXT NOT NULL CHECK (status IN ('ok', 'failed'))", default="ok")
+    error: Optional[str] = _column("TEXT", default=None)
+    #: The image the prompt was decoded on: ``none``/0 = clean, else a sambench.inputs.corruptions name and 1..5.
+    corruption: str = _column("TEXT NOT NULL DEFAULT 'none'", key=True, default="none")
+    severity: int = _column("INTEGER NOT NULL DEFAULT 0", key=True, default=0)
+
+    def values(self) -> tuple:
+        return tuple(getattr(self, c) for c in COLUMNS)
+
+
+#: Every column, in table order.
+COLUMNS = tuple(f.name for f in fields(Row))
+#: The result key, in its one order: (model, dataset, image_id, object_id, protocol, level, draw,
+#: corruption, severity).
+KEY_COLUMNS = tuple(f.name for f in fields(Row) if f.metadata["key"])
+#: A (model, dataset, protocol, level, corruption, severity) cell: what the summary table and ``compare``
+#: aggregate over.
+LEVEL_COLUMNS = tuple(c for c in KEY_COLUMNS if c not in ("image_id", "object_id", "draw"))
+#: One object in one cell: the unit of averaging and of the bootstrap.
+OBJECT_COLUMNS = LEVEL_COLUMNS + ("image_id", "object_id")
+#: One realised prompt, whatever the model: (dataset, image_id, object_id, protocol, level, draw).
+PROMPT_COLUMNS = tuple(c for c in KEY_COLUMNS if c != "model")
+#: A row of one (model, dataset, image): what resume compares (:meth:`Store.done_keys`).
+IMAGE_ROW_COLUMNS = tuple(c for c in KEY_COLUMNS if c not in ("model", "dataset", "image_id"))
+
+RESULTS_TABLE = ("CREATE TABLE IF NOT EXISTS results (\n    "
+                 + ",\n    ".join(f"{f.name} {f.metadata['sql']}" for f in fields(Row))
+                 + f",\n    PRIMARY KEY ({', '.join(KEY_COLUMNS)})\n)")
+SCHEMA = RESULTS_TABLE + ";\nCREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);\n"
+#: Columns a store of an older schema version lacks, with the value its rows mean.
+ADDED_COLUMNS = {2: {"corruption": "'none'", "severity": "0"}}
