@@ -56,7 +56,7 @@ from sambench.adapters.base import package_version
 from sambench.adapters.decoding import DTYPES, POSTPROCESS_BATCH, ChunkedDecoding, decoder_options, resolve_device, store_masks
 from sambench.adapters.weights import file_digests
 from sambench.config import ModelCard
-from sambench.types import Prompt, SambenchError, stable_hash
+from sambench.types import Prompt, SambenchError, first_line, stable_hash
 
 ADAPTER_VERSION = "1"
 
@@ -146,7 +146,7 @@ def load_hf(source: str, *, kind: Optional[str], model: str, revision: Optional[
         raise SambenchError(f"model '{model}': {source} is not in the Hugging Face hub cache and sambench does not "
                             f"download from the hub; {_how_to_get(source)}") from None
     except ValueError as exc:
-        raise SambenchError(f"{where}: unreadable transformers config ({str(exc).splitlines()[0]})") from None
+        raise SambenchError(f"{where}: unreadable transformers config ({first_line(exc)})") from None
     family = FAMILIES.get(config.model_type)
     if family is None:
         raise SambenchError(f"{where}: model_type '{config.model_type}' is not a promptable SAM-family model "
@@ -161,7 +161,7 @@ def load_hf(source: str, *, kind: Optional[str], model: str, revision: Optional[
         processor = proc_cls.from_pretrained(where, local_files_only=True, revision=revision)
     except (OSError, ValueError) as exc:
         raise SambenchError(f"{where}: cannot load {family.model_class}/{family.processor_class} "
-                            f"({(str(exc).strip().splitlines() or [type(exc).__name__])[0]})") from None
+                            f"({first_line(exc)})") from None
     return family, net.eval(), processor, weights_identity(where, revision)
 
 

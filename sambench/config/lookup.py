@@ -23,7 +23,7 @@ from typing import Any, Callable, TypeVar
 
 import yaml
 
-from sambench.types import SambenchError, did_you_mean
+from sambench.types import SambenchError, did_you_mean, first_line
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,7 +75,7 @@ def _parse_yaml(path: Path, raw: bytes) -> dict:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = getattr(exc, "problem", None) or first_line(exc)
         raise SambenchError(f"{path}: malformed YAML{where}: {problem}") from None
     if not isinstance(data, dict):
         raise SambenchError(f"{path}: a card must be a YAML mapping, got {type(data).__name__}")

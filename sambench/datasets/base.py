@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from sambench.types import Sample, SambenchError, file_digests_of, stable_hash
+from sambench.types import SambenchError, Sample, file_digests_of, first_line, stable_hash
 
 #: Default mask threshold: foreground is ``value > DEFAULT_THRESHOLD`` on the 8-bit scale.
 DEFAULT_THRESHOLD = 128
@@ -319,7 +319,7 @@ def read_mask_values(path: os.PathLike | str) -> tuple[np.ndarray, str]:
     except FileNotFoundError:
         raise SambenchError(f"{path}: mask file not found") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise SambenchError(f"{path}: cannot decode mask ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise SambenchError(f"{path}: cannot decode mask ({first_line(exc)})") from None
     if arr.ndim == 3:
         arr = arr[:, :, 0]
     if arr.ndim != 2:
@@ -339,7 +339,7 @@ def _read_mat_instances(path: os.PathLike | str) -> np.ndarray:
     except FileNotFoundError:
         raise SambenchError(f"{path}: mask file not found") from None
     except (MatReadError, ValueError, TypeError, OSError, NotImplementedError) as exc:
-        raise SambenchError(f"{path}: cannot read MATLAB file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise SambenchError(f"{path}: cannot read MATLAB file ({first_line(exc)})") from None
     inst = data.get("GTinst")
     seg = getattr(inst, "Segmentation", None)
     if seg is None or np.ndim(seg) != 2:

@@ -57,7 +57,7 @@ from sambench.adapters.stable_sam.plugin_io import atomic_torch_save, save_plugi
 from sambench.config import ModelCard
 from sambench.training.data import TrainConfig, TrainItem, build_item, open_training_data
 from sambench.training.decode import decode_logits, encode_images
-from sambench.types import SambenchError, keyed_rng, stable_hash
+from sambench.types import SambenchError, first_line, keyed_rng, stable_hash
 
 RESUME_FORMAT = "sambench-stable-sam-resume"
 CSV_FIELDS = ["step", "epoch", "loss", "bce", "dice", "prompts", "gt_box", "noisy_box", "points", "skipped",
@@ -275,7 +275,7 @@ class _Training:
         try:
             st = torch.load(resume_path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001
-            raise SambenchError(f"{resume_path}: unreadable resume file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+            raise SambenchError(f"{resume_path}: unreadable resume file ({first_line(exc)}); "
                                 f"delete it or pass --restart") from None
         if not isinstance(st, dict) or st.get("format") != RESUME_FORMAT:
             raise SambenchError(f"{resume_path}: not a Stable-SAM resume file; delete it or pass --restart")

@@ -60,10 +60,12 @@ def build_sam_model(variant: str, hq: bool = False, seed: int | None = None) -> 
     if variant not in VARIANTS:
         raise SambenchError(f"unknown SAM variant '{variant}' (known: {', '.join(VARIANTS)})")
     cfg = VARIANTS[variant]
-    if hq:  # lazy: the official packages are optional extras, imported only to build a network
+    if hq:
+        # lazy: only the package of the variant asked for is imported (segment_anything_hq pulls in timm)
         from segment_anything_hq.modeling import (ImageEncoderViT, MaskDecoderHQ, PromptEncoder, Sam,
                                                   TwoWayTransformer)
-    else:  # lazy: as above
+    else:
+        # lazy: as above
         from segment_anything.modeling import (ImageEncoderViT, MaskDecoder, PromptEncoder, Sam,
                                                TwoWayTransformer)
 

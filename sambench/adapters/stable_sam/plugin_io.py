@@ -27,7 +27,7 @@ import torch
 
 from sambench.adapters.stable_sam.modules import PluginConfig, StableSamPlugin
 from sambench.adapters.weights import torch_load_problem
-from sambench.types import SambenchError
+from sambench.types import SambenchError, first_line
 
 PLUGIN_FORMAT = "sambench-stable-sam-plugin"
 PLUGIN_FORMAT_VERSION = 1
@@ -148,7 +148,7 @@ def load_plugin_file(path: os.PathLike | str) -> LoadedPlugin:
     except SambenchError:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise SambenchError(f"{p}: malformed Stable-SAM plug-in file ({first})") from None
     return LoadedPlugin(plugin=plugin.eval(), base=base, train_config=dict(obj.get("train_config") or {}),
                         steps=int(obj.get("steps", 0)), sha256=_sha256(p), path=p)
