@@ -36,7 +36,7 @@ def test_import_sambench_loads_neither_torch_nor_the_api():
 def test_adapter_protocol_and_dataset_objects_give_the_rows_of_their_names(tmp_path):
     from sambench.adapters.baselines import BoxFillAdapter, GrabCutAdapter
     from sambench.config.cards import load_protocol_card
-    from sambench.execution.runner import default_workers
+    from sambench.execution import default_workers
 
     by_card = sambench.run(["box-fill", "grabcut"], "noisy-box", "grabcut-sample", out=tmp_path / "cards",
                            model_options={"grabcut": {"max_side": 96, "iterations": 1}}, **SMALL)

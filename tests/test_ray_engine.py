@@ -12,7 +12,8 @@ import time
 import pytest
 
 # Ray is in the `test` extra (pyproject.toml): a missing Ray is a broken test install, not a skip.
-from sambench.execution.runner import DatasetSpec, RunConfig, run
+from sambench.datasets import DatasetSpec
+from sambench.execution import RunConfig, run
 try:
     from run_fixtures import stored_count, stored_rows
 except ImportError:  # tests/ imported as a package

@@ -14,7 +14,7 @@ import pytest
 
 from sambench.metrics import decode_rle, iou
 from sambench.datasets import DatasetSpec
-from sambench.execution.runner import RunConfig, run
+from sambench.execution import RunConfig, run
 from sambench.store import Store
 try:
     from run_fixtures import stored_count, stored_rows
@@ -85,7 +85,7 @@ def test_torch_models_run_on_two_pool_workers(tmp_path):
     """The parent builds its models (torch ops) before the pool starts; forked workers then hung in their
     first torch op (OpenMP does not survive fork). With torch loaded the pool spawns: the CLI finishes and
     its rows equal a one-process run's."""
-    from sambench.execution.runner import pool_context
+    from sambench.execution.engines import pool_context
 
     args = ["run", "-m", "sam-tiny", "-p", "noisy-box", "--levels", "0,0.5", "--draws", "1", "--limit", "2",
             "--device", "cpu", "--no-cache", "--no-report", "-q"]
@@ -174,7 +174,7 @@ def test_unknown_names_give_one_error_line(tmp_path, args, needle):
 
 
 def test_shards_partition_the_images_and_merge_to_the_full_run(tmp_path):
-    from sambench.execution.runner import select_images
+    from sambench.execution import select_images
     from sambench.store import load_runs
 
     ids = [f"img{i}" for i in range(40)]
