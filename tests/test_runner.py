@@ -16,6 +16,7 @@ from sambench.metrics import decode_rle, iou
 from sambench.datasets import DatasetSpec
 from sambench.execution import RunConfig, run
 from sambench.store import Store
+from sambench.types import SambenchError
 try:
     from run_fixtures import stored_count, stored_rows
 except ImportError:  # tests/ imported as a package
@@ -270,3 +271,28 @@ def test_an_encode_failure_is_recorded_per_preprocessing_mode(tmp_path, monkeypa
     assert rows["gt-box"] == ("ok", None)
     assert rows["gt-box-hq"] == ("failed", "model 'box-fill' failed to encode grabcut-sample/banana1: MemoryError: simulated")
     assert res.counts == {"ok": 1, "failed": 1}
+
+
+def test_the_engine_names_are_the_engines():
+    from sambench.execution import ENGINES
+    from sambench.execution.config import ENGINE_NAMES
+
+    assert tuple(ENGINES) == ENGINE_NAMES
+    with pytest.raises(SambenchError, match=r"unknown engine 'gpu' \(known: serial, process, ray\)"):
+        run(_config(Path("unused"), engine="gpu"))
+
+
+def test_chunk_size_is_the_old_spelling_of_prompts_per_call_and_says_so(tmp_path):
+    from click.testing import CliRunner
+
+    from sambench.cli.main import main
+
+    base = ["run", "-m", "box-fill", "-p", "gt-box", "--limit", "1", "-q", "--no-report", "--no-cache"]
+    old = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "old"), "--chunk-size", "3"])
+    assert old.exit_code == 0, old.output
+    assert "warning: --chunk-size is the old spelling of --prompts-per-call" in old.stderr
+    assert json.loads((tmp_path / "old" / "manifest.json").read_text())["config"]["prompts_per_call"] == 3
+    both = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "both"), "--chunk-size", "3",
+                                                     "--prompts-per-call", "4"])
+    assert both.exit_code == 2 and "--chunk-size is the old spelling of --prompts-per-call; give one" in both.stderr
+    assert not (tmp_path / "both").exists()

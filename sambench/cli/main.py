@@ -292,7 +292,8 @@ def run_cmd(ctx, models, protocols, datasets, datasets_given, out, levels, draws
         plugins=route_files(plugins, models_l, "plugin"), model_options=_parse_options(options, models_l),
         retry_failed=retry_failed, progress=not quiet, corruptions=list(corruptions), **scale_config(scale))
     click.echo(f"sambench run: models {', '.join(models_l)} | protocols {', '.join(protocols_l)} | "
-               f"datasets {', '.join(s.spec for s in datasets)} | levels {','.join(levels_l) if levels_l else 'card'} | "
+               f"datasets {', '.join(s.spec for s in datasets)} | "
+               f"levels {','.join(levels_l) if levels_l else 'card'} | "
                f"draws {'card' if draws is None else draws} | workers {config.workers or 'auto'}"
                + (f" | corruptions {', '.join(corruptions)}" if corruptions else "")
                + (f" | engine {scale['engine']}" if scale['engine'] else "") + f" -> {config.out}", err=True)

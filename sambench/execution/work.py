@@ -66,7 +66,8 @@ def batches(items: Iterable, size: int) -> Iterator[list]:
 class ImageWork:
     """Evaluates images in this process (see the module docstring)."""
 
-    def __init__(self, config: RunConfig, protocols: list[Protocol], given: Optional[dict[str, Adapter]] = None) -> None:
+    def __init__(self, config: RunConfig, protocols: list[Protocol],
+                 given: Optional[dict[str, Adapter]] = None) -> None:
         self.config, self.protocols = config, protocols
         self.given: dict[str, Adapter] = dict(given or {})
         self.adapters: dict[str, Adapter] = dict(self.given)
