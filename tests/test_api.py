@@ -224,3 +224,10 @@ def test_the_command_line_and_the_api_land_in_the_same_directory(tmp_path, monke
     # the CLI's names are kept for runs it made before (users resume them): no corruption, no option
     assert configure("box-fill", "gt-box", "grabcut-sample")[0].out.name == \
         "box-fill_gt-box_grabcut-sample_0fd807c9"
+
+
+def test_the_api_doc_lists_every_option():
+    from sambench.execution.config import OPTIONS
+
+    text = (REPO / "docs" / "python-api.md").read_text(encoding="utf-8")
+    assert [o for o in OPTIONS if f"| `{o}` |" not in text] == []
