@@ -62,6 +62,7 @@ def task_row(task: PromptTask, model: str, sample, **kw: Any) -> Row:
 
 
 def failed_row(task: PromptTask, model: str, sample, error: str) -> Row:
+    """The failed row of ``task``, with its one-line reason."""
     return task_row(task, model, sample, status="failed", error=error)
 
 
