@@ -5,7 +5,7 @@ upscaled to each target size (image: bilinear; mask: bilinear on 0/1 floats, the
 boundary stays smooth as in a real high-resolution annotation). Prompts: the ``stable-sam-paper``
 protocol (61 prompts per object).
 
-* **harness**: ``sambench.execution.runner.evaluate_image`` + ``Store.write`` with a zero-cost adapter whose
+* **harness**: ``sambench.execution.image.evaluate_images`` + ``Store.write`` with a zero-cost adapter whose
   ``predict`` returns views into a bank of ``chunk`` realistic predicted masks (the GT warped by a small
   random affine: shifted, scaled, rotated; built before the clock starts). So the time is the harness's
   alone: scoring, serialisation and SQLite. Printed as rows/s, twice, interleaved on the same image:
@@ -19,7 +19,7 @@ protocol (61 prompts per object).
   before issue 14); ``fast`` is sambench.metrics.fast (per-object GT cache, bounding-box crops, bit-packed
   erosion), when present.
 * **sam-tiny** (``--sam-tiny MP``): the random-init ``sam-tiny`` model on one image of that size through
-  ``evaluate_image``; prints the adapter's share and the harness's share of the wall time.
+  ``evaluate_images``; prints the adapter's share and the harness's share of the wall time.
 
     python benchmarks/bench_scoring.py --sizes 0.3,1,4,12,24 --images 2
     python benchmarks/bench_scoring.py --sizes 12 --images 1 --sam-tiny 12
@@ -47,6 +47,9 @@ from sambench.types import Object, Prediction, Prompt, Sample, canonical_json
 
 try:  # the fast path (issue 14); absent on the baseline commit
     from sambench.metrics import fast as fast_scoring
+    from sambench.execution.image import evaluate_images
+    from sambench.execution.scoring import ScoringPool, default_threads
+    from sambench.execution.timing import StageTimer
 except ImportError:  # pragma: no cover - baseline
     fast_scoring = None
 
@@ -70,7 +73,7 @@ if fast_scoring is not None:
         def object(self, object_id):
             return self.objects[object_id]
 
-    class ReferencePool(fast_scoring.ScoringPool):
+    class ReferencePool(ScoringPool):
         """Reference scoring in the calling thread (no overlap)."""
 
         def __init__(self) -> None:
@@ -128,15 +131,11 @@ class BankAdapter(Adapter):
 
 
 def _evaluate(adapter: Adapter, model: str, sample: Sample, protocols: list, chunk: int, pool=None) -> list[Row]:
-    from sambench.execution.runner import evaluate_image
-
-    if fast_scoring is None:  # baseline commit
-        return evaluate_image(adapter, model, sample, protocols, set(), chunk)
-    return evaluate_image(adapter, model, sample, protocols, set(), chunk, scoring=pool)
+    return evaluate_images(adapter, model, [sample], [set()], protocols, chunk, scoring=pool)[0]
 
 
 def harness(sample: Sample, bank: np.ndarray, protocols: list, chunk: int, tmp: Path, pool=None) -> tuple[list, float]:
-    """(rows, seconds) of evaluate_image + one Store.write for one image."""
+    """(rows, seconds) of evaluate_images + one Store.write for one image."""
     store = Store(tmp / f"h{time.perf_counter_ns()}")
     t0 = time.perf_counter()
     rows = _evaluate(BankAdapter(bank), "bank", sample, protocols, chunk, pool)
@@ -186,7 +185,7 @@ def stages(sample: Sample, bank: np.ndarray, protocols: list, tmp: Path, reps: i
         for name in ("decode to host", "prompt serialisation", "SQLite write"):
             out["fast"][name] = out["reference"][name]
         scorer = fast_scoring.ObjectScorer(gt)  # the GT work, once per object, is not per mask
-        timer = fast_scoring.StageTimer()
+        timer = StageTimer()
         t0 = time.perf_counter()
         for _ in range(reps):
             for m in bank:
@@ -197,7 +196,7 @@ def stages(sample: Sample, bank: np.ndarray, protocols: list, tmp: Path, reps: i
 
 
 def sam_tiny_share(ds, image_id: str, megapixels: float, protocols: list, chunk: int, variants: list) -> None:
-    """Wall time of sam-tiny on one image through evaluate_image, and the share the adapter did not fill."""
+    """Wall time of sam-tiny on one image through evaluate_images, and the share the adapter did not fill."""
     from sambench.adapters import build_adapter
 
     sample = upscaled_sample(ds, image_id, megapixels)
@@ -220,7 +219,7 @@ def sam_tiny_share(ds, image_id: str, megapixels: float, protocols: list, chunk:
     print("|---|---|---|---|---|---|")
     for v in variants:
         pool = ReferencePool() if v == "reference" else (
-            fast_scoring.ScoringPool(fast_scoring.default_threads()) if v == "fast" else None)
+            ScoringPool(default_threads()) if v == "fast" else None)
         inner["t"] = 0.0
         t0 = time.perf_counter()
         rows = _evaluate(adapter, "sam-tiny", sample, protocols, chunk, pool)
@@ -257,7 +256,7 @@ def main() -> None:
                 got = {}
                 for v in variants:
                     pool = ReferencePool() if v == "reference" else (
-                        fast_scoring.ScoringPool(fast_scoring.default_threads()) if v == "fast" else None)
+                        ScoringPool(default_threads()) if v == "fast" else None)
                     rows, dt = harness(sample, bank, protocols, args.chunk, tmp, pool)
                     if pool is not None:
                         pool.close()

@@ -15,32 +15,39 @@ A **protocol** is a card name or a :class:`~sambench.config.protocols.ProtocolCa
 (as ``--dataset``), a :class:`~sambench.datasets.DatasetSpec`, or a :class:`~sambench.datasets.Dataset`
 instance, identified by its ``name`` and ``content_hash()`` (and described by ``describe()``).
 
-Objects run in this process (one worker) unless every object pickles: then ``workers`` follows the
-same policy as the command line (one process per CPU when every model is a CPU baseline). Everything
-else — keyed prompts, resume, identities claimed before the first row, failures recorded — is the
-runner's, exactly as for ``sambench run``.
+``sambench.run`` is the front door of every run: the ``sambench run`` command parses its flags into the same
+options, calls :func:`configure` (the options checked, the run directory and worker count decided by
+:mod:`sambench.execution.config`) and executes the result with :func:`sambench.execution.runner.run`, as
+:func:`run` does. So every option of the command line is an option here, under its RunConfig name
+(:data:`OPTIONS`), and the same run lands in the same directory from both. Objects run in this process (one
+worker) unless every object pickles: then ``workers`` follows the command line's policy (one process per
+CPU when every model is a CPU baseline). Everything else — keyed prompts, resume, identities claimed
+before the first row, failures recorded — is the runner's, exactly as for ``sambench run``.
 """
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import pandas as pd
 
+from sambench.adapters import build_adapter
 from sambench.adapters.base import Adapter
-from sambench.config import ModelCard, ProtocolCard
+from sambench.analysis.compare import compare_runs
+from sambench.analysis.summary import summarize
+from sambench.config import ModelCard, ProtocolCard, resolve_model_name
 from sambench.datasets import Dataset, DatasetSpec
+from sambench.execution.config import OPTIONS, RunConfig, resolved
+from sambench.execution.runner import run as execute
+from sambench.store import Store, as_loaded, load_runs
 from sambench.types import SambenchError
 
 Model = Union[str, ModelCard, Adapter]
 ProtocolLike = Union[str, ProtocolCard]
 DatasetLike = Union[str, Path, DatasetSpec, Dataset]
 
-#: ``sambench.run`` keyword options: :class:`~sambench.execution.runner.RunConfig` fields.
-OPTIONS = ("levels", "draws", "seed", "limit", "shard", "prompts_per_call", "workers", "engine", "device",
-           "checkpoints", "plugins", "model_options", "retry_failed", "progress")
+__all__ = ["OPTIONS", "Run", "configure", "execute", "open_run", "run"]
 
 
 class Run:
@@ -59,8 +66,6 @@ class Run:
 
     def _load(self) -> tuple[pd.DataFrame, list[dict]]:
         if self._loaded is None:
-            from sambench.store import load_runs
-
             self._loaded = load_runs(self.paths, with_masks=True)
         return self._loaded
 
@@ -76,15 +81,13 @@ class Run:
         """The summary table (:func:`sambench.analysis.summary.summarize`: fractions, bootstrap CIs), computed once —
         the table ``report`` writes as ``summary.csv`` (there in percent, with the best values marked)."""
         if self._summary is None:
-            from sambench.analysis.summary import summarize
-
             self._summary = summarize(self._load()[0])
         return self._summary.copy()
 
     def report(self, out: Optional[Union[str, Path]] = None, **options: Any) -> dict[str, Path]:
         """Write the report (default ``<run>/report``); ``options`` as :func:`sambench.report.write_report`.
         Images of in-memory datasets of this session are shown in the grid."""
-        from sambench.report.build import write_report
+        from sambench.report.build import write_report  # lazy: matplotlib only when a report is asked for
 
         if self._datasets and "image_loader" not in options:
             options["image_loader"] = self._image
@@ -99,8 +102,6 @@ class Run:
                 **options: Any):
         """:func:`sambench.analysis.compare.compare_runs` with this run as the **candidate** and ``other``
         (a Run or run directory) as the baseline; returns the :class:`CompareResult`."""
-        from sambench.analysis.compare import compare_runs
-
         base = other.paths if isinstance(other, Run) else other
         return compare_runs(base, self.paths, metric=metric, tol=tol, **options)
 
@@ -110,8 +111,6 @@ class Run:
 
 def open_run(path: Union[str, Path, Sequence[Union[str, Path]]]) -> Run:
     """The run in directory ``path`` (or a list of shard directories of one run, merged)."""
-    from sambench.store import Store
-
     paths = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path)]
     for p in paths:
         Store(p, create=False).close()  # one line if it is not a run directory
@@ -126,20 +125,18 @@ def _as_list(x: Any) -> list:
 
 
 def _model(m: Model, options: dict) -> tuple[str, Optional[Adapter]]:
-    """(name, adapter object or None for a card found by name)."""
+    """(name, adapter object or None for a card found by name; a family name stands for its default variant)."""
     if isinstance(m, Adapter):
         sig = m.signature()
         return str(sig.get("model") or m.name), m
     if isinstance(m, ModelCard):
-        from sambench.adapters import build_adapter
-
         adapter = build_adapter(m, device=options.get("device", "auto"),
                                 checkpoint=(options.get("checkpoints") or {}).get(m.name),
                                 plugin=(options.get("plugins") or {}).get(m.name),
                                 options=(options.get("model_options") or {}).get(m.name))
         return m.name, adapter
     if isinstance(m, str):
-        return m, None
+        return resolve_model_name(m), None
     raise SambenchError(f"model: expected a card name, a ModelCard or an Adapter, got {type(m).__name__}")
 
 
@@ -151,43 +148,12 @@ def _dataset(d: DatasetLike) -> Union[DatasetSpec, Dataset]:
     raise SambenchError(f"dataset: expected a name, a path, a DatasetSpec or a Dataset, got {type(d).__name__}")
 
 
-def _pickles(objects: Iterable[Any]) -> bool:
-    try:
-        for obj in objects:
-            pickle.dumps(obj)
-    except Exception:  # noqa: BLE001 - any failure means "keep it in this process"
-        return False
-    return True
-
-
-def _name(x: Any) -> str:
-    return x.name if isinstance(x, (ProtocolCard, Dataset)) else (x.spec if isinstance(x, DatasetSpec) else str(x))
-
-
-def _workers(objects: list, workers: Optional[int]) -> Optional[int]:
-    """Objects imply one worker unless they all pickle (then None: the runner's policy, or as asked)."""
-    if not objects or workers == 1 or _pickles(objects):
-        return workers
-    if workers is not None:
-        raise SambenchError(f"sambench.run: workers={workers} needs every model and dataset object to pickle, "
-                            f"and one does not: leave workers unset (one process) or pass names")
-    return 1
-
-
-def run(models: Union[Model, Sequence[Model]], protocols: Union[ProtocolLike, Sequence[ProtocolLike]],
-        datasets: Union[DatasetLike, Sequence[DatasetLike]], out: Optional[Union[str, Path]] = None,
-        **options: Any) -> Run:
-    """Evaluate ``models`` × ``protocols`` × ``datasets`` into ``out`` and return the :class:`Run`.
-
-    ``out`` defaults to a directory under ``./runs`` derived from the names, options and object
-    identities (as the command line does), so the same call resumes. ``options`` are :data:`OPTIONS`
-    (``levels``, ``draws``, ``seed``, ``limit``, ``shard``, ``prompts_per_call``, ``workers``, ``engine``,
-    ``device``, ``checkpoints``, ``plugins``, ``model_options``, ``retry_failed``, ``progress``; dicts are
-    keyed by model name).
-    """
-    from sambench.execution.runner import RunConfig, default_run_dir, run as run_config
-    from sambench.store import as_loaded
-
+def configure(models: Union[Model, Sequence[Model]], protocols: Union[ProtocolLike, Sequence[ProtocolLike]],
+              datasets: Union[DatasetLike, Sequence[DatasetLike]], out: Optional[Union[str, Path]] = None,
+              **options: Any) -> tuple[RunConfig, dict[str, Adapter]]:
+    """The run :func:`run` executes, without executing it: its :class:`~sambench.execution.config.RunConfig`,
+    checked, with the run directory and worker count decided, and the adapter objects by model name.
+    ``options`` are :data:`OPTIONS`; ``progress`` defaults to off here."""
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise SambenchError(f"sambench.run: unknown option(s) {', '.join(unknown)} (known: {', '.join(OPTIONS)})")
@@ -196,17 +162,32 @@ def run(models: Union[Model, Sequence[Model]], protocols: Union[ProtocolLike, Se
     if len(set(names)) != len(names):
         raise SambenchError(f"sambench.run: two models are named '{[n for n in names if names.count(n) > 1][0]}'")
     adapters = {n: a for n, a in named if a is not None}
-    specs, protos = [_dataset(d) for d in _as_list(datasets)], _as_list(protocols)
-    objects = [*adapters.values(), *(d for d in specs if isinstance(d, Dataset)),
-               *(p for p in protos if isinstance(p, ProtocolCard))]
     if options.get("levels") is not None:
         options["levels"] = [str(v) for v in _as_list(options["levels"])]
-    options["workers"] = _workers(objects, options.get("workers"))
-    if out is None:
-        extra = {**{k: v for k, v in options.items() if k not in ("progress", "workers", "engine")},
-                 "identities": [a.signature() for a in adapters.values()]}
-        out = default_run_dir(names, [_name(p) for p in protos], [_name(d) for d in specs], extra)
-    config = RunConfig(models=names, protocols=protos, datasets=specs, out=Path(out), **{"progress": False, **options})
-    result = run_config(config, adapters=adapters)
-    opened = {d.name: d for d in specs if isinstance(d, Dataset)}
+    if options.get("corruptions") is not None:
+        options["corruptions"] = [str(v) for v in _as_list(options["corruptions"])]
+    if options.get("cache_dir") is not None:
+        options["cache_dir"] = str(options["cache_dir"])
+    config = RunConfig(models=names, protocols=_as_list(protocols), datasets=[_dataset(d) for d in _as_list(datasets)],
+                       out=None if out is None else Path(out), **{"progress": False, **options})
+    return resolved(config, adapters), adapters
+
+
+def run(models: Union[Model, Sequence[Model]], protocols: Union[ProtocolLike, Sequence[ProtocolLike]],
+        datasets: Union[DatasetLike, Sequence[DatasetLike]], out: Optional[Union[str, Path]] = None,
+        **options: Any) -> Run:
+    """Evaluate ``models`` × ``protocols`` × ``datasets`` into ``out`` and return the :class:`Run`.
+
+    ``out`` defaults to the directory ``sambench run`` would use for the same run
+    (:func:`sambench.execution.config.default_run_dir`: under ``./runs``, derived from the names, options and
+    object identities), so the same call resumes. ``options`` are :data:`OPTIONS`, the RunConfig fields under
+    the names of the command line's flags (``levels``, ``draws``, ``seed``, ``limit``, ``shard``,
+    ``prompts_per_call``, ``workers``, ``engine``, ``device``, ``checkpoints``, ``plugins``, ``model_options``,
+    ``retry_failed``, ``progress``, ``ray_address``, ``gpus_per_worker``, ``cache_dir``, ``cache_max_gb``,
+    ``cache_dtype``, ``encode_batch``, ``prefetch``, ``wait_lock``, ``scoring_threads``, ``corruptions``;
+    dicts are keyed by model name); docs/python-api.md describes each.
+    """
+    config, adapters = configure(models, protocols, datasets, out, **options)
+    result = execute(config, adapters=adapters)
+    opened = {d.name: d for d in config.datasets if isinstance(d, Dataset)}
     return Run([result.run_dir], datasets=opened, loaded=as_loaded(result.run_dir, result.rows, result.manifest))

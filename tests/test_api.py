@@ -36,7 +36,7 @@ def test_import_sambench_loads_neither_torch_nor_the_api():
 def test_adapter_protocol_and_dataset_objects_give_the_rows_of_their_names(tmp_path):
     from sambench.adapters.baselines import BoxFillAdapter, GrabCutAdapter
     from sambench.config import load_protocol_card
-    from sambench.execution.runner import default_workers
+    from sambench.execution import default_workers
 
     by_card = sambench.run(["box-fill", "grabcut"], "noisy-box", "grabcut-sample", out=tmp_path / "cards",
                            model_options={"grabcut": {"max_side": 96, "iterations": 1}}, **SMALL)
@@ -182,3 +182,52 @@ def test_without_out_the_same_call_resumes_the_same_directory(tmp_path, monkeypa
     assert len(again.manifests[0]["invocations"]) == 2 and len(again.rows()) == 1
     other = sambench.run("box-fill", "gt-box", "grabcut-sample", limit=2)
     assert other.path != first.path
+
+
+def test_run_takes_every_run_setting_of_the_command_line(tmp_path):
+    """Every RunConfig field is an option (corruptions, cache and encoder settings included)."""
+    from dataclasses import fields
+
+    from sambench.execution import RunConfig
+    from sambench.execution.config import OPTIONS
+
+    assert set(OPTIONS) == {f.name for f in fields(RunConfig)} - {"models", "protocols", "datasets", "out"}
+    run = sambench.run("box-fill", "gt-box", "grabcut-sample", out=tmp_path / "r", corruptions=["fog:1"],
+                       cache_dir=tmp_path / "cache", encode_batch=2, limit=2, scoring_threads=0, wait_lock=True)
+    rows = run.rows()
+    assert sorted(set(zip(rows["corruption"], rows["severity"]))) == [("fog", 1), ("none", 0)]
+    assert len(rows) == 2 * 2 and (rows["status"] == "ok").all()
+    config = run.manifests[0]["config"]
+    assert config["corruptions"] == ["fog:1"] and config["encode_batch"] == 2
+    assert config["cache_dir"] == str(tmp_path / "cache")
+    with pytest.raises(sambench.SambenchError, match=r"unknown option\(s\) corruption \(known: levels, "):
+        sambench.run("box-fill", "gt-box", "grabcut-sample", corruption=["fog:1"])
+    with pytest.raises(sambench.SambenchError, match="--encode-batch must be >= 1, got 0"):
+        sambench.run("box-fill", "gt-box", "grabcut-sample", out=tmp_path / "bad", encode_batch=0)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_the_command_line_and_the_api_land_in_the_same_directory(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from sambench.api import configure
+    from sambench.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(main, ["run", "-m", "box-fill", "-p", "gt-box", "--limit", "1", "--corruption", "fog:1",
+                                    "--no-cache", "-q", "--no-report"])
+    assert res.exit_code == 0, res.output
+    (cli_dir,) = (tmp_path / "runs").iterdir()
+    api = sambench.run("box-fill", "gt-box", "grabcut-sample", limit=1, corruptions=["fog:1"])
+    assert api.path.resolve() == cli_dir and api.manifests[0]["invocations"][-1]["counters"]["box-fill"][
+        "decoded_prompts"] == 0  # the API resumed the CLI's run: nothing left to do
+    # the CLI's names are kept for runs it made before (users resume them): no corruption, no option
+    assert configure("box-fill", "gt-box", "grabcut-sample")[0].out.name == \
+        "box-fill_gt-box_grabcut-sample_0fd807c9"
+
+
+def test_the_api_doc_lists_every_option():
+    from sambench.execution.config import OPTIONS
+
+    text = (REPO / "docs" / "python-api.md").read_text(encoding="utf-8")
+    assert [o for o in OPTIONS if f"| `{o}` |" not in text] == []

@@ -213,7 +213,9 @@ def test_a_warm_run_makes_no_encoder_call_and_gives_identical_rows(tmp_path):
     unchanged."""
     import json
 
-    from sambench.execution.runner import DatasetSpec, RunConfig, run
+    from sambench.datasets import DatasetSpec
+
+    from sambench.execution import RunConfig, run
 
     cache = tmp_path / "cache"
 
@@ -288,7 +290,8 @@ def test_cache_command_lists_sizes_verifies_and_clears(tmp_path):
 
 @pytest.mark.slow
 def test_fp16_storage_cold_and_warm_runs_agree_and_a_resume_must_keep_the_storage(tmp_path):
-    from sambench.execution.runner import DatasetSpec, RunConfig, run
+    from sambench.datasets import DatasetSpec
+    from sambench.execution import RunConfig, run
     from sambench.types import SambenchError
 
     def cfg(out, **kw):

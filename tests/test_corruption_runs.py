@@ -14,7 +14,8 @@ import pytest
 
 from sambench.datasets import open_dataset
 from sambench.metrics import decode_rle, iou
-from sambench.execution.runner import DatasetSpec, RunConfig, run
+from sambench.datasets import DatasetSpec
+from sambench.execution import RunConfig, run
 from sambench.store import KEY_COLUMNS, Store
 from sambench.types import SambenchError
 try:

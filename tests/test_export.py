@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from sambench.cli.main import main
 from sambench.inputs.prompts import gt_box
 from sambench.datasets import DatasetSpec
-from sambench.execution.runner import RunConfig, run
+from sambench.execution import RunConfig, run
 from sambench.types import Prompt
 
 

@@ -239,7 +239,8 @@ def _coco(root: Path, anns: list, size=(40, 50), file_name="a.png") -> Path:
 
 
 def test_a_bad_coco_annotation_fails_alone_and_the_rest_is_scored(tmp_path):
-    from sambench.execution.runner import DatasetSpec, RunConfig, run
+    from sambench.datasets import DatasetSpec
+    from sambench.execution import RunConfig, run
     from sambench.store import Store
     from sambench.analysis.summary import summarize
 

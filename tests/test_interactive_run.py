@@ -12,7 +12,8 @@ from sambench.config import load_protocol_card, with_overrides
 from sambench.datasets import open_dataset
 from sambench.metrics import decode_rle, iou
 from sambench.analysis.noc import noc_table
-from sambench.execution.runner import DatasetSpec, RunConfig, run
+from sambench.datasets import DatasetSpec
+from sambench.execution import RunConfig, run
 try:
     from run_fixtures import stored_rows
 except ImportError:  # tests/ imported as a package

@@ -11,7 +11,8 @@ import sys
 import pytest
 
 # Ray is in the `test` extra (pyproject.toml): a missing Ray is a broken test install, not a skip.
-from sambench.execution.runner import DatasetSpec, RunConfig, run
+from sambench.datasets import DatasetSpec
+from sambench.execution import RunConfig, run
 try:
     from run_fixtures import alive, checkout_env, sambench_cli, sigkill, stored_rows, wait_for_rows, wait_gone
 except ImportError:  # tests/ imported as a package

@@ -10,8 +10,9 @@ import pytest
 
 from sambench.metrics import decode_rle, iou
 from sambench.datasets import DatasetSpec
-from sambench.execution.runner import RunConfig, run
+from sambench.execution import RunConfig, run
 from sambench.store import Store
+from sambench.types import SambenchError
 try:
     from run_fixtures import sambench_cli as _cli, sigkill, stored_rows, wait_for_rows
 except ImportError:  # tests/ imported as a package
@@ -77,7 +78,7 @@ def test_torch_models_run_on_two_pool_workers(tmp_path):
     """The parent builds its models (torch ops) before the pool starts; forked workers then hung in their
     first torch op (OpenMP does not survive fork). With torch loaded the pool spawns: the CLI finishes and
     its rows equal a one-process run's."""
-    from sambench.execution.runner import pool_context
+    from sambench.execution.engines import pool_context
 
     args = ["run", "-m", "sam-tiny", "-p", "noisy-box", "--levels", "0,0.5", "--draws", "1", "--limit", "2",
             "--device", "cpu", "--no-cache", "--no-report", "-q"]
@@ -159,7 +160,7 @@ def test_unknown_names_give_one_error_line(tmp_path, args, needle):
 
 
 def test_shards_partition_the_images_and_merge_to_the_full_run(tmp_path):
-    from sambench.execution.runner import select_images
+    from sambench.execution import select_images
     from sambench.store import load_runs
 
     ids = [f"img{i}" for i in range(40)]
@@ -255,3 +256,28 @@ def test_an_encode_failure_is_recorded_per_preprocessing_mode(tmp_path, monkeypa
     assert rows["gt-box"] == ("ok", None)
     assert rows["gt-box-hq"] == ("failed", "model 'box-fill' failed to encode grabcut-sample/banana1: MemoryError: simulated")
     assert res.counts == {"ok": 1, "failed": 1}
+
+
+def test_the_engine_names_are_the_engines():
+    from sambench.execution import ENGINES
+    from sambench.execution.config import ENGINE_NAMES
+
+    assert tuple(ENGINES) == ENGINE_NAMES
+    with pytest.raises(SambenchError, match=r"unknown engine 'gpu' \(known: serial, process, ray\)"):
+        run(_config(Path("unused"), engine="gpu"))
+
+
+def test_chunk_size_is_the_old_spelling_of_prompts_per_call_and_says_so(tmp_path):
+    from click.testing import CliRunner
+
+    from sambench.cli.main import main
+
+    base = ["run", "-m", "box-fill", "-p", "gt-box", "--limit", "1", "-q", "--no-report", "--no-cache"]
+    old = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "old"), "--chunk-size", "3"])
+    assert old.exit_code == 0, old.output
+    assert "warning: --chunk-size is the old spelling of --prompts-per-call" in old.stderr
+    assert json.loads((tmp_path / "old" / "manifest.json").read_text())["config"]["prompts_per_call"] == 3
+    both = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "both"), "--chunk-size", "3",
+                                                     "--prompts-per-call", "4"])
+    assert both.exit_code == 2 and "--chunk-size is the old spelling of --prompts-per-call; give one" in both.stderr
+    assert not (tmp_path / "both").exists()

@@ -9,7 +9,8 @@ from pycocotools import mask as mask_utils
 from scipy import ndimage
 
 from sambench.metrics import boundary_dilation, encode_rle, mask_boundary
-from sambench.metrics.fast import (ImageScorer, MaskScore, ObjectScorer, StageTimer, counts_from_changes, erode_packed,
+from sambench.execution.timing import StageTimer
+from sambench.metrics.fast import (ImageScorer, MaskScore, ObjectScorer, counts_from_changes, erode_packed,
                               erode_torch, pack, reference_score)
 
 
@@ -157,7 +158,7 @@ def test_scoring_pool_keeps_order_and_bounds_chunks_in_flight():
     import threading
     import time
 
-    from sambench.metrics.fast import ScoringPool
+    from sambench.execution.scoring import ScoringPool
 
     finished, lock = [0], threading.Lock()
 
@@ -208,8 +209,8 @@ def test_runner_rows_do_not_depend_on_threads_or_where_masks_live():
     from sambench.datasets import open_dataset
     from sambench.metrics import decode_rle
     from sambench.inputs.prompts import Protocol
-    from sambench.execution.runner import evaluate_image
-    from sambench.metrics.fast import ScoringPool
+    from sambench.execution.image import evaluate_images
+    from sambench.execution.scoring import ScoringPool
     from sambench.store import COLUMNS
 
     sample = open_dataset("grabcut-sample").load("banana1")
@@ -217,7 +218,8 @@ def test_runner_rows_do_not_depend_on_threads_or_where_masks_live():
     runs = []
     for adapter, threads in ((BoxFillAdapter(), 0), (BoxFillAdapter(), 2), (_TorchMasks(BoxFillAdapter()), 2)):
         pool = ScoringPool(threads)
-        runs.append([r.values() for r in evaluate_image(adapter, "box-fill", sample, protocols, set(), 4, pool)])
+        (rows,) = evaluate_images(adapter, "box-fill", [sample], [set()], protocols, 4, scoring=pool)
+        runs.append([r.values() for r in rows])
         pool.close()
     assert runs[0] == runs[1] == runs[2] and len(runs[0]) == 1 + 3 * 3
     gt = sample.objects[0].mask
@@ -232,7 +234,7 @@ def test_manifest_records_where_and_how_long_scoring_ran(tmp_path):
     import json
 
     from sambench.datasets import DatasetSpec
-    from sambench.execution.runner import RunConfig, run
+    from sambench.execution import RunConfig, run
     from sambench.store import sum_scoring
 
     run(RunConfig(models=["box-fill"], protocols=["noisy-box"], datasets=[DatasetSpec("grabcut-sample")],

@@ -56,7 +56,7 @@ def test_only_command_modules_import_click():
 def test_cpu_baseline_is_answered_by_the_registry_alone(monkeypatch):
     from sambench.cli import perf
     from sambench.adapters import is_cpu_baseline, route_files
-    from sambench.execution.runner import default_workers
+    from sambench.execution import default_workers
 
     assert is_cpu_baseline("grabcut") and is_cpu_baseline("box-fill") and is_cpu_baseline("grabcut-full")
     assert not is_cpu_baseline("sam-tiny") and not is_cpu_baseline("stable-sam-vit-b")

@@ -75,7 +75,8 @@ def test_prefetch_keeps_order_loads_ahead_and_hands_back_errors():
 def test_a_run_with_encode_batch_2_gives_the_rows_of_single_encodes(tmp_path):
     """The serial engine with --encode-batch 2 (one encoder pass for two images, loader thread ahead)
     gives the per-image rows: same keys and prompts, masks within float rounding of batched products."""
-    from sambench.execution.runner import DatasetSpec, RunConfig, run
+    from sambench.datasets import DatasetSpec
+    from sambench.execution import RunConfig, run
 
     def go(name, batch):
         cfg = RunConfig(models=["sam-tiny"], protocols=["gt-box"], datasets=[DatasetSpec("grabcut-sample")],

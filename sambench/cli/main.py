@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import os
 import sys
@@ -10,7 +11,14 @@ from pathlib import Path
 from typing import Optional
 
 import click
+import yaml
 
+from sambench.adapters import route_files
+from sambench.cli.perf import reexec_with_tuned_malloc
+from sambench.config import (FAMILY_DEFAULTS, HF_PREFIX, list_cards, load_model_card, load_protocol_card,
+                                   resolve_model_name)
+from sambench.execution.cache import DEFAULT_MAX_GB, default_cache_dir
+from sambench.files import storage_error
 from sambench.types import SambenchError
 
 #: What ``sambench run`` does with no --model/--protocol/--dataset: both classical baselines, the
@@ -44,8 +52,6 @@ class _Group(click.Group):
 
     def get_command(self, ctx: click.Context, name: str):
         if name in LAZY_COMMANDS and name not in self.commands:
-            import importlib
-
             module, _, attr = LAZY_COMMANDS[name].partition(":")
             self.add_command(getattr(importlib.import_module(module), attr), name)
         return super().get_command(ctx, name)
@@ -67,8 +73,6 @@ class _Group(click.Group):
         except OSError as exc:  # storage: a full disk, a read-only place, a file where a directory belongs
             if os.environ.get("SAMBENCH_DEBUG"):
                 raise
-            from sambench.files import storage_error
-
             _fail(storage_error(exc.filename or "sambench", exc, "I/O error"))
         except Exception as exc:  # a bug or an environment problem: still one line, traceback on request
             if os.environ.get("SAMBENCH_DEBUG"):
@@ -94,8 +98,6 @@ def _split(values: tuple) -> list[str]:
 
 def _parse_options(values: tuple, models: list[str]) -> dict:
     """``--option MODEL.key=value`` or ``--option key=value`` (every model); values parsed as YAML scalars."""
-    import yaml
-
     out: dict = {}
     for v in values:
         if "=" not in v:
@@ -168,7 +170,7 @@ def _dataset_specs(datasets: list[str], fmt, images, masks, names: list[str], op
     ``--images``/``--masks`` (or ``--dataset-option images=DIR``/``masks=DIR``) name a folder dataset's
     directories; ``--images`` alone names the image directory of a COCO ``.json``.
     """
-    from sambench.datasets import DatasetSpec
+    from sambench.datasets import DatasetSpec  # lazy: the dataset loaders load OpenCV; `sambench --help` must not
 
     options = dict(options)
     images = images or options.pop("images", None)
@@ -231,8 +233,6 @@ def scale_options(fn):
 
 def scale_config(scale: dict) -> dict:
     """RunConfig fields from :func:`scale_options` (``--no-cache`` wins over ``--cache``)."""
-    from sambench.execution.cache import DEFAULT_MAX_GB, default_cache_dir
-
     cache = None if scale["no_cache"] else str(scale["cache_dir"] or default_cache_dir())
     return {"cache_dir": cache, "cache_max_gb": scale["cache_max_gb"] or DEFAULT_MAX_GB,
             "cache_dtype": scale["cache_dtype"], "encode_batch": scale["encode_batch"], "engine": scale["engine"],
@@ -257,52 +257,47 @@ def scale_config(scale: dict) -> dict:
 @click.option("--checkpoint", "checkpoints", multiple=True, help="Weights file: PATH, or MODEL=PATH with several models.")
 @click.option("--plugin", "plugins", multiple=True, help="Stable-SAM plug-in file: PATH or MODEL=PATH.")
 @click.option("--option", "options", multiple=True, help="Adapter option: key=value or MODEL.key=value.")
-@click.option("--prompts-per-call", "--chunk-size", "prompts_per_call", type=int, default=64, show_default=True,
-              help="Prompts handed to the adapter per predict() call (SAM adapters batch their decoder in their own "
-                   "chunk_size option). --chunk-size is the old spelling.")
+@click.option("--prompts-per-call", "prompts_per_call", type=int, default=64, show_default=True,
+              help="Prompts handed to the adapter per predict() call. Deprecated spelling: --chunk-size "
+                   "(not the SAM adapters' decoder chunk, which is the adapter option: --option chunk_size=N).")
+@click.option("--chunk-size", "old_chunk_size", type=int, default=None, hidden=True,
+              help="Deprecated spelling of --prompts-per-call.")
 @click.option("--workers", type=int, default=None, help="Processes over images (default: CPU count if every model is a classical baseline, else 1).")
 @click.option("--keep-going", is_flag=True, help="Exit 0 even if some samples failed (they are still recorded).")
 @click.option("--retry-failed", is_flag=True, help="Delete this run's failed rows of the given models first, so they run again.")
 @click.option("--no-report", is_flag=True, help="Do not write the report into the run directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @scale_options
-def run_cmd(models, protocols, datasets, datasets_given, out, levels, draws, seed, corruptions, limit, shard, device,
-            checkpoints, plugins, options, prompts_per_call, workers, keep_going, retry_failed, no_report, quiet,
-            **scale) -> None:
+@click.pass_context
+def run_cmd(ctx, models, protocols, datasets, datasets_given, out, levels, draws, seed, corruptions, limit, shard,
+            device, checkpoints, plugins, options, prompts_per_call, old_chunk_size, workers, keep_going, retry_failed,
+            no_report, quiet, **scale) -> None:
     """Run models × protocols × datasets and store every prompt's result (resumable).
 
     With no --model/--protocol/--dataset it runs the embedded default: grabcut and box-fill on the
     shipped GrabCut sample with the noisy-box protocol (levels 0,0.2,...,1, 5 draws).
     """
-    from sambench.adapters import route_files
-    from sambench.config import resolve_model_name
-    from sambench.execution.runner import RunConfig, default_run_dir, default_workers, run
+    from sambench.api import configure, execute  # lazy: the API loads pandas and the run loop; --help must not
 
-    models_l, protocols_l, specs = _split(models), _split(protocols), datasets
+    models_l, protocols_l = _split(models), _split(protocols)
     is_default = not (models_l or protocols_l or datasets_given)
     models_l = [resolve_model_name(m) for m in models_l] or list(DEFAULT_RUN["models"])  # family → variant
     protocols_l = protocols_l or list(DEFAULT_RUN["protocols"])
     levels_l = _split((levels,)) if levels else (list(DEFAULT_RUN["levels"]) if is_default else None)
     draws = draws if draws is not None else (DEFAULT_RUN["draws"] if is_default else None)
-    if workers is None and scale["engine"] != "ray":  # ray: one actor per GPU (or CPU) of the cluster
-        workers = default_workers(models_l)
-    ds_opts = specs[0].options if specs else {}
-    out = out or default_run_dir(models_l, protocols_l, [s.spec for s in specs],
-                                 {"levels": levels_l, "draws": draws, "seed": seed, "limit": limit, "shard": shard,
-                                  "options": list(options), "dataset_options": ds_opts,
-                                  **({"corruptions": list(corruptions)} if corruptions else {})})
-    config = RunConfig(models=models_l, protocols=protocols_l, datasets=specs, out=out, levels=levels_l, draws=draws,
-                       seed=seed, limit=limit, shard=_shard(shard), prompts_per_call=prompts_per_call,
-                       workers=workers, device=device, checkpoints=route_files(checkpoints, models_l, "checkpoint"),
-                       plugins=route_files(plugins, models_l, "plugin"),
-                       model_options=_parse_options(options, models_l), retry_failed=retry_failed,
-                       progress=not quiet, corruptions=list(corruptions), **scale_config(scale))
+    config, adapters = configure(
+        models_l, protocols_l, datasets, out, levels=levels_l, draws=draws, seed=seed, limit=limit,
+        shard=_shard(shard), prompts_per_call=_prompts_per_call(ctx, prompts_per_call, old_chunk_size),
+        workers=workers, device=device, checkpoints=route_files(checkpoints, models_l, "checkpoint"),
+        plugins=route_files(plugins, models_l, "plugin"), model_options=_parse_options(options, models_l),
+        retry_failed=retry_failed, progress=not quiet, corruptions=list(corruptions), **scale_config(scale))
     click.echo(f"sambench run: models {', '.join(models_l)} | protocols {', '.join(protocols_l)} | "
-               f"datasets {', '.join(s.spec for s in specs)} | levels {','.join(levels_l) if levels_l else 'card'} | "
-               f"draws {'card' if draws is None else draws} | workers {workers or 'auto'}"
+               f"datasets {', '.join(s.spec for s in datasets)} | "
+               f"levels {','.join(levels_l) if levels_l else 'card'} | "
+               f"draws {'card' if draws is None else draws} | workers {config.workers or 'auto'}"
                + (f" | corruptions {', '.join(corruptions)}" if corruptions else "")
-               + (f" | engine {scale['engine']}" if scale['engine'] else "") + f" -> {out}", err=True)
-    result = run(config)
+               + (f" | engine {scale['engine']}" if scale['engine'] else "") + f" -> {config.out}", err=True)
+    result = execute(config, adapters)
     _print_run_summary(result, no_report)
     failed = result.counts.get("failed", 0)
     if failed and not keep_going:
@@ -311,13 +306,27 @@ def run_cmd(models, protocols, datasets, datasets_given, out, levels, draws, see
         sys.exit(1)
 
 
+def _prompts_per_call(ctx: click.Context, value: int, old: Optional[int]) -> int:
+    """``--prompts-per-call``, or its deprecated spelling ``--chunk-size`` (said so on stderr: it is not the
+    adapters' decoder ``chunk_size`` option)."""
+    if old is None:
+        return value
+    given = ctx.get_parameter_source("prompts_per_call") != click.core.ParameterSource.DEFAULT
+    if given and value != old:
+        raise SambenchError(f"--chunk-size {old} and --prompts-per-call {value}: --chunk-size is the old spelling "
+                            f"of --prompts-per-call; give one")
+    click.echo("warning: --chunk-size is the old spelling of --prompts-per-call (prompts per predict() call); "
+               "the adapters' decoder chunk is --option chunk_size=N", err=True)
+    return old
+
+
 def _print_run_summary(result, no_report: bool) -> None:
     """The summary table (computed once, also for the report), failures, counts and the written files."""
-    from sambench.analysis.summary import failure_reasons, format_table, summarize
+    from sambench.analysis.noc import click_protocols, format_noc, noc_table  # lazy: pandas stays out of --help
+    from sambench.analysis.summary import failure_reasons, format_table, summarize  # lazy: as above
 
     table = summarize(result.rows)
     click.echo(format_table(table))
-    from sambench.analysis.noc import click_protocols, format_noc, noc_table
 
     interactive = click_protocols([result.manifest])
     if interactive:
@@ -334,8 +343,8 @@ def _print_run_summary(result, no_report: bool) -> None:
     click.echo(f"results:  {result.run_dir / 'results.sqlite'}")
     click.echo(f"manifest: {result.run_dir / 'manifest.json'}")
     if not no_report:
-        from sambench.report import write_report
-        from sambench.store import as_loaded
+        from sambench.report import write_report  # lazy: matplotlib only when the report is written
+        from sambench.store import as_loaded  # lazy: pandas stays out of --help
 
         written = write_report([result.run_dir], result.run_dir / "report", summary=table,
                                loaded=as_loaded(result.run_dir, result.rows, result.manifest))
@@ -348,13 +357,11 @@ def _print_run_summary(result, no_report: bool) -> None:
 def list_cmd(what: str) -> None:
     """List the model cards, protocol cards or datasets sambench knows."""
     if what == "datasets":
-        from sambench.datasets import list_datasets
+        from sambench.datasets import list_datasets  # lazy: the dataset loaders load OpenCV
 
         for name, desc in sorted(list_datasets().items()):
             click.echo(f"{name:24s} {desc}")
         return
-    from sambench.config import list_cards, load_model_card, load_protocol_card
-
     for name, path in sorted(list_cards(what).items()):
         try:
             card = load_model_card(name) if what == "models" else load_protocol_card(name)
@@ -369,8 +376,6 @@ def list_cmd(what: str) -> None:
             lv = ", ".join(s.level for s in card.settings)
             click.echo(f"{name:24s} v{card.version}  levels: {lv}  draws: {card.draws}  ({path})")
     if what == "models":
-        from sambench.config import FAMILY_DEFAULTS, HF_PREFIX, resolve_model_name
-
         click.echo("\nfamily names (default variant):")
         for family in FAMILY_DEFAULTS:
             click.echo(f"{family:24s} -> {resolve_model_name(family)}")
@@ -392,7 +397,7 @@ def prompts_group() -> None:
 @click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="JSON file to write.")
 def prompts_export_cmd(protocol, datasets, levels, draws, seed, limit, out) -> None:
     """Write every realised prompt of PROTOCOL on DATASET as JSON, with its hash."""
-    from sambench.execution.export import export_prompts
+    from sambench.execution.export import export_prompts  # lazy: the dataset loaders load OpenCV
 
     doc = export_prompts(protocol, datasets[0], levels=_split((levels,)) if levels else None, draws=draws,
                          seed=seed, limit=limit)
@@ -402,9 +407,7 @@ def prompts_export_cmd(protocol, datasets, levels, draws, seed, limit, out) -> N
 
 
 def entry() -> None:
-    """The ``sambench`` console script: CPU malloc tuning for model runs (sambench/perf.py), then click."""
-    from sambench.cli.perf import reexec_with_tuned_malloc
-
+    """The ``sambench`` console script: CPU malloc tuning for model runs (sambench/cli/perf.py), then click."""
     reexec_with_tuned_malloc()
     main()
 

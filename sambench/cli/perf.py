@@ -13,6 +13,9 @@ import os
 import sys
 from typing import Sequence
 
+from sambench.adapters import is_cpu_baseline
+from sambench.types import SambenchError
+
 TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(4 << 30), "MALLOC_TRIM_THRESHOLD_": str(4 << 30)}
 
 
@@ -34,9 +37,6 @@ def wants_malloc_tuning(argv: Sequence[str], environ: dict) -> bool:
         return False
     if argv[0] == "train":
         return True
-    from sambench.adapters import is_cpu_baseline
-    from sambench.types import SambenchError
-
     for m in _models_in(argv):
         try:
             if not is_cpu_baseline(m):

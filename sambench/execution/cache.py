@@ -108,7 +108,7 @@ class CorruptEntry(Exception):
 
 def _checksum(tensors: dict) -> str:
     """sha256 over every tensor's name, dtype, shape and bytes, in name order."""
-    import torch
+    import torch  # lazy: keeps torch out of start-up
 
     h = hashlib.sha256()
     for name in sorted(tensors):
@@ -134,7 +134,7 @@ def _read_header(data: bytes) -> dict:
 
 def read_entry(data: bytes) -> tuple[dict, dict]:
     """(tensors, sambench metadata) of an entry's bytes, checksum verified; CorruptEntry otherwise."""
-    from safetensors.torch import load
+    from safetensors.torch import load  # lazy: keeps torch out of start-up
 
     header = _read_header(data)
     try:
@@ -184,7 +184,7 @@ class EmbeddingCache:
 
     def get(self, adapter: Any, img_hash: str, preprocessing: str) -> Optional[Any]:
         """The adapter's state for this image, or None (a miss; also for a bad entry, reported once)."""
-        import torch
+        import torch  # lazy: keeps torch out of start-up
 
         sig = adapter.cache_signature()
         if sig is None:
@@ -225,7 +225,7 @@ class EmbeddingCache:
         rounded to float16 and back (so a cold run decodes exactly what a warm run will); else ``state``."""
         if self.storage == "fp32":
             return state
-        import torch
+        import torch  # lazy: keeps torch out of start-up
 
         raw, meta = adapter.state_to_tensors(state)
         back = {}
@@ -236,8 +236,8 @@ class EmbeddingCache:
 
     def put(self, adapter: Any, img_hash: str, preprocessing: str, state: Any) -> Optional[Path]:
         """Store a state atomically (temp file + rename), then evict if over the limit."""
-        import torch
-        from safetensors.torch import save
+        import torch  # lazy: keeps torch out of start-up
+        from safetensors.torch import save  # lazy: keeps torch out of start-up
 
         sig = adapter.cache_signature()
         if sig is None:
@@ -276,7 +276,7 @@ class EmbeddingCache:
 
     @contextlib.contextmanager
     def _lock(self, blocking: bool = True) -> Iterator[bool]:
-        import fcntl
+        import fcntl  # lazy: POSIX only, and only when the cache is written
 
         self.root.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o666)

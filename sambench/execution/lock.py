@@ -62,7 +62,7 @@ class RunLock:
 
     def acquire(self, wait: bool = False, poll_s: float = 0.5, timeout_s: Optional[float] = None) -> "RunLock":
         """Take the lock; raise SambenchError naming the holder if it is taken and ``wait`` is false."""
-        import fcntl
+        import fcntl  # lazy: POSIX only; the module is imported on every platform
 
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise SambenchError(f"{self.run_dir}: is a file, not a run directory")

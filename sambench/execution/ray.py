@@ -21,9 +21,10 @@ SQLite, exactly as a local run: the engine only decides *where* an image's rows 
 * **Cache.** Actors use the run's embedding cache directory; on a cluster give a path every node sees
   (NFS): entries are written atomically and never need a lock to read.
 
-The work itself is the runner's: ``_worker_init(config)`` once per actor (as in a pool worker) and
-:meth:`sambench.execution.runner.ImageWork.batch` per batch of ``encode_batch`` images, so a Ray run gives the
-same rows as a local one.
+The work itself is a pool worker's: :func:`~sambench.execution.work.worker_init` once per actor and
+:func:`~sambench.execution.work.worker_batch` (:meth:`~sambench.execution.work.ImageWork.batch`) per batch of
+``encode_batch`` images, so a Ray run gives the same rows as a local one. Ray itself is imported only when
+this engine starts (it is an optional dependency).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ import os
 from collections import deque
 from typing import Any, Callable, Iterable, Iterator, Optional
 
+from sambench.execution.rows import image_failure_rows
+from sambench.execution.work import ImageJob, ImageResult, ImageWork, batches, worker_batch, worker_init
 from sambench.types import SambenchError
 
 DEFAULT_MAX_RETRIES = 3
@@ -40,7 +43,7 @@ DEFAULT_INFLIGHT = 2
 
 def _import_ray():
     try:
-        import ray
+        import ray  # lazy: Ray is optional (pip install 'sambench[ray]') and slow to import
     except ImportError:
         raise SambenchError("--engine ray needs Ray: pip install 'sambench[ray]'") from None
     return ray
@@ -52,28 +55,23 @@ class _Worker:
     def __init__(self, init: Callable, config: Any) -> None:
         init(config)
 
-    def pid(self) -> int:
-        return os.getpid()
-
     def work(self, fn: Callable, jobs: list) -> Any:
         return fn(jobs)
 
 
 class RayEngine:
-    """The ``ray`` engine of :data:`sambench.execution.runner.ENGINES`: ``map(jobs)`` yields one
-    :class:`~sambench.execution.runner.ImageResult` per job, computed on actors (see the module docstring)."""
+    """The ``ray`` engine of :data:`sambench.execution.engines.ENGINES`: ``map(jobs)`` yields one
+    :class:`~sambench.execution.work.ImageResult` per job, computed on actors (see the module docstring)."""
 
-    def __init__(self, work: Any, workers: Optional[int] = None, *, cpus_per_worker: float = 1.0,
+    def __init__(self, work: ImageWork, workers: Optional[int] = None, *, cpus_per_worker: float = 1.0,
                  max_retries: int = DEFAULT_MAX_RETRIES, inflight: int = DEFAULT_INFLIGHT,
                  local_cpus: Optional[int] = None) -> None:
-        from sambench.execution.runner import _worker_batch, _worker_init
-
         ray = _import_ray()
         config = work.config
         address, gpus = config.ray_address, float(config.gpus_per_worker or 0.0)
         if gpus < 0 or cpus_per_worker <= 0:
             raise SambenchError(f"--gpus-per-worker must be >= 0, got {gpus}")
-        self.ray, self.work, self.fn = ray, work, _worker_batch
+        self.ray, self.work, self.fn = ray, work, worker_batch
         self.batch = max(1, int(config.encode_batch))
         self.max_retries = int(max_retries)
         self.inflight = max(1, int(inflight))
@@ -94,21 +92,15 @@ class RayEngine:
         self.n_workers = workers or self._default_workers(cpus_per_worker, gpus)
         remote = ray.remote(_Worker).options(num_cpus=cpus_per_worker, num_gpus=gpus,
                                              max_restarts=self.max_retries, max_task_retries=self.max_retries)
-        self.actors = [remote.remote(_worker_init, config) for _ in range(self.n_workers)]
+        self.actors = [remote.remote(worker_init, config) for _ in range(self.n_workers)]
 
     def _default_workers(self, cpus: float, gpus: float) -> int:
         res = self.ray.cluster_resources()
         n = res.get("GPU", 0) / gpus if gpus > 0 else res.get("CPU", 1) / cpus
         return max(1, int(n))
 
-    def actor_pids(self) -> list[int]:
-        """The process id of every live actor (they change when Ray restarts one)."""
-        return self.ray.get([a.pid.remote() for a in self.actors])
-
-    def _lost(self, jobs: list, exc: Exception) -> list:
+    def _lost(self, jobs: list[ImageJob], exc: Exception) -> list[ImageResult]:
         """Failed-row results for the images of a batch whose actor died more than ``max_retries`` times."""
-        from sambench.execution.runner import ImageResult, image_failure_rows
-
         why = f"Ray worker died {self.max_retries + 1} times on this image ({type(exc).__name__})"
         cards = [p.card for p in self.work.protocols]
         out = []
@@ -118,12 +110,10 @@ class RayEngine:
                                                   for m in job.done_by_model}, {}))
         return out
 
-    def map(self, jobs: Iterable) -> Iterator:
+    def map(self, jobs: Iterable[ImageJob]) -> Iterator[ImageResult]:
         """Yield results as they arrive; batches of ``encode_batch`` images travel together."""
         ray = self.ray
-        from ray.exceptions import RayActorError
-
-        from sambench.execution.runner import batches
+        from ray.exceptions import RayActorError  # lazy: Ray is optional (see _import_ray)
 
         queue = deque(batches(jobs, self.batch))
         live = list(range(len(self.actors)))

@@ -39,71 +39,32 @@ On a device
 
 from __future__ import annotations
 
-import os
 import threading
-import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from sambench.metrics import boundary_dilation
+from sambench.metrics import boundary_dilation, boundary_iou, encode_rle, iou
 
 WORD = 64
 _U64 = np.dtype("<u8")
 
-class StageTimer:
-    """Seconds spent per named stage, summed, and masks scored per place (``host``, ``cuda:0``, ...);
-    safe to share between threads."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self.places: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def add(self, stage: str, seconds: float) -> None:
-        with self._lock:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
-
-    def count(self, place: str, masks: int) -> None:
-        with self._lock:
-            self.places[place] = self.places.get(place, 0) + masks
-
-    def summary(self) -> dict:
-        """``{"seconds": {stage: s}, "places": {place: masks}}`` (the form :func:`add_timings` sums)."""
-        with self._lock:
-            return {"seconds": dict(self.seconds), "places": dict(self.places)}
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.add(name, time.perf_counter() - t0)
+#: What the scorer times its stages with: any object whose ``stage(name)`` is a context manager
+#: (the runner's :class:`sambench.execution.timing.StageTimer`); None times nothing.
+Timer = Any
 
 
-def rounded_timings(timings: dict) -> dict:
-    """``timings`` (name → :meth:`StageTimer.summary`) with seconds rounded to 1 ms, keys sorted (for JSON)."""
-    return {name: {"seconds": {k: round(v, 3) for k, v in sorted(t.get("seconds", {}).items())},
-                   "places": dict(sorted(t.get("places", {}).items()))} for name, t in sorted(timings.items())}
+class _NoTimer:
+    """The timer of a call that times nothing: ``stage(name)`` is an empty context."""
+
+    def stage(self, name: str) -> nullcontext:
+        return nullcontext()
 
 
-def add_timings(total: dict, new: dict) -> dict:
-    """Add ``new`` into ``total`` in place; both map a name (a model) to a :meth:`StageTimer.summary`."""
-    for name, summary in new.items():
-        acc = total.setdefault(name, {"seconds": {}, "places": {}})
-        for part in ("seconds", "places"):
-            for k, v in summary.get(part, {}).items():
-                acc.setdefault(part, {})[k] = acc.get(part, {}).get(k, 0) + v
-    return total
-
-
-_NULL_TIMER = StageTimer()
+_NULL_TIMER = _NoTimer()
 
 
 @dataclass(frozen=True)
@@ -307,7 +268,7 @@ class ObjectScorer:
     def shape(self) -> tuple[int, int]:
         return self.height, self.width
 
-    def score(self, mask: Any, timer: Optional[StageTimer] = None) -> MaskScore:
+    def score(self, mask: Any, timer: Optional[Timer] = None) -> MaskScore:
         """IoU, boundary IoU, area and RLE of ``mask`` (bool numpy array, or torch bool tensor: see module doc)."""
         if tuple(mask.shape) != (self.height, self.width):
             raise ValueError(f"mask shapes differ: {tuple(mask.shape)} vs {(self.height, self.width)}")
@@ -336,9 +297,7 @@ class ObjectScorer:
             rle = rle_from_counts(counts_from_changes(_packed_changes(p, self.height), n), self.height, self.width)
         return MaskScore(iou, biou, area, rle)
 
-    def _score_with_ignore(self, mask: np.ndarray, timer: StageTimer) -> MaskScore:
-        from sambench.metrics import boundary_iou, iou
-
+    def _score_with_ignore(self, mask: np.ndarray, timer: Timer) -> MaskScore:
         n = self.height * self.width
         with timer.stage("bbox+pack"):
             p = pack(mask)
@@ -357,14 +316,14 @@ class ObjectScorer:
         key = str(device)
         with self._lock:
             if key not in self._device:
-                import torch
+                import torch  # lazy: torch only for masks already on a device
 
                 g = _TorchCrop.of(torch.from_numpy(self.gt).to(device))
                 self._device[key] = {"crop": g, "boundary": None if g is None else g.boundary(self.dilation)}
             return self._device[key]
 
-    def _score_torch(self, mask, timer: StageTimer) -> MaskScore:
-        import torch
+    def _score_torch(self, mask, timer: Timer) -> MaskScore:
+        import torch  # lazy: torch only for masks already on a device
 
         n = self.height * self.width
         gt = self._device_gt(mask.device)
@@ -397,7 +356,7 @@ class _TorchCrop:
 
     @classmethod
     def of(cls, mask) -> Optional["_TorchCrop"]:
-        import torch
+        import torch  # lazy: torch only for masks already on a device
 
         h = mask.shape[0]
         occupied = torch.cat([mask.any(dim=1), mask.any(dim=0)]).cpu().numpy()  # H + W flags: one transfer
@@ -412,7 +371,7 @@ class _TorchCrop:
 
     def overlap_count(self, a, other: "_TorchCrop", b):
         """Sum of ``a & b`` (``a`` in this crop's frame, ``b`` in ``other``'s) over the overlap, on the device."""
-        import torch
+        import torch  # lazy: torch only for masks already on a device
 
         h, w = self.data.shape
         oh, ow = other.data.shape
@@ -425,7 +384,7 @@ class _TorchCrop:
 
     def changes(self, height: int) -> np.ndarray:
         """Column-major change indices (see :func:`counts_from_changes`); only their coordinates leave the device."""
-        import torch
+        import torch  # lazy: torch only for masks already on a device
 
         d = self.data
         zero = torch.zeros((1, d.shape[1]), dtype=torch.bool, device=d.device)
@@ -437,7 +396,7 @@ class _TorchCrop:
 def erode_torch(mask, d: int):
     """Erosion of a bool tensor by the (2d+1)² square with a zero border: separable min-pooling (AND over
     2d+1 columns, then 2d+1 rows), each built by doubling, on the tensor's device."""
-    import torch
+    import torch  # lazy: torch only for masks already on a device
 
     h, w = mask.shape
     length = 2 * d + 1
@@ -481,65 +440,12 @@ class ImageScorer:
                                                         self._ignores.get(object_id))
             return self._scorers[object_id]
 
-    def score(self, mask: Any, object_id: str, timer: Optional[StageTimer] = None) -> MaskScore:
+    def score(self, mask: Any, object_id: str, timer: Optional[Timer] = None) -> MaskScore:
         return self.object(object_id).score(mask, timer)
-
-
-# -------------------------------------------------------------------------------------- overlap
-
-
-def default_threads(workers: int = 1) -> int:
-    """Scoring threads per worker process: the CPUs this process may use, shared by ``workers``, at most 4."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(4, cpus // max(1, workers)))
-
-
-class ScoringPool:
-    """Scores chunks of predictions on ``threads`` threads while the caller decodes the next chunk.
-
-    numpy, OpenCV and torch release the GIL in their kernels, so scoring overlaps the model's work and
-    other chunks' scoring. At most ``threads`` chunks wait or run here, so with the one being decoded at
-    most ``threads + 1`` chunks of masks exist at once. ``threads=0`` scores in the caller, at submit.
-    """
-
-    def __init__(self, threads: int = 0) -> None:
-        self.threads = max(0, int(threads))
-        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="sambench-score") if self.threads else None
-        self._pending: deque = deque()
-
-    def image_scorer(self, objects: Mapping[str, np.ndarray],
-                     ignores: Optional[Mapping[str, Optional[np.ndarray]]] = None) -> "ImageScorer":
-        """The scorer of one image's objects and their ignore masks (GT work done once per object)."""
-        return ImageScorer(objects, ignores)
-
-    def submit(self, fn: Callable, *args: Any) -> Future:
-        """Run ``fn(*args)`` on the pool (waiting first while ``threads`` chunks are in flight)."""
-        if self._pool is None:
-            fut: Future = Future()
-            try:
-                fut.set_result(fn(*args))
-            except BaseException as exc:  # surfaces at .result(), like a pooled call
-                fut.set_exception(exc)
-            return fut
-        while self._pending and (len(self._pending) >= self.threads or self._pending[0].done()):
-            self._pending.popleft().exception()  # wait for the oldest; errors surface at .result()
-        fut = self._pool.submit(fn, *args)
-        self._pending.append(fut)
-        return fut
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
 
 
 def reference_score(mask: np.ndarray, gt: np.ndarray, dilation_ratio: float = 0.02,
                     ignore: Optional[np.ndarray] = None) -> MaskScore:
     """The same record from sambench.metrics' full-resolution definitions (the slow path tests compare with)."""
-    from sambench.metrics import boundary_iou, encode_rle, iou
-
     return MaskScore(iou(mask, gt, ignore), boundary_iou(mask, gt, dilation_ratio, ignore=ignore),
                      int(np.count_nonzero(mask)), encode_rle(mask))
