@@ -116,7 +116,8 @@ def add_timings(total: dict, new: dict) -> dict:
 
 def sum_scoring(invocations: list[dict]) -> dict:
     """The manifest's ``scoring`` section: where each model's masks were scored and the seconds of each stage,
-    summed over the invocations that recorded them (sambench.metrics.fast.StageTimer; docs/metrics.md)."""
+    summed over the invocations that recorded them (sambench.execution.timing.StageTimer; docs/metrics.md); the store-write total keeps the
+    invocations' microseconds (rounded to 1 ms, two sub-millisecond writes summed to 0.0)."""
     models: dict = {}
     threads, store_write = None, 0.0
     for inv in invocations:
@@ -124,7 +125,7 @@ def sum_scoring(invocations: list[dict]) -> dict:
         add_timings(models, sc.get("models") or {})
         threads = sc.get("threads", threads)
         store_write += sc.get("store_write_s") or 0.0
-    return {"threads": threads, "models": rounded_timings(models), "store_write_s": round(store_write, 3)}
+    return {"threads": threads, "models": rounded_timings(models), "store_write_s": round(store_write, 6)}
 
 
 @dataclass
