@@ -116,8 +116,8 @@ def add_timings(total: dict, new: dict) -> dict:
 
 def sum_scoring(invocations: list[dict]) -> dict:
     """The manifest's ``scoring`` section: where each model's masks were scored and the seconds of each stage,
-    summed over the invocations that recorded them (sambench.execution.timing.StageTimer; docs/metrics.md); the store-write total keeps the
-    invocations' microseconds (rounded to 1 ms, two sub-millisecond writes summed to 0.0)."""
+    summed over the invocations that recorded them (sambench.execution.timing.StageTimer; docs/metrics.md).
+    The store-write total keeps the invocations' microseconds (at 1 ms, two fast writes summed to 0.0)."""
     models: dict = {}
     threads, store_write = None, 0.0
     for inv in invocations:
