@@ -23,13 +23,29 @@ class SambenchError(Exception):
     """A user-facing error: its message is one line naming the file or name and the problem."""
 
 
-def first_line(exc: BaseException) -> str:
-    """The first line of ``exc``'s message once surrounding whitespace is dropped; its type name if it is empty.
+def first_line(exc: BaseException, empty: Optional[str] = None) -> str:
+    """The first line of ``exc``'s message once surrounding whitespace is dropped; ``empty`` if there is none
+    (by default its type name: pass ``""`` where the caller prints the type name already).
 
     What a one-line error quotes of a library's exception (SQLite, pickle, PIL, ...), whose own message
     may span lines (a traceback-like dump) or be empty.
     """
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else (type(exc).__name__ if empty is None else empty)
+
+
+def check_choice(value: Any, choices: Sequence, name: str, where: str = "") -> None:
+    """Refuse ``value`` unless it is one of ``choices``, in one line: ``[WHERE: ]NAME must be one of A, B, got 'v'``."""
+    if value not in choices:
+        raise SambenchError(f"{where + ': ' if where else ''}{name} must be one of {', '.join(map(str, choices))}, "
+                            f"got {value!r}")
+
+
+def check_min(value: Any, low: Any, name: str, where: str = "", strict: bool = False) -> None:
+    """Refuse ``value`` below ``low`` (or equal to it when ``strict``), NaN included, in one line:
+    ``[WHERE: ]NAME must be >= LOW, got V`` (``> LOW`` when strict)."""
+    if not (value > low if strict else value >= low):
+        raise SambenchError(f"{where + ': ' if where else ''}{name} must be {'>' if strict else '>='} {low}, got {value}")
 
 
 def did_you_mean(name: str, known) -> str:

@@ -63,7 +63,7 @@ from sambench.adapters.decoding import (DTYPES, POSTPROCESS_BATCH, ChunkedDecodi
 from sambench.adapters.sam.nets import inspect_state_dict
 from sambench.adapters.weights import find_checkpoint, load_into, read_state_dict, verify_checkpoint_file
 from sambench.config import ModelCard
-from sambench.types import Prompt, SambenchError
+from sambench.types import Prompt, SambenchError, check_choice
 
 ADAPTER_VERSION = "1"
 
@@ -106,8 +106,7 @@ def parse_sam2_options(options: Optional[dict], where: str, extra_keys: Sequence
         raise SambenchError(f"{where}: unknown option(s) {', '.join(unknown)} "
                             f"(known: {', '.join(sorted(set(OPTION_KEYS) | set(extra_keys)))})")
     variant = opts.get("variant")
-    if variant not in VARIANTS:
-        raise SambenchError(f"{where}: option 'variant' must be one of {', '.join(VARIANTS)}, got {variant!r}")
+    check_choice(variant, VARIANTS, "option 'variant'", where)
     for key in ("random_init", "dynamic_multimask"):
         if key in opts and not isinstance(opts[key], bool):
             raise SambenchError(f"{where}: option '{key}' must be true or false, got {opts[key]!r}")

@@ -19,7 +19,7 @@ from sambench.config import (FAMILY_DEFAULTS, HF_PREFIX, list_cards, load_model_
                                    resolve_model_name)
 from sambench.execution.cache import DEFAULT_MAX_GB, default_cache_dir
 from sambench.files import storage_error
-from sambench.types import SambenchError
+from sambench.types import SambenchError, first_line
 
 #: What ``sambench run`` does with no --model/--protocol/--dataset: both classical baselines, the
 #: noisy-box protocol on the shipped GrabCut sample, at the levels and draws below (chosen so that the
@@ -77,8 +77,7 @@ class _Group(click.Group):
         except Exception as exc:  # a bug or an environment problem: still one line, traceback on request
             if os.environ.get("SAMBENCH_DEBUG"):
                 raise
-            first = (str(exc).strip().splitlines() or [""])[0]
-            click.echo(f"error: unexpected {type(exc).__name__}: {first} (set SAMBENCH_DEBUG=1 for the traceback)",
+            click.echo(f"error: unexpected {type(exc).__name__}: {first_line(exc, empty='')} (set SAMBENCH_DEBUG=1 for the traceback)",
                        err=True)
             sys.exit(3)
 

@@ -19,7 +19,7 @@ from sambench.config.lookup import check_fields, load_card, require
 from sambench.config.vocabulary import (BOX_FRAMES, BOX_KINDS, BOX_NOISE_KINDS, CLICK_CARD_FIELDS, INTERACTIVE_KIND,
                                         LEVEL_PARAM, MASK_SELECTIONS, PREPROCESSING_MODES, PROMPT_KINDS, STARTS,
                                         parse_spec)
-from sambench.types import SambenchError
+from sambench.types import SambenchError, check_choice, check_min
 
 PROTOCOL_FIELDS = {"name", "version", "description", "kind", "levels", "settings", "draws", "seed",
                    "mask_selection", "preprocessing", "negatives", "reference", "corruptions", "box_frame",
@@ -68,8 +68,7 @@ def parse_click_settings(data: dict, where: str) -> ClickSettings:
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 100:
         raise SambenchError(f"{where}: 'max_clicks' must be an integer in [1, 100], got {n!r}")
     start = data.get("start", "click")
-    if start not in STARTS:
-        raise SambenchError(f"{where}: 'start' must be one of {', '.join(STARTS)}, got {start!r}")
+    check_choice(start, STARTS, "'start'", where)
     scale = data.get("start_scale", 0.0 if start != "noisy-box" else None)
     if start == "noisy-box":
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.0 <= float(scale) <= 1.0:
@@ -155,8 +154,8 @@ def make_setting(kind: str, params: dict, level: Optional[str], where: str, prot
     frame = params.pop("box_frame", None)
     if frame is not None and kind not in BOX_KINDS:
         raise SambenchError(f"{where}: 'box_frame' only applies to box settings ({', '.join(BOX_KINDS)}), not '{kind}'")
-    if frame is not None and frame not in BOX_FRAMES:
-        raise SambenchError(f"{where}: box_frame must be one of {', '.join(BOX_FRAMES)}, got {frame!r}")
+    if frame is not None:
+        check_choice(frame, BOX_FRAMES, "box_frame", where)
     if kind == INTERACTIVE_KIND:
         return _click_setting(params, level, where, protocol)
     value = _level_value(kind, params, where)
@@ -271,11 +270,9 @@ def parse_protocol_card(data: dict, path: Path) -> ProtocolCard:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise SambenchError(f"{path}: 'seed' must be an integer >= 0, got {seed!r}")
     mask_selection = data.get("mask_selection", "single")
-    if mask_selection not in MASK_SELECTIONS:
-        raise SambenchError(f"{path}: mask_selection must be one of {', '.join(MASK_SELECTIONS)}, got {mask_selection!r}")
+    check_choice(mask_selection, MASK_SELECTIONS, "mask_selection", str(path))
     preprocessing = data.get("preprocessing", "sam")
-    if preprocessing not in PREPROCESSING_MODES:
-        raise SambenchError(f"{path}: preprocessing must be one of {', '.join(PREPROCESSING_MODES)}, got {preprocessing!r}")
+    check_choice(preprocessing, PREPROCESSING_MODES, "preprocessing", str(path))
     settings = _card_settings(data, path, name)
     levels = [s.level for s in settings]
     if len(set(levels)) != len(levels):
@@ -351,8 +348,8 @@ def with_overrides(card: ProtocolCard, levels: Optional[list[str]] = None, draws
                             f"so --levels does not apply (copy the card and set max_clicks)")
     if levels:
         settings = _override_levels(card, levels, where)
-    if draws is not None and draws < 1:
-        raise SambenchError(f"{where}: --draws must be >= 1, got {draws}")
+    if draws is not None:
+        check_min(draws, 1, "--draws", where)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise SambenchError(f"{where}: --seed must be an integer >= 0 (as a card's 'seed'), got {seed!r}")
     return ProtocolCard(name=card.name, version=card.version, description=card.description,

@@ -52,7 +52,7 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-from sambench.types import SambenchError, canonical_json, stable_hash
+from sambench.types import canonical_json, check_choice, check_min, stable_hash
 
 log = logging.getLogger("sambench.execution.cache")
 
@@ -156,10 +156,8 @@ class EmbeddingCache:
     """A directory of encoded image states (see the module docstring)."""
 
     def __init__(self, root: str | Path, max_gb: float = DEFAULT_MAX_GB, storage: str = "fp32") -> None:
-        if storage not in STORAGES:
-            raise SambenchError(f"cache storage must be one of {', '.join(STORAGES)}, got {storage!r}")
-        if not max_gb > 0:
-            raise SambenchError(f"--cache-max-gb must be > 0, got {max_gb}")
+        check_choice(storage, STORAGES, "cache storage")
+        check_min(max_gb, 0, "--cache-max-gb", strict=True)
         self.root = Path(root).expanduser()
         self.max_bytes = int(max_gb * 1e9)
         self.storage = storage

@@ -25,7 +25,7 @@ from sambench.datasets import Dataset, DatasetSpec
 from sambench.execution.cache import DEFAULT_MAX_GB, STORAGES
 from sambench.inputs import corruptions as corr
 from sambench.inputs.prompts import Protocol
-from sambench.types import SambenchError, canonical_json, stable_hash
+from sambench.types import SambenchError, canonical_json, check_choice, check_min, stable_hash
 
 #: Where images run (:data:`sambench.execution.engines.ENGINES` maps each name to its engine).
 ENGINE_NAMES = ("serial", "process", "ray")
@@ -111,22 +111,18 @@ def dataset_entry(d: Union[DatasetSpec, Dataset]) -> dict:
 
 def check_config(config: RunConfig, given: dict) -> None:
     """Refuse impossible numbers and unknown model names before any work."""
-    if config.prompts_per_call < 1:
-        raise SambenchError(f"--prompts-per-call must be >= 1, got {config.prompts_per_call}")
+    check_min(config.prompts_per_call, 1, "--prompts-per-call")
     if config.shard is not None and not (0 <= config.shard[0] < config.shard[1]):
         raise SambenchError(f"--shard must be I/N with 0 <= I < N, got {config.shard[0]}/{config.shard[1]}")
-    if config.limit is not None and config.limit < 1:
-        raise SambenchError(f"--limit must be >= 1, got {config.limit}")
-    if config.workers is not None and config.workers < 1:
-        raise SambenchError(f"--workers must be >= 1, got {config.workers}")
+    if config.limit is not None:
+        check_min(config.limit, 1, "--limit")
+    if config.workers is not None:
+        check_min(config.workers, 1, "--workers")
     if config.engine is not None and config.engine not in ENGINE_NAMES:
         raise SambenchError(f"unknown engine '{config.engine}' (known: {', '.join(ENGINE_NAMES)})")
-    if config.encode_batch < 1:
-        raise SambenchError(f"--encode-batch must be >= 1, got {config.encode_batch}")
-    if config.cache_dtype not in STORAGES:
-        raise SambenchError(f"--cache-dtype must be one of {', '.join(STORAGES)}, got {config.cache_dtype!r}")
-    if not config.cache_max_gb > 0:
-        raise SambenchError(f"--cache-max-gb must be > 0, got {config.cache_max_gb}")
+    check_min(config.encode_batch, 1, "--encode-batch")
+    check_choice(config.cache_dtype, STORAGES, "--cache-dtype")
+    check_min(config.cache_max_gb, 0, "--cache-max-gb", strict=True)
     for m in config.models:
         if m not in given:
             load_model_card(m)

@@ -21,7 +21,7 @@ def export_prompts(protocol: str, dataset, levels: Optional[list[str]] = None, d
                    seed: Optional[int] = None, limit: Optional[int] = None) -> dict:
     """``dataset``: a name/path, or a :class:`sambench.datasets.DatasetSpec` (as a run records it)."""
     card = load_protocol_card(protocol)
-    if card.clicks is not None:
+    if card.interactive:
         raise SambenchError(f"protocol '{card.name}' is interactive: each click depends on the model's previous "
                             f"mask, so its prompts exist only in a run's rows (they cannot be exported before one)")
     card = with_overrides(card, levels=levels, draws=draws, seed=seed)

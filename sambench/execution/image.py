@@ -143,7 +143,7 @@ def _click_rows(adapter: Adapter, model: str, sample, protocols: list[Protocol],
         return states[prep]
 
     rows: list[Row] = []
-    for proto in (p for p in protocols if p.card.clicks is not None):
+    for proto in (p for p in protocols if p.card.interactive):
         rows.extend(evaluate_clicks(adapter, model, sample, proto.card, done, state_for, scorer, condition))
     return rows
 
@@ -179,7 +179,7 @@ def evaluate_images(adapter: Adapter, model: str, samples: list, dones: list[set
     cards = [p.card for p in protocols]
     # an unusable object is a fault of the clean GT: recorded once, on the clean condition
     failed = [object_failure_rows(model, s, cards, d) if not condition[1] else [] for s, d in zip(samples, dones)]
-    batch_protocols = [p for p in protocols if p.card.clicks is None]  # clicks: _click_rows
+    batch_protocols = [p for p in protocols if not p.card.interactive]  # clicks: _click_rows
     groups = [pending_tasks(adapter, model, s, batch_protocols, d, f, condition)
               for s, d, f in zip(samples, dones, failed)]
     states: list[dict] = [{} for _ in samples]

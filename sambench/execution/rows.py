@@ -22,7 +22,7 @@ from sambench.inputs import corruptions as corr
 from sambench.inputs.prompts import PromptTask
 from sambench.metrics.fast import ObjectScorer
 from sambench.store import IMAGE_ROW_COLUMNS, Row
-from sambench.types import SambenchError, canonical_json
+from sambench.types import SambenchError, canonical_json, first_line
 
 #: The condition (corruption, severity) of the clean image.
 CLEAN_CONDITION = (corr.CLEAN, 0)
@@ -32,8 +32,7 @@ def describe(exc: Exception, context: str) -> str:
     """One line for a failed row: a SambenchError says it all; anything else gets its type and context."""
     if isinstance(exc, SambenchError):
         return str(exc)
-    first = (str(exc).strip().splitlines() or [""])[0]
-    return f"{context}: {type(exc).__name__}: {first}"
+    return f"{context}: {type(exc).__name__}: {first_line(exc, empty='')}"
 
 
 def where(sample, condition: tuple[str, int]) -> str:

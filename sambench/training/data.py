@@ -19,7 +19,7 @@ import numpy as np
 from sambench.adapters.stable_sam.modules import PluginConfig
 from sambench.datasets import open_dataset
 from sambench.inputs.prompts import gt_box, noisy_box, random_points
-from sambench.types import SambenchError
+from sambench.types import SambenchError, check_min
 
 FRAME = 1024
 LOWRES = 256
@@ -52,8 +52,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.objects_per_image < 1:
             raise SambenchError("train stable-sam: epochs, batch size and objects per image must be >= 1")
-        if not self.lr > 0:
-            raise SambenchError(f"train stable-sam: learning rate must be > 0, got {self.lr}")
+        check_min(self.lr, 0, "learning rate", "train stable-sam", strict=True)
         bad = [k for k in self.prompt_kinds if k not in TRAINING_PROMPT_KINDS]
         if bad or not self.prompt_kinds:
             raise SambenchError(f"train stable-sam: prompt kinds must be among {', '.join(TRAINING_PROMPT_KINDS)}, got {bad or 'none'}")

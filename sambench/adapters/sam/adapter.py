@@ -71,7 +71,7 @@ from sambench.adapters.sam.nets import VARIANTS, build_sam_model
 from sambench.adapters.sam.weights import load_sam_checkpoint
 from sambench.adapters.weights import find_checkpoint
 from sambench.config import ModelCard
-from sambench.types import Prompt, SambenchError
+from sambench.types import Prompt, SambenchError, check_choice
 
 ADAPTER_VERSION = "1"
 
@@ -151,8 +151,7 @@ def parse_options(options: Optional[dict], *, hq: bool, where: str, extra_keys: 
     if unknown:
         raise UnknownOptionsError(where, unknown, set(SAM_OPTION_KEYS) | set(extra_keys))
     variant = opts.get("variant")
-    if variant not in VARIANTS:
-        raise SambenchError(f"{where}: option 'variant' must be one of {', '.join(VARIANTS)}, got {variant!r}")
+    check_choice(variant, VARIANTS, "option 'variant'", where)
 
     def _bool(key: str, default: bool) -> bool:
         v = opts.get(key, default)

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sambench.types import SambenchError
+from sambench.types import SambenchError, check_choice
 
 #: Output-token index of each DRP token choice in SAM's and HQ-SAM's decoders (both start with the IoU
 #: token, then the mask tokens; HQ-SAM appends its HQ token after them).
@@ -64,12 +64,9 @@ class PluginConfig:
     drp_norm: str = "softmax"
 
     def __post_init__(self) -> None:
-        if self.pe_mode not in PE_MODES:
-            raise SambenchError(f"stable-sam option pe_mode must be one of {', '.join(PE_MODES)}, got {self.pe_mode!r}")
-        if self.drp_token not in DRP_TOKENS:
-            raise SambenchError(f"stable-sam option drp_token must be one of {', '.join(DRP_TOKENS)}, got {self.drp_token!r}")
-        if self.drp_norm not in DRP_NORMS:
-            raise SambenchError(f"stable-sam option drp_norm must be one of {', '.join(DRP_NORMS)}, got {self.drp_norm!r}")
+        check_choice(self.pe_mode, PE_MODES, "stable-sam option pe_mode")
+        check_choice(self.drp_token, DRP_TOKENS, "stable-sam option drp_token")
+        check_choice(self.drp_norm, DRP_NORMS, "stable-sam option drp_norm")
         if not float(self.offset_range) > 0:
             raise SambenchError(f"stable-sam option offset_range must be > 0 (feature cells), got {self.offset_range!r}")
         if int(self.kernel_size) < 1 or int(self.kernel_size) % 2 == 0:
