@@ -23,7 +23,7 @@ synthesis code. docs/corruptions.md gives every formula, parameter and deviation
 
 This module is the registry (one :class:`Corruption` per name of
 :data:`sambench.config.vocabulary.CORRUPTION_NAMES`, in that order), the keys, and the conversion to and
-from uint8. The pixel functions are :mod:`sambench.inputs.imagenet_c` and :mod:`sambench.inputs.robustsam`;
+from uint8. The pixel functions are :mod:`sambench.inputs.imagenet_c` and :mod:`sambench.inputs.weather`;
 the names, severities and the ``--corruption`` grammar are :mod:`sambench.config.vocabulary` (protocol
 cards are checked against them), re-exported here with the registry.
 """
@@ -38,7 +38,7 @@ import numpy as np
 from sambench.config.vocabulary import (ALL, CLEAN, CORRUPTION_NAMES, SEVERITIES, corruption_name, parse_spec,
                                         parse_specs)
 from sambench.inputs import imagenet_c as inc
-from sambench.inputs import robustsam as rs
+from sambench.inputs import weather as rs
 from sambench.types import SambenchError, stable_hash
 
 

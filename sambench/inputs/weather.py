@@ -1,7 +1,8 @@
-"""RobustSAM's three extra degradations (low light, haze, rain) as pixel functions, defined by sambench.
+"""Low light, haze and rain as pixel functions: sambench's own formulas.
 
-RobustSAM evaluates on them but published no synthesis code, so the formulas are sambench's
-(docs/corruptions.md). They follow ImageNet-C's conventions (:mod:`sambench.inputs.imagenet_c`): floats
+RobustSAM's paper reports results under degradations of these names; these formulas are not RobustSAM's
+(its ``data/augment.py`` defines degradations of its own, unseeded), but sambench's, written for this
+harness (docs/corruptions.md). They follow ImageNet-C's conventions (:mod:`sambench.inputs.imagenet_c`): floats
 in [0, 1], the keyed generator ``rng`` and the pixel scale ``s``.
 """
 
