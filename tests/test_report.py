@@ -291,7 +291,8 @@ def test_comparison_figure_bars_and_reference(report):
     from matplotlib.container import BarContainer
 
     from sambench.report import figures as F
-    from sambench.report.common import model_colors, settings_info
+    from sambench.analysis.settings import settings_info
+    from sambench.report.common import model_colors
     from sambench.store import load_runs
     from sambench.analysis.summary import summarize
 
@@ -322,7 +323,8 @@ def test_degradation_lines_and_bands(report):
     from matplotlib.collections import PolyCollection
 
     from sambench.report import figures as F
-    from sambench.report.common import model_colors, settings_info
+    from sambench.analysis.settings import settings_info
+    from sambench.report.common import model_colors
     from sambench.store import load_runs
     from sambench.analysis.summary import summarize
 
@@ -342,7 +344,7 @@ def test_degradation_lines_and_bands(report):
 
 def test_grid_shows_prompt_masks_and_sampling(report):
     from sambench.report import figures as F
-    from sambench.report.build import _Images, build_grid_items, pick_grid_keys
+    from sambench.report.grid import Images, build_grid_items, pick_grid_keys
     from sambench.report.common import model_colors
     from sambench.store import load_runs
 
@@ -362,7 +364,7 @@ def test_grid_shows_prompt_masks_and_sampling(report):
     keys = pick_grid_keys(df, ["dsA/img/1/o0@noisy-box:1:2"])
     assert keys == [{"dataset": "dsA", "image_id": "img/1", "object_id": "o0", "protocol": "noisy-box", "level": "1", "draw": 2,
                      "corruption": "none", "severity": 0}]
-    images = _Images(mans, lambda d, i: image_of(d, i))  # array only: GT from the (unopenable) dataset → note
+    images = Images(mans, lambda d, i: image_of(d, i))  # array only: GT from the (unopenable) dataset → note
     items = build_grid_items(df, keys, images)
     it = items[0]
     assert it.image is not None and it.gt is None and set(it.masks) == set(MODELS)
@@ -499,7 +501,8 @@ def test_mixed_protocol_like_stable_sam_paper(tmp_path):
     from matplotlib.container import BarContainer
 
     from sambench.report import figures as F
-    from sambench.report.common import model_colors, settings_info
+    from sambench.analysis.settings import settings_info
+    from sambench.report.common import model_colors
     from sambench.store import load_runs
     from sambench.analysis.summary import summarize
 

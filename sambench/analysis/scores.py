@@ -34,6 +34,8 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
+from sambench.analysis.noc import object_noc
+from sambench.analysis.stats import stratified_bootstrap, wilcoxon
 from sambench.config.cards import Setting
 from sambench.store import LEVEL_COLUMNS, OBJECT_COLUMNS
 
@@ -211,8 +213,6 @@ register(HeadlineScore(
 def _noc90_values(inp: ScoreInput) -> Optional[pd.DataFrame]:
     if not any(s.kind == "clicks" for s in inp.settings):
         return None
-    from sambench.analysis.noc import object_noc
-
     return object_noc(inp.rows, inp.protocol, "90")
 
 
@@ -241,8 +241,6 @@ def dataset_value(score: HeadlineScore, values: pd.DataFrame) -> float:
 
 def aggregate(score: HeadlineScore, per_dataset: dict[str, pd.DataFrame], key: str, n_boot: int = 1000) -> dict:
     """``{"value", "ci": [lo, hi], "datasets": {name: value}, "n": objects}`` over the datasets given."""
-    from sambench.analysis.summary import stratified_bootstrap
-
     names = sorted(per_dataset)
     mats = [per_dataset[d].dropna().to_numpy(dtype=float) for d in names]
     by_ds = {d: dataset_value(score, per_dataset[d]) for d in names}
@@ -263,9 +261,6 @@ def paired(score: HeadlineScore, a: dict[str, pd.DataFrame], b: dict[str, pd.Dat
     ``{"delta", "ci": [lo, hi], "p_value", "n"}``. The CI resamples objects jointly for both models
     (paired, stratified by dataset); ``p_value`` is ``compare``'s two-sided Wilcoxon signed-rank test on the
     per-object differences (pooled over datasets) for a mean-like score, else None."""
-    from sambench.analysis.compare import _wilcoxon
-    from sambench.analysis.summary import stratified_bootstrap
-
     names = sorted(set(a) & set(b))
     mats, deltas, diffs = [], [], []
     for d in names:
@@ -289,6 +284,6 @@ def paired(score: HeadlineScore, a: dict[str, pd.DataFrame], b: dict[str, pd.Dat
     if diffs:
         d = np.concatenate(diffs)
         d[np.abs(d) < 1e-12] = 0.0
-        p = float(_wilcoxon(d))
+        p = float(wilcoxon(d))
     return {"delta": float(np.mean(deltas)), "ci": [float(lo), float(hi)], "p_value": p,
             "n": int(sum(m.shape[0] for m in mats))}

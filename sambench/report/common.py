@@ -17,14 +17,12 @@ Conventions used by every artefact of ``sambench report``:
 
 from __future__ import annotations
 
-import math
-from dataclasses import replace
-from typing import Iterable, Optional
+from typing import Iterable
 
 import pandas as pd
 
-from sambench.config.cards import Setting
 from sambench.analysis.summary import ALL
+from sambench.config.cards import Setting
 
 
 def model_colors(models: Iterable[str]) -> dict[str, str]:
@@ -35,49 +33,6 @@ def model_colors(models: Iterable[str]) -> dict[str, str]:
     names = sorted({str(m) for m in models})
     palette = colormaps["tab10" if len(names) <= 10 else "tab20"].colors
     return {m: to_hex(palette[i % len(palette)]) for i, m in enumerate(names)}
-
-
-def _num(v) -> Optional[float]:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
-
-
-def _declared(manifests: list[dict]) -> dict[tuple[str, str], tuple[Setting, int]]:
-    """(protocol, level) → (setting, position in its card) from the manifests' protocol identities."""
-    declared: dict[tuple[str, str], tuple[Setting, int]] = {}
-    for man in manifests:
-        for pname, entry in (man.get("protocols") or {}).items():
-            ident = entry.get("identity") if isinstance(entry, dict) else None
-            for i, d in enumerate((ident or {}).get("settings") or []):
-                if isinstance(d, dict) and "level" in d:
-                    declared.setdefault((pname, str(d["level"])), (Setting.from_dict(d, pname), i))
-    return declared
-
-
-def settings_info(df: pd.DataFrame, manifests: list[dict]) -> list[Setting]:
-    """Every (protocol, level) of the rows as the card's :class:`~sambench.config.cards.Setting` (recorded in the
-    manifest; a level no manifest declares has kind ``unknown``, or ``gt-box`` by its name), with the
-    rows' ``level_value``; ordered: protocols by name, then the card's own level order, else GT box first
-    then by numeric value and level."""
-    declared = _declared(manifests)
-    rows = df[df["level"] != ""]
-    ordered = []
-    for (protocol, level), g in rows.groupby(["protocol", "level"], sort=False):
-        value = _num(g["level_value"].iloc[0]) if "level_value" in g else None
-        setting, order = declared.get((protocol, level), (None, 10 ** 6))
-        if setting is None:
-            setting = Setting(str(level), "gt-box" if level == "gt-box" else "unknown", (), value, str(protocol))
-        ordered.append((order, replace(setting, level_value=value)))
-
-    def sort_key(item: tuple[int, Setting]):
-        order, s = item
-        return (s.protocol, order, 0 if s.is_gt_box else 1, s.level_value if s.level_value is not None else -1.0,
-                s.level)
-
-    return [s for _, s in sorted(ordered, key=sort_key)]
 
 
 def display_names(settings: list[Setting]) -> dict[tuple[str, str], str]:
