@@ -59,13 +59,25 @@ def per_object(df: pd.DataFrame) -> pd.DataFrame:
     agg = ok.groupby(keys, sort=True).agg(level_value=("level_value", "first"), iou=("iou", "mean"),
                                            biou=("biou", "mean"), draws=("draw", "count")).reset_index()
     if "mask_rle" in ok.columns:
-        stab = ok.groupby(keys, sort=True)["mask_rle"].apply(lambda s: stability([json.loads(v) for v in s]))
-        agg["stability_pairwise"] = [v[0] for v in stab.values]
-        agg["stability_union"] = [v[1] for v in stab.values]
+        group = ok.groupby(keys, sort=True).ngroup().to_numpy()  # numbered in agg's row order
+        agg["stability_pairwise"], agg["stability_union"] = stability_columns(ok["mask_rle"].tolist(), group, len(agg))
     else:
         agg["stability_pairwise"] = np.nan
         agg["stability_union"] = np.nan
     return agg
+
+
+def stability_columns(mask_rle: list[str], group: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """(pairwise, union) :func:`sambench.metrics.stability` per group: ``mask_rle`` holds one stored RLE (JSON
+    text) per row, ``group`` each row's group number in [0, n_groups); a group's masks are taken in row
+    order. Every RLE is parsed in one JSON call, and rows are grouped by one sort, not per group."""
+    rles = json.loads("[" + ",".join(mask_rle) + "]")
+    order = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[order], np.arange(n_groups + 1))
+    pairwise, union = np.empty(n_groups), np.empty(n_groups)
+    for g in range(n_groups):
+        pairwise[g], union[g] = stability([rles[i] for i in order[bounds[g]:bounds[g + 1]]])
+    return pairwise, union
 
 
 def summarize(df: pd.DataFrame, n_boot: int = 1000, objects: Optional[pd.DataFrame] = None) -> pd.DataFrame:

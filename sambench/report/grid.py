@@ -86,14 +86,9 @@ def pick_grid_keys(df: pd.DataFrame, grid_objects: Optional[Sequence] = None, n:
     corrupted = table["severity"] > 0 if "severity" in table.columns else pd.Series(False, index=table.index)
     # Runs with corrupted images show both: half the rows on clean images, half on corrupted ones.
     quota = [(table[~corrupted], n - n // 2 if corrupted.any() else n), (table[corrupted], n // 2)]
-    for part, k in quota:
-        seen = set()
-        for _, r in part.iterrows():
-            obj = (r["dataset"], r["image_id"], r["object_id"])
-            if len(seen) >= k or obj in seen:
-                continue
-            seen.add(obj)
-            picks.append({c: r[c] for c in GRID_KEY})
+    for part, k in quota:  # the first (largest-spread) key of each object, for the first k objects
+        firsts = part.drop_duplicates(["dataset", "image_id", "object_id"]).head(k)
+        picks.extend(dict(zip(GRID_KEY, key)) for key in firsts[GRID_KEY].itertuples(index=False, name=None))
     return picks
 
 
