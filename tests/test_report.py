@@ -525,3 +525,20 @@ def test_mixed_protocol_like_stable_sam_paper(tmp_path):
     rows_ = F.degradation_rows(settings)
     assert [(kind, [x for x, _ in pts]) for kind, pts in rows_] == [("noisy-box", [0.0, 0.4]), ("points", [1.0, 3.0])]
     assert len(F.degradation_figure(summary, "ssp", settings, model_colors(["alpha", "beta"]), "x").axes) == 4
+
+
+def test_each_per_object_stability_is_computed_once_per_report(tmp_path, monkeypatch):
+    """The summary and leaderboard.json's ranked board read one per-object table: every object's stability
+    is computed once (it was twice: once per table), and the board still carries it."""
+    from sambench.analysis import summary
+    from sambench.report import write_report
+
+    rows = build_store(tmp_path / "run", failures=False)
+    calls = []
+    real = summary.stability
+    monkeypatch.setattr(summary, "stability", lambda rles: calls.append(len(rles)) or real(rles))
+    write_report([tmp_path / "run"], formats=("png",), n_boot=50)
+    objects = {(r.model, r.dataset, r.protocol, r.level, r.image_id, r.object_id) for r in rows if r.status == "ok"}
+    assert len(calls) == len(objects) and sum(calls) == sum(r.status == "ok" for r in rows)
+    board = json.loads((tmp_path / "run" / "report" / "leaderboard.json").read_text())["board"]
+    assert any(c["score"] == "stability" for c in board["columns"])

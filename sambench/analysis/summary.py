@@ -3,7 +3,8 @@
 Columns: ``dataset, model, protocol, level, level_value, corruption, severity, n, failed, miou, miou_lo,
 miou_hi, mbiou, mbiou_lo, mbiou_hi, stability_pairwise, stability_union``. Values are fractions in [0, 1].
 ``corruption``/``severity`` are ``none``/0 for the clean image (every row of a run without
-``--corruption``); the report's classic tables use those rows, ``sambench.report.robustness`` the rest.
+``--corruption``); the report's classic tables use those rows, its corruptions section (``sambench.report.corruptions``)
+the rest.
 
 * ``n`` — objects with at least one successful draw at that level.
 * ``failed`` — failed rows at that level plus image-level failures (an unreadable image blocks it at

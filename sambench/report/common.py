@@ -1,14 +1,13 @@
-"""Shared helpers of the report: model colours, prompt settings (kind, order, display name), headline rows.
+"""Shared helpers of the report: model colours, display names of prompt settings, headline rows.
 
 Conventions used by every artefact of ``sambench report``:
 
 * **Colours**: one colour per model, fixed for the whole report — models sorted by name over the merged
   runs get matplotlib's ``tab10`` colours in order (``tab20`` when there are more than 10 models, then the
   cycle repeats). The same mapping colours bars, curves, CI bands and mask overlays.
-* **Prompt setting**: a (protocol, level) pair, the card's :class:`~sambench.config.cards.Setting`. Its *kind*
-  (``gt-box``, ``noisy-box``, ``box-shift``, ``box-scale``, ``points``) comes from the manifest's protocol
-  identity (``settings`` list), its ``level_value`` from the rows; a level no manifest declares has kind
-  ``unknown`` (``gt-box`` when so named).
+* **Prompt setting**: a (protocol, level) pair, the card's :class:`~sambench.config.cards.Setting`, read from
+  the rows and manifests by :func:`sambench.analysis.settings.settings_info` (kind, order, level value);
+  :func:`display_names` gives each its label.
 * **GT-box setting**: a level labelled ``gt-box`` (or of kind ``gt-box``) or a box-noise level whose
   value is 0 — the prompt is then exactly the tight GT box.
 * **Headline rows**: the cross-dataset rows (``dataset == "ALL"``, the plain mean of dataset means) when
@@ -20,6 +19,8 @@ from __future__ import annotations
 from typing import Iterable
 
 import pandas as pd
+from matplotlib import colormaps
+from matplotlib.colors import to_hex
 
 from sambench.analysis.summary import ALL
 from sambench.config.cards import Setting
@@ -27,9 +28,6 @@ from sambench.config.cards import Setting
 
 def model_colors(models: Iterable[str]) -> dict[str, str]:
     """Stable model → hex colour map: sorted names take ``tab10`` (``tab20`` beyond 10) in order."""
-    from matplotlib import colormaps
-    from matplotlib.colors import to_hex
-
     names = sorted({str(m) for m in models})
     palette = colormaps["tab10" if len(names) <= 10 else "tab20"].colors
     return {m: to_hex(palette[i % len(palette)]) for i, m in enumerate(names)}

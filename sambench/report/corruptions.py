@@ -1,4 +1,7 @@
-"""Corruption robustness: per corruption and severity mIoU, the drop from clean, an mCE, and heatmaps.
+"""The report's corruptions section: mIoU per corruption and severity, the drop from clean, an mCE, heatmaps.
+
+(Not the headline ``robustness`` score of ``sambench.analysis.scores``, which is the ratio of degraded-prompt
+to clean-prompt mIoU. The files keep the names users script against: ``robustness.csv``/``.md``, ``mce.csv``.)
 
 Everything is computed from the summary table (:func:`sambench.analysis.summary.summarize`, one row per dataset
 × model × protocol × level × corruption × severity) on its headline rows (``ALL`` with several

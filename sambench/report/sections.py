@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 import json
-from typing import Optional
+from typing import Callable, Optional
 
 import pandas as pd
 
@@ -63,17 +63,13 @@ def comparison_section(out: ReportFiles, inputs: ReportInputs, p_cells, referenc
 
 def degradation_sections(out: ReportFiles, inputs: ReportInputs) -> list[Section]:
     """One mIoU/mBIoU curve figure per protocol with a kind of >= 2 numeric levels."""
-    body = ""
-    for protocol in sorted({s.protocol for s in inputs.settings}):  # click protocols: clicks_sections
-        fig = None if inputs.summary.empty else F.degradation_figure(inputs.summary, protocol, inputs.settings,
-                                                                    inputs.colors, inputs.scope)
-        if fig is None:
-            out.notes.append(f"protocol '{protocol}': no prompt kind with two numeric levels, so no degradation curve")
-            continue
-        stem = f"degradation_{safe_name(protocol)}"
-        files = out.figure(fig, stem)
-        body += figure_html(stem, out.pngs[stem], f"mIoU and mBIoU against the level of protocol '{protocol}', "
-                            f"{inputs.scope}; bands: bootstrap 95% CI over objects.", files)
+    body = _protocol_figures(
+        out, sorted({s.protocol for s in inputs.settings}), "degradation",  # click protocols: clicks_sections
+        lambda p: None if inputs.summary.empty else F.degradation_figure(inputs.summary, p, inputs.settings,
+                                                                       inputs.colors, inputs.scope),
+        "no prompt kind with two numeric levels, so no degradation curve",
+        lambda p: f"mIoU and mBIoU against the level of protocol '{p}', {inputs.scope}; bands: bootstrap 95% CI "
+                  f"over objects.")
     return [Section("degradation", "Degradation curves", body)] if body else []
 
 
@@ -81,16 +77,12 @@ def clicks_sections(out: ReportFiles, inputs: ReportInputs, n_boot: int) -> list
     """Interactive protocols: the mIoU-vs-clicks curve per protocol and the NoC table (noc.csv/.md/.tex)."""
     if not inputs.click_protocols:
         return []
-    body = ""
-    for protocol in inputs.click_protocols:
-        fig = None if inputs.summary.empty else F.clicks_figure(inputs.summary, protocol, inputs.colors, inputs.scope)
-        if fig is None:
-            out.notes.append(f"protocol '{protocol}': no successful click sequence, so no mIoU-vs-clicks curve")
-            continue
-        stem = f"miou_vs_clicks_{safe_name(protocol)}"
-        files = out.figure(fig, stem)
-        body += figure_html(stem, out.pngs[stem], f"mIoU@k against the number of clicks k, protocol '{protocol}', "
-                            f"{inputs.scope}; bands: bootstrap 95% CI over objects; dotted: the NoC targets.", files)
+    body = _protocol_figures(
+        out, inputs.click_protocols, "miou_vs_clicks",
+        lambda p: None if inputs.summary.empty else F.clicks_figure(inputs.summary, p, inputs.colors, inputs.scope),
+        "no successful click sequence, so no mIoU-vs-clicks curve",
+        lambda p: f"mIoU@k against the number of clicks k, protocol '{p}', {inputs.scope}; bands: bootstrap 95% CI "
+                  f"over objects; dotted: the NoC targets.")
     by_image = noc_table(inputs.df, inputs.click_protocols, n_boot=n_boot, by_corruption=True)
     clean = by_image["severity"].astype(int) == 0  # the clean cells are noc_table's clean table, CIs included
     noc = by_image[clean][NOC_COLUMNS].reset_index(drop=True)
@@ -117,6 +109,20 @@ def summary_section(inputs: ReportInputs, s_cells) -> Section:
         body += "<h3>Failures</h3>" + frame_cells(reasons, "Failed rows by model, dataset, protocol and error "
                                                   "(counted in the 'Failed' column, never dropped silently).").to_html()
     return Section("summary", "Summary table", body)
+
+
+def _protocol_figures(out: ReportFiles, protocols, stem: str, draw: Callable, missing: str, caption: Callable) -> str:
+    """One figure per protocol (``draw(protocol)``, None: a note saying ``missing``), as page HTML."""
+    body = ""
+    for protocol in protocols:
+        fig = draw(protocol)
+        if fig is None:
+            out.notes.append(f"protocol '{protocol}': {missing}")
+            continue
+        name = f"{stem}_{safe_name(protocol)}"
+        files = out.figure(fig, name)
+        body += figure_html(name, out.pngs[name], caption(protocol), files)
+    return body
 
 
 def leaderboard_document(out: ReportFiles, inputs: ReportInputs, n_boot: int) -> dict:
