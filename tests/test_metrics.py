@@ -134,3 +134,24 @@ def test_ignore_band_counts_in_neither_intersection_nor_union():
     assert boundary_iou(gt, gt, ignore=band) == 1.0
     with pytest.raises(ValueError):
         iou(pred, gt, ignore=band[:5])
+
+
+def test_stability_columns_are_metrics_stability_per_group():
+    """A report's per-object stability (analysis.summary.stability_columns: one JSON parse, one sort) is
+    metrics.stability of each group's masks in row order, bit for bit."""
+    import json
+
+    from sambench.analysis.summary import stability_columns
+
+    rng = np.random.default_rng(5)
+    z = encode_rle(np.zeros((20, 24), bool))
+    groups = [[encode_rle(_box(20, 24, *sorted(rng.integers(0, 20, 2)), *sorted(rng.integers(0, 24, 2))))
+               for _ in range(int(rng.integers(1, 7)))] for _ in range(30)]
+    groups += [[z, z], [z], [z, encode_rle(_box(20, 24, 2, 9, 3, 8))]]
+    rows = [(g, json.dumps(r)) for g, masks in enumerate(groups) for r in masks]
+    shuffled = [rows[i] for i in rng.permutation(len(rows))]  # rows of a group need not be adjacent
+    group, texts = np.array([g for g, _ in shuffled]), [t for _, t in shuffled]
+    expected = [stability([json.loads(t) for g2, t in shuffled if g2 == g]) for g in range(len(groups))]
+    pairwise, union = stability_columns(texts, group, len(groups))
+    assert np.array_equal(pairwise, [e[0] for e in expected], equal_nan=True)
+    assert np.array_equal(union, [e[1] for e in expected], equal_nan=True)

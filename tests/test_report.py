@@ -291,7 +291,8 @@ def test_comparison_figure_bars_and_reference(report):
     from matplotlib.container import BarContainer
 
     from sambench.report import figures as F
-    from sambench.report.common import model_colors, settings_info
+    from sambench.analysis.settings import settings_info
+    from sambench.report.common import model_colors
     from sambench.store import load_runs
     from sambench.analysis.summary import summarize
 
@@ -322,7 +323,8 @@ def test_degradation_lines_and_bands(report):
     from matplotlib.collections import PolyCollection
 
     from sambench.report import figures as F
-    from sambench.report.common import model_colors, settings_info
+    from sambench.analysis.settings import settings_info
+    from sambench.report.common import model_colors
     from sambench.store import load_runs
     from sambench.analysis.summary import summarize
 
@@ -342,7 +344,7 @@ def test_degradation_lines_and_bands(report):
 
 def test_grid_shows_prompt_masks_and_sampling(report):
     from sambench.report import figures as F
-    from sambench.report.build import _Images, build_grid_items, pick_grid_keys
+    from sambench.report.grid import Images, build_grid_items, pick_grid_keys
     from sambench.report.common import model_colors
     from sambench.store import load_runs
 
@@ -362,7 +364,7 @@ def test_grid_shows_prompt_masks_and_sampling(report):
     keys = pick_grid_keys(df, ["dsA/img/1/o0@noisy-box:1:2"])
     assert keys == [{"dataset": "dsA", "image_id": "img/1", "object_id": "o0", "protocol": "noisy-box", "level": "1", "draw": 2,
                      "corruption": "none", "severity": 0}]
-    images = _Images(mans, lambda d, i: image_of(d, i))  # array only: GT from the (unopenable) dataset → note
+    images = Images(mans, lambda d, i: image_of(d, i))  # array only: GT from the (unopenable) dataset → note
     items = build_grid_items(df, keys, images)
     it = items[0]
     assert it.image is not None and it.gt is None and set(it.masks) == set(MODELS)
@@ -499,7 +501,8 @@ def test_mixed_protocol_like_stable_sam_paper(tmp_path):
     from matplotlib.container import BarContainer
 
     from sambench.report import figures as F
-    from sambench.report.common import model_colors, settings_info
+    from sambench.analysis.settings import settings_info
+    from sambench.report.common import model_colors
     from sambench.store import load_runs
     from sambench.analysis.summary import summarize
 
@@ -522,3 +525,20 @@ def test_mixed_protocol_like_stable_sam_paper(tmp_path):
     rows_ = F.degradation_rows(settings)
     assert [(kind, [x for x, _ in pts]) for kind, pts in rows_] == [("noisy-box", [0.0, 0.4]), ("points", [1.0, 3.0])]
     assert len(F.degradation_figure(summary, "ssp", settings, model_colors(["alpha", "beta"]), "x").axes) == 4
+
+
+def test_each_per_object_stability_is_computed_once_per_report(tmp_path, monkeypatch):
+    """The summary and leaderboard.json's ranked board read one per-object table: every object's stability
+    is computed once (it was twice: once per table), and the board still carries it."""
+    from sambench.analysis import summary
+    from sambench.report import write_report
+
+    rows = build_store(tmp_path / "run", failures=False)
+    calls = []
+    real = summary.stability
+    monkeypatch.setattr(summary, "stability", lambda rles: calls.append(len(rles)) or real(rles))
+    write_report([tmp_path / "run"], formats=("png",), n_boot=50)
+    objects = {(r.model, r.dataset, r.protocol, r.level, r.image_id, r.object_id) for r in rows if r.status == "ok"}
+    assert len(calls) == len(objects) and sum(calls) == sum(r.status == "ok" for r in rows)
+    board = json.loads((tmp_path / "run" / "report" / "leaderboard.json").read_text())["board"]
+    assert any(c["score"] == "stability" for c in board["columns"])

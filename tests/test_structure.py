@@ -19,14 +19,14 @@ PACKAGE = Path(sambench.__file__).resolve().parent
 def test_one_result_key_and_one_grouping_order(tmp_path):
     from sambench import store
     from sambench.analysis import summary
-    from sambench.report import build
+    from sambench.report import grid
     from sambench.analysis import compare
 
     assert store.KEY_COLUMNS == ("model", "dataset", "image_id", "object_id", "protocol", "level", "draw",
                                  "corruption", "severity")
     assert summary.GROUP == compare.GROUP == list(store.LEVEL_COLUMNS) == ["model", "dataset", "protocol", "level",
                                                                             "corruption", "severity"]
-    assert build.GRID_KEY == [c for c in store.KEY_COLUMNS if c != "model"]
+    assert grid.GRID_KEY == [c for c in store.KEY_COLUMNS if c != "model"]
     with store.Store(tmp_path):
         pass
     con = sqlite3.connect(str(tmp_path / store.DB_NAME))

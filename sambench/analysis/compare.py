@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence, Union
@@ -51,6 +50,7 @@ import pandas as pd
 from sambench.metrics import bootstrap_ci
 from sambench.analysis.noc import SEQUENCE, click_protocols, sequences
 from sambench.analysis.compat import expand_image_failures, key_text, manifest_mismatches, prompt_mismatches
+from sambench.analysis.stats import wilcoxon
 from sambench.store import KEY_COLUMNS, LEVEL_COLUMNS, OBJECT_COLUMNS, load_runs, merge_manifests
 from sambench.types import SambenchError
 
@@ -173,43 +173,6 @@ def _name(run: RunDirs) -> str:
     return "+".join(str(d) for d in _dirs(run))
 
 
-def _signflip_p(nz: np.ndarray) -> float:
-    """Exact two-sided Wilcoxon signed-rank p-value by enumerating all 2^n sign flips of the non-zero
-    differences ``nz`` (average ranks for ties) — what scipy's ``wilcoxon`` computes for n <= 13 with ties
-    or zeros (a permutation test), vectorised."""
-    from scipy.stats import rankdata
-
-    ranks = rankdata(np.abs(nz))
-    observed = float(ranks[nz > 0].sum())
-    n = nz.size
-    signs = (np.arange(2 ** n)[:, None] >> np.arange(n)[None, :]) & 1
-    null = signs @ ranks
-    eps = 1e-9 * max(1.0, abs(observed))
-    less, greater = np.mean(null <= observed + eps), np.mean(null >= observed - eps)
-    return float(min(1.0, 2.0 * min(less, greater)))
-
-
-def _wilcoxon(d: np.ndarray) -> float:
-    """Two-sided Wilcoxon signed-rank p-value of paired differences ``d`` (zeros dropped, scipy's
-    ``zero_method="wilcox"``); 1.0 when every difference is 0, NaN when there is none."""
-    if d.size == 0:
-        return float("nan")
-    nz = d[d != 0]
-    if nz.size == 0:
-        return 1.0
-    ties = np.unique(np.abs(nz)).size < nz.size
-    if d.size <= 13 and (ties or nz.size < d.size):
-        return _signflip_p(nz)  # = scipy's exact permutation test, without its per-permutation overhead
-    from scipy.stats import wilcoxon
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:  # scipy's "auto": exact distribution without ties/zeros, else the normal approximation
-            return float(wilcoxon(d, zero_method="wilcox", alternative="two-sided").pvalue)
-        except ValueError:
-            return float("nan")
-
-
 def compare_runs(baseline_dir: RunDirs, candidate_dir: RunDirs, metric: str = "miou", tol: float = 0.5,
                  allow_prompt_mismatch: bool = False, allow_dataset_mismatch: bool = False,
                  n_boot: int = 1000) -> CompareResult:
@@ -325,7 +288,7 @@ def _paired_group(key: tuple, g: pd.DataFrame, counts: dict, metric: str, tol: f
     ci_lo, ci_hi = 100.0 * lo, 100.0 * hi
     return {**dict(zip(GROUP, key)), "n": int(len(g)),
             "baseline": 100.0 * float(g["vb"].mean()), "candidate": 100.0 * float(g["vc"].mean()),
-            "delta": delta, "ci_lo": ci_lo, "ci_hi": ci_hi, "p_value": _wilcoxon(d),
+            "delta": delta, "ci_lo": ci_lo, "ci_hi": ci_hi, "p_value": wilcoxon(d),
             "base_failed": int(g["fb"].sum()), "cand_failed": int(g["fc"].sum()),
             **{k: int(v.get(key, 0)) for k, v in counts.items()},
             "regression": bool(delta < -tol and ci_hi < 0.0)}
@@ -357,7 +320,7 @@ def _noc_groups(base: pd.DataFrame, cand: pd.DataFrame, protocols, target: str, 
         delta = float(d.mean())
         groups.append({**{k: where[k] for k in GROUP}, "n": int(len(g)), "baseline": float(g["vb"].mean()),
                        "candidate": float(g["vc"].mean()), "delta": delta, "ci_lo": lo, "ci_hi": hi,
-                       "p_value": _wilcoxon(d), "base_failed": int(g["fb"].sum()), "cand_failed": int(g["fc"].sum()),
+                       "p_value": wilcoxon(d), "base_failed": int(g["fb"].sum()), "cand_failed": int(g["fc"].sum()),
                        "new_failures": 0, "fixed": 0, "only_baseline": 0, "only_candidate": 0,
                        "lower_is_better": True, "regression": bool(delta > tol and lo > 0.0)})
     return groups

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from sambench.analysis.noc import click_protocols
 from sambench.store import KEY_COLUMNS, MODEL_IDENTITY, PROMPT_COLUMNS
 
 #: A prompt's key: the result key without the model (every model of a protocol gets the same prompts).
@@ -125,8 +126,6 @@ def prompt_mismatches(rows_a: pd.DataFrame, rows_b: pd.DataFrame, interactive=fr
 def find_mismatches(rows_a: pd.DataFrame, man_a: dict, rows_b: pd.DataFrame, man_b: dict,
                     models: bool = False) -> Mismatches:
     """Everything that makes two runs incomparable (see the module docstring)."""
-    from sambench.analysis.noc import click_protocols
-
     out = manifest_mismatches(man_a, man_b, models=models)
     out.prompts.extend(prompt_mismatches(rows_a, rows_b, click_protocols([man_a, man_b])))
     return out

@@ -24,8 +24,10 @@ import numpy as np
 import pandas as pd
 
 from sambench.inputs.clicks import noc
+from sambench.inputs.corruptions import CLEAN
 from sambench.metrics import bootstrap_ci
-from sambench.analysis.summary import ALL, _stratified_ci
+from sambench.analysis.stats import stratified_ci
+from sambench.analysis.summary import ALL
 
 #: NoC targets reported (and their column suffixes).
 NOC_THRESHOLDS = {"85": 0.85, "90": 0.90, "95": 0.95}
@@ -55,7 +57,7 @@ def click_protocols(manifests) -> set[str]:
 def sequences(df: pd.DataFrame, protocols) -> pd.DataFrame:
     """One row per click sequence of ``protocols``: its key, ``failed`` and, if whole, NoC/reached per target."""
     rows = df[df["protocol"].isin(list(protocols)) & (df["level"] != "")]
-    rows = rows.assign(**{c: v for c, v in (("corruption", "none"), ("severity", 0)) if c not in rows.columns})
+    rows = rows.assign(**{c: v for c, v in (("corruption", CLEAN), ("severity", 0)) if c not in rows.columns})
     out = []
     for key, g in rows.groupby(SEQUENCE, sort=True):
         rec = dict(zip(SEQUENCE, key))
@@ -121,7 +123,7 @@ def noc_table(df: pd.DataFrame, protocols, n_boot: int = 1000, by_corruption: bo
             for t in NOC_THRESHOLDS:
                 row[f"noc{t}"] = float(g[f"noc{t}"].mean())
                 groups = [d[f"noc{t}"].to_numpy(dtype=float) for _, d in sel.groupby("dataset")]
-                row[f"noc{t}_lo"], row[f"noc{t}_hi"] = _stratified_ci(groups, _ci_key(where, t), n_boot)
+                row[f"noc{t}_lo"], row[f"noc{t}_hi"] = stratified_ci(groups, _ci_key(where, t), n_boot)
                 row[f"nof{t}"] = float(g[f"nof{t}"].sum())
             extra.append(row)
         out = pd.concat([out, pd.DataFrame(extra, columns=columns)], ignore_index=True)

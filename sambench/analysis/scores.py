@@ -1,6 +1,8 @@
-"""Headline scores of the leaderboard: each defined once here, in docs/metrics.md, and nowhere else.
+"""Headline scores of the leaderboard: the registry, each score's definition, and how scores aggregate.
 
-A score is computed for one model on one protocol, first per dataset, from that model's stored rows:
+Every score is defined once, here; docs/metrics.md ("Headline scores") describes the same definitions for
+readers, and ``sambench.analysis.ranking`` ranks models by them. A score is computed for one model on one
+protocol, first per dataset, from that model's stored rows:
 
 1. **Per object and level** (:class:`ScoreInput`): ``iou`` = the mean over the object's draws at that
    level, a failed draw scoring 0 (as ``compare`` counts it: a model never climbs the board by failing on
@@ -14,16 +16,18 @@ A score is computed for one model on one protocol, first per dataset, from that 
 4. **Across datasets**: the plain mean of the dataset values (as HQ-SAM and Stable-SAM report), over every
    dataset the board holds for the protocol; a model missing one gets no cross-dataset figure.
 
-The CI is a stratified percentile bootstrap over objects (``sambench.analysis.summary.stratified_bootstrap``: objects
-resampled within each dataset, steps 3–4 repeated on each resample), 95%, keyed by the score: every model
-is resampled with the same object indices, so equal values give equal intervals.
+The CI is a stratified percentile bootstrap over objects (``sambench.analysis.stats.stratified_bootstrap``:
+objects resampled within each dataset, steps 3–4 repeated on each resample), 95%, keyed by the score:
+every model is resampled with the same object indices, so equal values give equal intervals.
 
-Registry: :data:`SCORES` maps a name to its :class:`HeadlineScore`, in column order. A score whose rows a
-protocol lacks returns ``None`` from ``values`` and is simply not a column for it. Scores from other stages
-(NoC@90 from click sequences, mCE from corruptions) join with :func:`register`: they read what they need
-from ``ScoreInput.rows`` (the raw store rows, with ``prompt`` and ``extras``) and declare
-``higher_is_better`` / ``unit`` (``"percent"`` for fractions in [0, 1] printed × 100, ``"number"`` for
-raw values such as clicks).
+Registry: :data:`SCORES` maps a name to its :class:`HeadlineScore`, in column order: ``clean_miou``,
+``degraded_miou``, ``robustness`` (the ratio degraded/clean: a prompt-robustness score, not the corruption
+tables of ``sambench.report.corruptions``), ``auc``, ``stability``, ``noc90`` (interactive protocols, from
+the raw rows' click sequences via ``sambench.analysis.noc``) and ``paper_avg``. A score whose rows a
+protocol lacks returns ``None`` from ``values`` and is simply not a column for it. :func:`register` adds
+a score: it may read the raw store rows (``ScoreInput.rows``, with ``prompt`` and ``extras``) and declares
+``higher_is_better`` / ``unit`` (``"percent"`` for fractions in [0, 1] printed × 100, ``"ratio"`` printed
+with two decimals, ``"number"`` for raw values such as clicks).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
+from sambench.analysis.noc import object_noc
+from sambench.analysis.stats import stratified_bootstrap, wilcoxon
 from sambench.config import Setting
 from sambench.store import LEVEL_COLUMNS, OBJECT_COLUMNS
 
@@ -208,11 +214,11 @@ register(HeadlineScore(
     "Pairwise stability (mean IoU between the masks of an object's draws) averaged over the degraded "
     "levels, per object over the levels where it had a successful draw.",
     _stability_values))
+
+
 def _noc90_values(inp: ScoreInput) -> Optional[pd.DataFrame]:
     if not any(s.kind == "clicks" for s in inp.settings):
         return None
-    from sambench.analysis.noc import object_noc
-
     return object_noc(inp.rows, inp.protocol, "90")
 
 
@@ -241,8 +247,6 @@ def dataset_value(score: HeadlineScore, values: pd.DataFrame) -> float:
 
 def aggregate(score: HeadlineScore, per_dataset: dict[str, pd.DataFrame], key: str, n_boot: int = 1000) -> dict:
     """``{"value", "ci": [lo, hi], "datasets": {name: value}, "n": objects}`` over the datasets given."""
-    from sambench.analysis.summary import stratified_bootstrap
-
     names = sorted(per_dataset)
     mats = [per_dataset[d].dropna().to_numpy(dtype=float) for d in names]
     by_ds = {d: dataset_value(score, per_dataset[d]) for d in names}
@@ -263,9 +267,6 @@ def paired(score: HeadlineScore, a: dict[str, pd.DataFrame], b: dict[str, pd.Dat
     ``{"delta", "ci": [lo, hi], "p_value", "n"}``. The CI resamples objects jointly for both models
     (paired, stratified by dataset); ``p_value`` is ``compare``'s two-sided Wilcoxon signed-rank test on the
     per-object differences (pooled over datasets) for a mean-like score, else None."""
-    from sambench.analysis.compare import _wilcoxon
-    from sambench.analysis.summary import stratified_bootstrap
-
     names = sorted(set(a) & set(b))
     mats, deltas, diffs = [], [], []
     for d in names:
@@ -289,6 +290,6 @@ def paired(score: HeadlineScore, a: dict[str, pd.DataFrame], b: dict[str, pd.Dat
     if diffs:
         d = np.concatenate(diffs)
         d[np.abs(d) < 1e-12] = 0.0
-        p = float(_wilcoxon(d))
+        p = float(wilcoxon(d))
     return {"delta": float(np.mean(deltas)), "ci": [float(lo), float(hi)], "p_value": p,
             "n": int(sum(m.shape[0] for m in mats))}

@@ -3,7 +3,8 @@
 Columns: ``dataset, model, protocol, level, level_value, corruption, severity, n, failed, miou, miou_lo,
 miou_hi, mbiou, mbiou_lo, mbiou_hi, stability_pairwise, stability_union``. Values are fractions in [0, 1].
 ``corruption``/``severity`` are ``none``/0 for the clean image (every row of a run without
-``--corruption``); the report's classic tables use those rows, ``sambench.report.robustness`` the rest.
+``--corruption``); the report's classic tables use those rows, its corruptions section (``sambench.report.corruptions``)
+the rest.
 
 * ``n`` — objects with at least one successful draw at that level.
 * ``failed`` — failed rows at that level plus image-level failures (an unreadable image blocks it at
@@ -23,27 +24,28 @@ same model/protocol/level; their CI resamples objects within each dataset (strat
 from __future__ import annotations
 
 import json
+from typing import Optional
 
 import numpy as np
 import pandas as pd
 
 from sambench.metrics import bootstrap_ci, stability
+from sambench.analysis.stats import stratified_ci
+from sambench.inputs.corruptions import CLEAN, CORRUPTIONS
 from sambench.store import LEVEL_COLUMNS, OBJECT_COLUMNS
-from sambench.types import keyed_rng
 
 GROUP = list(LEVEL_COLUMNS)
 #: The columns of the summary table (``summary.csv`` and ``Run.summary()``; an interface, dataset first).
 SUMMARY_COLUMNS = ["dataset", "model", "protocol", "level", "level_value", "corruption", "severity", "n", "failed",
                    "miou", "miou_lo", "miou_hi", "mbiou", "mbiou_lo", "mbiou_hi", "stability_pairwise",
                    "stability_union", "n_stability"]
-CLEAN = ("none", 0)
 ALL = "ALL"
 
 
 def with_clean_defaults(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` with ``corruption``/``severity`` = ``none``/0 where a hand-made frame lacks them (rows of a
     schema-1 store already read that way, sambench.store.ADDED_COLUMNS)."""
-    missing = {c: v for c, v in zip(("corruption", "severity"), CLEAN) if c not in df.columns}
+    missing = {c: v for c, v in (("corruption", CLEAN), ("severity", 0)) if c not in df.columns}
     return df.assign(**missing) if missing else df
 
 
@@ -58,41 +60,32 @@ def per_object(df: pd.DataFrame) -> pd.DataFrame:
     agg = ok.groupby(keys, sort=True).agg(level_value=("level_value", "first"), iou=("iou", "mean"),
                                            biou=("biou", "mean"), draws=("draw", "count")).reset_index()
     if "mask_rle" in ok.columns:
-        stab = ok.groupby(keys, sort=True)["mask_rle"].apply(lambda s: stability([json.loads(v) for v in s]))
-        agg["stability_pairwise"] = [v[0] for v in stab.values]
-        agg["stability_union"] = [v[1] for v in stab.values]
+        group = ok.groupby(keys, sort=True).ngroup().to_numpy()  # numbered in agg's row order
+        agg["stability_pairwise"], agg["stability_union"] = stability_columns(ok["mask_rle"].tolist(), group, len(agg))
     else:
         agg["stability_pairwise"] = np.nan
         agg["stability_union"] = np.nan
     return agg
 
 
-def stratified_bootstrap(groups: list[np.ndarray], key: str, n_boot: int = 1000) -> np.ndarray:
-    """Resampled column means of each group: ``groups[i]`` is (n_i, k) (or (n_i,)); objects (rows) are
-    resampled with replacement within their group, from a generator keyed by ``key``. Returns
-    (len(groups), n_boot, k). The one bootstrap of the cross-dataset CIs and of the leaderboard's scores."""
-    rng = keyed_rng("bootstrap-stratified", key, n_boot)
-    out = []
-    for g in groups:
-        g2 = g.reshape(g.shape[0], -1)
-        out.append(g2[rng.integers(0, g2.shape[0], size=(n_boot, g2.shape[0]))].mean(axis=1))
-    return np.stack(out) if out else np.zeros((0, n_boot, 1))
+def stability_columns(mask_rle: list[str], group: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """(pairwise, union) :func:`sambench.metrics.stability` per group: ``mask_rle`` holds one stored RLE (JSON
+    text) per row, ``group`` each row's group number in [0, n_groups); a group's masks are taken in row
+    order. Every RLE is parsed in one JSON call, and rows are grouped by one sort, not per group."""
+    rles = json.loads("[" + ",".join(mask_rle) + "]")
+    order = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[order], np.arange(n_groups + 1))
+    pairwise, union = np.empty(n_groups), np.empty(n_groups)
+    for g in range(n_groups):
+        pairwise[g], union[g] = stability([rles[i] for i in order[bounds[g]:bounds[g + 1]]])
+    return pairwise, union
 
 
-def _stratified_ci(groups: list[np.ndarray], key: str, n_boot: int = 1000) -> tuple[float, float]:
-    """CI of the mean of group means, resampling within each group."""
-    groups = [g for g in groups if g.size]
-    if not groups:
-        return float("nan"), float("nan")
-    means = stratified_bootstrap(groups, key, n_boot)[..., 0].mean(axis=0)
-    lo, hi = np.quantile(means, [0.025, 0.975])
-    return float(lo), float(hi)
-
-
-def summarize(df: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
-    """The summary table of store rows ``df`` (as returned by ``Store.frame`` / ``load_runs``)."""
+def summarize(df: pd.DataFrame, n_boot: int = 1000, objects: Optional[pd.DataFrame] = None) -> pd.DataFrame:
+    """The summary table of store rows ``df`` (as returned by ``Store.frame`` / ``load_runs``); ``objects`` is
+    :func:`per_object` of ``df`` when the caller has it already (the report shares it with the ranked board)."""
     df = with_clean_defaults(df)
-    objs = per_object(df)
+    objs = per_object(df) if objects is None else objects
     failed = df[df["status"] == "failed"]
     image_failures = failed[failed["level"] == ""].groupby(GROUP[:3]).size()  # (model, dataset, protocol)
     level_failures = failed[failed["level"] != ""].groupby(GROUP).size()
@@ -107,7 +100,7 @@ def summarize(df: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
             continue
         known = levels[(levels["dataset"] == dataset) & (levels["protocol"] == protocol)].drop_duplicates(
             ["level", "corruption", "severity"])
-        empty = {"level": "", "level_value": float("nan"), "corruption": CLEAN[0], "severity": CLEAN[1]}
+        empty = {"level": "", "level_value": float("nan"), "corruption": CLEAN, "severity": 0}
         for _, k in known.iterrows() if len(known) else [(None, empty)]:
             extra_levels.append({"dataset": dataset, "model": model, "protocol": protocol, "level": k["level"],
                                  "level_value": k["level_value"], "corruption": k["corruption"],
@@ -146,7 +139,7 @@ def summarize(df: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
         for m, col in (("miou", "iou"), ("mbiou", "biou")):
             row[m] = float(g[m].mean())
             groups = [d[col].to_numpy(dtype=float) for _, d in sel.groupby("dataset")]
-            row[m + "_lo"], row[m + "_hi"] = _stratified_ci(groups, _tag(row, with_dataset=False) + f"|{m}", n_boot)
+            row[m + "_lo"], row[m + "_hi"] = stratified_ci(groups, _tag(row, with_dataset=False) + f"|{m}", n_boot)
         row["stability_pairwise"] = float(g["stability_pairwise"].mean())
         row["stability_union"] = float(g["stability_union"].mean())
         row["n_stability"] = int(g["n_stability"].sum())
@@ -158,7 +151,7 @@ def _tag(row: dict, with_dataset: bool = True) -> str:
     """The bootstrap's key of a cell: fixed text, so CIs never move; a clean cell keeps the text it had
     before the corruption axis existed."""
     parts = ([row["dataset"]] if with_dataset else []) + [row["model"], row["protocol"], row["level"]]
-    if (row["corruption"], row["severity"]) != CLEAN:
+    if (row["corruption"], row["severity"]) != (CLEAN, 0):
         parts.append(f"{row['corruption']}:{row['severity']}")
     return "|".join(map(str, parts))
 
@@ -166,9 +159,7 @@ def _tag(row: dict, with_dataset: bool = True) -> str:
 def _sort(table: pd.DataFrame) -> pd.DataFrame:
     if table.empty:
         return table
-    from sambench.inputs.corruptions import CORRUPTIONS
-
-    order = {n: i for i, n in enumerate([CLEAN[0], *CORRUPTIONS])}
+    order = {n: i for i, n in enumerate([CLEAN, *CORRUPTIONS])}
     t = table.assign(_all=table["dataset"] == ALL, _lv=table["level_value"].fillna(-1.0),
                      _c=table["corruption"].map(lambda c: order.get(c, len(order))))
     t = t.sort_values(["_all", "dataset", "protocol", "_lv", "level", "_c", "corruption", "severity", "model"],
@@ -197,6 +188,6 @@ def format_table(table: pd.DataFrame) -> str:
     t["stability_pairwise"] = t["stability_pairwise"].map(pct)
     t["stability_union"] = t["stability_union"].map(pct)
     shown = [c for c in SUMMARY_COLUMNS if c != "level_value" and not c.endswith(("_lo", "_hi"))]
-    if not ((t["corruption"] != CLEAN[0]) | (t["severity"] != CLEAN[1])).any():
+    if not ((t["corruption"] != CLEAN) | (t["severity"] != 0)).any():
         shown = [c for c in shown if c not in ("corruption", "severity")]
     return t[shown].to_string(index=False)

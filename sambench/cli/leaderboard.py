@@ -30,6 +30,7 @@ def leaderboard_cmd(paths, out_dir, rank_by, verify, note):
     Runs merge only where prompt hashes, protocol versions, dataset content hashes and model signatures
     agree (the checks of `compare`); every model must hold the same results per dataset and protocol.
     """
+    # lazy: pandas and matplotlib stay out of `sambench --help` and of every other command
     from sambench.leaderboard import find_runs, verify_runs, write_board
 
     if verify:

@@ -37,6 +37,7 @@ def _fail(exc: Exception) -> None:
               help="Model whose corruption errors normalise the mCE (default: grabcut, else box-fill).")
 def report_cmd(run_dirs, out_dir, reference_model, grid_objects, grid_rows, formats, mce_reference):
     """Write tables, figures, index.html and leaderboard.json for RUN_DIR(s) (merged)."""
+    # lazy: pandas and matplotlib stay out of `sambench --help` and of every other command
     from sambench.report.build import write_report
 
     try:
@@ -75,6 +76,7 @@ def compare_cmd(baseline, candidate, metric, tol, json_out, allow_prompt_mismatc
 
     Each is a run directory, or comma-separated shard directories of one run (merged).
     """
+    # lazy: pandas and scipy stay out of `sambench --help` and of every other command
     from sambench.analysis.compare import compare_runs, write_json
 
     try:

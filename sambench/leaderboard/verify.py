@@ -29,6 +29,9 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 
 from sambench.config import ProtocolCard, Setting
+from sambench.datasets import DatasetSpec
+from sambench.execution.sequences import start_box
+from sambench.inputs.clicks import run_sequence
 from sambench.metrics import boundary_iou, decode_rle, iou
 from sambench.inputs.prompts import Protocol
 from sambench.store import Store, read_manifest
@@ -69,8 +72,6 @@ class VerifyResult:
 
 def reopen_dataset(spec: dict):
     """The dataset a manifest's ``spec`` records (``sambench.datasets.DatasetSpec.to_dict()``)."""
-    from sambench.datasets import DatasetSpec
-
     return DatasetSpec.from_dict(spec).open()
 
 
@@ -165,9 +166,6 @@ def _check_prompt(run_dir: Path, r, protocol: Optional[Protocol], gt: Optional[n
 def _check_click_sequence(run_dir: Path, seq, protocol: Protocol, obj: Object, result: VerifyResult) -> None:
     """The stored (successful) steps of one click sequence are the ones the click rule gives when the stored
     masks stand in for the model: :func:`sambench.inputs.clicks.run_sequence`, replayed."""
-    from sambench.inputs.clicks import run_sequence
-    from sambench.execution.sequences import start_box
-
     card, clicks = protocol.card, protocol.card.clicks
     seq = seq.sort_values("level_value")
     first = seq.iloc[0]

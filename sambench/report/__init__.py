@@ -1,18 +1,21 @@
-"""Reports, leaderboard and the regression gate, built only from results stores and manifests.
+"""Reports: the files a person reads about some runs, built only from their stores and manifests.
 
 Public API:
 
-* :func:`write_report` — tables (CSV/Markdown/LaTeX), figures (PNG/PDF), ``index.html`` and
+* :func:`write_report` — tables (CSV/Markdown/LaTeX), figures (PNG/PDF/SVG), ``index.html`` and
   ``leaderboard.json`` of one or more run directories (``sambench report``).
-* :func:`compare_runs` → :class:`CompareResult` — paired comparison of a candidate run against a baseline
-  with bootstrap CIs, Wilcoxon p-values and a pass/fail verdict (``sambench compare``).
 * :func:`model_colors` — the model → colour mapping every figure uses.
+* :func:`compare_runs`, :class:`CompareResult`, :class:`CompareRefused` — the regression gate
+  (``sambench compare``), defined in ``sambench.analysis.compare`` and re-exported here, where
+  docs/reports.md has always named it.
 
-docs/reports.md documents every artefact and convention.
+The numbers come from ``sambench.analysis`` (summary, NoC, the corruptions' mCE, the ranked board); the
+ranked boards of many runs are ``sambench.leaderboard``. docs/reports.md documents every artefact and
+convention.
 """
 
+from sambench.analysis.compare import CompareRefused, CompareResult, compare_runs
 from sambench.report.build import write_report
 from sambench.report.common import model_colors
-from sambench.analysis.compare import CompareRefused, CompareResult, compare_runs
 
 __all__ = ["write_report", "compare_runs", "CompareResult", "CompareRefused", "model_colors"]

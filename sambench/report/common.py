@@ -1,14 +1,13 @@
-"""Shared helpers of the report: model colours, prompt settings (kind, order, display name), headline rows.
+"""Shared helpers of the report: model colours, display names of prompt settings, headline rows.
 
 Conventions used by every artefact of ``sambench report``:
 
 * **Colours**: one colour per model, fixed for the whole report — models sorted by name over the merged
   runs get matplotlib's ``tab10`` colours in order (``tab20`` when there are more than 10 models, then the
   cycle repeats). The same mapping colours bars, curves, CI bands and mask overlays.
-* **Prompt setting**: a (protocol, level) pair, the card's :class:`~sambench.config.protocols.Setting`. Its *kind*
-  (``gt-box``, ``noisy-box``, ``box-shift``, ``box-scale``, ``points``) comes from the manifest's protocol
-  identity (``settings`` list), its ``level_value`` from the rows; a level no manifest declares has kind
-  ``unknown`` (``gt-box`` when so named).
+* **Prompt setting**: a (protocol, level) pair, the card's :class:`~sambench.config.Setting`, read from
+  the rows and manifests by :func:`sambench.analysis.settings.settings_info` (kind, order, level value);
+  :func:`display_names` gives each its label.
 * **GT-box setting**: a level labelled ``gt-box`` (or of kind ``gt-box``) or a box-noise level whose
   value is 0 — the prompt is then exactly the tight GT box.
 * **Headline rows**: the cross-dataset rows (``dataset == "ALL"``, the plain mean of dataset means) when
@@ -17,67 +16,21 @@ Conventions used by every artefact of ``sambench report``:
 
 from __future__ import annotations
 
-import math
-from dataclasses import replace
-from typing import Iterable, Optional
+from typing import Iterable
 
 import pandas as pd
+from matplotlib import colormaps
+from matplotlib.colors import to_hex
 
-from sambench.config import Setting
 from sambench.analysis.summary import ALL
+from sambench.config import Setting
 
 
 def model_colors(models: Iterable[str]) -> dict[str, str]:
     """Stable model → hex colour map: sorted names take ``tab10`` (``tab20`` beyond 10) in order."""
-    from matplotlib import colormaps
-    from matplotlib.colors import to_hex
-
     names = sorted({str(m) for m in models})
     palette = colormaps["tab10" if len(names) <= 10 else "tab20"].colors
     return {m: to_hex(palette[i % len(palette)]) for i, m in enumerate(names)}
-
-
-def _num(v) -> Optional[float]:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
-
-
-def _declared(manifests: list[dict]) -> dict[tuple[str, str], tuple[Setting, int]]:
-    """(protocol, level) → (setting, position in its card) from the manifests' protocol identities."""
-    declared: dict[tuple[str, str], tuple[Setting, int]] = {}
-    for man in manifests:
-        for pname, entry in (man.get("protocols") or {}).items():
-            ident = entry.get("identity") if isinstance(entry, dict) else None
-            for i, d in enumerate((ident or {}).get("settings") or []):
-                if isinstance(d, dict) and "level" in d:
-                    declared.setdefault((pname, str(d["level"])), (Setting.from_dict(d, pname), i))
-    return declared
-
-
-def settings_info(df: pd.DataFrame, manifests: list[dict]) -> list[Setting]:
-    """Every (protocol, level) of the rows as the card's :class:`~sambench.config.protocols.Setting` (recorded in the
-    manifest; a level no manifest declares has kind ``unknown``, or ``gt-box`` by its name), with the
-    rows' ``level_value``; ordered: protocols by name, then the card's own level order, else GT box first
-    then by numeric value and level."""
-    declared = _declared(manifests)
-    rows = df[df["level"] != ""]
-    ordered = []
-    for (protocol, level), g in rows.groupby(["protocol", "level"], sort=False):
-        value = _num(g["level_value"].iloc[0]) if "level_value" in g else None
-        setting, order = declared.get((protocol, level), (None, 10 ** 6))
-        if setting is None:
-            setting = Setting(str(level), "gt-box" if level == "gt-box" else "unknown", (), value, str(protocol))
-        ordered.append((order, replace(setting, level_value=value)))
-
-    def sort_key(item: tuple[int, Setting]):
-        order, s = item
-        return (s.protocol, order, 0 if s.is_gt_box else 1, s.level_value if s.level_value is not None else -1.0,
-                s.level)
-
-    return [s for _, s in sorted(ordered, key=sort_key)]
 
 
 def display_names(settings: list[Setting]) -> dict[tuple[str, str], str]:

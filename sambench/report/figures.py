@@ -30,6 +30,8 @@ import cv2
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
@@ -338,8 +340,6 @@ def _draw_sampling(ax, extras: Optional[dict]) -> bool:
     xy, w, grid = found
     size = 6.0 + 110.0 * (w / w.max() if w.max() > 0 else np.ones_like(w))
     if grid is not None:
-        from matplotlib.collections import LineCollection
-
         ax.add_collection(LineCollection(np.stack([grid, xy], axis=1), colors="#00e5ff", linewidths=0.5, alpha=0.6,
                                          zorder=4, gid="sampling-offsets"))
     ax.scatter(xy[:, 0], xy[:, 1], s=size, facecolors="none", edgecolors="#00e5ff", linewidths=0.7, zorder=4,
@@ -349,8 +349,6 @@ def _draw_sampling(ax, extras: Optional[dict]) -> bool:
 
 def _composite(base: np.ndarray, mask: Optional[np.ndarray], color: str) -> np.ndarray:
     """RGB uint8: ``base`` with ``mask`` blended in ``color`` (alpha 0.55) and its 1-px edge in full colour."""
-    from matplotlib.colors import to_rgb
-
     out = base.astype(np.float32)
     if mask is not None and mask.any():
         rgb = np.asarray(to_rgb(color), dtype=np.float32) * 255

@@ -9,7 +9,7 @@ lists each run directory with its sambench version, git commit, creation date, s
 counters. Keys a manifest lacks are simply absent (old or hand-made runs); two runs that disagree on a
 protocol, dataset or model identity are listed under ``conflicts`` (never resolved silently).
 
-Format 2 adds ``board``: the ranked headline scores of ``sambench.leaderboard`` (columns, entries with CIs,
+Format 2 adds ``board``: the ranked headline scores of ``sambench.analysis.ranking`` (columns, entries with CIs,
 ranks, ties, paired tests and provenance), or ``{"refused": "<reason>"}`` when the runs cannot share a
 ranking (``sambench report`` still writes everything else). Every format-1 key is unchanged.
 """
@@ -47,7 +47,7 @@ def _clean(v: Any) -> Any:
 def build_leaderboard(summary: pd.DataFrame, df: pd.DataFrame, manifests: list[dict], run_dirs: list[str],
                       n_boot: int = 1000, ranked: Optional[dict] = None) -> dict:
     """The leaderboard dict (see module docstring) from the summary table, store rows, manifests and the
-    ranked board (``sambench.leaderboard.build_board``), written under ``board`` (None → null)."""
+    ranked board (``sambench.analysis.ranking.build_board``), written under ``board`` (None → null)."""
     results: dict = {}
     for _, r in summary.iterrows():
         cell = {"miou": r["miou"], "miou_ci": [r["miou_lo"], r["miou_hi"]], "mbiou": r["mbiou"],

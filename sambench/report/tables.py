@@ -196,7 +196,7 @@ def summary_csv_frame(summary: pd.DataFrame, settings: list[Setting]) -> pd.Data
     """The summary in percent (one decimal) with a ``best`` column naming the row's bold metrics."""
     t = order_summary(summary, settings)
     best = _summary_best(t)
-    # dataset ... level_value, n, failed: the clean image's rows (the report's robustness section has the rest)
+    # dataset ... level_value, n, failed: the clean image's rows (the report's corruptions section has the rest)
     out = t[[c for c in SUMMARY_COLUMNS[:SUMMARY_COLUMNS.index("failed") + 1] if c not in ("corruption", "severity")]].copy()
     for col in ("miou", "miou_lo", "miou_hi", "mbiou", "mbiou_lo", "mbiou_hi", "stability_pairwise", "stability_union"):
         out[col + "_pct"] = [_rounded(v) for v in t[col]]

@@ -1,4 +1,7 @@
-"""Corruption robustness: per corruption and severity mIoU, the drop from clean, an mCE, and heatmaps.
+"""The report's corruptions section: mIoU per corruption and severity, the drop from clean, an mCE, heatmaps.
+
+(Not the headline ``robustness`` score of ``sambench.analysis.scores``, which is the ratio of degraded-prompt
+to clean-prompt mIoU. The files keep the names users script against: ``robustness.csv``/``.md``, ``mce.csv``.)
 
 Everything is computed from the summary table (:func:`sambench.analysis.summary.summarize`, one row per dataset
 × model × protocol × level × corruption × severity) on its headline rows (``ALL`` with several
@@ -24,7 +27,13 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from sambench.analysis.summary import ALL
 from sambench.inputs.corruptions import CLEAN, CORRUPTIONS
+from sambench.report.common import display_names
+from sambench.report.context import ReportFiles, ReportInputs
+from sambench.report.figures import new_figure
+from sambench.report.html import Section, figure_html, legend_html
+from sambench.report.tables import frame_cells
 
 #: The reference models tried in order when none is named: ImageNet-C normalises by AlexNet; we by a
 #: classical baseline every run can include.
@@ -37,7 +46,7 @@ def _corruption_order(names) -> list[str]:
     return sorted({str(n) for n in names if n != CLEAN}, key=lambda n: (known.index(n) if n in known else len(known), n))
 
 
-def robustness_table(summary: pd.DataFrame) -> pd.DataFrame:
+def corruption_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Per (dataset, model, protocol, level, corruption, severity): mIoU, clean mIoU, relative drop.
 
     Rows of the clean level (``none``/0) are included with drop 0, so the table reads as the full axis.
@@ -120,8 +129,6 @@ def _heat(ax, values: np.ndarray, rows: list[str], cols: list[str], title: str):
 def heatmap_figure(table: pd.DataFrame, setting_names: dict, models: list[str]):
     """Corruption × prompt-degradation level, one panel per model: mIoU (%) averaged over the severities
     run (the clean row is severity 0). ``setting_names`` maps (protocol, level) → column label, in order."""
-    from sambench.report.figures import new_figure
-
     rows = [CLEAN] + _corruption_order(table["corruption"].unique())
     settings = [s for s in setting_names if ((table["protocol"] == s[0]) & (table["level"] == s[1])).any()]
     n = len(models)
@@ -147,8 +154,6 @@ def heatmap_figure(table: pd.DataFrame, setting_names: dict, models: list[str]):
 
 def severity_figure(table: pd.DataFrame, setting: tuple, setting_name: str, models: list[str]):
     """Corruption × severity (0 = clean) at one prompt setting, one panel per model: mIoU (%)."""
-    from sambench.report.figures import new_figure
-
     sub_all = table[(table["protocol"] == setting[0]) & (table["level"] == setting[1])]
     rows = _corruption_order(sub_all["corruption"].unique())
     sevs = sorted(int(s) for s in sub_all["severity"].unique())
@@ -173,3 +178,60 @@ def severity_figure(table: pd.DataFrame, setting: tuple, setting_name: str, mode
         fig.colorbar(im, ax=list(axes), label="mIoU (%)", shrink=0.8)
     fig.suptitle(f"mIoU by corruption and severity — {setting_name}", fontsize=10)
     return fig
+
+
+# ------------------------------------------------------------------------------------------ section
+
+
+def corruptions_section(out: ReportFiles, inputs: ReportInputs, reference: Optional[str]) -> list[Section]:
+    """Per corruption and severity mIoU and drop, the mCE, and the two heatmaps (docs/corruptions.md)."""
+    full = inputs.full_summary
+    # click protocols under corruptions: their NoC by corruption (sections.clicks_sections), not 20 mIoU@k
+    # columns here
+    full = full[~full["protocol"].isin(list(inputs.click_protocols))] if not full.empty else full
+    if full.empty or not ((full["corruption"] != CLEAN).any()):
+        return []
+    scope_rows = full[full["dataset"] == (ALL if (full["dataset"] == ALL).any() else full["dataset"].iloc[0])]
+    table = corruption_table(scope_rows)
+    inputs.corruption_cells = table
+    out.frame("robustness.csv", _pct_frame(corruption_table(full), ["miou", "clean_miou", "drop"]))
+    models = sorted(table["model"].unique())
+    ref, why = pick_reference(models, reference)
+    out.notes.append(why)
+    body = legend_html(inputs.colors)
+    names = {(s.protocol, s.level): display_names(inputs.settings).get((s.protocol, s.level), f"{s.protocol} {s.level}")
+             for s in inputs.settings}
+    fig = heatmap_figure(table, names, models)
+    files = out.figure(fig, "corruption_heatmap")
+    body += figure_html("corruption_heatmap", out.pngs["corruption_heatmap"],
+                        f"mIoU (%) by corruption (rows; clean first) and prompt setting (columns), mean over the "
+                        f"severities run, {inputs.scope}; one panel per model.", files)
+    first = next(((s.protocol, s.level) for s in inputs.settings
+                  if ((table["protocol"] == s.protocol) & (table["level"] == s.level) & (table["severity"] > 0)).any()),
+                 None)
+    if first is not None:
+        fig = severity_figure(table, first, names.get(first, "/".join(first)), models)
+        files = out.figure(fig, "corruption_severity")
+        body += figure_html("corruption_severity", out.pngs["corruption_severity"],
+                            f"mIoU (%) by corruption and severity (0 = clean) at {names.get(first, first)}, "
+                            f"{inputs.scope}.", files)
+    if ref is not None:
+        mce = mce_table(table, ref)
+        inputs.mce, inputs.mce_reference = mce, ref
+        out.frame("mce.csv", mce.round({"ce": 1, "relative_ce": 1}))
+        summary_rows = mce[mce["corruption"] == "mean"][["model", "protocol", "level", "reference", "ce", "relative_ce"]]
+        body += frame_cells(summary_rows.rename(columns={"ce": "mCE (%)", "relative_ce": "relative mCE (%)"}).round(1),
+                            f"mCE over the corruptions run, normalised by {ref} (= 100); lower is better; per-corruption "
+                            f"CE in mce.csv.").to_html()
+    drop = table[table["severity"] > 0].groupby(["model", "corruption"], sort=False)["drop"].mean().unstack("model")
+    body += frame_cells((100 * drop).round(1).reset_index(), "Mean relative drop from clean (%) over severities, "
+                        "per corruption and model (robustness.csv has every cell).").to_html()
+    out.text("robustness.md", frame_cells(_pct_frame(table, ["miou", "clean_miou", "drop"]), "").to_markdown())
+    return [Section("corruptions", "Corruptions", body)]
+
+
+def _pct_frame(frame: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    f = frame.copy()
+    for c in cols:
+        f[c + "_pct"] = (100 * f.pop(c)).round(1)
+    return f

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sambench.report import robustness as R
+from sambench.report import corruptions as R
 
 
 def summary_rows(model: str, clean: float, cells: dict) -> list[dict]:
@@ -24,7 +24,7 @@ def table():
     rows = summary_rows("a", 0.8, {("fog", 1): 0.6, ("fog", 2): 0.4, ("snow", 1): 0.7})
     rows += summary_rows("g", 0.9, {("fog", 1): 0.7, ("fog", 2): 0.5, ("snow", 1): 0.8})
     rows += summary_rows("b", 0.5, {("fog", 1): 0.5, ("fog", 2): 0.5, ("snow", 1): 0.5})  # box-fill-like: constant
-    return R.robustness_table(pd.DataFrame(rows))
+    return R.corruption_table(pd.DataFrame(rows))
 
 
 def test_relative_drop(table):
