@@ -184,6 +184,7 @@ def test_without_out_the_same_call_resumes_the_same_directory(tmp_path, monkeypa
     assert other.path != first.path
 
 
+@pytest.mark.slow
 def test_run_takes_every_run_setting_of_the_command_line(tmp_path):
     """Every RunConfig field is an option (corruptions, cache and encoder settings included)."""
     from dataclasses import fields
@@ -207,6 +208,7 @@ def test_run_takes_every_run_setting_of_the_command_line(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow
 def test_the_command_line_and_the_api_land_in_the_same_directory(tmp_path, monkeypatch):
     from click.testing import CliRunner
 

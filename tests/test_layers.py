@@ -13,8 +13,11 @@ package and show that it is caught.
 from __future__ import annotations
 
 import ast
+import functools
 import shutil
 from pathlib import Path
+
+import pytest
 
 import sambench
 
@@ -179,27 +182,32 @@ class Tree:
 # ------------------------------------------------------------------------------------------- the tree
 
 
+@functools.lru_cache(maxsize=1)
+def _package() -> Tree:
+    return Tree(PACKAGE)
+
+
 def test_every_unit_has_a_layer():
-    units = {_unit(m) for m in Tree(PACKAGE).sources}
+    units = {_unit(m) for m in _package().sources}
     assert units <= set().union(*LAYERS), sorted(units - set().union(*LAYERS))
     assert {"config", "inputs", "datasets", "metrics", "adapters", "execution", "store", "analysis", "report",
             "leaderboard", "cli"} <= units
 
 
 def test_imports_point_down_the_stages_only():
-    assert Tree(PACKAGE).upward() == []
+    assert _package().upward() == []
 
 
 def test_no_import_loops():
-    assert Tree(PACKAGE).loops() == []
+    assert _package().loops() == []
 
 
 def test_no_module_imports_another_ones_private_name():
-    assert Tree(PACKAGE).private() == []
+    assert _package().private() == []
 
 
 def test_every_import_inside_a_function_says_why():
-    assert Tree(PACKAGE).uncommented_lazy() == []
+    assert _package().uncommented_lazy() == []
 
 
 # ----------------------------------------------------- the checker catches each fault planted in a copy
@@ -216,6 +224,7 @@ def _plant(root: Path, relative: str, code: str) -> None:
     path.write_text(path.read_text(encoding="utf-8") + "\n" + code + "\n", encoding="utf-8")
 
 
+@pytest.mark.slow  # copies and parses the whole package
 def test_a_planted_upward_import_is_caught(tmp_path):
     root = _copy(tmp_path)
     _plant(root, "inputs/prompts.py", "from sambench.report.html import write_index  # planted")
@@ -223,6 +232,7 @@ def test_a_planted_upward_import_is_caught(tmp_path):
                                    "sambench.report.html (layer report is above inputs)"]
 
 
+@pytest.mark.slow  # copies and parses the whole package
 def test_a_planted_loop_is_caught(tmp_path):
     root = _copy(tmp_path)
     # two modules of one folder that import each other: no layer rule sees it, the loop rule does
@@ -232,6 +242,7 @@ def test_a_planted_loop_is_caught(tmp_path):
     assert Tree(root).loops() == [["sambench.inputs.clicks", "sambench.inputs.corruptions"]]
 
 
+@pytest.mark.slow  # copies and parses the whole package
 def test_a_planted_loop_held_open_by_a_function_level_import_is_caught(tmp_path):
     root = _copy(tmp_path)
     _plant(root, "store/__init__.py", "def _planted():\n    # planted\n    from sambench.store.table import COLUMNS\n")
@@ -240,6 +251,7 @@ def test_a_planted_loop_held_open_by_a_function_level_import_is_caught(tmp_path)
     assert ["sambench.store.sqlite", "sambench.store.table"] in Tree(root).loops()
 
 
+@pytest.mark.slow  # copies and parses the whole package
 def test_a_planted_private_import_is_caught(tmp_path):
     root = _copy(tmp_path)
     _plant(root, "analysis/noc.py", "from sambench.metrics import _planted_private  # planted")
@@ -250,6 +262,7 @@ def test_a_planted_private_import_is_caught(tmp_path):
     assert found[1].startswith("sambench.report.tables:") and found[1].endswith("reads S._planted_private")
 
 
+@pytest.mark.slow  # copies and parses the whole package
 def test_a_planted_silent_function_level_import_is_caught(tmp_path):
     root = _copy(tmp_path)
     _plant(root, "analysis/noc.py", "def _planted():\n    from sambench.metrics import iou\n    return iou")
@@ -257,6 +270,7 @@ def test_a_planted_silent_function_level_import_is_caught(tmp_path):
     assert len(found) == 1 and found[0].startswith("sambench.analysis.noc:") and "sambench.metrics" in found[0]
 
 
+@pytest.mark.slow  # copies and parses the whole package
 def test_a_planted_silent_import_of_a_library_inside_a_function_is_caught(tmp_path):
     root = _copy(tmp_path)
     _plant(root, "analysis/noc.py", "def _planted():\n    import torch\n    return torch")

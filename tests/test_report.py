@@ -527,6 +527,7 @@ def test_mixed_protocol_like_stable_sam_paper(tmp_path):
     assert len(F.degradation_figure(summary, "ssp", settings, model_colors(["alpha", "beta"]), "x").axes) == 4
 
 
+@pytest.mark.slow
 def test_each_per_object_stability_is_computed_once_per_report(tmp_path, monkeypatch):
     """The summary and leaderboard.json's ranked board read one per-object table: every object's stability
     is computed once (it was twice: once per table), and the board still carries it."""

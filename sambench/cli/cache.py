@@ -1,4 +1,4 @@
-"""``sambench cache ls|du|clear|verify``: the embedding cache (sambench/cache.py) on the command line."""
+"""``sambench cache ls|du|clear|verify``: the embedding cache (sambench/execution/cache.py) on the command line."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ The manifest describes a run: the configuration, the identities of its models, p
 corruptions, library versions, summed counters and scoring timings, and every ``run`` invocation.
 :func:`updated_manifest` merges one more invocation (:class:`Invocation`) into it, :func:`merge_manifests`
 merges the manifests of several runs (first wins, disagreements listed). It is written atomically
-(:func:`write_manifest`). The scoring timings are :meth:`sambench.metrics.fast.StageTimer.summary`
+(:func:`write_manifest`). The scoring timings are :meth:`sambench.execution.timing.StageTimer.summary`
 dictionaries, summed here by :func:`add_timings` and written by :func:`rounded_timings`.
 """
 
