@@ -13,11 +13,11 @@ from pathlib import Path
 
 import click
 
-from sambench.types import SambenchError
+from sambench.types import SambenchError, first_line
 
 
 def _fail(exc: Exception) -> None:
-    click.echo(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", err=True)
+    click.echo(f"error: {first_line(exc)}", err=True)
     sys.exit(2)
 
 

@@ -22,7 +22,7 @@ from sambench.report import figures as F
 from sambench.report.context import ReportFiles, ReportInputs
 from sambench.report.html import Section, figure_html
 from sambench.store import PROMPT_COLUMNS
-from sambench.types import SambenchError
+from sambench.types import SambenchError, first_line
 
 #: A grid row is one realised prompt, shown for every model.
 GRID_KEY = list(PROMPT_COLUMNS)
@@ -120,7 +120,7 @@ class Images:
             try:
                 ds = DatasetSpec.from_dict(spec).open()
             except Exception as exc:  # any failure to reopen is reported, the grid still renders
-                reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                reason = f"{type(exc).__name__}: {first_line(exc, empty='')}"
         if ds is None:
             self.notes.append(f"dataset '{name}' could not be reopened ({reason}); the grid shows its masks "
                               f"without {'GT' if self.loader else 'photo or GT'}")
