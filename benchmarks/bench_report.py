@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from sambench.execution.stability import object_stability
 from sambench.store import Row, Store, write_manifest
 from sambench.types import keyed_rng, stable_hash
 
@@ -126,9 +127,9 @@ def build_store(run_dir: Path, n_objects: int) -> int:
             x0, y0 = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
             batch += _object_rows(f"{image:012d}", str(obj), h, w, np.array([x0, y0, x0 + bw, y0 + bh]))
             if len(batch) >= 50_000:
-                total += store.write(batch)
+                total += store.write(batch, objects=object_stability(batch))
                 batch = []
-        total += store.write(batch)
+        total += store.write(batch, objects=object_stability(batch))
     settings = [{"kind": "noisy-box", "level": _level_name(s), "scale": s} for s in LEVELS]
     write_manifest(run_dir, {
         "seed": 0, "sambench_version": "bench", "datasets": {DATASET: {"content_hash": "0" * 64}},
