@@ -23,7 +23,7 @@ from sambench.analysis.summary import per_object, summarize
 from sambench.datasets import DatasetSpec
 from sambench.execution import RunConfig, run
 from sambench.metrics import stability
-from sambench.store import OBJECT_KEY_COLUMNS, OBJECTS_COLUMNS, load_objects, read_rows
+from sambench.store import OBJECT_KEY_COLUMNS, OBJECTS_COLUMNS, load_objects, load_runs, read_rows
 try:
     from run_fixtures import sambench_cli, sigkill, stored_rows, wait_for_rows
 except ImportError:  # tests/ imported as a package
@@ -134,6 +134,20 @@ def test_per_object_takes_a_stored_group_only_when_its_draws_match_the_ok_rows(t
     back = per_object(shuffled, stored)
     assert len(calls) == int((stored["draws"] > 1).sum())
     assert back["stability_pairwise"].notna().all()
+
+
+def test_shards_merged_take_every_stored_group_and_equal_the_unsharded_run(tmp_path, monkeypatch):
+    """load_objects merges the entries of shards (disjoint images): every group of the merged rows is stored,
+    and the per-object table is the unsharded run's."""
+    for name, shard in (("a", (0, 2)), ("b", (1, 2)), ("all", None)):
+        run(_config(tmp_path / name, shard=shard, limit=4))
+    shards = [tmp_path / "a", tmp_path / "b"]
+    rows, stored = load_runs(shards)[0], load_objects(shards)
+    assert len(stored) == len(load_objects([tmp_path / "a"])) + len(load_objects([tmp_path / "b"]))
+    calls = _count_stability(monkeypatch)
+    objs = per_object(rows, stored)
+    assert calls == []
+    pd.testing.assert_frame_equal(objs, per_object(read_rows(tmp_path / "all"), load_objects([tmp_path / "all"])))
 
 
 @pytest.mark.slow

@@ -15,7 +15,9 @@ the rest.
 * ``stability_*`` — mean over objects of the per-object stability across its draws, over the objects
   whose draws are not all empty (stability of an all-empty set of draws is undefined, see
   ``sambench.metrics``); ``n_stability`` counts those objects (``n - n_stability`` objects were
-  predicted empty in every draw).
+  predicted empty in every draw). Each object's stability is the one its run stored with the rows where
+  that entry covers exactly the object's ok rows, else computed from the masks: the same number either way
+  (:func:`per_object`).
 
 Rows with ``dataset == "ALL"`` are the cross-dataset figure: the plain mean of the dataset means of the
 same model/protocol/level; their CI resamples objects within each dataset (stratified bootstrap).
@@ -86,7 +88,7 @@ def stored_stability(agg: pd.DataFrame, group: np.ndarray, draw: np.ndarray,
     A stored group holds when its ``draws`` equals the group's ok rows here and those rows come in draw
     order (the order its numbers were computed in): a stored entry covers the ok rows of the batch that
     wrote it, which stay stored, so an equal count means the same rows. Rows added by a later batch (more
-    draws, a retried failure) or held by another run make the count differ, and the group is computed."""
+    draws, a retried failure) or held in part by another run make the count differ: the group is computed."""
     n = len(agg)
     pairwise, union, have = np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, dtype=bool)
     if stored is None or stored.empty:
