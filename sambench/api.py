@@ -35,12 +35,12 @@ import pandas as pd
 from sambench.adapters import build_adapter
 from sambench.adapters.base import Adapter
 from sambench.analysis.compare import compare_runs
-from sambench.analysis.summary import summarize
+from sambench.analysis.summary import per_object, summarize
 from sambench.config import ModelCard, ProtocolCard, resolve_model_name
 from sambench.datasets import Dataset, DatasetSpec
 from sambench.execution.config import OPTIONS, RunConfig, resolved
 from sambench.execution.runner import run as execute
-from sambench.store import Store, as_loaded, load_runs
+from sambench.store import Store, as_loaded, load_objects, load_runs
 from sambench.types import SambenchError
 
 Model = Union[str, ModelCard, Adapter]
@@ -54,11 +54,15 @@ class Run:
     """A run directory (or the shards of one run): its rows, summary, report and comparison."""
 
     def __init__(self, paths: Sequence[Path], datasets: Optional[dict[str, Dataset]] = None,
-                 loaded: Optional[tuple[pd.DataFrame, list[dict]]] = None) -> None:
+                 loaded: Optional[tuple[pd.DataFrame, list[dict]]] = None,
+                 stored: Optional[pd.DataFrame] = None) -> None:
+        """``loaded`` (:func:`sambench.store.load_runs` of ``paths``) and ``stored``
+        (:func:`sambench.store.load_objects` of them) spare reading the runs again."""
         self.paths = [Path(p) for p in paths]
         self._datasets = dict(datasets or {})
-        self._loaded = loaded
+        self._loaded, self._stored = loaded, stored
         self._summary: Optional[pd.DataFrame] = None
+        self._objects: Optional[pd.DataFrame] = None
 
     @property
     def path(self) -> Path:
@@ -81,8 +85,15 @@ class Run:
         """The summary table (:func:`sambench.analysis.summary.summarize`: fractions, bootstrap CIs), computed once —
         the table ``report`` writes as ``summary.csv`` (there in percent, with the best values marked)."""
         if self._summary is None:
-            self._summary = summarize(self._load()[0])
+            self._summary = summarize(self._load()[0], objects=self._per_object())
         return self._summary.copy()
+
+    def _per_object(self) -> pd.DataFrame:
+        """:func:`sambench.analysis.summary.per_object` of the rows, with the stability the runs stored; once."""
+        if self._objects is None:
+            stored = self._stored if self._stored is not None else load_objects(self.paths)
+            self._objects = per_object(self._load()[0], stored)
+        return self._objects
 
     def report(self, out: Optional[Union[str, Path]] = None, **options: Any) -> dict[str, Path]:
         """Write the report (default ``<run>/report``); ``options`` as :func:`sambench.report.write_report`.
@@ -92,7 +103,8 @@ class Run:
         if self._datasets and "image_loader" not in options:
             options["image_loader"] = self._image
         summary = self.summary() if "n_boot" not in options else None
-        return write_report(self.paths, out, loaded=self._load(), summary=summary, **options)
+        return write_report(self.paths, out, loaded=self._load(), summary=summary, objects=self._per_object(),
+                            **options)
 
     def _image(self, dataset: str, image_id: str):
         ds = self._datasets.get(dataset)
@@ -190,4 +202,5 @@ def run(models: Union[Model, Sequence[Model]], protocols: Union[ProtocolLike, Se
     config, adapters = configure(models, protocols, datasets, out, **options)
     result = execute(config, adapters=adapters)
     opened = {d.name: d for d in config.datasets if isinstance(d, Dataset)}
-    return Run([result.run_dir], datasets=opened, loaded=as_loaded(result.run_dir, result.rows, result.manifest))
+    return Run([result.run_dir], datasets=opened, loaded=as_loaded(result.run_dir, result.rows, result.manifest),
+               stored=result.objects)

@@ -15,7 +15,9 @@ the rest.
 * ``stability_*`` — mean over objects of the per-object stability across its draws, over the objects
   whose draws are not all empty (stability of an all-empty set of draws is undefined, see
   ``sambench.metrics``); ``n_stability`` counts those objects (``n - n_stability`` objects were
-  predicted empty in every draw).
+  predicted empty in every draw). Each object's stability is the one its run stored with the rows where
+  that entry covers exactly the object's ok rows, else computed from the masks: the same number either way
+  (:func:`per_object`).
 
 Rows with ``dataset == "ALL"`` are the cross-dataset figure: the plain mean of the dataset means of the
 same model/protocol/level; their CI resamples objects within each dataset (stratified bootstrap).
@@ -49,23 +51,59 @@ def with_clean_defaults(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(**missing) if missing else df
 
 
-def per_object(df: pd.DataFrame) -> pd.DataFrame:
+def per_object(df: pd.DataFrame, stored: Optional[pd.DataFrame] = None) -> pd.DataFrame:
     """One row per (dataset, model, protocol, level, corruption, severity, image, object): mean IoU/BIoU over
-    draws, stability."""
+    draws, stability.
+
+    ``stored``: the per-object stability the runs stored with their rows (:func:`sambench.store.load_objects`).
+    A group takes its stored numbers only when they were computed from exactly its ok rows here
+    (:func:`stored_stability`); every other group's are computed from its masks, as without ``stored``."""
     df = with_clean_defaults(df)
     ok = df[df["status"] == "ok"]
     keys = list(OBJECT_COLUMNS)
     if ok.empty:
         return pd.DataFrame(columns=keys + ["level_value", "iou", "biou", "draws", "stability_pairwise", "stability_union"])
-    agg = ok.groupby(keys, sort=True).agg(level_value=("level_value", "first"), iou=("iou", "mean"),
-                                           biou=("biou", "mean"), draws=("draw", "count")).reset_index()
+    grouped = ok.groupby(keys, sort=True)
+    agg = grouped.agg(level_value=("level_value", "first"), iou=("iou", "mean"), biou=("biou", "mean"),
+                      draws=("draw", "count")).reset_index()
     if "mask_rle" in ok.columns:
-        group = ok.groupby(keys, sort=True).ngroup().to_numpy()  # numbered in agg's row order
-        agg["stability_pairwise"], agg["stability_union"] = stability_columns(ok["mask_rle"].tolist(), group, len(agg))
+        group = grouped.ngroup().to_numpy()  # numbered in agg's row order
+        pairwise, union, have = stored_stability(agg, group, ok["draw"].to_numpy(), stored)
+        need = np.flatnonzero(~have)
+        rows = np.flatnonzero(np.isin(group, need))
+        pairwise[need], union[need] = stability_columns(ok["mask_rle"].to_numpy()[rows].tolist(),
+                                                        np.searchsorted(need, group[rows]), len(need))
+        agg["stability_pairwise"], agg["stability_union"] = pairwise, union
     else:
         agg["stability_pairwise"] = np.nan
         agg["stability_union"] = np.nan
     return agg
+
+
+def stored_stability(agg: pd.DataFrame, group: np.ndarray, draw: np.ndarray,
+                     stored: Optional[pd.DataFrame]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pairwise, union, have) per row of ``agg`` (:func:`per_object`'s groups; ``group``/``draw``: each ok row's
+    group number and draw, in row order) from ``stored``; ``have`` is False where a group must be computed.
+
+    A stored group holds when its ``draws`` equals the group's ok rows here and those rows come in draw
+    order (the order its numbers were computed in): a stored entry covers the ok rows of the batch that
+    wrote it, which stay stored, so an equal count means the same rows. Rows added by a later batch (more
+    draws, a retried failure) or held in part by another run make the count differ: the group is computed."""
+    n = len(agg)
+    pairwise, union, have = np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, dtype=bool)
+    if stored is None or stored.empty:
+        return pairwise, union, have
+    keys = list(OBJECT_COLUMNS)
+    entries = stored[keys + ["draws", "stability_pairwise", "stability_union"]].drop_duplicates(keys + ["draws"])
+    found = agg[keys + ["draws"]].merge(entries.assign(_stored=True), on=keys + ["draws"], how="left", sort=False)
+    have = found["_stored"].notna().to_numpy().copy()  # writable (pandas hands out read-only views)
+    order = np.argsort(group, kind="stable")
+    g, d = group[order], draw[order]
+    out_of_order = g[1:][(g[1:] == g[:-1]) & (d[1:] <= d[:-1])]
+    have[out_of_order[out_of_order >= 0]] = False
+    pairwise[have] = found["stability_pairwise"].to_numpy(dtype=float)[have]
+    union[have] = found["stability_union"].to_numpy(dtype=float)[have]
+    return pairwise, union, have
 
 
 def stability_columns(mask_rle: list[str], group: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
@@ -81,11 +119,13 @@ def stability_columns(mask_rle: list[str], group: np.ndarray, n_groups: int) -> 
     return pairwise, union
 
 
-def summarize(df: pd.DataFrame, n_boot: int = 1000, objects: Optional[pd.DataFrame] = None) -> pd.DataFrame:
+def summarize(df: pd.DataFrame, n_boot: int = 1000, objects: Optional[pd.DataFrame] = None,
+              stored: Optional[pd.DataFrame] = None) -> pd.DataFrame:
     """The summary table of store rows ``df`` (as returned by ``Store.frame`` / ``load_runs``); ``objects`` is
-    :func:`per_object` of ``df`` when the caller has it already (the report shares it with the ranked board)."""
+    :func:`per_object` of ``df`` when the caller has it already (the report shares it with the ranked board),
+    else it is computed with the runs' ``stored`` per-object stability (:func:`per_object`)."""
     df = with_clean_defaults(df)
-    objs = per_object(df) if objects is None else objects
+    objs = per_object(df, stored) if objects is None else objects
     failed = df[df["status"] == "failed"]
     image_failures = failed[failed["level"] == ""].groupby(GROUP[:3]).size()  # (model, dataset, protocol)
     level_failures = failed[failed["level"] != ""].groupby(GROUP).size()

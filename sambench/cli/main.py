@@ -322,9 +322,10 @@ def _prompts_per_call(ctx: click.Context, value: int, old: Optional[int]) -> int
 def _print_run_summary(result, no_report: bool) -> None:
     """The summary table (computed once, also for the report), failures, counts and the written files."""
     from sambench.analysis.noc import click_protocols, format_noc, noc_table  # lazy: pandas stays out of --help
-    from sambench.analysis.summary import failure_reasons, format_table, summarize  # lazy: as above
+    from sambench.analysis.summary import failure_reasons, format_table, per_object, summarize  # lazy: as above
 
-    table = summarize(result.rows)
+    objects = per_object(result.rows, result.objects)  # with the stability stored by the run, once
+    table = summarize(result.rows, objects=objects)
     click.echo(format_table(table))
 
     interactive = click_protocols([result.manifest])
@@ -345,7 +346,7 @@ def _print_run_summary(result, no_report: bool) -> None:
         from sambench.report import write_report  # lazy: matplotlib only when the report is written
         from sambench.store import as_loaded  # lazy: pandas stays out of --help
 
-        written = write_report([result.run_dir], result.run_dir / "report", summary=table,
+        written = write_report([result.run_dir], result.run_dir / "report", summary=table, objects=objects,
                                loaded=as_loaded(result.run_dir, result.rows, result.manifest))
         shown = [p for k, p in sorted(written.items()) if Path(p).suffix in (".csv", ".md", ".png", ".html")]
         click.echo("report:   " + "\n          ".join(str(p) for p in shown))

@@ -4,8 +4,9 @@
 (RunConfig, its checks, THE default run directory and THE worker count), :mod:`.ledger` (identities,
 invocations, manifest), :mod:`.engines` and :mod:`.ray` (where images run), :mod:`.work` (the unit of work
 and the worker entry points), :mod:`.image` (the batch path of a batch of images), :mod:`.sequences` (the
-click path), :mod:`.rows` (the one row builder), and the helpers :mod:`.encode`, :mod:`.cache`,
-:mod:`.loader`, :mod:`.lifetime`, :mod:`.lock`, :mod:`.timing`, :mod:`.export`.
+click path), :mod:`.rows` (the one row builder), :mod:`.stability` (the per-object stability stored with
+the rows), and the helpers :mod:`.encode`, :mod:`.cache`, :mod:`.loader`, :mod:`.lifetime`, :mod:`.lock`,
+:mod:`.timing`, :mod:`.export`.
 
 The public names below are exported lazily, so that importing one helper module (the embedding cache for
 ``sambench cache``) does not load the run loop.

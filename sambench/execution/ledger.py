@@ -3,8 +3,8 @@
 * Before the first row, :func:`claim_identities` records every model, protocol, dataset and corruption
   identity in the store, or refuses a run whose identity changed (docs/runs.md).
 * :func:`start_invocation` records this ``run`` (argv, config, status ``running``, zero counters);
-  :func:`commit` writes each image's rows with the invocation's counters and scoring timings in one
-  transaction; :func:`end_invocation` records how it ended.
+  :func:`commit` writes each image's rows with their per-object stability, the invocation's counters and
+  scoring timings in one transaction; :func:`end_invocation` records how it ended.
 * :func:`record_manifest` merges the run into ``manifest.json`` (:mod:`sambench.store` owns the format).
 """
 
@@ -97,8 +97,8 @@ def start_invocation(store: Store, config: RunConfig) -> dict:
 
 
 def commit(store: Store, result: ImageResult, invocation: dict, timings: dict) -> int:
-    """Write one image's rows of every model, with ``invocation``'s counters (per model) and scoring timings
-    (summed into ``timings``), in one transaction. Returns the rows added."""
+    """Write one image's rows of every model, with their per-object stability, ``invocation``'s counters (per
+    model) and scoring timings (summed into ``timings``), in one transaction. Returns the rows added."""
     counters = invocation["counters"]
     add_timings(timings, result.timings)
     invocation["scoring"]["models"] = rounded_timings(timings)
@@ -106,7 +106,8 @@ def commit(store: Store, result: ImageResult, invocation: dict, timings: dict) -
         for k, v in c.items():
             counters[model][k] = counters[model].get(k, 0) + v
     t0 = time.perf_counter()
-    added = store.write([r for model_rows in result.rows.values() for r in model_rows], invocation=invocation)
+    added = store.write([r for model_rows in result.rows.values() for r in model_rows], invocation=invocation,
+                        objects=result.objects)
     invocation["scoring"]["store_write_s"] = round(invocation["scoring"]["store_write_s"] + time.perf_counter() - t0, 6)
     return added
 

@@ -56,6 +56,8 @@ class RunResult:
     manifest: dict
     #: Every row of the run directory after the run (``Store.frame``): read once, before the store closes.
     rows: Optional[pd.DataFrame] = None
+    #: Its stored per-object stability (``Store.objects``), read with the rows.
+    objects: Optional[pd.DataFrame] = None
 
 
 def run(config: RunConfig, adapters: Optional[dict[str, Adapter]] = None) -> RunResult:
@@ -86,9 +88,9 @@ def run(config: RunConfig, adapters: Optional[dict[str, Adapter]] = None) -> Run
             work.close()
         end_invocation(store, invocation, "finished", time.perf_counter() - t0)
         manifest = record_manifest(store, work, signatures, ds_info, stored, invocation)
-        counts, rows = manifest["rows"], store.frame()
+        counts, rows, objects = manifest["rows"], store.frame(), store.objects()
     return RunResult(Path(config.out), rows_added, counts, invocation["counters"], time.perf_counter() - t0, manifest,
-                     rows)
+                     rows, objects)
 
 
 def open_datasets(work: ImageWork) -> list[Dataset]:

@@ -4,7 +4,8 @@
 the adapters (built on first use from their cards; adapter objects given in hand are used as they are),
 their encode stages (embedding cache, ``encode_batch``) and the scoring threads — and evaluates a batch of
 images: for each condition (clean, then each corruption and severity), for each model, the batch path
-(:func:`sambench.execution.image.evaluate_images`).
+(:func:`sambench.execution.image.evaluate_images`); then each image's per-object stability
+(:mod:`sambench.execution.stability`), here in the process that made the rows.
 
 The serial engine calls it in the parent; a pool worker or a Ray actor builds its own with
 :func:`worker_init` and runs :func:`worker_job` / :func:`worker_batch` (sambench/execution/engines.py,
@@ -29,6 +30,7 @@ from sambench.execution.rows import image_failure_rows
 from sambench.execution.timing import StageTimer
 from sambench.inputs.prompts import Protocol
 from sambench.execution.scoring import ScoringPool, default_threads
+from sambench.execution.stability import object_stability
 from sambench.types import SambenchError
 
 
@@ -42,13 +44,15 @@ class ImageJob(NamedTuple):
 
 
 class ImageResult(NamedTuple):
-    """Rows per model of one image, each adapter's counter increments, and per model the seconds of each
-    stage and where its masks were scored (:meth:`sambench.execution.timing.StageTimer.summary`)."""
+    """Rows per model of one image, each adapter's counter increments, per model the seconds of each
+    stage and where its masks were scored (:meth:`sambench.execution.timing.StageTimer.summary`), and the
+    per-object stability of its rows (:func:`sambench.execution.stability.object_stability`), stored with them."""
 
     image_id: str
     rows: dict
     counters: dict
     timings: dict = {}
+    objects: tuple = ()
 
 
 def batches(items: Iterable, size: int) -> Iterator[list]:
@@ -171,7 +175,8 @@ class ImageWork:
                     for k, model_rows in zip(todo, found):
                         rows[k].setdefault(model, []).extend(model_rows)
         timings = {m: t.summary() for m, t in timers.items()}
-        return [ImageResult(job.image_id, rows[k], counters if k == 0 else {}, timings if k == 0 else {})
+        return [ImageResult(job.image_id, rows[k], counters if k == 0 else {}, timings if k == 0 else {},
+                            tuple(object_stability(r for model_rows in rows[k].values() for r in model_rows)))
                 for k, job in enumerate(jobs)]
 
     def _model_rows(self, model: str, samples: list, dones: list[set], protocols: list[Protocol],

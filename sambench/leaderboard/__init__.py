@@ -26,6 +26,7 @@ from sambench.leaderboard.board import find_runs, load_board
 from sambench.leaderboard.render import render_html, render_markdown
 from sambench.leaderboard.verify import VerifyResult, verify_runs
 from sambench.report.leaderboard import build_leaderboard
+from sambench.store import load_objects
 
 __all__ = ["write_board", "build_board", "load_board", "find_runs", "BoardInput", "BoardRefused", "verify_runs",
            "VerifyResult", "SCORES", "HeadlineScore", "register"]
@@ -34,8 +35,8 @@ __all__ = ["write_board", "build_board", "load_board", "find_runs", "BoardInput"
 def board_document(board: BoardInput, rank_by: Optional[str] = None, n_boot: int = 1000,
                    out_dir: Optional[Path] = None) -> dict:
     """leaderboard.json (format 2, ``sambench.report.leaderboard``) with the ranked ``board`` section; the
-    per-object table is computed once for the board and the summary."""
-    objects = per_object(board.rows)
+    per-object table is computed once for the board and the summary, with the per-object stability the runs stored."""
+    objects = per_object(board.rows, load_objects(board.run_dirs))
     ranked = build_board(board, rank_by=rank_by, n_boot=n_boot, out_dir=out_dir, objects=objects)
     summary = summarize(board.rows, n_boot=n_boot, objects=objects)
     return build_leaderboard(summary, board.rows, board.manifests, [str(d) for d in board.run_dirs], n_boot=n_boot,

@@ -1,8 +1,9 @@
 """``write_report``: every artefact of ``sambench report`` from one or more run directories.
 
 The report reads only the stores and manifests (``sambench.store.load_runs``); it never re-runs a model.
-Its numbers come from ``sambench.analysis`` — the per-object table once, then the summary, NoC, corruption
-and ranked-board tables from it — and each section writes its own files (``sections``, ``corruptions``,
+Its numbers come from ``sambench.analysis`` — the per-object table once (with the per-object stability the
+runs stored, ``sambench.store.load_objects``), then the summary, NoC, corruption and ranked-board tables
+from it — and each section writes its own files (``sections``, ``corruptions``,
 ``grid``); this module orders them and writes ``index.html``. docs/reports.md lists the artefacts and
 their conventions.
 """
@@ -23,7 +24,7 @@ from sambench.report.grid import DEFAULT_GRID_ROWS, grid_section
 from sambench.report.html import Section, render_page
 from sambench.report.sections import (clicks_sections, comparison_section, degradation_sections,
                                       leaderboard_document, provenance_section, summary_section, write_tables)
-from sambench.store import load_runs
+from sambench.store import load_objects, load_runs
 from sambench.types import SambenchError
 
 
@@ -32,7 +33,8 @@ def write_report(run_dirs: Iterable[str | Path], out_dir: Optional[str | Path] =
                  formats: Sequence[str] = ("png", "pdf"), image_loader: Optional[Callable] = None,
                  n_grid: int = DEFAULT_GRID_ROWS, n_boot: int = 1000,
                  loaded: Optional[tuple[pd.DataFrame, list[dict]]] = None,
-                 summary: Optional[pd.DataFrame] = None, mce_reference: Optional[str] = None) -> dict[str, Path]:
+                 summary: Optional[pd.DataFrame] = None, mce_reference: Optional[str] = None,
+                 objects: Optional[pd.DataFrame] = None) -> dict[str, Path]:
     """Write the report of the merged runs into ``out_dir`` (default ``<first run>/report``).
 
     Returns ``{file name: path}`` of every file written: ``summary.{csv,md,tex}``, ``paper.{csv,md,tex}``,
@@ -42,7 +44,8 @@ def write_report(run_dirs: Iterable[str | Path], out_dir: Optional[str | Path] =
     ``reference_model`` names the model whose GT-box mIoU is the dashed line (default: the first model
     by name with a GT-box setting). ``grid_objects``: ``dataset/image/object[@protocol:level:draw]``.
     ``loaded`` (what :func:`sambench.store.load_runs` returns for ``run_dirs``, masks included) and
-    ``summary`` (:func:`sambench.analysis.summary.summarize` of its rows) spare reading and summarising again.
+    ``summary`` (:func:`sambench.analysis.summary.summarize` of its rows) and ``objects``
+    (:func:`sambench.analysis.summary.per_object` of them) spare reading and summarising again.
     Runs with corrupted images add ``robustness.{csv,md}``, ``mce.csv``, ``corruption_heatmap.<fmt>`` and
     ``corruption_severity.<fmt>``; ``mce_reference`` names the mCE's reference model (default: grabcut,
     else box-fill; docs/corruptions.md).
@@ -53,7 +56,8 @@ def write_report(run_dirs: Iterable[str | Path], out_dir: Optional[str | Path] =
     ensure_dir(out.out, "report directory")  # after the runs loaded: a bad run creates nothing
     out.notes.extend(f"dataset notice: {n}" for man in manifests for d in (man.get("datasets") or {}).values()
                      if isinstance(d, dict) for n in d.get("notices") or [])  # unpaired files, EXIF, ...
-    objects = per_object(df)  # once: the summary and the ranked board both read its per-object stability
+    if objects is None:  # once: the summary and the ranked board both read it; stability as the runs stored it
+        objects = per_object(df, load_objects(run_dirs))
     if summary is None:
         summary = summarize(df, n_boot=n_boot, objects=objects)
     inputs = ReportInputs(run_dirs, df, manifests, summary, objects)

@@ -1,7 +1,7 @@
 """The results store of one run directory: :class:`Store`, the SQLite file ``RUN_DIR/results.sqlite``.
 
-It holds the ``results`` table (one :class:`~sambench.store.table.Row` per result key) and the ``info``
-table. Rows of one image are written in one transaction, so a run killed at any point (even SIGKILL)
+It holds the ``results`` table (one :class:`~sambench.store.table.Row` per result key), the ``objects``
+table (per-object stability, written with the rows it summarises) and the ``info`` table. Rows of one image are written in one transaction, so a run killed at any point (even SIGKILL)
 leaves only whole images behind; re-running the same command skips every key already present, and since
 prompts are keyed and models deterministic, the resumed run ends with exactly the rows of an
 uninterrupted one.
@@ -25,8 +25,8 @@ import pandas as pd
 
 from sambench.files import ensure_dir
 from sambench.store.sqlite import connect, database_error, open_read_only, stored_schema_version
-from sambench.store.table import (ADDED_COLUMNS, COLUMNS, DB_NAME, IMAGE_ROW_COLUMNS, KEY_COLUMNS, RESULTS_TABLE,
-                                  SCHEMA, SCHEMA_VERSION, Row)
+from sambench.store.table import (ADDED_COLUMNS, COLUMNS, DB_NAME, IMAGE_ROW_COLUMNS, KEY_COLUMNS, OBJECTS_COLUMNS,
+                                  RESULTS_TABLE, SCHEMA, SCHEMA_VERSION, Row)
 from sambench.types import SambenchError
 
 #: Manifest fields a resumed run must share with the stored rows, per identity.
@@ -173,6 +173,7 @@ class Store:
                 with self.conn:
                     for i in changed:
                         self.conn.execute("DELETE FROM results WHERE dataset=? AND image_id=?", (name, i))
+                        self.conn.execute("DELETE FROM objects WHERE dataset=? AND image_id=?", (name, i))
                 deleted = changed
         with self.conn:
             self.conn.execute("INSERT OR REPLACE INTO info VALUES (?, ?)",
@@ -216,11 +217,13 @@ class Store:
                                 f"WHERE model=? AND dataset=? AND image_id=?", (model, dataset, image_id))
         return {tuple(r) for r in cur.fetchall()}
 
-    def write(self, rows: Iterable[Row], invocation: Optional[dict] = None) -> int:
+    def write(self, rows: Iterable[Row], invocation: Optional[dict] = None, objects: Iterable[tuple] = ()) -> int:
         """Insert rows in ONE transaction; keys already present are left unchanged. Returns rows added.
 
         ``invocation`` (see :meth:`record_invocation`) is updated in the same transaction, so the counters
-        of a run killed at any point match the rows it left.
+        of a run killed at any point match the rows it left. So are ``objects``: the per-object stability
+        of these rows, one tuple per group in :data:`~sambench.store.table.OBJECTS_COLUMNS` order, each
+        replacing what an earlier batch stored for its group (a reader checks ``draws``, :meth:`objects`).
         """
         values = [r.values() for r in rows]
         with self.conn:
@@ -228,6 +231,8 @@ class Store:
             self.conn.executemany(f"INSERT OR IGNORE INTO results ({', '.join(COLUMNS)}) VALUES "
                                   f"({', '.join('?' * len(COLUMNS))})", values)
             added = self.conn.total_changes - before
+            self.conn.executemany(f"INSERT OR REPLACE INTO objects ({', '.join(OBJECTS_COLUMNS)}) VALUES "
+                                  f"({', '.join('?' * len(OBJECTS_COLUMNS))})", list(objects))
             if invocation is not None:
                 self._put_invocation(invocation)
             return added
@@ -255,6 +260,19 @@ class Store:
         cols = [c for c in COLUMNS if with_masks or c not in ("mask_rle", "extras")]
         return pd.read_sql_query(f"SELECT {self._select(cols)} FROM results ORDER BY {', '.join(KEY_COLUMNS)}",
                                  self.conn)
+
+    def objects(self) -> pd.DataFrame:
+        """The ``objects`` table (:data:`~sambench.store.table.OBJECTS_COLUMNS`; NaN where stability is
+        undefined); empty with those columns for a store written before the table existed.
+
+        An entry holds for the group's rows only while its ``draws`` equals their number of ok rows: rows
+        added later (more draws, a retried failure) are not in it, and it is then computed from the rows."""
+        have = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='objects'").fetchone()
+        if have is None:
+            return pd.DataFrame({c: pd.Series(dtype=float if c.startswith("stability") else object)
+                                 for c in OBJECTS_COLUMNS})
+        return pd.read_sql_query(f"SELECT {', '.join(OBJECTS_COLUMNS)} FROM objects", self.conn,
+                                 dtype={"draws": "int64", "stability_pairwise": "float64", "stability_union": "float64"})
 
     def prompt_entries(self) -> dict[tuple[str, str], list[tuple]]:
         """(protocol, dataset) → distinct (image_id, object_id, level, draw, prompt_hash) of the stored prompts:

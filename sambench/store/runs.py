@@ -3,7 +3,8 @@
 Reports, ``compare`` and the leaderboard read only these two files of each run: the results store
 (:class:`~sambench.store.results.Store`, opened read-only) and the manifest, completed from the store's
 ``info`` table (:func:`run_manifest`). :func:`load_runs` concatenates runs and refuses two different
-results under one key (:func:`merge_rows`).
+results under one key (:func:`merge_rows`); :func:`load_objects` reads the per-object stability the runs
+stored with their rows.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pandas as pd
 
 from sambench.store.manifest import read_manifest
 from sambench.store.results import Store
-from sambench.store.table import KEY_COLUMNS
+from sambench.store.table import KEY_COLUMNS, OBJECT_KEY_COLUMNS
 from sambench.types import SambenchError
 
 
@@ -60,6 +61,19 @@ def load_runs(run_dirs: Iterable[str | Path], with_masks: bool = True) -> tuple[
     if not frames:
         raise SambenchError("no run directory given")
     return merge_rows(frames), manifests
+
+
+def load_objects(run_dirs: Iterable[str | Path]) -> pd.DataFrame:
+    """The ``objects`` tables of several run directories (:meth:`Store.objects`), one row per group and
+    ``draws`` (shards hold disjoint images; a group two runs both hold with the same ``draws`` is kept once).
+    Which entries hold for the merged rows is for the reader to check: ``draws`` must equal the group's ok
+    rows (:func:`sambench.analysis.summary.per_object`)."""
+    frames = []
+    for d in run_dirs:
+        with Store(d, create=False) as st:
+            frames.append(st.objects())
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return df.drop_duplicates(list(OBJECT_KEY_COLUMNS) + ["draws"], keep="first").reset_index(drop=True)
 
 
 def as_loaded(run_dir: str | Path, rows: pd.DataFrame, manifest: dict) -> tuple[pd.DataFrame, list[dict]]:

@@ -12,6 +12,13 @@ whole image (unreadable file, mask of the wrong size, ...) is one row with ``obj
 ``level = ''`` and ``draw = -1`` for each model and protocol it blocked. An annotated object that cannot
 be used (a COCO segmentation that decodes to nothing) is the same with its ``object_id`` set, so each
 lost object is counted while the image's other objects are scored.
+
+The ``objects`` table (:data:`OBJECTS_TABLE`) keeps, per group of rows that differ only in ``draw``
+(:data:`OBJECT_KEY_COLUMNS`), the per-object stability a run computed from the ok masks of the batch it
+wrote them with, and how many masks that was (``draws``). It is a cache of a number the rows define: a
+reader uses a group's entry only when ``draws`` equals that group's ok rows (docs/runs.md). Added without
+a schema version: stores written before it simply lack the table (every stability is computed from the
+rows, as before), and any writable open creates it.
 """
 
 from __future__ import annotations
@@ -79,6 +86,21 @@ IMAGE_ROW_COLUMNS = tuple(c for c in KEY_COLUMNS if c not in ("model", "dataset"
 RESULTS_TABLE = ("CREATE TABLE IF NOT EXISTS results (\n    "
                  + ",\n    ".join(f"{f.name} {f.metadata['sql']}" for f in fields(Row))
                  + f",\n    PRIMARY KEY ({', '.join(KEY_COLUMNS)})\n)")
-SCHEMA = RESULTS_TABLE + ";\nCREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);\n"
+
+#: The ``objects`` table's key: one (model, dataset, image, object, protocol, level, condition) group of rows,
+#: the result key without ``draw``, in its order.
+OBJECT_KEY_COLUMNS = tuple(c for c in KEY_COLUMNS if c != "draw")
+#: What the ``objects`` table keeps per group: ``draws``, the number of ok masks the stability was computed
+#: from, and :func:`sambench.metrics.stability` of them in draw order (NULL where it is NaN).
+OBJECT_STAT_COLUMNS = ("draws", "stability_pairwise", "stability_union")
+#: The ``objects`` table's columns, in table order: a stats tuple of :meth:`Store.write` has them in this order.
+OBJECTS_COLUMNS = OBJECT_KEY_COLUMNS + OBJECT_STAT_COLUMNS
+_SQL = {f.name: f.metadata["sql"] for f in fields(Row)}
+OBJECTS_TABLE = ("CREATE TABLE IF NOT EXISTS objects (\n    "
+                 + ",\n    ".join(f"{c} {_SQL[c]}" for c in OBJECT_KEY_COLUMNS)
+                 + ",\n    draws INTEGER NOT NULL,\n    stability_pairwise REAL,\n    stability_union REAL"
+                 + f",\n    PRIMARY KEY ({', '.join(OBJECT_KEY_COLUMNS)})\n)")
+SCHEMA = (RESULTS_TABLE + ";\n" + OBJECTS_TABLE
+          + ";\nCREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);\n")
 #: Columns a store of an older schema version lacks, with the value its rows mean.
 ADDED_COLUMNS = {2: {"corruption": "'none'", "severity": "0"}}
