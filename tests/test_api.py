@@ -33,6 +33,7 @@ def test_import_sambench_loads_neither_torch_nor_the_api():
     assert bare.split() == ["False", "False"]
 
 
+@pytest.mark.slow
 def test_adapter_protocol_and_dataset_objects_give_the_rows_of_their_names(tmp_path):
     from sambench.adapters.baselines import BoxFillAdapter, GrabCutAdapter
     from sambench.config import load_protocol_card
@@ -174,6 +175,7 @@ def test_an_installed_entry_point_registers_an_adapter(tmp_path, monkeypatch):
     assert run.manifests[0]["models"]["echo"]["adapter"] == "echo-box"
 
 
+@pytest.mark.slow
 def test_without_out_the_same_call_resumes_the_same_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     first = sambench.run("box-fill", "gt-box", "grabcut-sample", limit=1)

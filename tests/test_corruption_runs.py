@@ -60,6 +60,7 @@ def test_corruption_is_part_of_the_key_and_rows_cross_every_level(tmp_path):
     assert man["corruptions"]["seed"] == 0 and set(man["corruptions"]["corruptions"]) == {"contrast", "pixelate"}
 
 
+@pytest.mark.slow
 def test_rows_do_not_depend_on_workers(tmp_path):
     """Two worker processes corrupt and score the images exactly as one: the corrupted pixels are keyed."""
     run(_config(tmp_path / "one", models=["grabcut"], corruptions=["gaussian-noise:2", "rain:3"], workers=1))

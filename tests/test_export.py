@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from sambench.cli.main import main
@@ -11,6 +12,7 @@ from sambench.execution import RunConfig, run
 from sambench.types import Prompt
 
 
+@pytest.mark.slow
 def test_export_matches_the_prompts_a_run_used(tmp_path):
     out = tmp_path / "p.json"
     res = CliRunner().invoke(main, ["prompts", "export", "-p", "stable-sam-paper", "-d", "grabcut-sample",

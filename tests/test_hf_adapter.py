@@ -150,6 +150,7 @@ def test_every_sam_family_class_of_transformers_has_a_kind():
     assert kinds == {"hf-sam", "hf-sam-hq", "hf-sam2", "hf-sam3-tracker", "hf-edgetam"}
 
 
+@pytest.mark.slow
 def test_hf_name_needs_no_card_and_never_downloads():
     card = load_model_card("hf:facebook/sam-vit-base")
     assert card.adapter == "hf" and card.options == {"source": "facebook/sam-vit-base"}

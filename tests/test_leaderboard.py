@@ -176,6 +176,7 @@ def test_image_level_failure_stands_for_the_other_models_prompts(tmp_path):
 # ------------------------------------------------------------------------------------------ ranking
 
 
+@pytest.mark.slow
 def test_merges_runs_ranks_with_cis_and_states_ties(runs):
     board = board_of(runs)  # a directory holding both run directories
     assert board["rank_by"] == "degraded_miou@noisy-box"

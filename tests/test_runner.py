@@ -53,6 +53,7 @@ def test_run_writes_scored_rows_and_manifest(tmp_path):
     assert m["libraries"]["numpy"] and m["sambench_version"]
 
 
+@pytest.mark.slow
 def test_rerun_skips_done_rows_and_workers_do_not_change_results(tmp_path):
     run(_config(tmp_path / "a"))
     again = run(_config(tmp_path / "a"))
