@@ -112,7 +112,7 @@ def test_one_encode_per_corrupted_image_on_sam_tiny(tmp_path):
 
 def _v1_copy(tmp_path) -> Path:
     dst = tmp_path / "default"
-    shutil.copytree(REPO / "results" / "default", dst)
+    shutil.copytree(REPO / "tests" / "fixtures" / "store-schema-1", dst)  # results/default as schema 1 wrote it
     return dst
 
 

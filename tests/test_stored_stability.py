@@ -30,6 +30,7 @@ except ImportError:  # tests/ imported as a package
     from tests.run_fixtures import sambench_cli, sigkill, stored_rows, wait_for_rows
 
 ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_1 = ROOT / "tests" / "fixtures" / "store-schema-1"  # results/default as the schema-1 store wrote it
 CLICKS = """name: clicks2
 version: 1
 kind: clicks
@@ -204,12 +205,12 @@ def test_a_retried_failed_draw_is_reported_from_the_rows_not_the_stored_subset(t
 
 
 def test_a_store_without_the_objects_table_reports_as_before(tmp_path, monkeypatch):
-    """The committed results/default (schema 1, no objects table) is read as it is: nothing stored, every
+    """A schema-1 store (tests/fixtures/store-schema-1, no objects table) is read as it is: nothing stored, every
     group computed from the rows, and the file left untouched."""
     run_dir = tmp_path / "default"
     run_dir.mkdir()
     for name in ("results.sqlite", "manifest.json"):
-        shutil.copy(ROOT / "results" / "default" / name, run_dir / name)
+        shutil.copy(SCHEMA_1 / name, run_dir / name)
     digest = hashlib.sha256((run_dir / "results.sqlite").read_bytes()).hexdigest()
     stored = load_objects([run_dir])
     assert stored.empty and list(stored.columns) == list(OBJECTS_COLUMNS)
@@ -226,7 +227,7 @@ def test_a_writable_open_adds_the_objects_table_and_keeps_the_rows(tmp_path):
     """An older store gains the (empty) objects table on its next writable open; its rows are unchanged."""
     from sambench.store import Store
 
-    shutil.copy(ROOT / "results" / "default" / "results.sqlite", tmp_path / "results.sqlite")
+    shutil.copy(SCHEMA_1 / "results.sqlite", tmp_path / "results.sqlite")
     before = read_rows(tmp_path)
     Store(tmp_path).close()
     assert _objects_table(tmp_path) == []
