@@ -181,6 +181,9 @@ class Protocol:
 
     def prompt(self, setting: Setting, draw: int, dataset: str, image_id: str, obj: Object) -> Prompt:
         if setting.replayed:
+            if not self.card.replayed:
+                raise SambenchError(f"protocol '{self.card.name}' level '{setting.level}' replays a file, and no "
+                                    f"file is recorded with it")
             found = replay.replay_file(self.card).prompts_for(dataset, image_id, [obj]).get((obj.id, setting.level), [])
             if draw >= len(found):
                 raise SambenchError(f"{self.card.replay['file']}: no prompt {draw} of {dataset}/{image_id}/{obj.id} "
