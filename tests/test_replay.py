@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 import sambench
 from sambench.cli.main import main
-from sambench.config import load_protocol_card
+from sambench.config import Setting, load_protocol_card
 from sambench.datasets import open_dataset
 from sambench.datasets.folder import FolderDataset
 from sambench.execution import RunConfig, run
@@ -27,12 +27,12 @@ from sambench.types import Prompt, SambenchError
 CARD = "name: {name}\nversion: 1\nkind: replay\nfile: {file}\n"
 
 
-def _card(tmp_path, file, name="rp", fmt=None):
+def _card(tmp_path, file, name="rp", extra=""):
     """A replay card for ``file`` in a card directory of its own (``load_protocol_card`` takes card files)."""
     d = tmp_path / "cards"
     d.mkdir(exist_ok=True)
     p = d / f"{name}.yaml"
-    p.write_text(CARD.format(name=name, file=file) + (f"format: {fmt}\n" if fmt else ""))
+    p.write_text(CARD.format(name=name, file=file) + extra)
     return resolve(load_protocol_card(str(p)))
 
 
@@ -111,6 +111,16 @@ def test_rclicks_first_clicks_become_single_clicks_per_device_in_file_order(tmp_
                    ("mobile", 0, "0", one(5, 6))]
 
 
+def test_card_draws_keep_the_first_prompts_of_each_object_and_level(tmp_path):
+    ds = _tiny_dataset(tmp_path)
+    f = _write_json(tmp_path / "p.json", [_entry("a", "u", {"box": [1, 1, 5, 5]}), _entry("a", "u", {"box": [2, 2, 6, 6]}),
+                                          _entry("a", "v", {"box": [3, 3, 7, 7]})])
+    assert _card(tmp_path, f).draws == 2
+    card = _card(tmp_path, f, extra="draws: 1\n")
+    assert card.draws == 1
+    assert [(t.level, t.prompt.box) for t in _tasks(card, ds)] == [("u", (1, 1, 5, 5)), ("v", (3, 3, 7, 7))]
+
+
 def test_rclicks_without_device_is_one_level(tmp_path):
     ds = _tiny_dataset(tmp_path)
     f = tmp_path / "c.csv"
@@ -144,6 +154,8 @@ def test_the_shipped_example_fits_grabcut_sample():
     assert [s.level for s in card.settings] == ["box", "click"] and card.draws == 2
     assert card.replay["prompts"] == 39 and card.identity()["file_sha256"] == card.replay["sha256"]
     assert check_dataset(card, open_dataset("grabcut-sample")) == 39
+    for s in card.settings:  # the report reads back exactly the level the run stored
+        assert Setting.from_dict(s.to_dict(), "replay") == s and s.to_dict()["file_sha256"] == card.replay["sha256"]
 
 
 # --------------------------------------------------------------------------------------------- refusals
@@ -229,12 +241,16 @@ def test_replayed_rows_sit_beside_generated_ones_and_a_store_refuses_another_fil
 def test_cli_replays_the_shipped_example_beside_gt_box_and_verifies(tmp_path):
     out = tmp_path / "run"
     res = CliRunner().invoke(main, ["run", "-m", "box-fill", "-p", "replay", "-p", "gt-box", "-d", "grabcut-sample",
-                                    "--limit", "2", "--out", str(out), "-q", "--no-report"])
+                                    "--limit", "2", "--out", str(out), "-q"])
     assert res.exit_code == 0, res.output
     rows = sambench.open_run(out).rows()
     assert sorted(set(zip(rows["protocol"], rows["level"]))) == [("gt-box", "gt-box"), ("replay", "box"),
                                                                   ("replay", "click")]
     assert len(rows) == 2 * (1 + 1 + 2) and set(rows["status"]) == {"ok"}  # 2 images: GT box, hand box, 2 clicks
+    summary = (out / "report" / "summary.csv").read_text()  # one report: replay levels beside the GT box
+    assert ",replay,box," in summary and ",replay,click," in summary and ",gt-box,gt-box," in summary
     res = CliRunner().invoke(main, ["leaderboard", str(out), "--out", str(tmp_path / "board"), "--verify"])
     assert res.exit_code == 0, res.output
     assert "every stored number matches" in res.output
+    res = CliRunner().invoke(main, ["compare", str(out), str(out), "--metric", "miou"])
+    assert res.exit_code == 0 and "PASS" in res.output, res.output
