@@ -211,6 +211,30 @@ def test_the_protocol_option_grammar_names_the_file(tmp_path, monkeypatch):
         resolve(load_protocol_card("replay:nothing.json"))
 
 
+def test_prompts_of_an_image_of_several_objects_go_to_their_object(tmp_path):
+    root = tmp_path / "inst"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    cv2.imwrite(str(root / "images" / "m.png"), np.full((20, 30, 3), 90, np.uint8))
+    ids = np.zeros((20, 30), np.uint8)
+    ids[2:8, 2:10], ids[10:18, 15:28] = 1, 2  # object "1" top left, object "2" bottom right
+    cv2.imwrite(str(root / "masks" / "m.png"), ids)
+    ds = FolderDataset(root, images=root / "images", masks=root / "masks", name="inst", image_exts=(".png",),
+                       instances=True)
+    f = _write_json(tmp_path / "p.json", [_entry("m", "u", {"box": [15, 10, 27, 17]}, obj="2", dataset="inst"),
+                                          _entry("m", "u", {"box": [2, 2, 9, 7]}, obj="1", dataset="inst")],
+                    dataset="inst")
+    card = _card(tmp_path, f)
+    assert [(t.object_id, t.prompt.box) for t in _tasks(card, ds)] == [("1", (2, 2, 9, 7)), ("2", (15, 10, 27, 17))]
+    # one object at a time, as leaderboard --verify regenerates a stored prompt
+    two = [o for o in ds.load("m").objects if o.id == "2"][0]
+    assert Protocol(card).prompt(card.settings[0], 0, "inst", "m", two).box == (15, 10, 27, 17)
+    g = tmp_path / "c.csv"  # an RClicks row without object_stem on an image of two objects
+    g.write_text("dataset,image_stem,object_stem,click_type,x,y,w,h\ninst,m,,first,3,4,30,20\n")
+    with pytest.raises(SambenchError, match=r"c\.csv: row 2 \(image 'm'\) names no object, and the image has 2"):
+        check_dataset(_card(tmp_path, g), ds)
+
+
 # ------------------------------------------------------------------------------------------------- runs
 
 

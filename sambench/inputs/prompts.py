@@ -184,7 +184,8 @@ class Protocol:
             if not self.card.replayed:
                 raise SambenchError(f"protocol '{self.card.name}' level '{setting.level}' replays a file, and no "
                                     f"file is recorded with it")
-            found = replay.replay_file(self.card).prompts_for(dataset, image_id, [obj]).get((obj.id, setting.level), [])
+            found = replay.replay_file(self.card).prompts_for(dataset, image_id, [obj], only=obj.id)
+            found = found.get((obj.id, setting.level), [])
             if draw >= len(found):
                 raise SambenchError(f"{self.card.replay['file']}: no prompt {draw} of {dataset}/{image_id}/{obj.id} "
                                     f"at level '{setting.level}' (it has {len(found)})")

@@ -109,16 +109,20 @@ class ReplayFile:
                                 f"(docs/protocols.md, Replayed prompts)")
         return mine
 
-    def prompts_for(self, dataset: str, image_id: str, objects: list[Object]) -> dict[tuple[str, str], list[Prompt]]:
+    def prompts_for(self, dataset: str, image_id: str, objects: list[Object],
+                    only: Optional[str] = None) -> dict[tuple[str, str], list[Prompt]]:
         """(object id, level) → the prompts of image ``image_id`` of ``dataset`` in file order, scaled to the
         image and checked: an unknown object id, an object-less prompt on an image of several objects, or a
-        prompt outside the image raise one line naming the file and the id."""
+        prompt outside the image raise one line naming the file and the id. ``only``: the prompts of that one
+        object (``objects`` is then that object alone; an object-less prompt is taken as its)."""
         out: dict[tuple[str, str], list[Prompt]] = {}
         mine = self._index(dataset).get(image_id, [])
+        if only is not None:
+            mine = [p for p in mine if p.object_id in (None, only)]
         if not mine or not objects:  # an image whose objects are all unusable has their failed rows already
             return out
         ids = [o.id for o in objects]
-        h, w = objects[0].mask.shape[:2] if objects else (0, 0)
+        h, w = objects[0].mask.shape[:2]
         for p in mine:
             where = f"{self.path}: {p.source} (image '{image_id}'"
             if p.object_id is None:
