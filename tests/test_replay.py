@@ -198,6 +198,21 @@ def test_rclicks_file_for_other_datasets_and_a_wrong_hash_are_refused(tmp_path):
         check_dataset(_card(tmp_path, h), ds)
 
 
+@pytest.mark.parametrize("text,message", [
+    ("kind: replay\nfile: p.json\nlevels: [1]\n", "levels do not apply to kind: replay"),
+    ("kind: noisy-box\nlevels: [0.1]\nfile: p.json\n", "'file' and 'format' only apply to kind: replay"),
+    ("kind: replay\nfile: p.json\nformat: ritm\n", "format must be one of auto, sambench, rclicks, breps"),
+    ("kind: replay\nfile: p.json\ndraws: 0\n", "'draws' must be an integer >= 1"),
+    ("kind: replay\n", "missing required field 'file'"),
+])
+def test_malformed_replay_cards_fail_in_one_line(tmp_path, text, message):
+    p = tmp_path / "bad.yaml"
+    p.write_text("name: bad\nversion: 1\n" + text)
+    with pytest.raises(SambenchError, match=message) as exc:
+        load_protocol_card(str(p))
+    assert str(exc.value).startswith(str(p))
+
+
 def test_the_protocol_option_grammar_names_the_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _write_json(tmp_path / "mine.json", [_entry("a", "u", {"box": [1, 1, 5, 5]})])

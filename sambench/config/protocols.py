@@ -346,11 +346,11 @@ def _replay_card(data: dict, path: Path, name: str, version: int, seed: int, mas
     file = require(data, "file", str, path)
     fmt = data.get("format", "auto")
     check_choice(fmt, REPLAY_FORMATS, "format", str(path))
-    draws = data.get("draws", 0)
-    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 0:
+    draws = data.get("draws")  # None: every prompt of the file (0 until the file is read)
+    if draws is not None and (isinstance(draws, bool) or not isinstance(draws, int) or draws < 1):
         raise SambenchError(f"{path}: 'draws' must be an integer >= 1 (the first prompts per object kept), got {draws!r}")
     return ProtocolCard(name=name, version=version, description=str(data.get("description", "")).strip(),
-                        settings=(), draws=draws, seed=seed, mask_selection=mask_selection,
+                        settings=(), draws=draws or 0, seed=seed, mask_selection=mask_selection,
                         preprocessing=preprocessing, path=path, raw=data,
                         replay={"file": str(replay_path(file, path)), "format": fmt})
 
