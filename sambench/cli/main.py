@@ -373,6 +373,9 @@ def list_cmd(what: str) -> None:
             tags = f"  [{', '.join(card.tags)}]" if card.tags else ""
             click.echo(f"{name:24s} adapter: {card.adapter}{ck}{tags}  ({path})")
         else:
+            if card.replayed:  # levels and draws are the file's: not read to list the cards
+                click.echo(f"{name:24s} v{card.version}  replays {card.replay['file']}  ({path})")
+                continue
             lv = ", ".join(s.level for s in card.settings)
             click.echo(f"{name:24s} v{card.version}  levels: {lv}  draws: {card.draws}  ({path})")
     if what == "models":

@@ -32,8 +32,14 @@ MASK_SELECTIONS = ("single", "best-of-3")
 #: The prompt kind of the interactive protocol: a sequence of corrective clicks (sambench/inputs/clicks.py).
 #: Whether a setting or a card is interactive is asked with ``Setting.interactive`` / ``ProtocolCard.interactive``.
 INTERACTIVE_KIND = "clicks"
-#: Prompt kinds a protocol setting can generate (sambench/inputs/prompts.py; ``clicks``: sambench/inputs/clicks.py).
-PROMPT_KINDS = ("gt-box", "noisy-box", "box-shift", "box-scale", "points", INTERACTIVE_KIND)
+#: The prompt kind of the replay protocol: prompts read from a file (sambench/inputs/replay.py), not generated.
+REPLAY_KIND = "replay"
+#: Prompt kinds a protocol setting can generate (sambench/inputs/prompts.py; ``clicks``: sambench/inputs/clicks.py;
+#: ``replay``: sambench/inputs/replay.py).
+PROMPT_KINDS = ("gt-box", "noisy-box", "box-shift", "box-scale", "points", INTERACTIVE_KIND, REPLAY_KIND)
+#: File formats a replay card's ``file`` may have (docs/protocols.md "Replayed prompts"): ``auto`` decides by
+#: the path (a directory: ``breps``; ``.csv``: ``rclicks``; else ``sambench``).
+REPLAY_FORMATS = ("auto", "sambench", "rclicks", "breps")
 #: The parameter a homogeneous protocol's ``levels`` list sets, per kind.
 LEVEL_PARAM = {"gt-box": None, "noisy-box": "scale", "box-shift": "scale", "box-scale": "scale", "points": "k"}
 #: Prompt kinds whose setting is a box with noise of scale ``scale`` (0 = the GT box).

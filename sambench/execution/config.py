@@ -25,6 +25,7 @@ from sambench.datasets import Dataset, DatasetSpec
 from sambench.execution.cache import DEFAULT_MAX_GB, STORAGES
 from sambench.inputs import corruptions as corr
 from sambench.inputs.prompts import Protocol
+from sambench.inputs.replay import resolve
 from sambench.types import SambenchError, canonical_json, check_choice, check_min, stable_hash
 
 #: Where images run (:data:`sambench.execution.engines.ENGINES` maps each name to its engine).
@@ -131,8 +132,9 @@ def check_config(config: RunConfig, given: dict) -> None:
 
 
 def protocols_of(config: RunConfig) -> list[Protocol]:
-    """The run's protocols, their cards with the run's ``levels``/``draws``/``seed`` overrides."""
-    cards = [p if isinstance(p, ProtocolCard) else load_protocol_card(p) for p in config.protocols]
+    """The run's protocols, their cards with the run's ``levels``/``draws``/``seed`` overrides (a replay card's
+    levels and draws read from its file first)."""
+    cards = [resolve(p if isinstance(p, ProtocolCard) else load_protocol_card(p)) for p in config.protocols]
     return [Protocol(with_overrides(c, levels=config.levels, draws=config.draws, seed=config.seed)) for c in cards]
 
 

@@ -31,7 +31,8 @@ from sambench.types import SambenchError
 
 #: Manifest fields a resumed run must share with the stored rows, per identity.
 MODEL_IDENTITY = ("adapter", "adapter_version", "weights_sha256", "variant", "options", "plugin_id", "plugin_config")
-PROTOCOL_IDENTITY = ("version", "seed", "mask_selection", "preprocessing")
+#: ``file_sha256``: a replay protocol's file (absent, so never compared, for every other protocol).
+PROTOCOL_IDENTITY = ("version", "seed", "mask_selection", "preprocessing", "file_sha256")
 DATASET_IDENTITY = ("content_hash",)
 CORRUPTION_IDENTITY = ("version", "params", "seed")
 
