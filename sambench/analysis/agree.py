@@ -195,7 +195,7 @@ class AgreeResult:
         f = lambda v, spec: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
         rows = [{"A": g["model_a"], "B": g["model_b"], "dataset": g["dataset"], "protocol": g["protocol"],
                  "level": g["level"], **({"condition": f"{g['corruption']}:{g['severity']}"} if g["severity"] else {}),
-                 "n": g["n"], "mean IoU": f(g["mean"], ".4f"), "min IoU": f(g["min"], ".4f"),
+                 "n": g["n"], "mean IoU": f(g["mean"], ".6f"), "min IoU": f(g["min"], ".6f"),
                  ">=.99": f(g["frac_ge_0.99"], ".3f"), ">=.9": f(g["frac_ge_0.9"], ".3f"),
                  "<.5": f(g["frac_lt_0.5"], ".3f"), "max|dscore|": f(g["max_abs_score_diff"], ".2g"),
                  "mIoU A-B": f(g["delta"], "+.2f"), "95% CI": f"[{f(g['ci_lo'], '+.2f')}, {f(g['ci_hi'], '+.2f')}]"}
@@ -206,14 +206,14 @@ class AgreeResult:
         if len(worst):
             lines.append(f"least-agreeing prompts (lowest {len(worst)}):")
             for _, r in worst.iterrows():
-                lines.append(f"  {r['agreement']:.4f}  {r['model_a']} vs {r['model_b']}: " + prompt_text(r))
+                lines.append(f"  {r['agreement']:.6f}  {r['model_a']} vs {r['model_b']}: " + prompt_text(r))
         lines += [f"warning: {w}" for w in self.warnings]
         if self.min_iou is not None:
             if self.passed:
                 lines.append(f"PASS: every one of {len(self.per_prompt)} prompt(s) agrees at IoU >= {self.min_iou:g}")
             else:
                 lines.append(f"FAIL: {len(self.below)} of {len(self.per_prompt)} prompt(s) agree below IoU "
-                             f"{self.min_iou:g} (worst {self.below['agreement'].min():.4f})")
+                             f"{self.min_iou:g} (worst {self.below['agreement'].min():.6f})")
         return "\n".join(lines)
 
 
