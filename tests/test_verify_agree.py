@@ -202,3 +202,5 @@ def test_agree_official_sam_and_transformers_with_the_same_weights_within_float_
     assert r.passed and len(r.per_prompt) == 6, r.format_table()
     assert all(g["frac_ge_0.99"] == 1.0 and abs(g["delta"]) < 1.0 for g in r.groups)
     assert float(r.per_prompt["score_diff"].abs().max()) < 1e-3
+    (check,) = api.verify(port, rerun=1).checks  # a transformers directory is found by its recorded identity
+    assert check.status == "passed" and check.worst_iou >= 0.999

@@ -12,8 +12,9 @@ store of GT masks passes it). Re-running closes that gap. For every model of a r
    (``config.model_options``) and its weights found by the recorded hash (``weights_sha256``): a 64-hex
    SHA-256 is looked for among the ``--checkpoint`` files given here, the path the run recorded, the card's
    file in ``$SAMBENCH_CHECKPOINTS`` and every ``.pt``/``.pth``/``.safetensors``/``.bin`` file there
-   (digests cached, :func:`sambench.adapters.weights.file_digests`); ``random-init:<seed>`` is rebuilt from
-   the seed, with no checkpoint (``sam-tiny`` and the other random-weight cards). The rebuilt adapter's
+   (digests cached, :func:`sambench.adapters.weights.file_digests`); a card without a checkpoint file
+   (``hf:<dir>`` and the transformers cards, whose identity hashes the directory's weight files) loads its
+   own weights; ``random-init:<seed>`` is rebuilt from the seed, with no checkpoint (``sam-tiny`` and the other random-weight cards). The rebuilt adapter's
    identity (``sambench.store.MODEL_IDENTITY``: adapter, version, weights, variant, options, plug-in) must
    equal the recorded one. Weights not found, or another identity, is **not re-run** (never passed): the
    check says "not re-run: weights with hash … not found" (or which identity field differs). Package
@@ -24,7 +25,8 @@ store of GT masks passes it). Re-running closes that gap. For every model of a r
    preprocessing mode and stored corruption condition; click sequences replayed on the model). Every stored
    row of the image is compared with its re-run by :func:`sambench.analysis.agree.mask_agreement`, the
    comparison ``sambench agree`` makes: the re-run passes when every prompt's regenerated prompt hash equals
-   the stored one and every mask agrees at IoU >= the tolerance.
+   the stored one and every stored mask agrees with its re-run at IoU >= the tolerance (a stored failed row
+   is not compared, only counted: it scores 0 on the board whatever the model does now).
 4. **Tolerance**: ``--min-iou`` if given, else by the dtype the model recorded (:data:`DTYPE_MIN_IOU`):
    fp32 0.999 (float reductions differ between thread counts and devices, flipping a few boundary pixels),
    fp16 0.99 and bf16 0.98 (half-precision logits near the threshold flip more of them).
@@ -171,7 +173,9 @@ def rebuild_model(model: str, manifest: dict, checkpoints: Iterable[str] = (), d
     checkpoint, plugin = None, ((manifest.get("config") or {}).get("plugins") or {}).get(model)
     if isinstance(weights, str) and SHA256.match(weights):
         checkpoint = find_weights(weights, _weight_candidates(model, card, manifest, checkpoints))
-        if checkpoint is None:
+        # a card without a checkpoint file (transformers directories and hub ids, whose identity hashes several
+        # files) finds its own weights: the rebuilt identity below is compared with the recorded hash
+        if checkpoint is None and card.checkpoint is not None:
             raise NotRerun(f"not re-run: weights with hash {weights[:12]}… not found (pass --checkpoint PATH or put "
                            f"the file in {checkpoint_dir()})")
     elif isinstance(weights, str) and RANDOM_INIT.match(weights) and "seed" in card.options:
@@ -300,7 +304,11 @@ def _judge(check: RerunCheck, stored: pd.DataFrame, compared: pd.DataFrame) -> N
     if len(hashes):
         check.problems.append(f"{len(hashes)} stored prompt(s) differ from the regenerated ones, e.g. "
                               f"{prompt_text(hashes.iloc[0])}")
-    values = compared.dropna(subset=["agreement"])
+    stored_failed = compared[compared["status_a"] != "ok"]
+    if len(stored_failed):
+        check.notes.append(f"{len(stored_failed)} stored failed row(s) not compared (a failure scores 0 on the board; "
+                           f"{int((stored_failed['status_b'] == 'ok').sum())} answered by the re-run)")
+    values = compared[compared["status_a"] == "ok"].dropna(subset=["agreement"])
     if len(values):
         worst = values.sort_values("agreement", kind="mergesort").iloc[0]
         check.worst_iou, check.worst_prompt = float(worst["agreement"]), prompt_text(worst)
