@@ -145,7 +145,8 @@ def render_markdown(doc: dict, note: str = "") -> str:
         lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
     checked = verification_lines(doc)
     if checked:
-        lines += ["", "## Verification", "", _md(checked[0]), ""] + [f"- {_md(t)}" for t in checked[1:]]
+        lines += ["", "## Verification", "", _md(checked[0])]
+        lines += [""] + [f"- {_md(t)}" for t in checked[1:]] if len(checked) > 1 else []
     lines += ["", f"sambench {doc['sambench_version']}, board built {doc['date']}; every number at full precision "
               "in leaderboard.json."]
     if note:
