@@ -204,3 +204,13 @@ def test_agree_official_sam_and_transformers_with_the_same_weights_within_float_
     assert float(r.per_prompt["score_diff"].abs().max()) < 1e-3
     (check,) = api.verify(port, rerun=1).checks  # a transformers directory is found by its recorded identity
     assert check.status == "passed" and check.worst_iou >= 0.999
+
+
+def test_agree_min_iou_and_leaderboard_rerun_flags_are_checked_in_one_line(tmp_path):
+    from sambench.cli.main import main
+    from sambench.types import SambenchError
+
+    with pytest.raises(SambenchError, match=r"^agree: --min-iou must be <= 1 \(an IoU\), got 1.5$"):
+        agree_runs(tmp_path, tmp_path, min_iou=1.5)
+    res = CliRunner().invoke(main, ["leaderboard", str(tmp_path), "--out", str(tmp_path / "b"), "--rerun", "2"])
+    assert res.exit_code == 2 and "give --verify --rerun N" in res.output
