@@ -41,6 +41,8 @@ LAZY_COMMANDS = {
     "download": "sambench.cli.download:download_cmd",
     "train": "sambench.cli.train:train_cmd",
     "cache": "sambench.cli.cache:cache_group",
+    "verify": "sambench.cli.verify:verify_cmd",
+    "agree": "sambench.cli.agree:agree_cmd",
 }
 
 
