@@ -74,7 +74,13 @@ def _card(model: str | ModelCard) -> ModelCard:
 
 def is_cpu_baseline(model: str | ModelCard) -> bool:
     """True when the model's adapter is a classical CPU baseline (:class:`AdapterEntry`)."""
-    entry = BUILTIN.get(_card(model).adapter)
+    return is_cpu_baseline_adapter(_card(model).adapter)
+
+
+def is_cpu_baseline_adapter(adapter: str) -> bool:
+    """True when ``adapter`` (an adapter name, e.g. an adapter object's ``signature()["adapter"]``) is a
+    registered classical CPU baseline; any other name, unknown or empty, is not a baseline."""
+    entry = BUILTIN.get(adapter)
     return bool(entry and entry.cpu_baseline)
 
 
@@ -115,4 +121,4 @@ def build_adapter(model: str | ModelCard, *, device: str = "auto", checkpoint: O
 
 
 __all__ = ["Adapter", "AdapterEntry", "BUILTIN", "MASK_SELECTIONS", "PREPROCESSING_MODES", "build_adapter",
-           "is_cpu_baseline", "registered_adapters", "route_files"]
+           "is_cpu_baseline", "is_cpu_baseline_adapter", "registered_adapters", "route_files"]
