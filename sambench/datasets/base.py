@@ -390,12 +390,14 @@ def looks_like_instance_ids(values: np.ndarray, kind: str, threshold: int) -> Op
 
 
 def empty_mask_error(path: os.PathLike | str, threshold: int, values: Optional[np.ndarray] = None,
-                     kind: Optional[str] = None) -> SambenchError:
+                     kind: Optional[str] = None, ignore: Optional[int] = None) -> SambenchError:
     """The error for a mask with no pixel above ``threshold``, with a hint when it holds low values.
 
     A 0/1 (or 0/k, k <= threshold) mask is common: say how many pixels are non-zero and which
     ``threshold`` would read them as foreground; when the values look like instance ids
-    (:func:`looks_like_instance_ids`), also that ``instances=true`` makes one object per id.
+    (:func:`looks_like_instance_ids`), also that ``instances=true`` makes one object per id. When every
+    non-zero pixel is the declared ``ignore`` value (a 0/128 mask with ``ignore=128``), say so: the file
+    marks only what was declared the unlabelled band; a ``threshold`` below it reads the band as the object.
     """
     msg = f"{path}: empty mask (no pixel > {threshold})"
     if values is None:
@@ -408,6 +410,11 @@ def empty_mask_error(path: os.PathLike | str, threshold: int, values: Optional[n
         if nonzero:
             top = int(values.max())
             vals = "value 1" if top == 1 else f"values 1..{top}"
+            if ignore is not None and top == ignore and not np.any((values != 0) & (values != ignore)):
+                return SambenchError(f"{msg}; every one of its {nonzero} non-zero pixel(s) is {ignore}, the declared "
+                                     f"ignore value (ignore={ignore}), so the file marks no object; if that band is the "
+                                     f"object (a 0/{top} mask), --dataset-option threshold={top - 1} reads it as "
+                                     f"foreground (then it is not ignored)")
             msg += (f"; it holds {nonzero} pixel(s) of {vals} (a 0/{top} mask?): --dataset-option "
                     f"threshold={top - 1} reads them as foreground")
             ids = looks_like_instance_ids(values, kind, threshold)
