@@ -66,3 +66,58 @@ def test_python_api_doc_example_runs_as_a_saved_script(tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     assert "shrunk-box-0.8" in p.stdout
     assert (tmp_path / "runs" / "shrunk" / "report" / "index.html").is_file()
+
+
+# ------------------------------------------------------------------- item 10: blame the right thing
+
+
+@pytest.mark.parametrize("model, key, value, problem", [
+    ("sam-tiny", "mask_threshold", "abc", "must be a finite number"),
+    ("sam-tiny", "dtype", "fp8", "must be fp32, bf16 or fp16"),
+    ("sam-tiny", "chunk_size", 0, "must be an integer >= 1"),
+    ("sam2.1-hiera-tiny-random", "dtype", "fp8", "must be fp32, bf16 or fp16"),
+    ("hf-sam-vit-base", "chunk_size", 0, "must be an integer >= 1"),
+    ("grabcut", "iterations", 0, "must be an integer >= 1"),
+])
+def test_a_bad_option_value_blames_option_not_the_card_file(model, key, value, problem):
+    from sambench.adapters import build_adapter
+    with pytest.raises(SambenchError) as err:
+        build_adapter(model, device="cpu", options={key: value})
+    msg = str(err.value)
+    assert msg.startswith(f"--option {model}.{key}={value}: model '{model}': option '{key}' {problem}"), msg
+    assert ".yaml" not in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("model", ["sam2.1-hiera-tiny-random", "hf-sam-vit-base"])
+def test_an_unknown_option_key_blames_option_for_sam2_and_transformers_too(model):
+    from sambench.adapters import build_adapter
+    with pytest.raises(SambenchError, match=r"^--option mask_treshold: unknown option 'mask_treshold' for model "
+                                            rf"'{re.escape(model)}' \(did you mean 'mask_threshold'"):
+        build_adapter(model, device="cpu", options={"mask_treshold": 0.5})
+
+
+def test_a_bad_value_in_the_card_file_still_blames_the_card(tmp_path):
+    from sambench.adapters import build_adapter
+    card = tmp_path / "bad-tiny.yaml"
+    card.write_text("name: bad-tiny\nadapter: sam\noptions: {variant: tiny, dtype: fp8}\n", encoding="utf-8")
+    with pytest.raises(SambenchError, match=rf"^{re.escape(str(card))}: option 'dtype' must be fp32, bf16 or fp16"):
+        build_adapter(str(card), device="cpu", options={"chunk_size": 4})
+
+
+def test_a_0_128_mask_declared_ignore_128_gets_the_hint_to_read_the_band_as_foreground(tmp_path):
+    import cv2
+    from sambench.datasets.folder import FolderDataset
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "a.png"), np.full((12, 12, 3), 90, np.uint8))
+    band = np.zeros((12, 12), np.uint8)
+    band[3:9, 3:9] = 128  # 36 pixels of 128, nothing else
+    cv2.imwrite(str(tmp_path / "masks" / "a.png"), band)
+    with pytest.raises(SambenchError) as err:
+        FolderDataset(tmp_path, ignore=128).load("a")
+    msg = str(err.value)
+    assert "every one of its 36 non-zero pixel(s) is 128, the declared ignore value (ignore=128)" in msg
+    assert "--dataset-option threshold=127 reads it as foreground" in msg
+    # and the hint is right: that threshold gives the band as the object, nothing ignored
+    obj = FolderDataset(tmp_path, ignore=128, threshold=127).load("a").objects[0]
+    assert obj.mask.sum() == 36 and obj.ignore is None

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Callable, Optional
 
-from sambench.adapters.base import MASK_SELECTIONS, PREPROCESSING_MODES, Adapter, UnknownOptionsError
+from sambench.adapters.base import MASK_SELECTIONS, PREPROCESSING_MODES, Adapter, OptionValueError, UnknownOptionsError
 from sambench.config import ModelCard, load_model_card
 from sambench.types import SambenchError, did_you_mean
 
@@ -118,6 +118,11 @@ def build_adapter(model: str | ModelCard, *, device: str = "auto", checkpoint: O
         known = ", ".join(exc.known) or "none"
         raise SambenchError(f"--option {given[0]}: unknown option '{given[0]}' for model '{card.name}'"
                             f"{did_you_mean(given[0], exc.known)} (its options: {known})") from None
+    except OptionValueError as exc:
+        if exc.key not in (options or {}):  # the card's own value is refused: the card file is to blame
+            raise
+        raise SambenchError(f"--option {card.name}.{exc.key}={options[exc.key]}: model '{card.name}': "
+                            f"option '{exc.key}' {exc.problem}") from None
 
 
 __all__ = ["Adapter", "AdapterEntry", "BUILTIN", "MASK_SELECTIONS", "PREPROCESSING_MODES", "build_adapter",
