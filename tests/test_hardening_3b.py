@@ -121,3 +121,40 @@ def test_a_0_128_mask_declared_ignore_128_gets_the_hint_to_read_the_band_as_fore
     # and the hint is right: that threshold gives the band as the object, nothing ignored
     obj = FolderDataset(tmp_path, ignore=128, threshold=127).load("a").objects[0]
     assert obj.mask.sum() == 36 and obj.ignore is None
+
+
+# --------------------------------------------------------------------------------- item 11: the leaderboard
+
+
+def test_a_refused_board_leaves_no_out_directory(tmp_path):
+    from click.testing import CliRunner
+    from sambench.cli.main import main
+    from test_leaderboard import SHIFTS_A, make_run
+
+    make_run(tmp_path / "r1", {"A": SHIFTS_A})
+    out = tmp_path / "board"
+    res = CliRunner().invoke(main, ["leaderboard", str(tmp_path / "r1"), "--out", str(out), "--rank-by", "nope"])
+    assert res.exit_code == 2 and "--rank-by nope" in res.output, res.output
+    assert not out.exists()  # was: an empty directory
+
+
+def test_a_run_with_no_rows_is_named_on_the_board_and_warned(tmp_path):
+    from click.testing import CliRunner
+    from sambench.cli.main import main
+    from test_leaderboard import SHIFTS_A, make_run
+
+    make_run(tmp_path / "r1", {"A": SHIFTS_A})
+    make_run(tmp_path / "r0", {})  # a run killed before its first row: a store and a manifest, no rows
+    out = tmp_path / "board"
+    res = CliRunner().invoke(main, ["leaderboard", str(tmp_path / "r1"), str(tmp_path / "r0"),
+                                    "--out", str(out)])
+    assert res.exit_code == 0, res.output + res.stderr
+    warnings = [ln for ln in res.stderr.splitlines() if ln.startswith("warning:")]
+    assert warnings == [f"warning: run {tmp_path / 'r0'} holds no rows on clean images: nothing of it is on this "
+                        f"board"]
+    import json
+    doc = json.loads((out / "leaderboard.json").read_text())
+    assert doc["board"]["empty_runs"] == [str(tmp_path / "r0")]
+    assert [e["model"] for e in doc["board"]["entries"]] == ["A"]
+    for page in ("leaderboard.md", "leaderboard.html"):
+        assert f"run {tmp_path / 'r0'} holds no rows" in (out / page).read_text()

@@ -39,5 +39,6 @@ def leaderboard_cmd(paths, out_dir, rank_by, verify, note):
         if not result.ok:
             click.echo("verification failed: the board is not written", err=True)
             sys.exit(1)
-    written = write_board(paths, out_dir, rank_by=rank_by, note=note)
+    written = write_board(paths, out_dir, rank_by=rank_by, note=note,
+                          warn=lambda line: click.echo(f"warning: {line}", err=True))
     click.echo(f"wrote {', '.join(sorted(written))} to {out_dir}")
