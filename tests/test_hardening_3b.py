@@ -223,3 +223,80 @@ def test_the_page_test_skip_reason_says_what_to_install(monkeypatch):
     monkeypatch.setenv("PATH", "")
     with pytest.raises(pytest.skip.Exception, match=r"install it, e\.g\. `apt-get install chromium`"):
         chromium()
+
+
+# ------------------------------------------------------------------ item 7: masks per prompt, misfit datasets
+
+
+class _Squares(sambench.Dataset):
+    """Two tiny images with one square object each; ``mask_size`` overrides image b's mask size (a misfit)."""
+
+    format = "test"
+
+    def __init__(self, name="squares", mask_size=None):
+        self.name, self.mask_size = name, mask_size
+
+    def ids(self):
+        return ["a", "b"]
+
+    def load(self, image_id):
+        image = np.full((20, 24, 3), 120, np.uint8)
+        h, w = self.mask_size if (self.mask_size and image_id == "b") else (20, 24)
+        mask = np.zeros((h, w), bool)
+        mask[4:12, 6:16] = True
+        return sambench.types.Sample(self.name, image_id, image, [sambench.types.Object("0", mask)])
+
+    def _hash_payload(self):
+        return {"mask_size": self.mask_size}
+
+    def describe(self):
+        return {"name": self.name, "format": self.format, "n_images": 2}
+
+
+class _Counting(sambench.Adapter):
+    """The box as the mask, but ``extra`` masks more (or fewer, when negative) than prompts."""
+
+    name = "counting"
+    capabilities = frozenset({"box", "points", "box+points"})
+    interactive = True
+
+    def __init__(self, extra):
+        super().__init__()
+        self.extra = extra
+
+    def signature(self):
+        return {"model": f"counting{self.extra:+d}", "adapter": "counting", "adapter_version": "1",
+                "weights_sha256": None, "options": {"extra": self.extra}}
+
+    def encode(self, image, preprocessing="sam"):
+        return image.shape[:2]
+
+    def predict(self, state, prompts, mask_selection="single", **kw):
+        n = max(0, len(prompts) + self.extra)
+        masks = np.zeros((n, *state), bool)
+        masks[:, 4:12, 6:16] = True
+        return sambench.Prediction(masks=masks, scores=np.full(n, 0.5))
+
+
+@pytest.mark.parametrize("extra, got", [(-1, "0 masks"), (1, "2 masks")])
+def test_one_mask_fewer_or_more_than_prompts_is_a_failed_row_with_its_reason(tmp_path, extra, got):
+    run = sambench.run([_Counting(extra)], ["gt-box", "clicks"], [_Squares()], out=tmp_path / "r", workers=1,
+                       prompts_per_call=1, levels=None)
+    rows = run.rows()
+    assert len(rows) and (rows["status"] == "failed").all()  # was: IndexError (fewer), silently kept (more)
+    batch = rows[rows["protocol"] == "gt-box"]
+    assert sorted(batch["image_id"]) == ["a", "b"]
+    assert set(batch["error"]) == {f"model 'counting{extra:+d}' returned {got} for 1 prompt on squares/a",
+                                   f"model 'counting{extra:+d}' returned {got} for 1 prompt on squares/b"}
+    clicks = rows[rows["protocol"] == "clicks"]
+    assert len(clicks) == 2 * 20 and clicks["error"].str.contains(f"returned {got} for 1 prompt on squares/").all()
+
+
+def test_a_dataset_objects_misfit_mask_is_blamed_on_the_dataset_not_the_model(tmp_path):
+    from sambench.adapters.baselines import BoxFillAdapter
+    run = sambench.run([BoxFillAdapter()], "gt-box", [_Squares(mask_size=(10, 12))], out=tmp_path / "r", workers=1)
+    rows = run.rows().set_index("image_id")
+    assert rows.loc["a", "status"] == "ok"
+    assert rows.loc["b", "status"] == "failed"
+    assert rows.loc["b", "error"] == ("dataset 'squares' image 'b': object '0' has a 12x10 mask for a 24x20 image "
+                                      "(the dataset's annotation does not fit its image)")

@@ -151,6 +151,27 @@ class Dataset(abc.ABC):
         return f"<{type(self).__name__} {self.name!r} ({len(self.ids())} images)>"
 
 
+def without_misfit_objects(sample: Sample) -> Sample:
+    """``sample`` with every object whose mask (or ignore mask) does not fit its image moved to
+    ``failed_objects``, blamed on the dataset: a ``Dataset`` (a user's object in hand, say) may return any
+    arrays, and a model given that image returns masks of the image's size, so the mismatch is the
+    annotation's, never the model's. ``sample`` itself is returned when every object fits."""
+    size = tuple(sample.image.shape[:2])
+    bad = {}
+    for o in sample.objects:
+        for what, arr in (("mask", o.mask), ("ignore mask", o.ignore)):
+            shape = tuple(np.shape(arr)) if arr is not None else size
+            if shape != size and o.id not in bad:
+                shown = "x".join(map(str, shape[::-1])) if len(shape) == 2 else str(shape)
+                bad[o.id] = (f"dataset '{sample.dataset}' image '{sample.image_id}': object '{o.id}' has a {shown} "
+                             f"{what} for a {size[1]}x{size[0]} image (the dataset's annotation does not fit its image)")
+    if not bad:
+        return sample
+    return Sample(dataset=sample.dataset, image_id=sample.image_id, image=sample.image,
+                  objects=[o for o in sample.objects if o.id not in bad], meta=sample.meta,
+                  failed_objects={**sample.failed_objects, **bad})
+
+
 def file_sha256(path: os.PathLike | str) -> str:
     """sha256 hex of a file's bytes, read in 1 MiB chunks.
 

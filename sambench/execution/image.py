@@ -22,8 +22,8 @@ import numpy as np
 
 from sambench.adapters.base import Adapter
 from sambench.execution.encode import EncodeStage
-from sambench.execution.rows import (CLEAN_CONDITION, describe, done_key, failed_row, mask_row, object_failure_rows,
-                                     where)
+from sambench.execution.rows import (CLEAN_CONDITION, check_mask_count, describe, done_key, failed_row, mask_row,
+                                     object_failure_rows, where)
 from sambench.execution.sequences import evaluate_clicks
 from sambench.execution.timing import StageTimer
 from sambench.inputs import corruptions as corr
@@ -121,6 +121,7 @@ def _decode_groups(adapter: Adapter, model: str, sample, groups: dict, states: d
             try:
                 with timer.stage("decode"):
                     pred = adapter.predict(state, [t.prompt for t in chunk], mask_selection=selection)
+                check_mask_count(pred, len(chunk), model, place)
             except Exception as exc:
                 err = describe(exc, f"model '{model}' failed to decode on {place}")
                 slots.append([failed_row(t, model, sample, err) for t in chunk])
