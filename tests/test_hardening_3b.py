@@ -300,3 +300,33 @@ def test_a_dataset_objects_misfit_mask_is_blamed_on_the_dataset_not_the_model(tm
     assert rows.loc["b", "status"] == "failed"
     assert rows.loc["b", "error"] == ("dataset 'squares' image 'b': object '0' has a 12x10 mask for a 24x20 image "
                                       "(the dataset's annotation does not fit its image)")
+
+
+# ------------------------------------------------------ item 6: a corruption one image cannot take fails alone
+
+
+class _WithTiny(_Squares):
+    """Image ``a`` (24×20) and image ``tiny`` (1×1, its one pixel the object)."""
+
+    def ids(self):
+        return ["a", "tiny"]
+
+    def load(self, image_id):
+        if image_id != "tiny":
+            return super().load(image_id)
+        return sambench.types.Sample(self.name, "tiny", np.full((1, 1, 3), 200, np.uint8),
+                                     [sambench.types.Object("0", np.ones((1, 1), bool))])
+
+
+def test_a_corruption_an_image_cannot_take_fails_that_image_and_condition_only(tmp_path):
+    from sambench.adapters.baselines import BoxFillAdapter
+    run = sambench.run([BoxFillAdapter()], "gt-box", [_WithTiny()], out=tmp_path / "r", workers=1,
+                       corruptions=["motion-blur:1", "brightness:1"])  # was: SambenchError, the run stopped
+    rows = run.rows()
+    got = {(r.image_id, r.corruption, r.severity): (r.status, r.error) for r in rows.itertuples()}
+    assert set(got) == {(i, c, s) for i in ("a", "tiny") for c, s in (("none", 0), ("motion-blur", 1),
+                                                                        ("brightness", 1))}
+    status, error = got[("tiny", "motion-blur", 1)]
+    assert status == "failed" and error.startswith("squares/tiny under motion-blur:1: cannot make this corruption: "
+                                                   "image of 1x1 px is too small for a motion blur"), error
+    assert [k for k, (st, _) in got.items() if st != "ok"] == [("tiny", "motion-blur", 1)]
