@@ -330,3 +330,17 @@ def test_a_corruption_an_image_cannot_take_fails_that_image_and_condition_only(t
     assert status == "failed" and error.startswith("squares/tiny under motion-blur:1: cannot make this corruption: "
                                                    "image of 1x1 px is too small for a motion blur"), error
     assert [k for k, (st, _) in got.items() if st != "ok"] == [("tiny", "motion-blur", 1)]
+
+
+def test_models_doc_states_the_tested_transformers_range_and_the_pin_pyproject_has():
+    doc = (REPO / "docs" / "models.md").read_text(encoding="utf-8")
+    pin = re.search(r'"transformers(>=[0-9.]+)"', (REPO / "pyproject.toml").read_text()).group(1)
+    stated = re.search(r"\*\*Tested versions\.\*\* `pyproject.toml` asks for `transformers(>=[0-9.]+)`;"
+                       r"(.*?)\n\n", doc, flags=re.S)
+    assert stated, "docs/models.md has no 'Tested versions' paragraph for transformers"
+    assert stated.group(1) == pin
+    tested = re.findall(r"\*\*(\d+\.\d+)\*\*", stated.group(2))
+    assert len(tested) >= 2  # a range, not one version
+    as_tuple = lambda v: tuple(int(x) for x in v.strip(">=").split("."))  # noqa: E731
+    assert all(as_tuple(v) >= as_tuple(pin) for v in tested)
+    assert "transformers (5.23)" not in doc and "`transformers` (5.23)" not in doc
