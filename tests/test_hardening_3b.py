@@ -5,6 +5,7 @@ drops an empty run silently, and the Ctrl-C test works from a background job."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -50,7 +51,6 @@ def test_worker_policy_never_looks_up_an_adapter_objects_name_as_a_card():
     assert default_workers(["no-key"], {"no-key": _NoAdapterKey()}) == 1  # was: "unknown model ''"
     assert default_workers(["shrunk-box"], {"shrunk-box": Named()}) == 1  # was: "unknown model 'shrunk-box'"
     # a registered CPU baseline in hand still gets one process per usable CPU
-    import os
     assert default_workers(["box-fill"], {"box-fill": BoxFillAdapter()}) == len(os.sched_getaffinity(0))
 
 
@@ -60,7 +60,7 @@ def test_python_api_doc_example_runs_as_a_saved_script(tmp_path):
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     script = tmp_path / "shrunk.py"
     script.write_text("\n".join(blocks), encoding="utf-8")
-    env = {**__import__("os").environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     p = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, env=env,
                        timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
@@ -184,7 +184,7 @@ def test_default_sigint_gives_a_child_sigint_back_when_the_suite_ignores_it():
 @pytest.mark.slow
 def test_the_ctrl_c_test_passes_when_the_suite_runs_as_a_background_job():
     test = "tests/test_hardening_io.py::test_ctrl_c_exits_130_and_killed_invocations_reach_the_manifest"
-    env = {**__import__("os").environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test], cwd=REPO, env=env,
                        preexec_fn=_ignore_sigint, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0 and "1 passed" in p.stdout, p.stdout[-3000:]
@@ -344,3 +344,57 @@ def test_models_doc_states_the_tested_transformers_range_and_the_pin_pyproject_h
     as_tuple = lambda v: tuple(int(x) for x in v.strip(">=").split("."))  # noqa: E731
     assert all(as_tuple(v) >= as_tuple(pin) for v in tested)
     assert "transformers (5.23)" not in doc and "`transformers` (5.23)" not in doc
+
+
+# ----------------------------------------------------------- item 5: read-only readers see every committed row
+
+
+def _no_write_override() -> None:
+    """``preexec_fn``: a root child loses CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH (prctl PR_CAPBSET_DROP from
+    the bounding set, so the exec'd Python never has them), so a mode-555 directory is read-only to it, as
+    to any other user; a non-root child needs nothing."""
+    if os.geteuid() == 0:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        for cap in (1, 2):
+            libc.prctl(24, cap, 0, 0, 0)
+
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("checkpointed", [8, 0])
+def test_a_killed_runs_wal_copied_read_only_without_shm_is_read_whole(tmp_path, checkpointed):
+    import shutil
+    from sambench.store import Store, write_manifest
+    from test_leaderboard import SHIFTS_A, manifest, rows_for
+
+    rows = rows_for("A", SHIFTS_A)  # 15 rows
+    src, dst, private_tmp = tmp_path / "src", tmp_path / "ro", tmp_path / "tmp"
+    st = Store(src)  # the killed run's writer, still open: its last rows are only in the log
+    if checkpointed:
+        st.write(rows[:checkpointed])
+        st.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    st.write(rows[checkpointed:])
+    dst.mkdir()
+    for name in ("results.sqlite", "results.sqlite-wal"):  # copied as the issue did: no -shm
+        shutil.copyfile(src / name, dst / name)
+    st.close()
+    write_manifest(dst, manifest(["A"]))
+    private_tmp.mkdir()
+    dst.chmod(0o555)
+    code = ("import pathlib, sambench, sys\n"
+            "d = pathlib.Path(sys.argv[1])\n"
+            "try:\n    (d / 'probe').touch()\n    print('WRITABLE')\nexcept PermissionError:\n"
+            "    print(len(sambench.open_run(d).rows()))\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(private_tmp)}
+    try:
+        p = subprocess.run([sys.executable, "-c", code, str(dst)], preexec_fn=_no_write_override, env=env,
+                           capture_output=True, text=True, timeout=120)
+    finally:
+        dst.chmod(0o755)
+    if p.stdout.strip() == "WRITABLE":
+        pytest.skip("cannot make a directory read-only for a child process here")
+    assert p.returncode == 0, p.stderr[-1500:]
+    assert p.stdout.strip() == "15"  # was: 8 (the checkpointed ones), or "no such table: info" with none
+    assert sorted(os.listdir(dst)) == ["manifest.json", "results.sqlite", "results.sqlite-wal"]
+    assert list(private_tmp.iterdir()) == []  # the private copy is gone with the store
