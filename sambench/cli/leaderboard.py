@@ -49,5 +49,6 @@ def leaderboard_cmd(paths, out_dir, rank_by, verify, rerun, checkpoints, min_iou
             click.echo("verification failed: the board is not written", err=True)
             sys.exit(1)
         record = result.record()
-    written = write_board(paths, out_dir, rank_by=rank_by, note=note, verification=record)
+    written = write_board(paths, out_dir, rank_by=rank_by, note=note, verification=record,
+                          warn=lambda line: click.echo(f"warning: {line}", err=True))
     click.echo(f"wrote {', '.join(sorted(written))} to {out_dir}")

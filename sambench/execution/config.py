@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
-from sambench.adapters import is_cpu_baseline
+from sambench.adapters import is_cpu_baseline, is_cpu_baseline_adapter
 from sambench.adapters.base import Adapter
 from sambench.config import ProtocolCard, load_model_card, load_protocol_card, with_overrides
 from sambench.datasets import Dataset, DatasetSpec
@@ -144,9 +144,11 @@ def protocols_of(config: RunConfig) -> list[Protocol]:
 def default_workers(models: list[str], adapters: Optional[dict[str, Adapter]] = None) -> int:
     """The worker-count policy: one process per usable CPU when every model is a CPU baseline (a pool
     over images pays off), else 1 (a torch model uses the cores itself, and loads once). An adapter
-    object is a baseline when its signature names a registered CPU-baseline adapter."""
+    object is a baseline when its signature names a registered CPU-baseline adapter (an unknown adapter
+    name, or none, is not a baseline: it is never looked up as a card)."""
     adapters = adapters or {}
-    if not all(is_cpu_baseline(adapters[m].signature().get("adapter", "") if m in adapters else m) for m in models):
+    if not all(is_cpu_baseline_adapter(str(adapters[m].signature().get("adapter", ""))) if m in adapters
+               else is_cpu_baseline(m) for m in models):
         return 1
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 

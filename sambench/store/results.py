@@ -47,7 +47,8 @@ class Store:
 
         A read-only store never writes, not even its ``-wal``/``-shm`` files where it cannot: it opens
         ``mode=ro``, and when even that needs files it cannot create (a WAL-mode database in a read-only
-        directory) ``immutable=1``, so ``report`` and ``compare`` work on a run the user may not write.
+        directory) ``immutable=1``, so ``report`` and ``compare`` work on a run the user may not write; or,
+        when a write-ahead log holds rows (a killed run), a private copy (:func:`open_read_only`).
         Every SQLite error, then or later, is one line naming the file (:func:`database_error`).
         """
         self.run_dir = Path(run_dir)
