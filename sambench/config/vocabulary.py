@@ -50,8 +50,8 @@ CLICK_CARD_FIELDS = ("max_clicks", "start", "start_scale", "feed_logits")
 
 # -------------------------------------------------------------------------------------- corruptions
 
-#: Every corruption sambench defines, in the registry's order: ImageNet-C's fifteen, then the three
-#: degradations RobustSAM evaluates on (docs/corruptions.md).
+#: Every corruption sambench defines, in the registry's order: ImageNet-C's fifteen, then sambench's own
+#: low light, haze and rain (docs/corruptions.md).
 CORRUPTION_NAMES = (
     "gaussian-noise", "shot-noise", "impulse-noise",
     "defocus-blur", "glass-blur", "motion-blur", "zoom-blur",

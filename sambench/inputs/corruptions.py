@@ -6,9 +6,10 @@ from ``numpy.random.default_rng(int(key))`` where ``key`` is :func:`corruption_k
 ``[seed, "corruption", name, version, severity, dataset, image id]`` — never from global state.
 
 Severity 0 is the clean image; severities 1–5 follow Hendrycks & Dietterich's ImageNet-C
-(``make_imagenet_c.py``) with their parameters, plus three degradations RobustSAM evaluates on that
-ImageNet-C lacks (``low-light``, ``haze``, ``rain``), defined here since RobustSAM published no
-synthesis code. docs/corruptions.md gives every formula, parameter and deviation; in short:
+(``make_imagenet_c.py``) with their parameters, plus three degradations of sambench's own
+(``low-light``, ``haze``, ``rain``: our formulas, family ``sambench``; RobustSAM's paper evaluates on
+degradations of those names, but its ``data/augment.py`` defines other ones, none called low light or
+haze). docs/corruptions.md gives every formula, parameter and deviation; in short:
 
 * Inputs and outputs are RGB ``uint8`` (H, W, 3); internally floats in [0, 1] (or [0, 255] where
   ImageNet-C works there); the result is clipped and truncated to ``uint8`` as ImageNet-C's
@@ -38,7 +39,7 @@ import numpy as np
 from sambench.config.vocabulary import (ALL, CLEAN, CORRUPTION_NAMES, SEVERITIES, corruption_name, parse_spec,
                                         parse_specs)
 from sambench.inputs import imagenet_c as inc
-from sambench.inputs import weather as rs
+from sambench.inputs import weather
 from sambench.types import SambenchError, stable_hash
 
 
@@ -72,7 +73,10 @@ def _jsonable(p):
 
 # ------------------------------------------------------------------------------------------ registry
 
-_IMAGENET_C, _ROBUSTSAM = "ImageNet-C", "RobustSAM (formula: sambench)"
+#: ``source`` is in the manifest's corruption identity; a resume and ``compare`` check only its version,
+#: params and seed, so runs that recorded the old source of low light, haze and rain,
+#: "RobustSAM (formula: sambench)", still resume and compare.
+_IMAGENET_C, _SAMBENCH = "ImageNet-C", "sambench"
 
 #: name → (family, source, parameters per severity 1..5, function, the range the function works in).
 _DEFINITIONS = {
@@ -98,13 +102,13 @@ _DEFINITIONS = {
                            (244 * 0.12, 244 * 0.01, 244 * 0.02)], inc.elastic_transform, "0-1"),
     "pixelate": ("digital", _IMAGENET_C, [0.6, 0.5, 0.4, 0.3, 0.25], inc.pixelate, "uint8"),
     "jpeg-compression": ("digital", _IMAGENET_C, [25, 18, 15, 10, 7], inc.jpeg_compression, "uint8"),
-    "low-light": ("robustsam", _ROBUSTSAM,
+    "low-light": ("sambench", _SAMBENCH,
                   [(0.7, 1.5, 0.01), (0.55, 2.0, 0.015), (0.45, 2.5, 0.02), (0.35, 3.0, 0.025), (0.25, 3.5, 0.03)],
-                  rs.low_light, "0-1"),
-    "haze": ("robustsam", _ROBUSTSAM, [(0.4, 0.8), (0.7, 0.8), (1.0, 0.85), (1.4, 0.85), (1.9, 0.9)], rs.haze, "0-1"),
-    "rain": ("robustsam", _ROBUSTSAM,
+                  weather.low_light, "0-1"),
+    "haze": ("sambench", _SAMBENCH, [(0.4, 0.8), (0.7, 0.8), (1.0, 0.85), (1.4, 0.85), (1.9, 0.9)], weather.haze, "0-1"),
+    "rain": ("sambench", _SAMBENCH,
              [(60, 8, 0.35, 0.95), (120, 10, 0.45, 0.9), (200, 12, 0.55, 0.85), (300, 14, 0.65, 0.8),
-              (450, 16, 0.75, 0.75)], rs.rain, "0-1"),
+              (450, 16, 0.75, 0.75)], weather.rain, "0-1"),
 }
 if set(_DEFINITIONS) != set(CORRUPTION_NAMES):  # the names are config's; every one needs exactly one definition
     raise ImportError(f"corruption definitions {sorted(set(_DEFINITIONS) ^ set(CORRUPTION_NAMES))} do not match "
