@@ -16,6 +16,7 @@ from PIL import Image
 
 from sambench.inputs import corruptions as C
 from sambench.inputs import imagenet_c
+from sambench.store import CORRUPTION_IDENTITY, Store
 from sambench.types import SambenchError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -166,3 +167,14 @@ def test_identity_names_parameters_and_version():
     assert ident["seed"] == 4 and set(ident["corruptions"]) == {"fog", "snow"}
     assert ident["corruptions"]["fog"]["params"][0] == [1.5, 2] and ident["corruptions"]["fog"]["version"] == 1
     json.dumps(ident)  # storable
+
+
+def test_low_light_haze_and_rain_are_named_as_sambench_formulas_and_old_identities_still_resume(tmp_path):
+    for name in ("low-light", "haze", "rain"):
+        c = C.get(name)
+        assert (c.family, c.source) == ("sambench", "sambench"), name
+        store = Store(tmp_path / name)
+        old = {**c.identity(), "source": "RobustSAM (formula: sambench)", "seed": 0}  # what runs recorded before
+        store.claim_identity("corruption", name, old, CORRUPTION_IDENTITY)
+        store.claim_identity("corruption", name, {**c.identity(), "seed": 0}, CORRUPTION_IDENTITY)  # no refusal
+        store.close()
