@@ -58,11 +58,18 @@ CORRUPTION_NAMES = (
     "snow", "frost", "fog", "brightness",
     "contrast", "elastic-transform", "pixelate", "jpeg-compression",
     "low-light", "haze", "rain",
-)
+) + (ROBUSTSAM := (
+    # RobustSAM's own degradations (its data/augment.py), one strength each (severity 1 only)
+    "robustsam-gauss-noise", "robustsam-impulse-noise", "robustsam-compression", "robustsam-resampling-blur",
+    "robustsam-motion-blur", "robustsam-frosted-glass-blur", "robustsam-brightness", "robustsam-contrast",
+))
+#: Corruptions of one strength (RobustSAM's): only severity 1 exists, and it is their default.
+ONE_STRENGTH = ROBUSTSAM
 #: Corruptions that need a file sambench does not ship (frost: ImageNet-C's textures).
 NEEDS_OUTSIDE_FILE = ("frost",)
-#: What ``--corruption all`` means: every corruption that needs no outside file.
-ALL = tuple(n for n in CORRUPTION_NAMES if n not in NEEDS_OUTSIDE_FILE)
+#: What ``--corruption all`` means: every graded corruption (severities 1-5) that needs no outside file;
+#: ``--corruption robustsam`` means RobustSAM's own degradations.
+ALL = tuple(n for n in CORRUPTION_NAMES if n not in NEEDS_OUTSIDE_FILE and n not in ONE_STRENGTH)
 SEVERITIES = (1, 2, 3, 4, 5)
 #: The name of level 0 of the corruption axis.
 CLEAN = "none"
@@ -72,7 +79,7 @@ def corruption_name(name: str) -> str:
     """The registered name ``name`` stands for (case and ``_`` for ``-`` forgiven), or one error line."""
     key = name.strip().lower().replace("_", "-")
     if key not in CORRUPTION_NAMES:
-        raise SambenchError(f"unknown corruption '{name}': choose from {', '.join(CORRUPTION_NAMES)} or all")
+        raise SambenchError(f"unknown corruption '{name}': choose from {', '.join(CORRUPTION_NAMES)}, all or robustsam")
     return key
 
 
@@ -82,9 +89,12 @@ def parse_spec(spec: str) -> list[tuple[str, int]]:
     name, _, sev = spec.partition(":")
     if not name.strip():
         raise SambenchError(f"--corruption '{spec}': give NAME[:SEVERITIES], e.g. fog:1,3 or all")
-    names = ALL if name.strip().lower() == "all" else (corruption_name(name),)
-    severities = parse_severities(spec, sev) if sev.strip() else list(SEVERITIES)
-    return [(n, s) for n in names for s in severities]
+    groups = {"all": ALL, "robustsam": ROBUSTSAM}
+    names = groups.get(name.strip().lower()) or (corruption_name(name),)
+    severities = parse_severities(spec, sev) if sev.strip() else None
+    if severities and set(names) <= set(ONE_STRENGTH) and severities != [1]:
+        raise SambenchError(f"--corruption '{spec}': RobustSAM's degradations have one strength: severity 1 only")
+    return [(n, s) for n in names for s in (severities or ([1] if n in ONE_STRENGTH else list(SEVERITIES)))]
 
 
 def parse_severities(spec: str, text: str) -> list[int]:

@@ -24,7 +24,8 @@ haze). docs/corruptions.md gives every formula, parameter and deviation; in shor
 
 This module is the registry (one :class:`Corruption` per name of
 :data:`sambench.config.vocabulary.CORRUPTION_NAMES`, in that order), the keys, and the conversion to and
-from uint8. The pixel functions are :mod:`sambench.inputs.imagenet_c` and :mod:`sambench.inputs.weather`;
+from uint8. The pixel functions are :mod:`sambench.inputs.imagenet_c`, :mod:`sambench.inputs.weather` and
+:mod:`sambench.inputs.robustsam` (RobustSAM's own degradations: one strength each, severity 1 only);
 the names, severities and the ``--corruption`` grammar are :mod:`sambench.config.vocabulary` (protocol
 cards are checked against them), re-exported here with the registry.
 """
@@ -39,7 +40,7 @@ import numpy as np
 from sambench.config.vocabulary import (ALL, CLEAN, CORRUPTION_NAMES, SEVERITIES, corruption_name, parse_spec,
                                         parse_specs)
 from sambench.inputs import imagenet_c as inc
-from sambench.inputs import weather
+from sambench.inputs import robustsam, weather
 from sambench.types import SambenchError, stable_hash
 
 
@@ -57,6 +58,11 @@ class Corruption:
 
     def param(self, severity: int):
         return self.params[severity - 1]
+
+    @property
+    def severities(self) -> tuple:
+        """The severities defined: 1..5, or (1,) for a corruption of one strength (RobustSAM's)."""
+        return tuple(range(1, len(self.params) + 1))
 
     def identity(self) -> dict:
         """What a stored result depends on: a change here must bump ``version``."""
@@ -110,6 +116,17 @@ _DEFINITIONS = {
              [(60, 8, 0.35, 0.95), (120, 10, 0.45, 0.9), (200, 12, 0.55, 0.85), (300, 14, 0.65, 0.8),
               (450, 16, 0.75, 0.75)], weather.rain, "0-1"),
 }
+_ROBUSTSAM = "RobustSAM data/augment.py"
+_DEFINITIONS.update({  # one strength each: the parameters augment.py gives (docs/corruptions.md)
+    "robustsam-gauss-noise": ("noise", _ROBUSTSAM, [(250, 260)], robustsam.gauss_noise, "uint8"),
+    "robustsam-impulse-noise": ("noise", _ROBUSTSAM, [(1.4, 1.5)], robustsam.multiplicative_noise, "uint8"),
+    "robustsam-compression": ("digital", _ROBUSTSAM, [(5, 10)], robustsam.jpeg_compression, "uint8"),
+    "robustsam-resampling-blur": ("blur", _ROBUSTSAM, [4], robustsam.resampling_blur, "uint8"),
+    "robustsam-motion-blur": ("blur", _ROBUSTSAM, [35], robustsam.motion_blur, "uint8"),
+    "robustsam-frosted-glass-blur": ("blur", _ROBUSTSAM, [3], robustsam.frosted_glass_blur, "uint8"),
+    "robustsam-brightness": ("digital", _ROBUSTSAM, [(0.6, 0.8)], robustsam.brightness, "uint8"),
+    "robustsam-contrast": ("digital", _ROBUSTSAM, [(1.6, 1.7)], robustsam.contrast, "uint8"),
+})
 if set(_DEFINITIONS) != set(CORRUPTION_NAMES):  # the names are config's; every one needs exactly one definition
     raise ImportError(f"corruption definitions {sorted(set(_DEFINITIONS) ^ set(CORRUPTION_NAMES))} do not match "
                       "sambench.config.vocabulary.CORRUPTION_NAMES")
@@ -119,6 +136,8 @@ CORRUPTIONS: dict[str, Corruption] = {
     name: Corruption(name, family, source, 1, tuple(params), fn, scale)
     for name in CORRUPTION_NAMES for family, source, params, fn, scale in [_DEFINITIONS[name]]}
 IMAGENET_C = tuple(n for n, c in CORRUPTIONS.items() if c.source == _IMAGENET_C)
+#: RobustSAM's own degradations (:mod:`sambench.inputs.robustsam`), severity 1 only.
+ROBUSTSAM = tuple(n for n, c in CORRUPTIONS.items() if c.source == _ROBUSTSAM)
 
 
 def get(name: str) -> Corruption:
@@ -136,8 +155,8 @@ def corrupt(image: np.ndarray, name: str, severity: int, rng: np.random.Generato
     if severity == 0:
         return image
     c = get(name)
-    if severity not in SEVERITIES:
-        raise SambenchError(f"corruption severity must be 0..5, got {severity}")
+    if severity not in c.severities:
+        raise SambenchError(f"corruption {c.name}: severity must be 0..{c.severities[-1]}, got {severity}")
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise SambenchError(f"corruptions take RGB uint8 images, got {image.dtype} of shape {image.shape}")
     x = {"0-1": image / 255.0, "0-255": image.astype(np.float64), "uint8": image}[c.scale]
@@ -160,5 +179,5 @@ def identity(names: Iterable[str], seed: int) -> dict:
     return {"seed": int(seed), "corruptions": {n: CORRUPTIONS[n].identity() for n in sorted(set(names)) if n != CLEAN}}
 
 
-__all__ = ["ALL", "CLEAN", "CORRUPTIONS", "Corruption", "IMAGENET_C", "SEVERITIES", "corrupt", "corrupt_keyed",
+__all__ = ["ALL", "CLEAN", "CORRUPTIONS", "Corruption", "IMAGENET_C", "ROBUSTSAM", "SEVERITIES", "corrupt", "corrupt_keyed",
            "corruption_key", "get", "identity", "parse_spec", "parse_specs"]

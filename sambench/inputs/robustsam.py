@@ -1,0 +1,107 @@
+"""RobustSAM's own degradations (``data/augment.py`` in robustsam/RobustSAM), keyed.
+
+RobustSAM (Chen et al., CVPR 2024) made its degraded images with ``data/augment.py``: fifteen functions of
+one fixed strength each, drawing from unseeded global generators (Python's ``random``, ``np.random``,
+albumentations' and imgaug's), so its images cannot be reproduced. These are the same definitions, with the
+same parameters and distributions, drawing from the keyed generator ``rng`` instead (so the same image, name
+and key give the same pixels anywhere). Their code targets albumentations 1.x; where it calls
+albumentations we follow the 1.x arithmetic, and ``tests/test_robustsam_corruptions.py`` checks each
+against albumentations 2.x's own functions given the same draws (docs/corruptions.md says where 2.x changed
+the APIs ``augment.py`` calls).
+
+Each function is ``fn(x, param, rng, s)`` on an RGB ``uint8`` image (the registry's ``"uint8"`` range) and
+returns values the registry clips to [0, 255] and truncates to ``uint8``, as albumentations 1.x and
+``augment.py`` do. ``s`` (the image scale) is unused: RobustSAM's parameters are in pixels of whatever image
+it was given, so they are used as defined, not scaled. Eight of the fifteen are here; docs/corruptions.md
+lists the rest and why.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from sambench.types import SambenchError
+
+
+def gauss_noise(x, c, rng, s):
+    """``A.GaussNoise(var_limit=(lo, hi), per_channel=True)`` (1.x): variance ~ U(lo, hi), then one
+    N(0, variance) value per pixel and channel added to the image in float."""
+    lo, hi = c
+    sigma = math.sqrt(rng.uniform(lo, hi))
+    return x.astype(np.float32) + rng.normal(0.0, sigma, size=x.shape)
+
+
+def multiplicative_noise(x, c, rng, s):
+    """``A.MultiplicativeNoise(multiplier=(lo, hi))`` (augment.py's ``impulse_noise``): one gain ~ U(lo, hi)
+    (float32) for the whole image (``per_channel=False, elementwise=False``), values truncated to uint8."""
+    lo, hi = c
+    gain = np.float32(rng.uniform(lo, hi))
+    lut = np.clip(np.arange(256, dtype=np.float32) * gain, 0, 255).astype(np.uint8)
+    return lut[x]
+
+
+def jpeg_compression(x, c, rng, s):
+    """``A.ImageCompression(quality_lower=lo, quality_upper=hi)``: quality ~ U{lo…hi}, OpenCV JPEG encode and
+    decode of the RGB array as given (OpenCV takes it for BGR, as albumentations passes it)."""
+    lo, hi = c
+    quality = int(rng.integers(lo, hi + 1))
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(x), (int(cv2.IMWRITE_JPEG_QUALITY), quality))
+    if not ok:
+        raise SambenchError("JPEG encoding failed")
+    return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+
+
+def resampling_blur(x, factor, rng, s):
+    """``augment.py``'s ``resampling_blur``: ``cv2.resize`` (bilinear) to ⌊H/f⌋×⌊W/f⌋ and back."""
+    h, w = x.shape[:2]
+    small = (int(w / factor), int(h / factor))
+    if min(small) < 1:
+        raise SambenchError(f"a {h}x{w} image is too small for a resampling blur by {factor} (needs {factor} px a side)")
+    return cv2.resize(cv2.resize(x, small), (w, h))
+
+
+def motion_kernel(limit: int, rng: np.random.Generator) -> np.ndarray:
+    """``A.MotionBlur(blur_limit=limit)``'s kernel (1.x, ``allow_shifted=True``): size k ~ U{3, 5, …, limit};
+    a 1-px ``cv2.line`` between two uniform points of the k×k grid (when their columns are equal, two
+    distinct rows), normalised to sum 1 (float32)."""
+    k = int(rng.choice(np.arange(3, limit + 1, 2)))
+    x1, x2 = (int(v) for v in rng.integers(0, k, size=2))
+    if x1 == x2:
+        y1, y2 = (int(v) for v in rng.choice(k, size=2, replace=False))
+    else:
+        y1, y2 = (int(v) for v in rng.integers(0, k, size=2))
+    kernel = np.zeros((k, k), dtype=np.uint8)
+    cv2.line(kernel, (x1, y1), (x2, y2), 1, thickness=1)
+    return kernel.astype(np.float32) / np.float32(kernel.sum())  # float32, as under numpy 1 (augment.py's era)
+
+
+def motion_blur(x, limit, rng, s):
+    """``A.MotionBlur(blur_limit=limit)``: :func:`motion_kernel`, then ``cv2.filter2D`` (uint8 in and out,
+    reflect-101 border)."""
+    return cv2.filter2D(x, ddepth=-1, kernel=motion_kernel(limit, rng))
+
+
+def frosted_glass_blur(x, d, rng, s):
+    """``augment.py``'s ``frosted_glass_blur``: every pixel takes the value of the original pixel at a
+    displacement (dx, dy) ~ U{−d…d}² from it, clamped to the image. The draws are one (H, W, 2) array of
+    (dx, dy) in row-major pixel order, the order ``augment.py``'s loop draws them in."""
+    h, w = x.shape[:2]
+    disp = rng.integers(-d, d + 1, size=(h, w, 2))
+    rows = np.clip(np.arange(h)[:, None] + disp[..., 1], 0, h - 1)
+    cols = np.clip(np.arange(w)[None, :] + disp[..., 0], 0, w - 1)
+    return x[rows, cols]
+
+
+def brightness(x, c, rng, s):
+    """``augment.py``'s ``brightness``: x·f, f ~ U(lo, hi), clipped and truncated to uint8."""
+    lo, hi = c
+    return x * float(rng.uniform(lo, hi))
+
+
+def contrast(x, c, rng, s):
+    """``augment.py``'s ``contrast``: (x − 128)·f + 128 in float32, f ~ U(lo, hi), clipped and truncated."""
+    lo, hi = c
+    return (x.astype(np.float32) - 128) * float(rng.uniform(lo, hi)) + 128
