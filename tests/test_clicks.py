@@ -200,6 +200,7 @@ def test_click_on_a_tie_is_identical_with_one_and_two_opencv_threads_unlike_ritm
         cv2.setNumThreads(threads)
     # exact rule: the first of the three tied pixels in row-major order, on every machine
     assert chosen == {Click(x=10, y=7, positive=True)}
-    # RITM's float32 rule differs here: one rounding step apart, (7, 10) or (8, 12) wins depending on the
-    # buffer's alignment (OpenCV 5.1.0; docs/protocols.md gives how often this changes a sequence)
-    assert float32 == {(7, 10), (8, 12)}, f"OpenCV {cv2.__version__} float32 choices: {float32}"
+    # RITM's float32 rule differs here: its values for the three tied pixels are one rounding step apart, so
+    # (7, 10) or (8, 12) wins depending on the output buffer's alignment (both seen with OpenCV 5.1.0 on
+    # x86-64; another build may show one). It never leaves the tie (docs/protocols.md: how often it matters).
+    assert float32 <= {(7, 10), (7, 11), (8, 12)}, f"OpenCV {cv2.__version__} float32 choices: {float32}"
