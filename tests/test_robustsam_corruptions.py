@@ -3,6 +3,7 @@ functions given the same draws, and augment.py's own formulas written out here."
 
 import math
 import warnings
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -13,9 +14,17 @@ from sambench.inputs import corruptions as C
 from sambench.inputs import robustsam as R
 from sambench.types import SambenchError
 
-A = pytest.importorskip("albumentations", reason="pip install albumentations (the test extra) to compare")
-import albucore  # noqa: E402  (albumentations' arithmetic)
-from albumentations.augmentations.pixel import functional as fpixel  # noqa: E402
+
+@pytest.fixture(scope="module")
+def alb():
+    """albumentations (the test extra), imported only by the tests that compare with it: its import takes
+    ~8 s, so those tests are marked slow and the quick loop never pays it."""
+    A = pytest.importorskip("albumentations", reason="pip install albumentations (the test extra) to compare")
+    import albucore  # albumentations' own arithmetic, installed with it
+    from albumentations.augmentations.blur import functional as fblur  # its zoom
+    from albumentations.augmentations.pixel import functional as fpixel  # its noise and JPEG
+    return SimpleNamespace(A=A, albucore=albucore, fblur=fblur, fpixel=fpixel)
+
 
 IMG = (np.random.default_rng(5).random((37, 53, 3)) * 255).astype(np.uint8)
 
@@ -25,7 +34,8 @@ def _replay(seed):
     return np.random.default_rng(seed), np.random.default_rng(seed)
 
 
-def test_gauss_noise_adds_per_value_normal_noise_of_the_drawn_variance_as_albumentations_adds_it():
+@pytest.mark.slow
+def test_gauss_noise_adds_per_value_normal_noise_of_the_drawn_variance_as_albumentations_adds_it(alb):
     ours_rng, ref = _replay(1)
     ours = np.uint8(np.clip(R.gauss_noise(IMG, (250, 260), ours_rng, 1.0), 0, 255))
     var = ref.uniform(250, 260)
@@ -33,26 +43,28 @@ def test_gauss_noise_adds_per_value_normal_noise_of_the_drawn_variance_as_albume
     assert 250 <= var <= 260 and abs(noise.std() - math.sqrt(var)) < 1.0
     # albumentations 1.x: float add, clip, truncate; 2.x's albucore add of the same noise is within 1 grey level
     assert np.array_equal(ours, np.clip(IMG.astype(np.float32) + noise, 0, 255).astype(np.uint8))
-    theirs = fpixel.add_noise(IMG, noise.astype(np.float32))
+    theirs = alb.fpixel.add_noise(IMG, noise.astype(np.float32))
     assert np.abs(theirs.astype(int) - ours).max() <= 1
 
 
-def test_impulse_noise_is_albumentations_multiplicative_noise_with_one_gain_for_the_image():
+@pytest.mark.slow
+def test_impulse_noise_is_albumentations_multiplicative_noise_with_one_gain_for_the_image(alb):
     ours_rng, ref = _replay(2)
     ours = R.multiplicative_noise(IMG, (1.4, 1.5), ours_rng, 1.0)
     gain = np.float32(ref.uniform(1.4, 1.5))
-    assert np.array_equal(ours, albucore.multiply(IMG, np.full(3, gain, dtype=np.float32)))
+    assert np.array_equal(ours, alb.albucore.multiply(IMG, np.full(3, gain, dtype=np.float32)))
     assert ours[0, 0, 0] == min(255, int(IMG[0, 0, 0] * gain))  # truncated, not rounded
 
 
-def test_compression_is_albumentations_jpeg_at_a_quality_drawn_from_5_to_10():
+@pytest.mark.slow
+def test_compression_is_albumentations_jpeg_at_a_quality_drawn_from_5_to_10(alb):
     qualities = set()
     for seed in range(30):
         ours_rng, ref = _replay(seed)
         ours = R.jpeg_compression(IMG, (5, 10), ours_rng, 1.0)
         q = int(ref.integers(5, 11))
         qualities.add(q)
-        assert np.array_equal(ours, fpixel.image_compression(IMG, q, ".jpg"))
+        assert np.array_equal(ours, alb.fpixel.image_compression(IMG, q, ".jpg"))
     assert qualities == set(range(5, 11))
 
 
@@ -77,14 +89,30 @@ def test_motion_kernel_is_a_normalised_one_pixel_line_of_odd_size_up_to_35():
     assert len(sizes) > 10
 
 
-def test_motion_blur_convolves_as_albumentations_motion_blur_does_with_that_kernel():
+@pytest.mark.slow
+def test_motion_blur_convolves_as_albumentations_motion_blur_does_with_that_kernel(alb):
     ours_rng, ref = _replay(3)
     ours = R.motion_blur(IMG, 35, ours_rng, 1.0)
     kernel = R.motion_kernel(35, ref)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        theirs = A.MotionBlur(blur_limit=35, p=1).apply(IMG, kernel=kernel)
+        theirs = alb.A.MotionBlur(blur_limit=35, p=1).apply(IMG, kernel=kernel)
     assert np.array_equal(ours, theirs)
+
+
+@pytest.mark.slow
+def test_zoom_blur_averages_albumentations_central_zooms_by_the_drawn_factors(alb):
+    for f in (1.0, 1.07, 1.2, 1.33):
+        assert np.array_equal(R.central_zoom(IMG, f), alb.fblur.central_zoom(IMG, f)), f
+    ours_rng, ref = _replay(8)
+    ours = np.uint8(np.clip(R.zoom_blur(IMG, (1.33, (0.05, 0.07)), ours_rng, 1.0), 0, 255))
+    top = ref.uniform(1.0, 1.33)
+    factors = np.arange(1.0, top, ref.uniform(0.05, 0.07))
+    assert len(factors) >= 2
+    expected = (IMG + sum(alb.fblur.central_zoom(IMG, f).astype(np.float32) for f in factors)) / (len(factors) + 1)
+    assert np.array_equal(ours, expected.astype(np.uint8))  # 1.x: uint8 zooms, float32 mean, truncated
+    # 2.x zooms in float and rounds: within one grey level
+    assert np.abs(alb.fblur.zoom_blur(IMG, factors).astype(int) - ours).max() <= 1
 
 
 def test_frosted_glass_blur_equals_augment_py_loop_given_the_same_displacements():
@@ -114,7 +142,7 @@ def test_brightness_and_contrast_are_augment_py_formulas_with_a_drawn_factor():
 
 
 def test_robustsam_family_is_keyed_has_one_strength_and_is_not_in_all():
-    assert C.ROBUSTSAM == tuple(n for n, _ in parse_spec("robustsam")) and len(C.ROBUSTSAM) == 8
+    assert C.ROBUSTSAM == tuple(n for n, _ in parse_spec("robustsam")) and len(C.ROBUSTSAM) == 9
     assert not set(C.ROBUSTSAM) & set(C.ALL) and all(s == 1 for _, s in parse_spec("robustsam"))
     for name in C.ROBUSTSAM:
         a = C.corrupt_keyed(IMG, name, 1, 0, "ds", "im")

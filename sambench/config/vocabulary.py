@@ -61,7 +61,8 @@ CORRUPTION_NAMES = (
 ) + (ROBUSTSAM := (
     # RobustSAM's own degradations (its data/augment.py), one strength each (severity 1 only)
     "robustsam-gauss-noise", "robustsam-impulse-noise", "robustsam-compression", "robustsam-resampling-blur",
-    "robustsam-motion-blur", "robustsam-frosted-glass-blur", "robustsam-brightness", "robustsam-contrast",
+    "robustsam-motion-blur", "robustsam-zoom-blur", "robustsam-frosted-glass-blur", "robustsam-brightness",
+    "robustsam-contrast",
 ))
 #: Corruptions of one strength (RobustSAM's): only severity 1 exists, and it is their default.
 ONE_STRENGTH = ROBUSTSAM

@@ -12,7 +12,7 @@ the APIs ``augment.py`` calls).
 Each function is ``fn(x, param, rng, s)`` on an RGB ``uint8`` image (the registry's ``"uint8"`` range) and
 returns values the registry clips to [0, 255] and truncates to ``uint8``, as albumentations 1.x and
 ``augment.py`` do. ``s`` (the image scale) is unused: RobustSAM's parameters are in pixels of whatever image
-it was given, so they are used as defined, not scaled. Eight of the fifteen are here; docs/corruptions.md
+it was given, so they are used as defined, not scaled. Nine of the fifteen are here; docs/corruptions.md
 lists the rest and why.
 """
 
@@ -105,3 +105,29 @@ def contrast(x, c, rng, s):
     """``augment.py``'s ``contrast``: (x − 128)·f + 128 in float32, f ~ U(lo, hi), clipped and truncated."""
     lo, hi = c
     return (x.astype(np.float32) - 128) * float(rng.uniform(lo, hi)) + 128
+
+
+def central_zoom(x: np.ndarray, factor: float) -> np.ndarray:
+    """albumentations' central zoom: the centre crop of ⌈side/factor⌉, resized (bilinear, to ⌊crop·factor⌋)
+    and trimmed back to the image's size around its centre."""
+    h, w = x.shape[:2]
+    ch, cw = math.ceil(h / factor), math.ceil(w / factor)
+    top, left = (h - ch) // 2, (w - cw) // 2
+    crop = x[top:top + ch, left:left + cw]
+    size = (int(cw * factor), int(ch * factor))
+    zoomed = crop if size == (cw, ch) else cv2.resize(crop, size, interpolation=cv2.INTER_LINEAR)
+    trim_top, trim_left = (zoomed.shape[0] - h) // 2, (zoomed.shape[1] - w) // 2
+    return zoomed[trim_top:trim_top + h, trim_left:trim_left + w]
+
+
+def zoom_blur(x, c, rng, s):
+    """``A.ZoomBlur(max_factor=m, step_factor=(lo, hi))`` (1.x): top ~ U(1, m), step ~ U(lo, hi), factors
+    ``arange(1, top, step)``; the mean of the image and its central zooms by each factor (each zoom in uint8,
+    the sum in float32), truncated to uint8."""
+    top_factor, (lo, hi) = c
+    top = rng.uniform(1.0, top_factor)
+    factors = np.arange(1.0, top, rng.uniform(lo, hi))
+    out = np.zeros(x.shape, dtype=np.float32)
+    for f in factors:
+        out += central_zoom(x, f)
+    return (x + out) / (len(factors) + 1)
