@@ -48,6 +48,23 @@ def test_gauss_noise_adds_per_value_normal_noise_of_the_drawn_variance_as_albume
 
 
 @pytest.mark.slow
+def test_iso_noise_is_albumentations_1x_hls_luminance_and_hue_noise_given_the_same_draws():
+    ours_rng, ref = _replay(9)
+    ours = np.uint8(np.clip(R.iso_noise(IMG, ((0.4, 0.5), (0.7, 0.8)), ours_rng, 1.0), 0, 255))
+    shift, i = ref.uniform(0.4, 0.5), ref.uniform(0.7, 0.8)
+    hls = cv2.cvtColor(IMG.astype(np.float32) / np.float32(255), cv2.COLOR_RGB2HLS).astype(np.float64)
+    sd_light = hls[..., 1].std()  # population sd of L, as cv2.meanStdDev
+    lum = ref.poisson(sd_light * i * 255, size=IMG.shape[:2])
+    hue = hls[..., 0] + ref.normal(0, shift * 360 * i, size=IMG.shape[:2])
+    hue = np.where(hue < 0, hue + 360, hue)  # 1.x wraps once each way
+    hue = np.where(hue > 360, hue - 360, hue)
+    light = hls[..., 1] + lum / 255 * (1 - hls[..., 1])
+    back = cv2.cvtColor(np.dstack([hue, light, hls[..., 2]]).astype(np.float32), cv2.COLOR_HLS2RGB) * 255
+    expected = np.clip(back, 0, 255).astype(np.uint8)
+    assert lum.mean() > 5 and np.abs(expected.astype(int) - ours).max() <= 1  # float32 vs float64 rounding
+    assert (expected != ours).mean() < 0.01, (expected != ours).mean()
+
+
 def test_impulse_noise_is_albumentations_multiplicative_noise_with_one_gain_for_the_image(alb):
     ours_rng, ref = _replay(2)
     ours = R.multiplicative_noise(IMG, (1.4, 1.5), ours_rng, 1.0)
@@ -142,7 +159,7 @@ def test_brightness_and_contrast_are_augment_py_formulas_with_a_drawn_factor():
 
 
 def test_robustsam_family_is_keyed_has_one_strength_and_is_not_in_all():
-    assert C.ROBUSTSAM == tuple(n for n, _ in parse_spec("robustsam")) and len(C.ROBUSTSAM) == 9
+    assert C.ROBUSTSAM == tuple(n for n, _ in parse_spec("robustsam")) and len(C.ROBUSTSAM) == 10
     assert not set(C.ROBUSTSAM) & set(C.ALL) and all(s == 1 for _, s in parse_spec("robustsam"))
     for name in C.ROBUSTSAM:
         a = C.corrupt_keyed(IMG, name, 1, 0, "ds", "im")

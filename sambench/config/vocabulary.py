@@ -60,7 +60,8 @@ CORRUPTION_NAMES = (
     "low-light", "haze", "rain",
 ) + (ROBUSTSAM := (
     # RobustSAM's own degradations (its data/augment.py), one strength each (severity 1 only)
-    "robustsam-gauss-noise", "robustsam-impulse-noise", "robustsam-compression", "robustsam-resampling-blur",
+    "robustsam-gauss-noise", "robustsam-iso-noise", "robustsam-impulse-noise", "robustsam-compression",
+    "robustsam-resampling-blur",
     "robustsam-motion-blur", "robustsam-zoom-blur", "robustsam-frosted-glass-blur", "robustsam-brightness",
     "robustsam-contrast",
 ))

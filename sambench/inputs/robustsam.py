@@ -12,7 +12,7 @@ the APIs ``augment.py`` calls).
 Each function is ``fn(x, param, rng, s)`` on an RGB ``uint8`` image (the registry's ``"uint8"`` range) and
 returns values the registry clips to [0, 255] and truncates to ``uint8``, as albumentations 1.x and
 ``augment.py`` do. ``s`` (the image scale) is unused: RobustSAM's parameters are in pixels of whatever image
-it was given, so they are used as defined, not scaled. Nine of the fifteen are here; docs/corruptions.md
+it was given, so they are used as defined, not scaled. Ten of the fifteen are here; docs/corruptions.md
 lists the rest and why.
 """
 
@@ -52,6 +52,26 @@ def jpeg_compression(x, c, rng, s):
     if not ok:
         raise SambenchError("JPEG encoding failed")
     return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+
+
+def iso_noise(x, c, rng, s):
+    """``A.ISONoise(color_shift=(a, b), intensity=(lo, hi))`` as albumentations 1.x defines it: shift ~ U(a, b),
+    intensity i ~ U(lo, hi); in float32 HLS (hue in degrees, L in [0, 1]) with σ_L the image's standard
+    deviation of L: L += Poisson(σ_L·i·255)/255 · (1 − L) per pixel, then hue += N(0, shift·360·i) wrapped
+    into [0, 360]; back to RGB × 255. (2.x changed this formula; 1.x's cast of values above 255 wraps, the
+    registry clips them.)"""
+    shift, intensity = rng.uniform(*c[0]), rng.uniform(*c[1])
+    hls = cv2.cvtColor(np.multiply(x, 1.0 / 255.0, dtype=np.float32), cv2.COLOR_RGB2HLS)
+    _, std = cv2.meanStdDev(hls)
+    luminance = rng.poisson(std[1] * intensity * 255, size=hls.shape[:2])
+    hue_noise = rng.normal(0, shift * 360 * intensity, size=hls.shape[:2])
+    hue = hls[..., 0]
+    hue += hue_noise
+    hue[hue < 0] += 360
+    hue[hue > 360] -= 360
+    light = hls[..., 1]
+    light += (luminance / 255) * (1.0 - light)
+    return cv2.cvtColor(hls, cv2.COLOR_HLS2RGB) * 255
 
 
 def resampling_blur(x, factor, rng, s):
