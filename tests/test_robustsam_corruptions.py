@@ -132,6 +132,22 @@ def test_zoom_blur_averages_albumentations_central_zooms_by_the_drawn_factors(al
     assert np.abs(alb.fblur.zoom_blur(IMG, factors).astype(int) - ours).max() <= 1
 
 
+@pytest.mark.slow
+def test_color_jitter_is_albumentations_color_jitter_given_the_same_factors_and_order(alb):
+    jitter = alb.A.ColorJitter(brightness=0.7, contrast=0.3, saturation=0.7, hue=0.7, p=1)
+    assert (jitter.contrast, jitter.hue) == ((0.7, 1.3), (-0.7, 0.7))  # the ranges augment.py's numbers mean
+    orders = set()
+    for seed in range(8):
+        ours_rng, ref = _replay(seed)
+        ours = R.color_jitter(IMG, (0.7, 0.3, 0.7, 0.7), ours_rng, 1.0)
+        f = dict(brightness=ref.uniform(0.3, 1.7), contrast=ref.uniform(0.7, 1.3), saturation=ref.uniform(0.3, 1.7),
+                 hue=ref.uniform(-0.7, 0.7))
+        order = [int(i) for i in ref.permutation(4)]
+        orders.add(tuple(order))
+        assert np.array_equal(ours, jitter.apply(IMG.copy(), order=order, **f)), seed
+    assert len(orders) > 3
+
+
 def test_frosted_glass_blur_equals_augment_py_loop_given_the_same_displacements():
     img = IMG[:9, :11]
     ours_rng, ref = _replay(4)
@@ -159,7 +175,7 @@ def test_brightness_and_contrast_are_augment_py_formulas_with_a_drawn_factor():
 
 
 def test_robustsam_family_is_keyed_has_one_strength_and_is_not_in_all():
-    assert C.ROBUSTSAM == tuple(n for n, _ in parse_spec("robustsam")) and len(C.ROBUSTSAM) == 10
+    assert C.ROBUSTSAM == tuple(n for n, _ in parse_spec("robustsam")) and len(C.ROBUSTSAM) == 11
     assert not set(C.ROBUSTSAM) & set(C.ALL) and all(s == 1 for _, s in parse_spec("robustsam"))
     for name in C.ROBUSTSAM:
         a = C.corrupt_keyed(IMG, name, 1, 0, "ds", "im")

@@ -121,6 +121,7 @@ _DEFINITIONS.update({  # one strength each: the parameters augment.py gives (doc
     "robustsam-gauss-noise": ("noise", _ROBUSTSAM, [(250, 260)], robustsam.gauss_noise, "uint8"),
     "robustsam-iso-noise": ("noise", _ROBUSTSAM, [((0.4, 0.5), (0.7, 0.8))], robustsam.iso_noise, "uint8"),
     "robustsam-impulse-noise": ("noise", _ROBUSTSAM, [(1.4, 1.5)], robustsam.multiplicative_noise, "uint8"),
+    "robustsam-color-jitter": ("digital", _ROBUSTSAM, [(0.7, 0.3, 0.7, 0.7)], robustsam.color_jitter, "uint8"),
     "robustsam-compression": ("digital", _ROBUSTSAM, [(5, 10)], robustsam.jpeg_compression, "uint8"),
     "robustsam-resampling-blur": ("blur", _ROBUSTSAM, [4], robustsam.resampling_blur, "uint8"),
     "robustsam-motion-blur": ("blur", _ROBUSTSAM, [35], robustsam.motion_blur, "uint8"),

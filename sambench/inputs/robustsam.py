@@ -12,7 +12,7 @@ the APIs ``augment.py`` calls).
 Each function is ``fn(x, param, rng, s)`` on an RGB ``uint8`` image (the registry's ``"uint8"`` range) and
 returns values the registry clips to [0, 255] and truncates to ``uint8``, as albumentations 1.x and
 ``augment.py`` do. ``s`` (the image scale) is unused: RobustSAM's parameters are in pixels of whatever image
-it was given, so they are used as defined, not scaled. Ten of the fifteen are here; docs/corruptions.md
+it was given, so they are used as defined, not scaled. Eleven of the fifteen are here; docs/corruptions.md
 lists the rest and why.
 """
 
@@ -72,6 +72,52 @@ def iso_noise(x, c, rng, s):
     light = hls[..., 1]
     light += (luminance / 255) * (1.0 - light)
     return cv2.cvtColor(hls, cv2.COLOR_HLS2RGB) * 255
+
+
+def _lut(x: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``x`` (uint8) through the table ``values`` (256 floats), clipped to [0, 255] and truncated."""
+    return np.clip(values, 0, 255).astype(np.uint8)[x]
+
+
+def _jitter_brightness(x, f):
+    return x if f == 1 else _lut(x, np.arange(256) * f)
+
+
+def _jitter_contrast(x, f):
+    if f == 1:
+        return x
+    mean = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).mean()
+    return _lut(x, np.arange(256) * f + mean * (1 - f))
+
+
+def _jitter_saturation(x, f):
+    if f == 1:
+        return x
+    gray = cv2.cvtColor(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    return cv2.addWeighted(x, f, gray, 1 - f, 0)
+
+
+def _jitter_hue(x, f):
+    if f == 0:
+        return x
+    hsv = cv2.cvtColor(x, cv2.COLOR_RGB2HSV)
+    hsv[..., 0] = np.mod(np.arange(256, dtype=np.int16) + 180 * f, 180).astype(np.uint8)[hsv[..., 0]]
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+def color_jitter(x, c, rng, s):
+    """``A.ColorJitter(brightness=b, contrast=c, saturation=s, hue=h)`` as albumentations 1.x defines it on
+    uint8: factors ~ U(1 ± b), U(1 ± c), U(1 ± s) (lower bound at least 0) and U(−h, h), then the four
+    adjustments in a random order: brightness x·f and contrast x·f + m·(1 − f) (m the mean of the grey
+    image) through a clipped, truncated table; saturation ``cv2.addWeighted`` with the grey image; hue a
+    shift of 180·f on OpenCV's 0–180 hue, modulo 180."""
+    b, k, sat, h = c
+    factors = (rng.uniform(max(0.0, 1 - b), 1 + b), rng.uniform(max(0.0, 1 - k), 1 + k),
+               rng.uniform(max(0.0, 1 - sat), 1 + sat), rng.uniform(-h, h))
+    steps = (_jitter_brightness, _jitter_contrast, _jitter_saturation, _jitter_hue)
+    for i in rng.permutation(4):
+        x = steps[i](x, factors[i])
+    return x
 
 
 def resampling_blur(x, factor, rng, s):
