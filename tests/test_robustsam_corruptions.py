@@ -148,6 +148,27 @@ def test_color_jitter_is_albumentations_color_jitter_given_the_same_factors_and_
     assert len(orders) > 3
 
 
+@pytest.mark.slow
+def test_elastic_transform_is_albumentations_1x_affine_then_albumentations_remap_by_the_same_fields(alb):
+    from scipy import ndimage  # the 1.x displacement fields' filter
+
+    img = IMG[:30, :40]
+    ours_rng, ref = _replay(10)
+    ours = R.elastic_transform(img, (100, 10, 5), ours_rng, 1.0)
+    # 1.x: centre (15, 20) and half-size 10 in albumentations' (H, W) order, each coordinate moved by U(-5, 5)
+    src = np.float32([[25, 30], [25, 10], [5, 10]])
+    dst = src + ref.uniform(-5, 5, size=(3, 2)).astype(np.float32)
+    warped = cv2.warpAffine(img, cv2.getAffineTransform(src, dst), (40, 30), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REFLECT_101)
+    dx, dy = (np.float32(ndimage.gaussian_filter(ref.random((30, 40)) * 2 - 1, 10) * 100) for _ in range(2))
+    cols, rows = np.meshgrid(np.arange(40), np.arange(30))
+    # 1.x's defaults (2.x's are a constant border and Gaussian, not uniform, noise)
+    transform = alb.A.ElasticTransform(alpha=100, sigma=10, border_mode=cv2.BORDER_REFLECT_101, p=1)
+    assert transform.interpolation == cv2.INTER_LINEAR
+    assert np.array_equal(ours, transform.apply(warped, map_x=np.float32(cols + dx), map_y=np.float32(rows + dy)))
+    assert not np.array_equal(ours, img)
+
+
 def test_frosted_glass_blur_equals_augment_py_loop_given_the_same_displacements():
     img = IMG[:9, :11]
     ours_rng, ref = _replay(4)
@@ -175,7 +196,7 @@ def test_brightness_and_contrast_are_augment_py_formulas_with_a_drawn_factor():
 
 
 def test_robustsam_family_is_keyed_has_one_strength_and_is_not_in_all():
-    assert C.ROBUSTSAM == tuple(n for n, _ in parse_spec("robustsam")) and len(C.ROBUSTSAM) == 11
+    assert C.ROBUSTSAM == tuple(n for n, _ in parse_spec("robustsam")) and len(C.ROBUSTSAM) == 12
     assert not set(C.ROBUSTSAM) & set(C.ALL) and all(s == 1 for _, s in parse_spec("robustsam"))
     for name in C.ROBUSTSAM:
         a = C.corrupt_keyed(IMG, name, 1, 0, "ds", "im")

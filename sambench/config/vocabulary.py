@@ -63,7 +63,7 @@ CORRUPTION_NAMES = (
     "robustsam-gauss-noise", "robustsam-iso-noise", "robustsam-impulse-noise", "robustsam-compression",
     "robustsam-resampling-blur",
     "robustsam-motion-blur", "robustsam-zoom-blur", "robustsam-frosted-glass-blur", "robustsam-brightness",
-    "robustsam-contrast", "robustsam-color-jitter",
+    "robustsam-contrast", "robustsam-color-jitter", "robustsam-elastic-transform",
 ))
 #: Corruptions of one strength (RobustSAM's): only severity 1 exists, and it is their default.
 ONE_STRENGTH = ROBUSTSAM

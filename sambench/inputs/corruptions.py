@@ -126,6 +126,7 @@ _DEFINITIONS.update({  # one strength each: the parameters augment.py gives (doc
     "robustsam-resampling-blur": ("blur", _ROBUSTSAM, [4], robustsam.resampling_blur, "uint8"),
     "robustsam-motion-blur": ("blur", _ROBUSTSAM, [35], robustsam.motion_blur, "uint8"),
     "robustsam-zoom-blur": ("blur", _ROBUSTSAM, [(1.33, (0.05, 0.07))], robustsam.zoom_blur, "uint8"),
+    "robustsam-elastic-transform": ("digital", _ROBUSTSAM, [(100, 10, 5)], robustsam.elastic_transform, "uint8"),
     "robustsam-frosted-glass-blur": ("blur", _ROBUSTSAM, [3], robustsam.frosted_glass_blur, "uint8"),
     "robustsam-brightness": ("digital", _ROBUSTSAM, [(0.6, 0.8)], robustsam.brightness, "uint8"),
     "robustsam-contrast": ("digital", _ROBUSTSAM, [(1.6, 1.7)], robustsam.contrast, "uint8"),

@@ -12,7 +12,7 @@ the APIs ``augment.py`` calls).
 Each function is ``fn(x, param, rng, s)`` on an RGB ``uint8`` image (the registry's ``"uint8"`` range) and
 returns values the registry clips to [0, 255] and truncates to ``uint8``, as albumentations 1.x and
 ``augment.py`` do. ``s`` (the image scale) is unused: RobustSAM's parameters are in pixels of whatever image
-it was given, so they are used as defined, not scaled. Eleven of the fifteen are here; docs/corruptions.md
+it was given, so they are used as defined, not scaled. Twelve of the fifteen are here; docs/corruptions.md
 lists the rest and why.
 """
 
@@ -22,6 +22,7 @@ import math
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 from sambench.types import SambenchError
 
@@ -118,6 +119,25 @@ def color_jitter(x, c, rng, s):
     for i in rng.permutation(4):
         x = steps[i](x, factors[i])
     return x
+
+
+def elastic_transform(x, c, rng, s):
+    """``A.ElasticTransform(alpha=a, sigma=σ, alpha_affine=β)`` as albumentations 1.x defines it (2.x dropped
+    the affine part): a random affine moving three points around the centre (c ± ⌊min(H, W)/3⌋, with
+    albumentations' (H, W) order) by U(−β, β) each, ``cv2.warpAffine``; then displacement fields
+    a·Gaussian_σ(U(−1, 1)) (scipy, reflect) for x and then y, ``cv2.remap``; bilinear, reflect-101 borders."""
+    alpha, sigma, beta = c
+    h, w = x.shape[:2]
+    centre = np.array((h, w), dtype=np.float32) // 2
+    half = min(h, w) // 3
+    src = np.array([centre + half, [centre[0] + half, centre[1] - half], centre - half], dtype=np.float32)
+    dst = src + rng.uniform(-beta, beta, size=src.shape).astype(np.float32)
+    border = cv2.BORDER_REFLECT_101
+    x = cv2.warpAffine(x, cv2.getAffineTransform(src, dst), (w, h), flags=cv2.INTER_LINEAR, borderMode=border)
+    dx = np.float32(ndimage.gaussian_filter(rng.random((h, w)) * 2 - 1, sigma) * alpha)
+    dy = np.float32(ndimage.gaussian_filter(rng.random((h, w)) * 2 - 1, sigma) * alpha)
+    cols, rows = np.meshgrid(np.arange(w), np.arange(h))
+    return cv2.remap(x, np.float32(cols + dx), np.float32(rows + dy), cv2.INTER_LINEAR, borderMode=border)
 
 
 def resampling_blur(x, factor, rng, s):
