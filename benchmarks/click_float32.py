@@ -70,7 +70,8 @@ def main() -> None:
             if "click" in extras:
                 x, y, lab = extras["click"]
                 steps += 1
-                if any(float32_click(gt, pred, o.ignore, clicked, off) != (int(x), int(y), int(lab)) for off in (0, 16)):
+                stored = (int(x), int(y), int(lab))
+                if any(float32_click(gt, pred, o.ignore, clicked, off) != stored for off in (0, 16)):
                     differ += 1
                     any_diff = True
                 clicked[int(y), int(x)] = True

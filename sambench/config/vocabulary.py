@@ -50,28 +50,27 @@ CLICK_CARD_FIELDS = ("max_clicks", "start", "start_scale", "feed_logits")
 
 # -------------------------------------------------------------------------------------- corruptions
 
+#: RobustSAM's own degradations (its data/augment.py; sambench.inputs.robustsam): one strength each, so
+#: severity 1 only; ``--corruption robustsam`` selects them all.
+ROBUSTSAM = (
+    "robustsam-gauss-noise", "robustsam-iso-noise", "robustsam-impulse-noise", "robustsam-compression",
+    "robustsam-resampling-blur", "robustsam-motion-blur", "robustsam-zoom-blur", "robustsam-frosted-glass-blur",
+    "robustsam-brightness", "robustsam-contrast", "robustsam-color-jitter", "robustsam-elastic-transform",
+)
 #: Every corruption sambench defines, in the registry's order: ImageNet-C's fifteen, then sambench's own
-#: low light, haze and rain (docs/corruptions.md).
+#: low light, haze and rain (docs/corruptions.md), then RobustSAM's.
 CORRUPTION_NAMES = (
     "gaussian-noise", "shot-noise", "impulse-noise",
     "defocus-blur", "glass-blur", "motion-blur", "zoom-blur",
     "snow", "frost", "fog", "brightness",
     "contrast", "elastic-transform", "pixelate", "jpeg-compression",
     "low-light", "haze", "rain",
-) + (ROBUSTSAM := (
-    # RobustSAM's own degradations (its data/augment.py), one strength each (severity 1 only)
-    "robustsam-gauss-noise", "robustsam-iso-noise", "robustsam-impulse-noise", "robustsam-compression",
-    "robustsam-resampling-blur",
-    "robustsam-motion-blur", "robustsam-zoom-blur", "robustsam-frosted-glass-blur", "robustsam-brightness",
-    "robustsam-contrast", "robustsam-color-jitter", "robustsam-elastic-transform",
-))
-#: Corruptions of one strength (RobustSAM's): only severity 1 exists, and it is their default.
-ONE_STRENGTH = ROBUSTSAM
+) + ROBUSTSAM
 #: Corruptions that need a file sambench does not ship (frost: ImageNet-C's textures).
 NEEDS_OUTSIDE_FILE = ("frost",)
 #: What ``--corruption all`` means: every graded corruption (severities 1-5) that needs no outside file;
 #: ``--corruption robustsam`` means RobustSAM's own degradations.
-ALL = tuple(n for n in CORRUPTION_NAMES if n not in NEEDS_OUTSIDE_FILE and n not in ONE_STRENGTH)
+ALL = tuple(n for n in CORRUPTION_NAMES if n not in NEEDS_OUTSIDE_FILE and n not in ROBUSTSAM)
 SEVERITIES = (1, 2, 3, 4, 5)
 #: The name of level 0 of the corruption axis.
 CLEAN = "none"
@@ -94,9 +93,9 @@ def parse_spec(spec: str) -> list[tuple[str, int]]:
     groups = {"all": ALL, "robustsam": ROBUSTSAM}
     names = groups.get(name.strip().lower()) or (corruption_name(name),)
     severities = parse_severities(spec, sev) if sev.strip() else None
-    if severities and set(names) <= set(ONE_STRENGTH) and severities != [1]:
+    if severities and set(names) <= set(ROBUSTSAM) and severities != [1]:
         raise SambenchError(f"--corruption '{spec}': RobustSAM's degradations have one strength: severity 1 only")
-    return [(n, s) for n in names for s in (severities or ([1] if n in ONE_STRENGTH else list(SEVERITIES)))]
+    return [(n, s) for n in names for s in (severities or ([1] if n in ROBUSTSAM else list(SEVERITIES)))]
 
 
 def parse_severities(spec: str, text: str) -> list[int]:

@@ -16,16 +16,18 @@ ignore mask ``ignore`` and the model's current prediction ``pred`` (all boolean,
    squared** distance ``dy² + dx²``; then the padding is cropped. The padding makes the image border count
    as boundary: a region pixel on the image edge has distance 1, never more. RITM uses
    ``cv2.distanceTransform(region, DIST_L2, DIST_MASK_PRECISE)``, whose float32 values differ by one
-   rounding step between OpenCV's 1-thread and multi-thread paths; that flips ties between equally deep
-   pixels, so the same mask gave different clicks on different machines. Integer squared distances
+   rounding step with the output buffer's alignment (so with the allocator and OpenCV's thread count);
+   that flips ties between equally deep pixels, so the same mask gave different clicks on different
+   machines (and on consecutive calls). Integer squared distances
    compare exactly: equal depths are equal, and the tie rules of steps 4-5 decide, on every machine.
 3. **Already-clicked pixels** get distance 0, so a pixel is never clicked twice.
 4. **Which region wins.** ``positive = max(dist²_FN) > max(dist²_FP)``: the click goes into the region
    whose deepest point lies farther from its boundary (the issue's "larger error region", in RITM's
    sense: deepest, not widest). A tie goes to the **negative** click (RITM's strict ``>``).
 5. **Where.** The first pixel, in row-major order (smallest row, then smallest column), whose distance
-   equals that maximum (RITM's ``np.argwhere(dt == max)[0]``; FocSAM instead draws one of them at random). The click is ``(x, y) = (column, row)``,
-   label 1 for a positive click and 0 for a negative one — sambench's point convention.
+   equals that maximum (RITM's ``np.argwhere(dt == max)[0]``; FocSAM instead draws one of them at
+   random). The click is ``(x, y) = (column, row)``, label 1 for a positive click and 0 for a negative
+   one — sambench's point convention.
 6. **Nothing left to click.** When neither region has an unclicked pixel (the prediction is exact up to
    ignored and already-clicked pixels), :func:`next_click` returns None and the sequence stops giving
    clicks (RITM would still place a degenerate click at the first pixel of the image; its evaluation

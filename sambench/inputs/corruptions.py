@@ -37,8 +37,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from sambench.config.vocabulary import (ALL, CLEAN, CORRUPTION_NAMES, SEVERITIES, corruption_name, parse_spec,
-                                        parse_specs)
+from sambench.config.vocabulary import (ALL, CLEAN, CORRUPTION_NAMES, ROBUSTSAM, SEVERITIES, corruption_name,
+                                        parse_spec, parse_specs)
 from sambench.inputs import imagenet_c as inc
 from sambench.inputs import robustsam, weather
 from sambench.types import SambenchError, stable_hash
@@ -111,13 +111,14 @@ _DEFINITIONS = {
     "low-light": ("sambench", _SAMBENCH,
                   [(0.7, 1.5, 0.01), (0.55, 2.0, 0.015), (0.45, 2.5, 0.02), (0.35, 3.0, 0.025), (0.25, 3.5, 0.03)],
                   weather.low_light, "0-1"),
-    "haze": ("sambench", _SAMBENCH, [(0.4, 0.8), (0.7, 0.8), (1.0, 0.85), (1.4, 0.85), (1.9, 0.9)], weather.haze, "0-1"),
+    "haze": ("sambench", _SAMBENCH, [(0.4, 0.8), (0.7, 0.8), (1.0, 0.85), (1.4, 0.85), (1.9, 0.9)], weather.haze,
+             "0-1"),
     "rain": ("sambench", _SAMBENCH,
              [(60, 8, 0.35, 0.95), (120, 10, 0.45, 0.9), (200, 12, 0.55, 0.85), (300, 14, 0.65, 0.8),
               (450, 16, 0.75, 0.75)], weather.rain, "0-1"),
 }
 _ROBUSTSAM = "RobustSAM data/augment.py"
-_DEFINITIONS.update({  # one strength each: the parameters augment.py gives (docs/corruptions.md)
+_DEFINITIONS.update({  # config's ROBUSTSAM, one strength each: the parameters augment.py gives (docs/corruptions.md)
     "robustsam-gauss-noise": ("noise", _ROBUSTSAM, [(250, 260)], robustsam.gauss_noise, "uint8"),
     "robustsam-iso-noise": ("noise", _ROBUSTSAM, [((0.4, 0.5), (0.7, 0.8))], robustsam.iso_noise, "uint8"),
     "robustsam-impulse-noise": ("noise", _ROBUSTSAM, [(1.4, 1.5)], robustsam.multiplicative_noise, "uint8"),
@@ -140,8 +141,6 @@ CORRUPTIONS: dict[str, Corruption] = {
     name: Corruption(name, family, source, 1, tuple(params), fn, scale)
     for name in CORRUPTION_NAMES for family, source, params, fn, scale in [_DEFINITIONS[name]]}
 IMAGENET_C = tuple(n for n, c in CORRUPTIONS.items() if c.source == _IMAGENET_C)
-#: RobustSAM's own degradations (:mod:`sambench.inputs.robustsam`), severity 1 only.
-ROBUSTSAM = tuple(n for n, c in CORRUPTIONS.items() if c.source == _ROBUSTSAM)
 
 
 def get(name: str) -> Corruption:
@@ -183,5 +182,5 @@ def identity(names: Iterable[str], seed: int) -> dict:
     return {"seed": int(seed), "corruptions": {n: CORRUPTIONS[n].identity() for n in sorted(set(names)) if n != CLEAN}}
 
 
-__all__ = ["ALL", "CLEAN", "CORRUPTIONS", "Corruption", "IMAGENET_C", "ROBUSTSAM", "SEVERITIES", "corrupt", "corrupt_keyed",
-           "corruption_key", "get", "identity", "parse_spec", "parse_specs"]
+__all__ = ["ALL", "CLEAN", "CORRUPTIONS", "Corruption", "IMAGENET_C", "ROBUSTSAM", "SEVERITIES", "corrupt",
+           "corrupt_keyed", "corruption_key", "get", "identity", "parse_spec", "parse_specs"]

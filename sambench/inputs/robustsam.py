@@ -145,7 +145,8 @@ def resampling_blur(x, factor, rng, s):
     h, w = x.shape[:2]
     small = (int(w / factor), int(h / factor))
     if min(small) < 1:
-        raise SambenchError(f"a {h}x{w} image is too small for a resampling blur by {factor} (needs {factor} px a side)")
+        raise SambenchError(f"a {h}x{w} image is too small for a resampling blur by {factor} "
+                            f"(needs {factor} px a side)")
     return cv2.resize(cv2.resize(x, small), (w, h))
 
 
