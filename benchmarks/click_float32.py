@@ -7,7 +7,8 @@ replays the float32 rule from the previous stored mask, with the output buffer 6
 bytes past that, and counts:
 
 * **clicks**: steps where a float32 variant picks another pixel (or region) than the stored click;
-* **sequences**: sequences with at least one such step (from there the float32 sequence would diverge).
+* **sequences**: sequences with at least one such step (from there the float32 sequence would diverge);
+* **time**: seconds spent choosing the clicks with the exact rule vs the float32 rule, and their ratio.
 
 Not a test. Docs: docs/protocols.md ("Exact arithmetic, not RITM's float32")::
 
@@ -19,12 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 
 import cv2
 import numpy as np
 
 from sambench.api import open_run
 from sambench.datasets import open_dataset
+from sambench.inputs.clicks import next_click
 from sambench.metrics import decode_rle
 
 
@@ -54,7 +57,7 @@ def main() -> None:
     args = ap.parse_args()
     rows = open_run(args.run_dir).rows()
     rows = rows[rows["extras"].fillna("").str.contains('"click"') | (rows["level"] == "0")]
-    datasets, seqs, changed, steps, differ = {}, 0, 0, 0, 0
+    datasets, seqs, changed, steps, differ, t_exact, t_float = {}, 0, 0, 0, 0, 0.0, 0.0
     for (ds, image, obj, protocol, draw, corr, sev), seq in rows.groupby(
             ["dataset", "image_id", "object_id", "protocol", "draw", "corruption", "severity"]):
         if ds not in datasets:
@@ -71,6 +74,13 @@ def main() -> None:
                 x, y, lab = extras["click"]
                 steps += 1
                 stored = (int(x), int(y), int(lab))
+                t0 = time.perf_counter()
+                exact = next_click(gt, pred, o.ignore, clicked)
+                t1 = time.perf_counter()
+                float32_click(gt, pred, o.ignore, clicked, 0)
+                t_exact, t_float = t_exact + t1 - t0, t_float + time.perf_counter() - t1
+                if (exact.x, exact.y, int(exact.positive)) != stored:
+                    raise SystemExit(f"{image}/{obj} {protocol}: stored click {stored} is not the exact rule's {exact}")
                 if any(float32_click(gt, pred, o.ignore, clicked, off) != stored for off in (0, 16)):
                     differ += 1
                     any_diff = True
@@ -81,6 +91,7 @@ def main() -> None:
         changed += any_diff
     print(f"OpenCV {cv2.__version__}: {differ} of {steps} clicks ({differ / max(steps, 1):.2%}) and {changed} of "
           f"{seqs} sequences ({changed / max(seqs, 1):.1%}) differ under a float32 variant")
+    print(f"choosing the clicks: exact {t_exact:.2f} s, float32 {t_float:.2f} s, ratio {t_exact / max(t_float, 1e-9):.2f}")
 
 
 if __name__ == "__main__":

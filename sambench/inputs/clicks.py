@@ -69,13 +69,22 @@ def squared_error_distance(region: np.ndarray) -> np.ndarray:
     included: ``dy² + dx²`` to the nearest non-region pixel. Pixels outside the region are 0.
 
     Zero padding by one pixel makes the image border count as boundary (step 2 of the module docstring);
-    the nearest non-region pixel comes from scipy's exact feature transform, so no float is involved.
+    the nearest non-region pixel comes from scipy's exact feature transform, so no float is involved. The
+    transform runs on the region's bounding box padded by one pixel, which is exact: for a pixel inside
+    the box, clamping any outside pixel onto that padding ring gives a non-region pixel at least as near.
     """
-    padded = np.pad(region.astype(bool, copy=False), 1, mode="constant")
+    region = region.astype(bool, copy=False)
+    out = np.zeros(region.shape, dtype=np.int64)
+    rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
+    if rows.size == 0:
+        return out
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    padded = np.pad(region[r0:r1, c0:c1], 1, mode="constant")
     nearest = ndimage.distance_transform_edt(padded, return_distances=False, return_indices=True)
-    rows, cols = np.indices(padded.shape, dtype=np.int64)
-    dist2 = (nearest[0] - rows) ** 2 + (nearest[1] - cols) ** 2
-    return dist2[1:-1, 1:-1]
+    dy = (nearest[0] - np.arange(padded.shape[0], dtype=nearest.dtype)[:, None]).astype(np.int64)
+    dx = (nearest[1] - np.arange(padded.shape[1], dtype=nearest.dtype)[None, :]).astype(np.int64)
+    out[r0:r1, c0:c1] = (dy * dy + dx * dx)[1:-1, 1:-1]
+    return out
 
 
 def error_distance(region: np.ndarray) -> np.ndarray:
