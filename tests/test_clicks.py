@@ -174,6 +174,14 @@ def test_squared_distances_are_exact_integers_equal_to_a_brute_force_search():
     assert d2.dtype == np.int64
     assert np.array_equal(d2, _brute_force_squared_depth(TIE))
     assert sorted(map(tuple, np.argwhere(d2 == 50))) == [(7, 10), (7, 11), (8, 12)] and d2.max() == 50
+    rng = np.random.default_rng(0)  # random blobs, inside the image or touching its border, and empty ones
+    for _ in range(40):
+        h, w = rng.integers(1, 14, size=2)
+        region = np.zeros((h, w), bool)
+        r0, c0 = rng.integers(0, h), rng.integers(0, w)
+        region[r0:r0 + rng.integers(0, h + 1), c0:c0 + rng.integers(0, w + 1)] = True
+        region &= rng.random((h, w)) < 0.9
+        assert np.array_equal(squared_error_distance(region), _brute_force_squared_depth(region))
 
 
 def _float32_ritm_choice(region, offset):
