@@ -251,7 +251,8 @@ def scale_config(scale: dict) -> dict:
 @click.option("--seed", type=int, default=None, help="Override the protocols' seed (and seed the corruptions).")
 @click.option("--corruption", "corruptions", multiple=True,
               help="Also run every protocol on corrupted images: NAME[:SEVERITIES] (e.g. fog:1,3, motion-blur:2-5) "
-                   "or all; repeatable. Clean is always level 0 (docs/corruptions.md).")
+                   "or all, or robustsam (RobustSAM's own, severity 1 only); repeatable. Clean is always level 0 "
+                   "(docs/corruptions.md).")
 @click.option("--limit", type=int, default=None, help="Only the first N images of each dataset.")
 @click.option("--shard", default=None, help="I/N: only the images of shard I of N (stable hash of dataset and image id).")
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]), show_default=True)
