@@ -23,10 +23,10 @@ from sambench.types import SambenchError
 
 try:
     from run_fixtures import alive, checkout_env, descendants, error_lines, sambench_cli, sigkill, stored_count, \
-        wait_gone
+        wait_for_rows, wait_gone
 except ImportError:  # tests/ imported as a package
     from tests.run_fixtures import alive, checkout_env, descendants, error_lines, sambench_cli, sigkill, \
-        stored_count, wait_gone
+        stored_count, wait_for_rows, wait_gone
 
 KEY = "ab" + "0" * 62  # an entry's key: 64 hex digits, its directory the first two
 
@@ -183,3 +183,41 @@ def test_an_unreadable_entry_is_a_miss_warned_once(tmp_path, caplog, fault):
             os.chmod(path, 0o600)
     assert cache.stats.misses == 2 and cache.stats.corrupt == 2
     assert len([r for r in caplog.records if "unreadable" in r.getMessage()]) == 1
+
+
+# ------------------------------------------------------------- item 8: a pool worker killed by the OOM killer
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline") as fh:
+            return fh.read().replace("\0", " ")
+    except OSError:
+        return ""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_killed_pool_worker_ends_the_run_in_one_line_with_exit_2_and_keeps_the_rows(tmp_path):
+    out = tmp_path / "r"
+    proc = subprocess.Popen(sambench_cli("run", "-m", "grabcut", "-p", "noisy-box", "--levels", "0,0.5", "--draws", "2",
+                                         "--workers", "2", "--no-cache", "-q", "--no-report", "--out", str(out)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=checkout_env())
+    workers: list[int] = []
+
+    def two_workers(live: set[int]) -> bool:
+        workers[:] = [p for p in live if "resource_tracker" not in _cmdline(p)]
+        return len(workers) >= 2
+
+    try:
+        wait_for_rows(proc, out, rows=1, ready=two_workers, timeout=120)
+        kept = stored_count(out / "results.sqlite")
+        os.kill(workers[0], 9)  # SIGKILL, as the out-of-memory killer sends
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            sigkill(proc)
+    assert proc.returncode == 2, err
+    assert len(error_lines(err)) == 1 and err.strip().splitlines()[-1].startswith("error:") and "Traceback" not in err
+    assert "worker process of the pool died" in err and "rows written so far are kept" in err
+    assert 0 < kept <= stored_count(out / "results.sqlite") < 16 * 4
