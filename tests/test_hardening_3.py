@@ -221,3 +221,67 @@ def test_a_killed_pool_worker_ends_the_run_in_one_line_with_exit_2_and_keeps_the
     assert len(error_lines(err)) == 1 and err.strip().splitlines()[-1].startswith("error:") and "Traceback" not in err
     assert "worker process of the pool died" in err and "rows written so far are kept" in err
     assert 0 < kept <= stored_count(out / "results.sqlite") < 16 * 4
+
+
+# --------------------------------------------- items 2 and 13: Ray refuses what would hang; nothing outlives it
+
+
+RAY_RUN = ["run", "-m", "box-fill", "-p", "noisy-box", "--levels", "0", "--draws", "1", "--limit", "2", "-q",
+           "--no-report", "--no-cache", "--engine", "ray"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "auto"])
+def test_ray_refuses_an_unreachable_address_within_seconds_and_leaves_no_run_directory(tmp_path, address):
+    if address == "auto" and (os.environ.get("RAY_ADDRESS") or os.path.exists("/tmp/ray/ray_current_cluster")):
+        pytest.skip("a Ray cluster is running on this machine")
+    env = {k: v for k, v in checkout_env().items() if k != "RAY_ADDRESS"}
+    res = subprocess.run(sambench_cli(*RAY_RUN, "--address", address, "--out", str(tmp_path / "r")),
+                         capture_output=True, text=True, env=env, timeout=60)  # it waited 120 s and more
+    assert res.returncode == 2 and len(error_lines(res.stderr)) == 1, res.stderr
+    assert f"--address {address}: " in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One 2-CPU local Ray instance without GPUs for the refusal tests (each run finds it initialised)."""
+    import ray
+
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ask, message", [
+    ({"gpus_per_worker": 1.0}, r"^--gpus-per-worker 1: the Ray instance this process had joined has 0 GPUs, room for 0 worker"),
+    ({"workers": 5}, r"^--workers 5: the Ray instance this process had joined has 2 CPUs, room for 2 worker\(s\) of 1 CPU"),
+])
+def test_ray_refuses_actors_the_cluster_cannot_place_and_leaves_no_run_directory(tmp_path, local_ray, ask, message):
+    kw = {"workers": None, **ask}
+    with pytest.raises(SambenchError, match=message):
+        run(_config(tmp_path / "r", engine="ray", ray_address=None, **kw))
+    assert not (tmp_path / "r").exists()
+    assert local_ray.is_initialized()  # a cluster the run did not start is left alone
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_no_ray_process_of_the_session_outlives_a_killed_driver_by_more_than_seconds(tmp_path):
+    out = tmp_path / "r"
+    proc = subprocess.Popen(sambench_cli(*RAY_RUN, "--limit", "16", "--workers", "1", "--out", str(out)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=checkout_env())
+    agents: list[int] = []
+
+    def agents_up(live: set[int]) -> bool:
+        agents[:] = [p for p in live if "Agent" in _cmdline(p)]
+        return len(agents) >= 2
+
+    try:
+        kids = wait_for_rows(proc, out, rows=1, ready=agents_up, timeout=120)
+    finally:
+        sigkill(proc)
+    assert {"ray::DashboardAgent", "ray::RuntimeEnvAgent"} <= {_cmdline(p).strip() for p in agents}
+    left = wait_gone(kids, 10)  # the agents lived 60 s more
+    assert not left, [_cmdline(p) for p in left]
