@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -19,29 +18,22 @@ from sambench.config.vocabulary import parse_spec
 from sambench.datasets import DatasetSpec
 from sambench.execution import RunConfig, run
 from sambench.execution.cache import MARKER, EmbeddingCache
+from sambench.execution.lifetime import cmdline
 from sambench.types import SambenchError
 
 try:
-    from run_fixtures import alive, checkout_env, descendants, error_lines, sambench_cli, sigkill, stored_count, \
+    from run_fixtures import checkout_env, error_lines, sambench_cli, sigkill, stored_count, \
         wait_for_rows, wait_gone
 except ImportError:  # tests/ imported as a package
-    from tests.run_fixtures import alive, checkout_env, descendants, error_lines, sambench_cli, sigkill, \
+    from tests.run_fixtures import checkout_env, error_lines, sambench_cli, sigkill, \
         stored_count, wait_for_rows, wait_gone
 
+try:
+    from test_cache import _ArrayAdapter  # the minimal cacheable adapter (an array as its state)
+except ImportError:  # tests/ imported as a package
+    from tests.test_cache import _ArrayAdapter
+
 KEY = "ab" + "0" * 62  # an entry's key: 64 hex digits, its directory the first two
-
-
-class _ArrayAdapter:
-    """A minimal cacheable adapter: its 'state' is one array (the cache without a model)."""
-
-    def cache_signature(self):
-        return {"family": "array", "variant": "test", "weights_sha256": "0" * 64, "dtype": "fp32"}
-
-    def state_to_tensors(self, state):
-        return {"x": state}, {"shape": list(state.shape)}
-
-    def state_from_tensors(self, tensors, meta):
-        return tensors["x"].numpy()
 
 
 def _config(out, **kw):
@@ -188,14 +180,6 @@ def test_an_unreadable_entry_is_a_miss_warned_once(tmp_path, caplog, fault):
 # ------------------------------------------------------------- item 8: a pool worker killed by the OOM killer
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline") as fh:
-            return fh.read().replace("\0", " ")
-    except OSError:
-        return ""
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_a_killed_pool_worker_ends_the_run_in_one_line_with_exit_2_and_keeps_the_rows(tmp_path):
@@ -206,7 +190,7 @@ def test_a_killed_pool_worker_ends_the_run_in_one_line_with_exit_2_and_keeps_the
     workers: list[int] = []
 
     def two_workers(live: set[int]) -> bool:
-        workers[:] = [p for p in live if "resource_tracker" not in _cmdline(p)]
+        workers[:] = [p for p in live if "resource_tracker" not in cmdline(p)]
         return len(workers) >= 2
 
     try:
@@ -275,16 +259,16 @@ def test_no_ray_process_of_the_session_outlives_a_killed_driver_by_more_than_sec
     agents: list[int] = []
 
     def agents_up(live: set[int]) -> bool:
-        agents[:] = [p for p in live if "Agent" in _cmdline(p)]
+        agents[:] = [p for p in live if "Agent" in cmdline(p)]
         return len(agents) >= 2
 
     try:
         kids = wait_for_rows(proc, out, rows=1, ready=agents_up, timeout=120)
     finally:
         sigkill(proc)
-    assert {"ray::DashboardAgent", "ray::RuntimeEnvAgent"} <= {_cmdline(p).strip() for p in agents}
+    assert {"ray::DashboardAgent", "ray::RuntimeEnvAgent"} <= {cmdline(p).strip() for p in agents}
     left = wait_gone(kids, 10)  # the agents lived 60 s more
-    assert not left, [_cmdline(p) for p in left]
+    assert not left, [cmdline(p) for p in left]
 
 
 # ------------------------------------------------------------------ item 12: fog's memory follows the area

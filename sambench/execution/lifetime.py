@@ -10,9 +10,10 @@ the process has been re-parented.
 Processes sambench does not start itself cannot ask for that. A local Ray instance's raylet dies with the
 driver (Ray sets its death signal), but the agents the raylet starts (``ray::DashboardAgent``,
 ``ray::RuntimeEnvAgent``) notice only later and then wait 60 s on the dead GCS before they exit. For them
-:func:`reap_with_driver` starts a small reaper process: it blocks reading a pipe whose only writer is the
-driver, and when the driver ends, however it ends, it SIGKILLs every process whose environment names that
-raylet (``RAY_RAYLET_PID``, which Ray gives to every process the raylet starts).
+:func:`reap_with_driver` starts a small reaper process: once a second it notes every process the raylet
+started (directly or not, with its start time), and it waits on a pipe whose only writer is the driver;
+when the driver ends, however it ends, it SIGKILLs each noted process that still runs (once re-parented
+they can no longer be found from the raylet).
 """
 
 from __future__ import annotations
@@ -59,25 +60,47 @@ def die_with_parent(parent: Optional[int] = None, interval_s: float = 1.0) -> No
 
 #: The reaper's code (run with ``python -c``: nothing to import). argv[1] is the raylet's pid.
 _REAPER = r"""
-import os, signal, sys
+import os, select, signal, sys
 signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the driver cleans up then
-tag = ("RAY_RAYLET_PID=" + sys.argv[1]).encode()
-sys.stdin.buffer.read()  # returns at EOF: the driver ended, however it ended
-for d in os.listdir("/proc"):
-    if d.isdigit() and int(d) != os.getpid():
+raylet = int(sys.argv[1])
+def procs():  # pid -> (parent pid, start time)
+    out = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/" + d + "/stat") as fh:
+                    f = fh.read().rsplit(")", 1)[1].split()
+                out[int(d)] = (int(f[1]), f[19])
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+known = {}  # every process the raylet started, directly or not: pid -> start time
+while True:  # note them at once (the agents start with the raylet), then once a second
+    table = procs()
+    grew = True
+    while grew:
+        grew = False
+        for pid, (ppid, started) in table.items():
+            if (ppid == raylet or ppid in known) and pid not in known:
+                known[pid] = started
+                grew = True
+    ready, _, _ = select.select([0], [], [], 1.0)
+    if ready and not os.read(0, 4096):
+        break  # EOF: the driver ended, however it ended
+table = procs()
+for pid, started in known.items():
+    if pid in table and table[pid][1] == started:  # still that process, not a reused pid
         try:
-            with open("/proc/" + d + "/environ", "rb") as fh:
-                if tag in fh.read().split(b"\0"):
-                    os.kill(int(d), signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
 """
 
 
-def descendant_pids(pid: int, cmdline_contains: str) -> list[int]:
-    """Live descendants of ``pid`` whose command line contains ``cmdline_contains`` (Linux /proc; [] elsewhere)."""
+def descendants(pid: int) -> set[int]:
+    """Every live descendant of ``pid`` (Linux /proc; empty elsewhere)."""
     if not os.path.isdir("/proc"):
-        return []
+        return set()
     children: dict[int, list[int]] = {}
     for d in os.listdir("/proc"):
         if d.isdigit():
@@ -87,17 +110,26 @@ def descendant_pids(pid: int, cmdline_contains: str) -> list[int]:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(d))
-    out, todo = [], [pid]
+    out, todo = set(), [pid]
     while todo:
         for c in children.get(todo.pop(), []):
+            out.add(c)
             todo.append(c)
-            try:
-                with open(f"/proc/{c}/cmdline", "rb") as fh:
-                    if cmdline_contains.encode() in fh.read():
-                        out.append(c)
-            except OSError:
-                pass
     return out
+
+
+def cmdline(pid: int) -> str:
+    """The command line of process ``pid``, arguments joined by spaces ("" when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def descendant_pids(pid: int, cmdline_contains: str) -> list[int]:
+    """Live descendants of ``pid`` whose command line contains ``cmdline_contains``."""
+    return sorted(p for p in descendants(pid) if cmdline_contains in cmdline(p))
 
 
 def reap_with_driver(raylet_pid: int) -> Optional[subprocess.Popen]:
@@ -109,4 +141,4 @@ def reap_with_driver(raylet_pid: int) -> Optional[subprocess.Popen]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)
 
 
-__all__ = ["descendant_pids", "die_with_parent", "reap_with_driver"]
+__all__ = ["cmdline", "descendant_pids", "descendants", "die_with_parent", "reap_with_driver"]

@@ -215,4 +215,4 @@ class RayEngine:
             self._reaper = None
 
 
-__all__ = ["RayEngine"]
+__all__ = ["CONNECT_TIMEOUT_S", "RayEngine", "check_address"]
