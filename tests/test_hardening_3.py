@@ -256,17 +256,18 @@ def test_no_ray_process_of_the_session_outlives_a_killed_driver_by_more_than_sec
     out = tmp_path / "r"
     proc = subprocess.Popen(sambench_cli(*RAY_RUN, "--limit", "16", "--workers", "1", "--out", str(out)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=checkout_env())
-    agents: list[int] = []
+    agents: dict[int, str] = {}
 
     def agents_up(live: set[int]) -> bool:
-        agents[:] = [p for p in live if "Agent" in cmdline(p)]
+        agents.clear()
+        agents.update({p: cmdline(p).strip() for p in live if "Agent" in cmdline(p)})
         return len(agents) >= 2
 
     try:
         kids = wait_for_rows(proc, out, rows=1, ready=agents_up, timeout=120)
     finally:
         sigkill(proc)
-    assert {"ray::DashboardAgent", "ray::RuntimeEnvAgent"} <= {cmdline(p).strip() for p in agents}
+    assert {"ray::DashboardAgent", "ray::RuntimeEnvAgent"} <= set(agents.values())
     left = wait_gone(kids, 10)  # the agents lived 60 s more
     assert not left, [cmdline(p) for p in left]
 
