@@ -20,8 +20,15 @@ dtype on load: half the disk, slightly different masks (measured in docs/scale.m
 so fp32 runs never read fp16 entries.
 
 **Integrity.** A read parses the header, checks that the entry is the one asked for (key and signature)
-and that the checksum matches; a truncated, corrupt or mismatched entry is reported once (a warning on
-the ``sambench.execution.cache`` logger), counted, never used, and overwritten by the recomputed state.
+and that the checksum matches; a truncated, corrupt, mismatched or unreadable (permissions, I/O error)
+entry is reported once (a warning on the ``sambench.execution.cache`` logger), counted, never used, and
+overwritten by the recomputed state.
+
+**Ownership.** The root holds a :data:`MARKER` file, written when the cache creates the root or adopts a
+directory whose every file is its own (:meth:`EmbeddingCache.claim`). ``clear`` and ``verify --remove``
+refuse any other directory, and delete only :data:`ENTRY_RE` files: never a user's file that merely ends
+in ``.safetensors``. A run claims its cache before its run directory exists, so a ``--cache`` that is a
+file, unwritable or someone else's directory is refused in one line rather than failing every image.
 
 **Concurrency.** Writers write a uniquely named temporary file in the entry's directory and
 ``os.replace`` it into place, so a reader sees either no entry or a whole one — readers take no lock, and
