@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from sambench.execution.lifetime import descendants  # noqa: F401 - one /proc walk for the runner and the tests
 from sambench.store import COLUMNS
 
 
@@ -62,25 +63,6 @@ def stored_count(db: Path, distinct: str = "") -> int:
 
 
 # ------------------------------------------------------------------- interrupting a run, and its processes
-
-
-def descendants(pid: int) -> set[int]:
-    """Every live descendant of ``pid`` (Linux /proc)."""
-    children: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(d))
-    out, todo = set(), [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.add(c)
-            todo.append(c)
-    return out
 
 
 def alive(pids: set[int]) -> set[int]:

@@ -235,7 +235,7 @@ def scale_options(fn):
 def scale_config(scale: dict) -> dict:
     """RunConfig fields from :func:`scale_options` (``--no-cache`` wins over ``--cache``)."""
     cache = None if scale["no_cache"] else str(scale["cache_dir"] or default_cache_dir())
-    return {"cache_dir": cache, "cache_max_gb": scale["cache_max_gb"] or DEFAULT_MAX_GB,
+    return {"cache_dir": cache, "cache_max_gb": DEFAULT_MAX_GB if scale["cache_max_gb"] is None else scale["cache_max_gb"],
             "cache_dtype": scale["cache_dtype"], "encode_batch": scale["encode_batch"], "engine": scale["engine"],
             "ray_address": scale["ray_address"], "gpus_per_worker": scale["gpus_per_worker"],
             "wait_lock": scale["wait_lock"]}

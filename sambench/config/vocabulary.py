@@ -113,6 +113,8 @@ def parse_severities(spec: str, text: str) -> list[int]:
             vals = range(int(lo), int(hi) + 1) if dash else [int(lo)]
         except ValueError:
             raise SambenchError(f"--corruption '{spec}': severities must be integers 1..5 like 1,3 or 1-5") from None
+        if not vals:  # 5-1 would otherwise select nothing and run no corruption at all
+            raise SambenchError(f"--corruption '{spec}': the range {part.strip()} is empty: write it low-high, e.g. 1-5")
         for v in vals:
             if v not in SEVERITIES:
                 raise SambenchError(f"--corruption '{spec}': severity {v} is not in 1..5 (clean is always level 0)")

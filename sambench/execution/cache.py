@@ -20,8 +20,15 @@ dtype on load: half the disk, slightly different masks (measured in docs/scale.m
 so fp32 runs never read fp16 entries.
 
 **Integrity.** A read parses the header, checks that the entry is the one asked for (key and signature)
-and that the checksum matches; a truncated, corrupt or mismatched entry is reported once (a warning on
-the ``sambench.execution.cache`` logger), counted, never used, and overwritten by the recomputed state.
+and that the checksum matches; a truncated, corrupt, mismatched or unreadable (permissions, I/O error)
+entry is reported once (a warning on the ``sambench.execution.cache`` logger), counted, never used, and
+overwritten by the recomputed state.
+
+**Ownership.** The root holds a :data:`MARKER` file, written when the cache creates the root or adopts a
+directory whose every file is its own (:meth:`EmbeddingCache.claim`). ``clear`` and ``verify --remove``
+refuse any other directory, and delete only :data:`ENTRY_RE` files: never a user's file that merely ends
+in ``.safetensors``. A run claims its cache before its run directory exists, so a ``--cache`` that is a
+file, unwritable or someone else's directory is refused in one line rather than failing every image.
 
 **Concurrency.** Writers write a uniquely named temporary file in the entry's directory and
 ``os.replace`` it into place, so a reader sees either no entry or a whole one — readers take no lock, and
@@ -30,7 +37,8 @@ two writers of one key write the same bytes. Eviction and ``clear`` hold an excl
 This holds on a shared (NFS) path used by several machines, e.g. Ray workers.
 
 **Size limit and LRU.** A hit refreshes the entry's mtime. After a write, when the bytes under ROOT
-exceed ``max_bytes`` (``--cache-max-gb``, default 20 GB), the least recently used entries are deleted
+exceed ``max_bytes`` (``--cache-max-gb``, default 20 GB; ``inf``: no limit; 0 is refused: that is
+``--no-cache``), the least recently used entries are deleted
 until 90 % of the limit remains. The total is measured by a scan at the first write of a process, every
 64 writes, and whenever the process's running estimate passes the limit.
 """
@@ -42,7 +50,9 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+import math
 import os
+import re
 import struct
 import time
 import uuid
@@ -52,7 +62,7 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-from sambench.types import canonical_json, check_choice, check_min, stable_hash
+from sambench.types import SambenchError, canonical_json, check_choice, stable_hash
 
 log = logging.getLogger("sambench.execution.cache")
 
@@ -60,8 +70,26 @@ ENV_VAR = "SAMBENCH_CACHE"
 DEFAULT_MAX_GB = 20.0
 STORAGES = ("fp32", "fp16")
 SUFFIX = ".safetensors"
+#: The file that marks a directory as a sambench cache (written when the cache creates it): ``clear`` and
+#: ``verify --remove`` touch nothing elsewhere, and there only :data:`ENTRY_RE` files.
+MARKER = ".sambench-cache"
+#: An entry's path relative to the root: ``ab/<64 hex key starting with ab>.safetensors``.
+ENTRY_RE = re.compile(r"([0-9a-f]{2})/\1[0-9a-f]{62}\.safetensors")
+#: What else a cache writes: its eviction lock (root) and temporary files of writes (in an entry directory).
+_OWN_RE = re.compile(r"\.lock|[0-9a-f]{2}/\.tmp-[0-9a-f]{16}-\d+-[0-9a-f]{8}")
 FORMAT_VERSION = 1
 _RESCAN_EVERY = 64
+
+
+def check_max_gb(max_gb: float) -> None:
+    """Refuse a size limit that means nothing in one line: ``--cache-max-gb`` must be > 0 (``inf``: never
+    evict); 0 would keep no entry, which is ``--no-cache``."""
+    try:
+        ok = float(max_gb) > 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise SambenchError(f"--cache-max-gb must be > 0 (inf: no limit; to keep nothing use --no-cache), got {max_gb}")
 
 
 def default_cache_dir() -> Path:
@@ -157,9 +185,11 @@ class EmbeddingCache:
 
     def __init__(self, root: str | Path, max_gb: float = DEFAULT_MAX_GB, storage: str = "fp32") -> None:
         check_choice(storage, STORAGES, "cache storage")
-        check_min(max_gb, 0, "--cache-max-gb", strict=True)
+        check_max_gb(max_gb)
         self.root = Path(root).expanduser()
-        self.max_bytes = int(max_gb * 1e9)
+        self.max_gb = float(max_gb)
+        #: The size limit in bytes; ``math.inf`` (``--cache-max-gb inf``) never evicts.
+        self.max_bytes: float = int(max_gb * 1e9) if math.isfinite(max_gb) else math.inf
         self.storage = storage
         self.stats = CacheStats()
         self._reported: set[str] = set()
@@ -168,7 +198,7 @@ class EmbeddingCache:
 
     def fork(self) -> "EmbeddingCache":
         """The same cache with its own counters (one per model: the manifest counts per model)."""
-        return EmbeddingCache(self.root, max_gb=self.max_bytes / 1e9, storage=self.storage)
+        return EmbeddingCache(self.root, max_gb=self.max_gb, storage=self.storage)
 
     # ------------------------------------------------------------------------------ keys and paths
 
@@ -193,6 +223,9 @@ class EmbeddingCache:
             data = path.read_bytes()
         except FileNotFoundError:
             self.stats.misses += 1
+            return None
+        except OSError as exc:  # unreadable (permissions, I/O error): a miss, reported once, never a failed row
+            self._report(path, f"unreadable ({type(exc).__name__}: {exc.strerror or exc})")
             return None
         try:
             tensors, info = read_entry(data)
@@ -288,8 +321,47 @@ class EmbeddingCache:
         finally:
             os.close(fd)  # closing the descriptor releases the flock
 
+    def claim(self) -> None:
+        """Make sure the root is this cache's own, or refuse in one line (before a run's first image, and
+        before ``clear`` / ``verify --remove`` delete anything).
+
+        A missing root is created with its :data:`MARKER`. A directory without the marker is adopted (the
+        marker written) when everything in it is the cache's own (an empty directory, or a cache written
+        before markers existed); one that holds anything else is refused, as are a file, an unwritable
+        directory, or a path that cannot be created."""
+        root = self.root
+        if (root / MARKER).is_file():
+            if not os.access(root, os.W_OK | os.X_OK):
+                raise SambenchError(f"--cache {root}: the directory is not writable (or use --no-cache)")
+            return
+        if root.exists() and not root.is_dir():
+            raise SambenchError(f"--cache {root}: is a file, not a directory (give a directory, or --no-cache)")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            foreign = self._foreign()
+            if foreign is not None:
+                raise SambenchError(f"--cache {root}: is not a sambench cache (it holds {foreign}, and no {MARKER} "
+                                    f"file): give an empty or new directory")
+            (root / MARKER).write_text("sambench embedding cache: `sambench cache clear` deletes only its entries "
+                                       "(ab/<key>.safetensors) in this directory\n")
+        except OSError as exc:
+            raise SambenchError(f"--cache {root}: cannot be used as a cache ({exc.strerror or exc}; or use --no-cache)") \
+                from None
+
+    def _foreign(self) -> Optional[str]:
+        """The first path under the root (relative) that the cache did not write, or None."""
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            rel = os.path.relpath(dirpath, self.root)
+            if rel != "." and (os.sep in rel or not re.fullmatch(r"[0-9a-f]{2}", rel)):
+                return rel + "/"
+            for name in filenames:
+                path = name if rel == "." else f"{rel}/{name}"
+                if not (ENTRY_RE.fullmatch(path) or _OWN_RE.fullmatch(path) or path == MARKER):
+                    return path
+        return None
+
     def entries(self) -> list[Entry]:
-        """Every entry file (not temporary files), least recently used first."""
+        """Every entry file (``ab/<key>.safetensors``; not temporary or foreign files), least recently used first."""
         out = []
         if not self.root.is_dir():
             return out
@@ -297,7 +369,7 @@ class EmbeddingCache:
             if not sub.is_dir():
                 continue
             for p in sub.iterdir():
-                if p.suffix != SUFFIX or p.name.startswith("."):
+                if not ENTRY_RE.fullmatch(f"{sub.name}/{p.name}"):  # a user's file is never an entry
                     continue
                 try:
                     st = p.stat()
@@ -322,7 +394,7 @@ class EmbeddingCache:
     def evict(self, target_bytes: Optional[int] = None, keep: Optional[Path] = None) -> int:
         """Delete least recently used entries until at most ``target_bytes`` (default 90 % of the limit)
         remain; skipped when another process is evicting. Returns entries removed."""
-        target = int(self.max_bytes * 0.9) if target_bytes is None else target_bytes
+        target = self.max_bytes * 0.9 if target_bytes is None else target_bytes
         removed = 0
         with self._lock(blocking=False) as got:
             if not got:
@@ -357,7 +429,10 @@ class EmbeddingCache:
         return entry
 
     def verify(self, remove: bool = False) -> list[tuple[Path, str]]:
-        """(path, problem) for every entry that fails its checks; ``remove`` deletes them."""
+        """(path, problem) for every entry that fails its checks; ``remove`` deletes them (only in a
+        directory the cache owns: :meth:`claim`)."""
+        if remove:
+            self.claim()
         bad = []
         for e in self.entries():
             try:
@@ -374,7 +449,11 @@ class EmbeddingCache:
         return bad
 
     def clear(self) -> int:
-        """Delete every entry and stale temporary file. Returns entries removed."""
+        """Delete every entry and stale temporary file of a directory the cache owns (:meth:`claim`; nothing
+        else is touched). Returns entries removed."""
+        if not self.root.exists():
+            return 0
+        self.claim()
         n = 0
         with self._lock():
             for e in self.entries():
@@ -382,7 +461,7 @@ class EmbeddingCache:
                     e.path.unlink()
                     n += 1
             for sub in (p for p in self.root.iterdir() if p.is_dir()):
-                for p in sub.glob(".tmp-*"):
+                for p in (q for q in sub.glob(".tmp-*") if _OWN_RE.fullmatch(f"{sub.name}/{q.name}")):
                     if time.time() - p.stat().st_mtime > 3600:  # not a write in progress
                         with contextlib.suppress(FileNotFoundError):
                             p.unlink()
@@ -396,5 +475,5 @@ def open_cache(cache_dir: Optional[str | Path], max_gb: float = DEFAULT_MAX_GB,
     return None if cache_dir is None else EmbeddingCache(cache_dir, max_gb=max_gb, storage=storage)
 
 
-__all__ = ["CacheStats", "CorruptEntry", "DEFAULT_MAX_GB", "EmbeddingCache", "Entry", "ENV_VAR", "STORAGES",
+__all__ = ["CacheStats", "CorruptEntry", "DEFAULT_MAX_GB", "ENTRY_RE", "MARKER", "check_max_gb", "EmbeddingCache", "Entry", "ENV_VAR", "STORAGES",
            "default_cache_dir", "image_hash", "open_cache", "read_entry"]

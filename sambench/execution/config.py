@@ -22,7 +22,7 @@ from sambench.adapters import is_cpu_baseline, is_cpu_baseline_adapter
 from sambench.adapters.base import Adapter
 from sambench.config import ProtocolCard, load_model_card, load_protocol_card, with_overrides
 from sambench.datasets import Dataset, DatasetSpec
-from sambench.execution.cache import DEFAULT_MAX_GB, STORAGES
+from sambench.execution.cache import DEFAULT_MAX_GB, STORAGES, check_max_gb
 from sambench.inputs import corruptions as corr
 from sambench.inputs.prompts import Protocol
 from sambench.inputs.replay import resolve
@@ -95,6 +95,8 @@ class RunConfig:
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "progress"}
         d["protocols"] = [p.name if isinstance(p, ProtocolCard) else p for p in self.protocols]
         d["datasets"] = [dataset_entry(s) for s in self.datasets]
+        if d["cache_max_gb"] == float("inf"):  # --cache-max-gb inf (no limit): "inf", as JSON has no Infinity
+            d["cache_max_gb"] = "inf"
         return json.loads(json.dumps(d, default=str))
 
 
@@ -123,7 +125,7 @@ def check_config(config: RunConfig, given: dict) -> None:
         raise SambenchError(f"unknown engine '{config.engine}' (known: {', '.join(ENGINE_NAMES)})")
     check_min(config.encode_batch, 1, "--encode-batch")
     check_choice(config.cache_dtype, STORAGES, "--cache-dtype")
-    check_min(config.cache_max_gb, 0, "--cache-max-gb", strict=True)
+    check_max_gb(config.cache_max_gb)
     for m in config.models:
         if m not in given:
             load_model_card(m)

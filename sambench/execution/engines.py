@@ -17,6 +17,7 @@ from __future__ import annotations
 import multiprocessing
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from typing import Iterable, Iterator, Optional
 
 from sambench.execution.loader import prefetch
@@ -66,9 +67,19 @@ class ProcessPoolEngine:
                                         initargs=(work.config, work.given), mp_context=pool_context())
 
     def map(self, jobs: Iterable[ImageJob]) -> Iterator[ImageResult]:
+        """Results in completion order. A worker that dies (SIGKILL: the out-of-memory killer, most often)
+        breaks the whole pool, so the run stops in one line (exit 2); the rows written so far are kept and
+        a re-run resumes. It is not restarted: the image that killed it would likely kill the next one
+        (the Ray engine retries with a bound instead)."""
         futures = [self.pool.submit(worker_job, job) for job in jobs]
         for fut in as_completed(futures):
-            yield fut.result()
+            try:
+                result = fut.result()
+            except BrokenProcessPool:
+                raise SambenchError("a worker process of the pool died (killed, e.g. by the out-of-memory killer); "
+                                    "the rows written so far are kept: re-run the same command to resume (fewer "
+                                    "--workers need less memory)") from None
+            yield result
 
     def close(self) -> None:
         self.pool.shutdown(cancel_futures=True)

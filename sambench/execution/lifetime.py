@@ -6,6 +6,14 @@ process the moment its parent dies — SIGKILL of the parent included, where no 
 request is made *after* fork, so a parent that died in between is caught by comparing ``getppid()`` with
 the expected parent. Elsewhere (macOS) a daemon thread polls ``getppid()`` once a second and exits when
 the process has been re-parented.
+
+Processes sambench does not start itself cannot ask for that. A local Ray instance's raylet dies with the
+driver (Ray sets its death signal), but the agents the raylet starts (``ray::DashboardAgent``,
+``ray::RuntimeEnvAgent``) notice only later and then wait 60 s on the dead GCS before they exit. For them
+:func:`reap_with_driver` starts a small reaper process: once a second it notes every process the raylet
+started (directly or not, with its start time), and it waits on a pipe whose only writer is the driver;
+when the driver ends, however it ends, it SIGKILLs each noted process that still runs (once re-parented
+they can no longer be found from the raylet).
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -49,4 +58,87 @@ def die_with_parent(parent: Optional[int] = None, interval_s: float = 1.0) -> No
     _watch_parent(parent, interval_s)
 
 
-__all__ = ["die_with_parent"]
+#: The reaper's code (run with ``python -c``: nothing to import). argv[1] is the raylet's pid.
+_REAPER = r"""
+import os, select, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the driver cleans up then
+raylet = int(sys.argv[1])
+def procs():  # pid -> (parent pid, start time)
+    out = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/" + d + "/stat") as fh:
+                    f = fh.read().rsplit(")", 1)[1].split()
+                out[int(d)] = (int(f[1]), f[19])
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+known = {}  # every process the raylet started, directly or not: pid -> start time
+while True:  # note them at once (the agents start with the raylet), then once a second
+    table = procs()
+    grew = True
+    while grew:
+        grew = False
+        for pid, (ppid, started) in table.items():
+            if (ppid == raylet or ppid in known) and pid not in known:
+                known[pid] = started
+                grew = True
+    ready, _, _ = select.select([0], [], [], 1.0)
+    if ready and not os.read(0, 4096):
+        break  # EOF: the driver ended, however it ended
+table = procs()
+for pid, started in known.items():
+    if pid in table and table[pid][1] == started:  # still that process, not a reused pid
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+"""
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live descendant of ``pid`` (Linux /proc; empty elsewhere)."""
+    if not os.path.isdir("/proc"):
+        return set()
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+    out, todo = set(), [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.add(c)
+            todo.append(c)
+    return out
+
+
+def cmdline(pid: int) -> str:
+    """The command line of process ``pid``, arguments joined by spaces ("" when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def descendant_pids(pid: int, cmdline_contains: str) -> list[int]:
+    """Live descendants of ``pid`` whose command line contains ``cmdline_contains``."""
+    return sorted(p for p in descendants(pid) if cmdline_contains in cmdline(p))
+
+
+def reap_with_driver(raylet_pid: int) -> Optional[subprocess.Popen]:
+    """Start the reaper of the processes the raylet ``raylet_pid`` started (see the module docstring);
+    None where there is no /proc. Closing its stdin (or this process ending) sets it off."""
+    if not sys.platform.startswith("linux"):
+        return None
+    return subprocess.Popen([sys.executable, "-c", _REAPER, str(int(raylet_pid))], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)
+
+
+__all__ = ["cmdline", "descendant_pids", "descendants", "die_with_parent", "reap_with_driver"]

@@ -17,7 +17,8 @@ SQLite, exactly as a local run: the engine only decides *where* an image's rows 
   so every row exists exactly once. An image whose actor died more than ``max_retries`` times is
   returned as an exception (the runner records failed rows for it); the run goes on with the others.
 * **Lifetime.** The actors belong to the driver's Ray job: when the driver ends, however it ends, Ray
-  kills them. A local instance started by the driver (no ``--address``) ends with it too.
+  kills them. A local instance started by the driver (no ``--address``) ends with it too, its agents
+  included (:func:`~sambench.execution.lifetime.reap_with_driver`).
 * **Cache.** Actors use the run's embedding cache directory; on a cluster give a path every node sees
   (NFS): entries are written atomically and never need a lock to read.
 
@@ -30,15 +31,19 @@ this engine starts (it is an optional dependency).
 from __future__ import annotations
 
 import os
+import socket
 from collections import deque
 from typing import Any, Callable, Iterable, Iterator, Optional
 
+from sambench.execution.lifetime import descendant_pids, reap_with_driver
 from sambench.execution.rows import image_failure_rows
 from sambench.execution.work import ImageJob, ImageResult, ImageWork, batches, worker_batch, worker_init
-from sambench.types import SambenchError
+from sambench.types import SambenchError, first_line
 
 DEFAULT_MAX_RETRIES = 3
 DEFAULT_INFLIGHT = 2
+#: Seconds a ``--address`` gets to accept a TCP connection before the run is refused.
+CONNECT_TIMEOUT_S = 5.0
 
 
 def _import_ray():
@@ -47,6 +52,27 @@ def _import_ray():
     except ImportError:
         raise SambenchError("--engine ray needs Ray: pip install 'sambench[ray]'") from None
     return ray
+
+
+def check_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse within seconds a ``--address`` where nothing answers (``ray.init`` would wait for it for
+    minutes). ``auto`` is checked when ``$RAY_ADDRESS`` names the cluster; otherwise Ray itself says at once
+    that it finds none. ``ray://HOST:PORT`` (Ray Client) is checked at its HOST:PORT."""
+    target = os.environ.get("RAY_ADDRESS", "") if address == "auto" else address
+    if not target or target == "auto":
+        return
+    host, _, port = target.split("://", 1)[-1].rpartition(":")
+    try:
+        port_no = int(port)
+    except ValueError:
+        raise SambenchError(f"--address {address}: expected auto or HOST:PORT, e.g. 10.0.0.1:6379") from None
+    try:
+        with socket.create_connection((host or "127.0.0.1", port_no), timeout=timeout):
+            pass
+    except OSError as exc:
+        why = "timed out" if isinstance(exc, socket.timeout) else (exc.strerror or type(exc).__name__)
+        raise SambenchError(f"--address {address}: no Ray cluster answers at {host or '127.0.0.1'}:{port_no} ({why}): "
+                            f"start one (ray start --head) or fix the address") from None
 
 
 class _Worker:
@@ -76,9 +102,11 @@ class RayEngine:
         self.max_retries = int(max_retries)
         self.inflight = max(1, int(inflight))
         self._started_ray = False
+        self.actors: list = []
         if not ray.is_initialized():
             kw: dict = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
             if address:
+                check_address(address)
                 kw["address"] = address
             else:  # a local instance: the CPUs this process may use (not the host's count)
                 kw["num_cpus"] = local_cpus or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
@@ -86,13 +114,36 @@ class RayEngine:
             try:
                 ray.init(**kw)
             except ConnectionError as exc:
-                raise SambenchError(f"--address {address}: cannot connect to a Ray cluster ({exc})") from None
+                raise SambenchError(f"--address {address}: cannot connect to a Ray cluster "
+                                    f"({first_line(str(exc))})") from None
             self._started_ray = True
-        work.release_models()  # the driver only needed them for their signatures: the actors hold replicas
-        self.n_workers = workers or self._default_workers(cpus_per_worker, gpus)
+        self._reaper = None
+        if self._started_ray and not address:  # our local instance: its agents must end with this process
+            self._reaper = next((reap_with_driver(p) for p in descendant_pids(os.getpid(), "raylet/raylet")), None)
+        try:
+            self.n_workers = workers or self._default_workers(cpus_per_worker, gpus)
+            self._check_room(self.n_workers, cpus_per_worker, gpus)
+        except SambenchError:
+            self.close()
+            raise
         remote = ray.remote(_Worker).options(num_cpus=cpus_per_worker, num_gpus=gpus,
                                              max_restarts=self.max_retries, max_task_retries=self.max_retries)
         self.actors = [remote.remote(worker_init, config) for _ in range(self.n_workers)]
+
+    def _check_room(self, n: int, cpus: float, gpus: float) -> None:
+        """Refuse actors the cluster can never place (they would wait forever, and with them their images)."""
+        res = self.ray.cluster_resources()
+        address = self.work.config.ray_address
+        where = (f"the Ray cluster at {address}" if address else "the local Ray instance" if self._started_ray
+                 else "the Ray instance this process had joined")
+        have_gpu, have_cpu = res.get("GPU", 0.0), res.get("CPU", 0.0)
+        if gpus > 0 and have_gpu < n * gpus:
+            room = int(have_gpu // gpus)
+            raise SambenchError(f"--gpus-per-worker {gpus:g}: {where} has {have_gpu:g} GPUs, room for {room} "
+                                f"worker(s), not {n}" + ("" if room else ": use --gpus-per-worker 0 (CPU actors)"))
+        if have_cpu < n * cpus:
+            raise SambenchError(f"--workers {n}: {where} has {have_cpu:g} CPUs, room for {int(have_cpu // cpus)} "
+                                f"worker(s) of {cpus:g} CPU: ask for fewer --workers")
 
     def _default_workers(self, cpus: float, gpus: float) -> int:
         res = self.ray.cluster_resources()
@@ -113,6 +164,7 @@ class RayEngine:
     def map(self, jobs: Iterable[ImageJob]) -> Iterator[ImageResult]:
         """Yield results as they arrive; batches of ``encode_batch`` images travel together."""
         ray = self.ray
+        self.work.release_models()  # the driver only needed them for their identities: the actors hold replicas
         from ray.exceptions import RayActorError  # lazy: Ray is optional (see _import_ray)
 
         queue = deque(batches(jobs, self.batch))
@@ -156,6 +208,11 @@ class RayEngine:
         self.actors = []
         if self._started_ray:
             self.ray.shutdown()
+            self._started_ray = False
+        if getattr(self, "_reaper", None) is not None:  # (also when Ray refused to start)
+            self._reaper.stdin.close()  # the reaper ends what shutdown left behind
+            self._reaper.wait()
+            self._reaper = None
 
 
-__all__ = ["RayEngine"]
+__all__ = ["CONNECT_TIMEOUT_S", "RayEngine", "check_address"]

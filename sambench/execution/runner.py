@@ -75,22 +75,31 @@ def run(config: RunConfig, adapters: Optional[dict[str, Adapter]] = None) -> Run
     check_corruptions(work)
     check_replays(work, datasets)
     signatures = model_signatures(work)
-    with RunLock(config.out).acquire(wait=config.wait_lock), Store(config.out) as store:  # one writer per run dir
-        stored, ds_info = claim_identities(store, work, datasets, signatures)
-        if config.retry_failed:
-            store.delete_failed(config.models)
-        invocation = start_invocation(store, config)
-        try:
-            rows_added = execute(store, work, datasets, invocation)
-        except BaseException as exc:  # Ctrl-C, a full disk, a bug: say so in the store, then let it propagate
-            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            end_invocation(store, invocation, status, time.perf_counter() - t0)
-            raise
-        finally:
-            work.close()
-        end_invocation(store, invocation, "finished", time.perf_counter() - t0)
-        manifest = record_manifest(store, work, signatures, ds_info, stored, invocation)
-        counts, rows, objects = manifest["rows"], store.frame(), store.objects()
+    if work.cache is not None:  # a file, an unwritable or a foreign --cache: refused now, not as failed rows
+        work.cache.claim()
+    # The engine starts before the run directory exists: a Ray cluster that cannot be reached or cannot place
+    # the actors is refused with nothing left behind
+    engine = make_engine(work, config.workers, config.engine)
+    try:
+        with RunLock(config.out).acquire(wait=config.wait_lock), Store(config.out) as store:  # one writer per run dir
+            stored, ds_info = claim_identities(store, work, datasets, signatures)
+            if config.retry_failed:
+                store.delete_failed(config.models)
+            invocation = start_invocation(store, config)
+            try:
+                rows_added = execute(store, work, datasets, invocation, engine)
+            except BaseException as exc:  # Ctrl-C, a full disk, a bug: say so in the store, then let it propagate
+                status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                end_invocation(store, invocation, status, time.perf_counter() - t0)
+                raise
+            finally:
+                engine.close()
+                work.close()
+            end_invocation(store, invocation, "finished", time.perf_counter() - t0)
+            manifest = record_manifest(store, work, signatures, ds_info, stored, invocation)
+            counts, rows, objects = manifest["rows"], store.frame(), store.objects()
+    finally:
+        engine.close()  # again when the run directory was refused (closing twice is harmless)
     return RunResult(Path(config.out), rows_added, counts, invocation["counters"], time.perf_counter() - t0, manifest,
                      rows, objects)
 
@@ -137,14 +146,16 @@ def select_images(dataset: str, ids: list[str], limit: Optional[int], shard: Opt
     return [x for x in ids if int(stable_hash("shard", dataset, x), 16) % n == i]
 
 
-def execute(store: Store, work: ImageWork, datasets: list[Dataset], invocation: dict) -> int:
-    """Evaluate every selected image of every dataset on the engine; write each image's rows as they come,
-    with ``invocation``'s counters (per model) and scoring timings in the same transaction. Returns rows added."""
+def execute(store: Store, work: ImageWork, datasets: list[Dataset], invocation: dict, engine=None) -> int:
+    """Evaluate every selected image of every dataset on the engine (``engine``, closed by its owner, or one
+    made and closed here); write each image's rows as they come, with ``invocation``'s counters (per model)
+    and scoring timings in the same transaction. Returns rows added."""
     config = work.config
     timings: dict[str, dict] = {}
     invocation["scoring"] = {"threads": work.scoring_threads(), "models": {}, "store_write_s": 0.0}
     rows_added = 0
-    engine = make_engine(work, config.workers, config.engine)
+    own = engine is None
+    engine = make_engine(work, config.workers, config.engine) if own else engine
     try:
         for index, ds in enumerate(datasets):
             ids = select_images(ds.name, ds.ids(), config.limit, config.shard)
@@ -158,7 +169,8 @@ def execute(store: Store, work: ImageWork, datasets: list[Dataset], invocation: 
                 bar.update(1)
             bar.close()
     finally:
-        engine.close()
+        if own:
+            engine.close()
     return rows_added
 
 

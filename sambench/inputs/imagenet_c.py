@@ -15,6 +15,7 @@ import io
 import math
 import os
 from pathlib import Path
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -121,6 +122,117 @@ def plasma_fractal(mapsize: int, wibbledecay: float, rng: np.random.Generator) -
         wibble /= wibbledecay
     maparray -= maparray.min()
     return maparray / maparray.max()
+
+
+class _PlasmaRows:
+    """:func:`plasma_fractal`'s map one row at a time, bit for bit, holding a few rows per level.
+
+    The diamond-square step with stepsize S turns the grid of spacing S (``G[S]``) into the grid of spacing
+    S/2: a row 2i of the finer grid holds corner i and the diamond values ``lt`` of row i, a row 2i+1 the
+    square centres ``dr`` of row i and the diamond values ``tt``; each needs at most rows i-1..i+1 of the
+    coarser grid (indices wrap: ``np.roll``). Every value is computed with the same operations in the same
+    order as the whole-map version, and its random draw is taken from the same position of the generator's
+    stream (PCG64 ``advance``: the map draws ``3·n²`` uniforms per level, row-major, squares then ``lt`` then
+    ``tt``), so a row is bit-identical to the whole map's row. Rows far behind the current one are dropped
+    (``forget``), except the first and last row of each level, which the wrap needs at both ends.
+    """
+
+    def __init__(self, mapsize: int, wibbledecay: float, rng: np.random.Generator) -> None:
+        self.m, self.rng = mapsize, rng
+        self.start = rng.bit_generator.state
+        self.base: dict[int, int] = {}
+        self.wibble: dict[int, float] = {}
+        stepsize, wibble, drawn = mapsize, 100.0, 0
+        while stepsize >= 2:
+            n = mapsize // stepsize
+            self.base[stepsize], self.wibble[stepsize] = drawn, wibble
+            drawn += 3 * n * n
+            stepsize //= 2
+            wibble /= wibbledecay
+        self.drawn = drawn
+        self.grid: dict[int, dict[int, np.ndarray]] = {mapsize: {0: np.zeros(1)}}  # spacing -> row -> values
+        self.centres: dict[int, dict[int, np.ndarray]] = {}  # stepsize -> row -> dr values
+
+    def _wibbled(self, array: np.ndarray, stepsize: int, which: int, i: int) -> np.ndarray:
+        n, wibble = self.m // stepsize, self.wibble[stepsize]
+        bg = self.rng.bit_generator
+        bg.state = self.start
+        bg.advance(self.base[stepsize] + which * n * n + i * n)
+        return array / 4 + wibble * self.rng.uniform(-wibble, wibble, n)
+
+    def _centre(self, stepsize: int, i: int) -> np.ndarray:
+        """Row i of the square centres ``dr`` of the step with this stepsize."""
+        n = self.m // stepsize
+        i %= n
+        rows = self.centres.setdefault(stepsize, {})
+        if i not in rows:
+            c0, c1 = self.row(stepsize, i), self.row(stepsize, i + 1)
+            squares = c0 + c1
+            squares += np.roll(squares, -1)
+            rows[i] = self._wibbled(squares, stepsize, 0, i)
+        return rows[i]
+
+    def row(self, spacing: int, r: int) -> np.ndarray:
+        """Row r (in units of ``spacing``) of the grid of that spacing, all its columns."""
+        n = self.m // spacing
+        r %= n
+        rows = self.grid.setdefault(spacing, {})
+        if r not in rows:
+            step = 2 * spacing
+            i = r // 2
+            ul = self.row(step, i)
+            out = np.empty(n)
+            dr = self._centre(step, i)
+            if r % 2 == 0:
+                out[0::2] = ul
+                lt = dr + self._centre(step, i - 1) + ul + np.roll(ul, -1)
+                out[1::2] = self._wibbled(lt, step, 1, i)
+            else:
+                out[1::2] = dr
+                tt = dr + np.roll(dr, 1) + ul + self.row(step, i + 1)
+                out[0::2] = self._wibbled(tt, step, 2, i)
+            rows[r] = out
+        return rows[r]
+
+    def forget(self, r: int) -> None:
+        """Drop the rows no later final row than ``r`` needs (keeping each level's first and last)."""
+        for table, offset in ((self.grid, 0), (self.centres, 1)):
+            for spacing, rows in table.items():
+                n = self.m // spacing
+                for k in [k for k in rows if 0 < k < n - 1 and k * spacing + offset * spacing // 2 < r - 4 * spacing]:
+                    del rows[k]
+
+    def finish(self) -> None:
+        """Leave the generator where the whole-map version leaves it."""
+        bg = self.rng.bit_generator
+        bg.state = self.start
+        bg.advance(self.drawn)
+
+
+def plasma_crop(mapsize: int, wibbledecay: float, rng: np.random.Generator, h: int, w: int,
+                by_rows: Optional[bool] = None) -> np.ndarray:
+    """``plasma_fractal(mapsize, wibbledecay, rng)[:h, :w]``, bit for bit, in memory that grows with the
+    area h·w rather than mapsize² (a 10000×10 image has a 16384² map: 2 GB, 5.9 GB at the peak).
+
+    Near-square crops (mapsize² ≤ 4·h·w) build the whole map as ImageNet-C does; others compute it one row
+    at a time (:class:`_PlasmaRows`), keeping the crop and the map's minimum and maximum (the scaling to
+    [0, 1] is over the whole map). ``by_rows`` forces one way (tests compare them)."""
+    if not by_rows if by_rows is not None else mapsize * mapsize <= 4 * h * w:
+        return plasma_fractal(mapsize, wibbledecay, rng)[:h, :w]
+    rows = _PlasmaRows(mapsize, wibbledecay, rng)
+    crop = np.empty((h, w))
+    lo, hi = np.inf, -np.inf
+    for r in range(mapsize):
+        v = rows.row(1, r)
+        lo, hi = min(lo, v.min()), max(hi, v.max())
+        if r < h:
+            crop[r] = v[:w]
+        if r % 64 == 63:
+            rows.forget(r + 1)
+        del rows.grid[1][r]
+    rows.finish()
+    # as ``maparray -= min; maparray / maparray.max()``: rounding is monotone, so max(v - lo) == hi - lo
+    return (crop - lo) / (hi - lo)
 
 
 def _next_pow2(n: int) -> int:
@@ -251,7 +363,7 @@ def frost(x, c, rng, s):
 def fog(x, c, rng, s):
     h, w = x.shape[:2]
     max_val = x.max()
-    fractal = plasma_fractal(_next_pow2(max(h, w)), c[1], rng)[:h, :w]
+    fractal = plasma_crop(_next_pow2(max(h, w)), c[1], rng, h, w)
     x = x + c[0] * fractal[..., np.newaxis]
     return np.clip(x * max_val / (max_val + c[0]), 0, 1)
 
