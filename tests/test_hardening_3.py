@@ -305,3 +305,41 @@ def test_fog_on_a_long_thin_image_peaks_with_its_area_not_its_longest_side_squar
     # the whole 1024² float64 map alone is 8.4 MB (with its temporaries ~3x that); the image is 12 KB.
     # Measured: 0.68 MB (a 10000×10 image: 87 MB resident instead of 5709 MB, docs/corruptions.md)
     assert out.shape == image.shape and peak < 3e6, peak
+
+
+def test_a_marked_cache_that_cannot_be_written_is_read_not_refused(tmp_path, monkeypatch, caplog):
+    # A shared, pre-filled cache mounted read-only: its entries still serve the run, nothing is written, and
+    # `cache clear` refuses. Root can write anywhere, so the kernel's answer is simulated at os.access and open.
+    cache = EmbeddingCache(tmp_path / "c")
+    cache.claim()
+    ad = _ArrayAdapter()
+    cache.put(ad, "img0", "sam", np.ones((2, 2), np.float32))
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    shared = EmbeddingCache(tmp_path / "c")
+    with caplog.at_level("WARNING", logger="sambench.execution.cache"):
+        shared.claim()
+    assert shared.read_only and "not writable" in caplog.text
+    assert np.array_equal(shared.get(ad, "img0", "sam"), np.ones((2, 2), np.float32))
+    assert shared.put(ad, "img1", "sam", np.zeros((2, 2), np.float32)) is None
+    assert len(shared.entries()) == 1
+    with pytest.raises(SambenchError, match=r"not writable: nothing can be removed"):
+        shared.clear()
+
+
+def test_a_worker_whose_cache_write_is_refused_reads_on_without_a_failed_row(tmp_path, monkeypatch, caplog):
+    import builtins
+    import errno
+
+    cache = EmbeddingCache(tmp_path / "c")
+    cache.claim()
+    real_open = builtins.open
+
+    def refuse(path, *args, **kw):  # what EROFS gives a worker on a read-only mount
+        if ".tmp-" in str(path):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, *args, **kw)
+
+    monkeypatch.setattr(builtins, "open", refuse)
+    with caplog.at_level("WARNING", logger="sambench.execution.cache"):
+        assert cache.put(_ArrayAdapter(), "img0", "sam", np.ones((2, 2), np.float32)) is None
+    assert cache.read_only and caplog.text.count("not writable") == 1 and cache.entries() == []

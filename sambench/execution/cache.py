@@ -28,7 +28,8 @@ overwritten by the recomputed state.
 directory whose every file is its own (:meth:`EmbeddingCache.claim`). ``clear`` and ``verify --remove``
 refuse any other directory, and delete only :data:`ENTRY_RE` files: never a user's file that merely ends
 in ``.safetensors``. A run claims its cache before its run directory exists, so a ``--cache`` that is a
-file, unwritable or someone else's directory is refused in one line rather than failing every image.
+file, an unwritable unmarked directory or someone else's directory is refused in one line rather than failing
+every image; a marked cache that cannot be written (a shared, pre-filled one) is read, never written.
 
 **Concurrency.** Writers write a uniquely named temporary file in the entry's directory and
 ``os.replace`` it into place, so a reader sees either no entry or a whole one — readers take no lock, and
@@ -46,6 +47,7 @@ until 90 % of the limit remains. The total is measured by a scan at the first wr
 from __future__ import annotations
 
 import contextlib
+import errno
 import datetime as _dt
 import hashlib
 import json
@@ -195,10 +197,15 @@ class EmbeddingCache:
         self._reported: set[str] = set()
         self._estimate: Optional[int] = None
         self._writes_since_scan = 0
+        #: Set by :meth:`claim` for a marked cache this process cannot write (a shared, pre-filled cache):
+        #: entries are read, none is written.
+        self.read_only = False
 
     def fork(self) -> "EmbeddingCache":
         """The same cache with its own counters (one per model: the manifest counts per model)."""
-        return EmbeddingCache(self.root, max_gb=self.max_gb, storage=self.storage)
+        twin = EmbeddingCache(self.root, max_gb=self.max_gb, storage=self.storage)
+        twin.read_only = self.read_only
+        return twin
 
     # ------------------------------------------------------------------------------ keys and paths
 
@@ -271,7 +278,7 @@ class EmbeddingCache:
         from safetensors.torch import save  # lazy: keeps torch out of start-up
 
         sig = adapter.cache_signature()
-        if sig is None:
+        if sig is None or self.read_only:
             return None
         key = self.key(sig, preprocessing, img_hash)
         raw, meta = adapter.state_to_tensors(state)
@@ -288,10 +295,20 @@ class EmbeddingCache:
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
         data = save(tensors, metadata={"sambench": canonical_json(info)})
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / f".tmp-{key[:16]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
-            with open(tmp, "wb") as fh:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(tmp, "wb")
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            # a cache this process may read but not write (a worker that claimed nothing): read only from now
+            log.warning("sambench cache: %s is not writable (%s): its entries are read, new ones are not written",
+                        self.root, exc.strerror or exc)
+            self.read_only = True
+            return None
+        try:
+            with fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -321,9 +338,12 @@ class EmbeddingCache:
         finally:
             os.close(fd)  # closing the descriptor releases the flock
 
-    def claim(self) -> None:
+    def claim(self, removing: bool = False) -> None:
         """Make sure the root is this cache's own, or refuse in one line (before a run's first image, and
-        before ``clear`` / ``verify --remove`` delete anything).
+        before ``clear`` / ``verify --remove`` delete anything: ``removing``).
+
+        A marked cache this process cannot write is read only for a run (:attr:`read_only`, warned once:
+        a shared, pre-filled cache still serves its entries) and refused for removing.
 
         A missing root is created with its :data:`MARKER`. A directory without the marker is adopted (the
         marker written) when everything in it is the cache's own (an empty directory, or a cache written
@@ -332,7 +352,12 @@ class EmbeddingCache:
         root = self.root
         if (root / MARKER).is_file():
             if not os.access(root, os.W_OK | os.X_OK):
-                raise SambenchError(f"--cache {root}: the directory is not writable (or use --no-cache)")
+                if removing:
+                    raise SambenchError(f"--cache {root}: the directory is not writable: nothing can be removed")
+                if not self.read_only:
+                    log.warning("sambench cache: %s is not writable: its entries are read, new ones are not "
+                                "written", root)
+                self.read_only = True
             return
         if root.exists() and not root.is_dir():
             raise SambenchError(f"--cache {root}: is a file, not a directory (give a directory, or --no-cache)")
@@ -432,7 +457,7 @@ class EmbeddingCache:
         """(path, problem) for every entry that fails its checks; ``remove`` deletes them (only in a
         directory the cache owns: :meth:`claim`)."""
         if remove:
-            self.claim()
+            self.claim(removing=True)
         bad = []
         for e in self.entries():
             try:
@@ -453,7 +478,7 @@ class EmbeddingCache:
         else is touched). Returns entries removed."""
         if not self.root.exists():
             return 0
-        self.claim()
+        self.claim(removing=True)
         n = 0
         with self._lock():
             for e in self.entries():
