@@ -17,13 +17,13 @@ from typing import Optional
 
 from sambench.config.lookup import check_fields, load_card, require
 from sambench.config.vocabulary import (BOX_FRAMES, BOX_KINDS, BOX_NOISE_KINDS, CLICK_CARD_FIELDS, INTERACTIVE_KIND,
-                                        LEVEL_PARAM, MASK_SELECTIONS, PREPROCESSING_MODES, PROMPT_KINDS, STARTS,
-                                        parse_spec)
+                                        LEVEL_PARAM, MASK_SELECTIONS, PREPROCESSING_MODES, PROMPT_FRAMES, PROMPT_KINDS,
+                                        STARTS, VIDEO_ONLY_KINDS, parse_spec)
 from sambench.types import SambenchError, check_choice, check_min
 
 PROTOCOL_FIELDS = {"name", "version", "description", "kind", "levels", "settings", "draws", "seed",
                    "mask_selection", "preprocessing", "negatives", "reference", "corruptions", "box_frame",
-                   *CLICK_CARD_FIELDS}
+                   "video", "prompt_frame", *CLICK_CARD_FIELDS}
 SETTING_FIELDS = {"level", "kind", "scale", "k", "negatives", "box_frame"}
 
 
@@ -112,7 +112,7 @@ class Setting:
         the draw: one draw is enough."""
         if self.interactive:
             return dict(self.params).get("start") != "noisy-box"
-        return self.kind == "gt-box" or (self.kind in BOX_NOISE_KINDS and dict(self.params).get("scale") == 0)
+        return self.kind in ("gt-box", "gt-mask") or (self.kind in BOX_NOISE_KINDS and dict(self.params).get("scale") == 0)
 
     @property
     def is_gt_box(self) -> bool:
@@ -223,6 +223,11 @@ class ProtocolCard:
     raw: dict = field(default_factory=dict, compare=False)
     #: ``--corruption`` specs (sambench/config/vocabulary.py) this protocol always runs under, besides clean.
     corruptions: tuple = ()
+    #: A video protocol (card field ``video: true``): its prompt is given on one frame of each object track
+    #: and propagated (sambench/execution/video.py); scored by J and F, not by image IoU.
+    video: bool = False
+    #: Which frame of a track a video protocol prompts: one of :data:`~sambench.config.vocabulary.PROMPT_FRAMES`.
+    prompt_frame: str = "first"
 
     @property
     def interactive(self) -> bool:
@@ -255,6 +260,8 @@ class ProtocolCard:
                  "settings": [s.to_dict() for s in self.settings]}
         if self.corruptions:
             ident["corruptions"] = list(self.corruptions)
+        if self.video:  # image protocols keep their identity (and so their stored manifests) unchanged
+            ident["video"], ident["prompt_frame"] = True, self.prompt_frame
         return ident
 
 
@@ -290,9 +297,20 @@ def parse_protocol_card(data: dict, path: Path) -> ProtocolCard:
             parse_spec(c)
         except SambenchError as exc:
             raise SambenchError(f"{path}: {exc}") from None
+    video = data.get("video", False)
+    if not isinstance(video, bool):
+        raise SambenchError(f"{path}: 'video' must be true or false, got {video!r}")
+    prompt_frame = data.get("prompt_frame", "first")
+    if "prompt_frame" in data and not video:
+        raise SambenchError(f"{path}: 'prompt_frame' only applies to a video protocol (video: true)")
+    check_choice(prompt_frame, PROMPT_FRAMES, "prompt_frame", str(path))
+    only = sorted({s.kind for s in settings} & set(VIDEO_ONLY_KINDS))
+    if only and not video:
+        raise SambenchError(f"{path}: prompt kind '{only[0]}' only applies to a video protocol (video: true)")
     return ProtocolCard(name=name, version=version, description=str(data.get("description", "")).strip(),
                         settings=tuple(settings), draws=draws, seed=seed, mask_selection=mask_selection,
-                        preprocessing=preprocessing, path=path, raw=data, corruptions=tuple(corruptions))
+                        preprocessing=preprocessing, path=path, raw=data, corruptions=tuple(corruptions),
+                        video=video, prompt_frame=prompt_frame)
 
 
 def _card_settings(data: dict, path: Path, name: str) -> list[Setting]:
@@ -355,7 +373,8 @@ def with_overrides(card: ProtocolCard, levels: Optional[list[str]] = None, draws
     return ProtocolCard(name=card.name, version=card.version, description=card.description,
                         settings=tuple(settings), draws=draws or card.draws,
                         seed=card.seed if seed is None else seed, mask_selection=card.mask_selection,
-                        preprocessing=card.preprocessing, path=card.path, raw=card.raw, corruptions=card.corruptions)
+                        preprocessing=card.preprocessing, path=card.path, raw=card.raw, corruptions=card.corruptions,
+                        video=card.video, prompt_frame=card.prompt_frame)
 
 
 def _override_levels(card: ProtocolCard, levels: list[str], where: str) -> list[Setting]:
