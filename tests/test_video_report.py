@@ -1,0 +1,87 @@
+"""Video numbers from stored rows: the J&F summary against hand-computed means, J over time, ``compare --metric
+jf`` and the report's video section."""
+
+import json
+import shutil
+import sqlite3
+
+import pandas as pd
+import pytest
+
+import sambench
+from sambench.analysis.compare import compare_runs
+from sambench.analysis.video import j_over_time, video_summary
+
+KEY = dict(dataset="d", protocol="video-noisy-box", level="0.5", corruption="none", severity=0)
+
+
+def _rows_and_tracks():
+    """Two tracks (v1/1 with draws 0 and 1, v2/1 with draw 0 ok and draw 1 failed) of one model and cell."""
+    rows, tracks = [], []
+    for video, draw, status, j, f, frames, jf_frames in (
+            ("v1", 0, "ok", 0.8, 0.6, [1, 2], [0.9, 0.7]),
+            ("v1", 1, "ok", 0.4, 0.2, [1, 2], [0.5, 0.3]),
+            ("v2", 0, "ok", 0.1, 0.3, [2, 3], [0.1, 0.1]),
+            ("v2", 1, "failed", None, None, None, None)):
+        key = dict(model="m", image_id=video, object_id="1", draw=draw, **KEY)
+        rows.append({**key, "status": status, "level_value": 0.5, "iou": j})
+        if status == "ok":
+            tracks.append({**key, "prompt_frame": 0 if video == "v1" else 1, "frames": json.dumps(frames),
+                           "j_frames": json.dumps(jf_frames), "j_mean": j, "f_mean": f, "jf": (j + f) / 2,
+                           "j_recall": float(j > 0.5), "f_recall": float(f > 0.5), "j_decay": 0.0, "f_decay": 0.0})
+    return pd.DataFrame(rows), pd.DataFrame(tracks)
+
+
+def test_video_summary_averages_draws_per_track_then_tracks():
+    rows, tracks = _rows_and_tracks()
+    (cell,) = video_summary(rows, tracks).to_dict("records")
+    # v1: J (0.8 + 0.4) / 2 = 0.6, F 0.4; v2: J 0.1, F 0.3 (its failed draw is counted, not averaged)
+    assert cell["n"] == 2 and cell["failed"] == 1
+    assert cell["J"] == pytest.approx(100 * (0.6 + 0.1) / 2)
+    assert cell["F"] == pytest.approx(100 * (0.4 + 0.3) / 2)
+    assert cell["JF"] == pytest.approx((cell["J"] + cell["F"]) / 2)
+    assert cell["J_recall"] == pytest.approx(100 * (0.5 + 0.0) / 2)
+
+
+def test_j_over_time_is_indexed_by_the_offset_from_the_prompt_frame():
+    _, tracks = _rows_and_tracks()
+    series = j_over_time(tracks).set_index("offset")
+    # offset 1: v1 frame 1 (draws 0.9, 0.5) and v2 frame 2 (0.1); offset 2: v1 frame 2 (0.7, 0.3), v2 frame 3 (0.1)
+    assert series.loc[1, "J"] == pytest.approx(100 * (0.9 + 0.5 + 0.1) / 3) and series.loc[1, "n"] == 3
+    assert series.loc[2, "J"] == pytest.approx(100 * (0.7 + 0.3 + 0.1) / 3)
+
+
+@pytest.fixture(scope="module")
+def mask_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("video") / "base"
+    sambench.run(["mask-hold", "flow-warp"], "video-mask", "grabcut-video-sample", out=out, limit=2)
+    return out
+
+
+@pytest.mark.slow
+def test_compare_jf_gates_a_drop_of_video_j_and_f(mask_run, tmp_path):
+    cand = tmp_path / "cand"
+    shutil.copytree(mask_run, cand)
+    con = sqlite3.connect(str(cand / "results.sqlite"))
+    with con:
+        con.execute("UPDATE tracks SET jf = jf - 0.02 WHERE model = 'flow-warp'")
+    con.close()
+    result = compare_runs(mask_run, cand, metric="jf", tol=1.0)
+    by_model = {g["model"]: g for g in result.groups}
+    assert by_model["flow-warp"]["delta"] == pytest.approx(-2.0) and by_model["flow-warp"]["n"] == 2
+    assert by_model["mask-hold"]["delta"] == pytest.approx(0.0)
+    # two tracks cannot make a CI that excludes 0 at a 2-point drop: the gate needs delta < -tol AND ci_hi < 0
+    assert result.exit_code == (1 if by_model["flow-warp"]["ci_hi"] < 0 else 0)
+    assert compare_runs(mask_run, cand, metric="miou").groups[0]["delta"] == 0.0  # iou untouched
+
+
+@pytest.mark.slow
+def test_the_report_has_a_video_section(mask_run, tmp_path):
+    written = sambench.open_run(mask_run).report(tmp_path / "rep")
+    assert {"video_summary.csv", "j_over_time.csv"} <= set(written)
+    table = pd.read_csv(written["video_summary.csv"])
+    assert set(table["model"]) == {"mask-hold", "flow-warp"} and (table["level"] == "gt-mask").all()
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert 'id="video"' in page and "video_j_over_time" in page
+    board = json.loads((tmp_path / "rep" / "leaderboard.json").read_text())
+    assert {(c["model"], c["level"]) for c in board["video"]} == {("mask-hold", "gt-mask"), ("flow-warp", "gt-mask")}
