@@ -2,7 +2,8 @@
 
 The public module: :class:`Track`, :class:`VideoDataset`, :class:`VideoFrames` (defined in
 :mod:`sambench.datasets.video_base`, conventions in its docstring), the readers of
-:mod:`sambench.datasets.video_formats` (DAVIS 2016/2017, YouTube-VOS/MOSE, SA-V), the shipped synthetic
+:mod:`sambench.datasets.video_formats` (DAVIS 2016/2017, YouTube-VOS/MOSE) and
+:mod:`sambench.datasets.video_sav` (SA-V), the shipped synthetic
 ``grabcut-video-sample`` (:mod:`sambench.datasets.video_synth`) and :func:`open_video_dataset`.
 """
 
@@ -13,8 +14,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from sambench.datasets.video_base import FRAME_CACHE, Track, VideoDataset, VideoFrames
-from sambench.datasets.video_formats import (Davis2016Dataset, Davis2017Dataset, SavDataset, YtvosDataset,
-                                             detect_format)
+from sambench.datasets.video_formats import Davis2016Dataset, Davis2017Dataset, YtvosDataset, detect_format
+from sambench.datasets.video_sav import SavDataset
 from sambench.datasets.video_synth import GRABCUT_VIDEO_DESCRIPTION, SyntheticVideoDataset, grabcut_video_sample
 from sambench.types import SambenchError, did_you_mean
 

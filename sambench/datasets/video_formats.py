@@ -18,13 +18,7 @@
   each PNG annotates only the objects that first appear in it, so ``masks(t)`` holds only the objects
   present in that PNG and a missing key means "not annotated for this object". Other splits are dense:
   every object of the video is in ``masks(t)``, all-False where absent.
-* **SA-V** (:class:`SavDataset`): the train layout, ``<video>_manual.json`` (``masklet``: a list over
-  annotated frames of lists over objects of COCO RLEs; ``masklet_id``: the object ids) with the JPEG
-  frames extracted as sam2's ``training/scripts/sav_frame_extraction_submitit.py`` writes them
-  (``JPEGImages_24fps/<video>/<24fps index:05d>.jpg``, or ``<video>/``); masklet entry ``k`` annotates the
-  frame named ``k * annot_rate`` (``annot_rate`` = 4: 6 fps annotation of 24 fps video), others are
-  unannotated. The val/test layout (``JPEGImages_24fps/`` + ``Annotations_6fps/<video>/<obj>/<frame>.png``,
-  ``sav_<split>.txt``) is read too.
+* **SA-V**: :mod:`sambench.datasets.video_sav`.
 
 Every reader lists files once, reads a frame or a mask file only when asked, and raises SambenchError with
 one line naming the file and the problem.
@@ -34,23 +28,22 @@ from __future__ import annotations
 
 import json
 import os
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 from PIL import Image
-from pycocotools import mask as mask_utils
 
 from sambench.datasets.base import parse_bool, read_mask_values
 from sambench.datasets.video_base import VideoDataset
-from sambench.types import SambenchError, check_min
+from sambench.types import SambenchError, first_line
 
 FRAME_EXTS = (".jpg", ".jpeg", ".png")
 VOID = 255
 
 
-def _listdir(path: Path, what: str) -> list[str]:
+def list_folder(path: Path, what: str) -> list[str]:
+    """Sorted entries of a folder; SambenchError naming it (as ``what``) when missing or unreadable."""
     try:
         return sorted(os.listdir(path))
     except FileNotFoundError:
@@ -59,27 +52,29 @@ def _listdir(path: Path, what: str) -> list[str]:
         raise SambenchError(f"{path}: cannot list {what}: {exc.strerror or exc}") from None
 
 
-def _stems(path: Path, exts: tuple[str, ...], what: str) -> dict[str, str]:
+def file_stems(path: Path, exts: tuple[str, ...], what: str) -> dict[str, str]:
     """stem -> file name of the files in ``path`` with one of ``exts`` (sorted by stem)."""
     out = {}
-    for f in _listdir(path, what):
+    for f in list_folder(path, what):
         stem, ext = os.path.splitext(f)
         if ext.lower() in exts and not f.startswith("."):
             out.setdefault(stem, f)
     return dict(sorted(out.items()))
 
 
-def _load_json(path: Path) -> Any:
+def load_json(path: Path) -> Any:
+    """A JSON file's content; SambenchError (one line naming the file) when missing or malformed."""
     try:
         with open(path, "rb") as fh:
             return json.load(fh)
     except FileNotFoundError:
         raise SambenchError(f"{path}: file not found") from None
     except (OSError, ValueError) as exc:
-        raise SambenchError(f"{path}: cannot read JSON ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise SambenchError(f"{path}: cannot read JSON ({first_line(exc)})") from None
 
 
-def _sort_ids(ids) -> list[str]:
+def sort_ids(ids) -> list[str]:
+    """Object ids in numeric order where they are numbers ("2" before "10"), then the others."""
     return sorted(ids, key=lambda s: (0, int(s), "") if s.isdigit() else (1, 0, s))
 
 
@@ -104,24 +99,26 @@ class FrameFolders(VideoDataset):
         super().__init__()
         self.name = name
         self._frame_names: dict[str, dict[str, str]] = {}
+        self._frame_files: dict[str, list[str]] = {}
         self._sizes: dict[str, tuple[int, int]] = {}
 
     def _frame_map(self, video_id: str) -> dict[str, str]:
         m = self._frame_names.get(video_id)
         if m is None:
             self._check_video(video_id)
-            m = _stems(self.frames_dir / video_id, FRAME_EXTS, "frame folder")
+            m = file_stems(self.frames_dir / video_id, FRAME_EXTS, "frame folder")
             if not m:
                 raise SambenchError(f"{self.frames_dir / video_id}: no frames (.jpg/.png) in the video's folder")
             self._frame_names[video_id] = m
+            self._frame_files[video_id] = list(m.values())
         return m
 
     def frame_ids(self, video_id: str) -> list[str]:
         return list(self._frame_map(video_id))
 
     def frame_file(self, video_id: str, t: int) -> Path:
-        m = self._frame_map(video_id)
-        return self.frames_dir / video_id / list(m.values())[t]
+        self._frame_map(video_id)
+        return self.frames_dir / video_id / self._frame_files[video_id][t]
 
     def frame_size(self, video_id: str) -> tuple[int, int]:
         """(H, W) of the video's first frame, from its header."""
@@ -135,8 +132,77 @@ class FrameFolders(VideoDataset):
             raise SambenchError(f"{path}: mask is {arr.shape[1]}x{arr.shape[0]}, the video's frames are {w}x{h}")
 
 
+class PngAnnotated(FrameFolders):
+    """Frames in ``frames_dir/<video>/``, one annotation PNG per annotated frame in ``ann_dir/<video>/``
+    (DAVIS, YouTube-VOS, MOSE); a frame is annotated when its PNG exists."""
+
+    ann_dir: Path
+    #: A video without an annotation folder: an error (DAVIS) or a video with no annotated frame.
+    ann_folder_required = True
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._videos: list[str] = []
+        self._ann_names: dict[str, dict[str, str]] = {}
+        self._first: dict[str, dict[str, int]] = {}
+
+    def videos(self) -> list[str]:
+        return list(self._videos)
+
+    def _ann_map(self, video_id: str) -> dict[str, str]:
+        m = self._ann_names.get(video_id)
+        if m is None:
+            self._check_video(video_id)
+            d = self.ann_dir / video_id
+            if d.is_dir():
+                m = file_stems(d, (".png",), "annotation folder")
+            elif self.ann_folder_required:
+                raise SambenchError(f"{d}: annotation folder of video {video_id!r} not found")
+            else:
+                m = {}
+            self._ann_names[video_id] = m
+        return m
+
+    def annotated(self, video_id: str) -> list[int]:
+        ann = self._ann_map(video_id)
+        return [t for t, fid in enumerate(self.frame_ids(video_id)) if fid in ann]
+
+    def annotation_files(self, video_id: str) -> list[Path]:
+        return [self.ann_dir / video_id / f for f in self._ann_map(video_id).values()]
+
+    def _values(self, video_id: str, t: int) -> Optional[tuple[np.ndarray, str, Path]]:
+        """Frame ``t``'s annotation values, kind and file (None when not annotated); size-checked."""
+        t = self._check_t(video_id, t)
+        f = self._ann_map(video_id).get(self.frame_ids(video_id)[t])
+        if f is None:
+            return None
+        path = self.ann_dir / video_id / f
+        values, kind = read_mask_values(path)
+        self._check_size(values, video_id, path)
+        return values, kind, path
+
+    def _indices(self, video_id: str, t: int) -> Optional[np.ndarray]:
+        """Frame ``t``'s object indices (0 background, 255 void), None when not annotated."""
+        got = self._values(video_id, t)
+        if got is None:
+            return None
+        values, kind, _ = got
+        return values.astype(np.uint8) if kind == "binary" else values
+
+    def _scan(self, video_id: str) -> dict[str, int]:
+        """Index (as str) -> first annotated frame holding it, from one pass over the PNGs (cached)."""
+        if video_id not in self._first:
+            first: dict[str, int] = {}
+            for t in self.annotated(video_id):
+                for v in np.unique(self._indices(video_id, t)).tolist():
+                    if v not in (0, VOID) and str(v) not in first:
+                        first[str(v)] = t
+            self._first[video_id] = first
+        return self._first[video_id]
+
+
 # -- DAVIS ---------------------------------------------------------------------------------------------------
-class _Davis(FrameFolders):
+class _Davis(PngAnnotated):
     year = ""
 
     def __init__(self, root: os.PathLike | str, split: Optional[str] = None, name: Optional[str] = None,
@@ -155,7 +221,7 @@ class _Davis(FrameFolders):
             if not d.is_dir():
                 raise SambenchError(f"{d}: not found (a DAVIS root holds JPEGImages/{self.resolution}/ and "
                                     f"Annotations/{self.resolution}/)")
-        on_disk = [v for v in _listdir(self.frames_dir, "frame folder") if (self.frames_dir / v).is_dir()]
+        on_disk = [v for v in list_folder(self.frames_dir, "frame folder") if (self.frames_dir / v).is_dir()]
         if split is None:
             self._videos = on_disk
         else:
@@ -165,8 +231,6 @@ class _Davis(FrameFolders):
                 raise SambenchError(f"{self._split_file}: lists {len(missing)} sequence(s) with no folder in "
                                     f"{self.frames_dir} (e.g. {missing[0]})")
             self._videos = sorted(listed)
-        self._index: dict[str, tuple[list[str], dict[str, int]]] = {}
-        self._ann_names: dict[str, dict[str, str]] = {}
 
     def _split_candidates(self, split: str) -> list[Path]:
         return [self.root / "ImageSets" / self.year / f"{split}.txt"]
@@ -190,39 +254,8 @@ class _Davis(FrameFolders):
             raise SambenchError(f"{f}: empty split file")
         return seqs
 
-    def videos(self) -> list[str]:
-        return list(self._videos)
-
-    def _ann_map(self, video_id: str) -> dict[str, str]:
-        m = self._ann_names.get(video_id)
-        if m is None:
-            self._check_video(video_id)
-            d = self.ann_dir / video_id
-            if not d.is_dir():
-                raise SambenchError(f"{d}: annotation folder of video {video_id!r} not found")
-            m = self._ann_names[video_id] = _stems(d, (".png",), "annotation folder")
-        return m
-
-    def annotated(self, video_id: str) -> list[int]:
-        ann = self._ann_map(video_id)
-        return [t for t, fid in enumerate(self.frame_ids(video_id)) if fid in ann]
-
-    def annotation_files(self, video_id: str) -> list[Path]:
-        return [self.ann_dir / video_id / f for f in self._ann_map(video_id).values()]
-
     def _hash_options(self) -> Any:
         return {"resolution": self.resolution}
-
-    def _values(self, video_id: str, t: int) -> Optional[tuple[np.ndarray, str, Path]]:
-        t = self._check_t(video_id, t)
-        fid = self.frame_ids(video_id)[t]
-        f = self._ann_map(video_id).get(fid)
-        if f is None:
-            return None
-        path = self.ann_dir / video_id / f
-        values, kind = read_mask_values(path)
-        self._check_size(values, video_id, path)
-        return values, kind, path
 
     def describe(self) -> dict:
         return {**super().describe(), "split": self.split, "resolution": self.resolution}
@@ -255,7 +288,7 @@ class Davis2017Dataset(_Davis):
 
     year = "2017"
 
-    def _indices(self, video_id: str, t: int) -> Optional[tuple[np.ndarray, Path]]:
+    def _indices(self, video_id: str, t: int) -> Optional[np.ndarray]:
         got = self._values(video_id, t)
         if got is None:
             return None
@@ -264,43 +297,32 @@ class Davis2017Dataset(_Davis):
                                 and values.any()):
             raise SambenchError(f"{path}: a binary {{0, 255}} mask, not DAVIS 2017 object indices "
                                 f"(open DAVIS 2016 data as davis2016:PATH)")
-        return values, path
-
-    def _scan(self, video_id: str) -> tuple[list[str], dict[str, int]]:
-        """Object ids and first non-empty frames, from one pass over the annotated frames (cached)."""
-        if video_id not in self._index:
-            first: dict[str, int] = {}
-            for t in self.annotated(video_id):
-                values, _ = self._indices(video_id, t)
-                for v in np.unique(values).tolist():
-                    if v not in (0, VOID) and str(v) not in first:
-                        first[str(v)] = t
-            self._index[video_id] = (_sort_ids(first), first)
-        return self._index[video_id]
+        return values
 
     def object_ids(self, video_id: str) -> list[str]:
-        return list(self._scan(video_id)[0])
+        return sort_ids(self._scan(video_id))
 
     def first_frames(self, video_id: str) -> dict[str, int]:
-        return dict(self._scan(video_id)[1])
+        return dict(self._scan(video_id))
 
     def masks(self, video_id: str, t: int) -> Optional[dict[str, np.ndarray]]:
-        got = self._indices(video_id, t)
-        if got is None:
+        values = self._indices(video_id, t)
+        if values is None:
             return None
-        values, _ = got
         return {oid: values == int(oid) for oid in self.object_ids(video_id)}
 
     def void(self, video_id: str, t: int) -> Optional[np.ndarray]:
-        got = self._indices(video_id, t)
-        return None if got is None else got[0] == VOID
+        values = self._indices(video_id, t)
+        return None if values is None else values == VOID
 
 
 # -- YouTube-VOS / MOSE --------------------------------------------------------------------------------------
 SPARSE_SPLITS = ("valid", "test")
 
 
-class YtvosDataset(FrameFolders):
+class YtvosDataset(PngAnnotated):
+    ann_folder_required = False
+
     """YouTube-VOS and MOSE: ``<split>/JPEGImages``, ``<split>/Annotations``, ``meta.json`` (module docstring)."""
 
     def __init__(self, root: os.PathLike | str, split: Optional[str] = None, name: Optional[str] = None,
@@ -329,34 +351,16 @@ class YtvosDataset(FrameFolders):
                                if m.is_file()), None)
         self._meta: Optional[dict] = None
         if self.meta_file is not None:
-            meta = _load_json(self.meta_file)
+            meta = load_json(self.meta_file)
             vids = meta.get("videos") if isinstance(meta, dict) else None
             if not isinstance(vids, dict):
                 raise SambenchError(f"{self.meta_file}: expected {{\"videos\": {{video: {{\"objects\": ...}}}}}}")
             self._meta = vids
-        on_disk = [v for v in _listdir(self.frames_dir, "frame folder") if (self.frames_dir / v).is_dir()]
+        on_disk = [v for v in list_folder(self.frames_dir, "frame folder") if (self.frames_dir / v).is_dir()]
         self._videos = sorted(v for v in on_disk if self._meta is None or v in self._meta)
-        self._ann_names: dict[str, dict[str, str]] = {}
-        self._scanned: dict[str, dict[str, int]] = {}
-
-    def videos(self) -> list[str]:
-        return list(self._videos)
-
-    def _ann_map(self, video_id: str) -> dict[str, str]:
-        m = self._ann_names.get(video_id)
-        if m is None:
-            self._check_video(video_id)
-            d = self.ann_dir / video_id
-            m = self._ann_names[video_id] = _stems(d, (".png",), "annotation folder") if d.is_dir() else {}
-        return m
-
-    def annotated(self, video_id: str) -> list[int]:
-        ann = self._ann_map(video_id)
-        return [t for t, fid in enumerate(self.frame_ids(video_id)) if fid in ann]
 
     def annotation_files(self, video_id: str) -> list[Path]:
-        files = [self.ann_dir / video_id / f for f in self._ann_map(video_id).values()]
-        return files + ([self.meta_file] if self.meta_file is not None else [])
+        return super().annotation_files(video_id) + ([self.meta_file] if self.meta_file is not None else [])
 
     def _hash_options(self) -> Any:
         return {"sparse": self.sparse, "split": self.split}
@@ -369,31 +373,9 @@ class YtvosDataset(FrameFolders):
             raise SambenchError(f"{self.meta_file}: video {video_id!r} has no \"objects\" mapping")
         return objs
 
-    def _indices(self, video_id: str, t: int) -> Optional[np.ndarray]:
-        t = self._check_t(video_id, t)
-        f = self._ann_map(video_id).get(self.frame_ids(video_id)[t])
-        if f is None:
-            return None
-        path = self.ann_dir / video_id / f
-        values, kind = read_mask_values(path)
-        if kind == "binary":
-            values = values.astype(np.uint8)
-        self._check_size(values, video_id, path)
-        return values
-
-    def _scan(self, video_id: str) -> dict[str, int]:
-        if video_id not in self._scanned:
-            first: dict[str, int] = {}
-            for t in self.annotated(video_id):
-                for v in np.unique(self._indices(video_id, t)).tolist():
-                    if v not in (0, VOID) and str(v) not in first:
-                        first[str(v)] = t
-            self._scanned[video_id] = first
-        return self._scanned[video_id]
-
     def object_ids(self, video_id: str) -> list[str]:
         objs = self._objects_meta(video_id)
-        return _sort_ids(objs) if objs is not None else _sort_ids(self._scan(video_id))
+        return sort_ids(objs) if objs is not None else sort_ids(self._scan(video_id))
 
     def first_frames(self, video_id: str) -> dict[str, int]:
         objs = self._objects_meta(video_id)
@@ -415,161 +397,11 @@ class YtvosDataset(FrameFolders):
             return None
         if self.sparse:
             present = [str(v) for v in np.unique(values).tolist() if v not in (0, VOID)]
-            return {oid: values == int(oid) for oid in _sort_ids(present)}
+            return {oid: values == int(oid) for oid in sort_ids(present)}
         return {oid: values == int(oid) for oid in self.object_ids(video_id)}
 
     def describe(self) -> dict:
         return {**super().describe(), "split": self.split, "sparse": self.sparse}
-
-
-# -- SA-V ----------------------------------------------------------------------------------------------------
-@lru_cache(maxsize=8)
-def _masklets(path: str, mtime_ns: int) -> dict:
-    data = _load_json(Path(path))
-    if not isinstance(data, dict) or not isinstance(data.get("masklet"), list) or "masklet_id" not in data:
-        raise SambenchError(f"{path}: not an SA-V masklet file (needs \"masklet\" and \"masklet_id\")")
-    return data
-
-
-class SavDataset(FrameFolders):
-    """SA-V: masklet JSON (COCO RLE) + extracted JPEG frames, or the val/test PNG layout (module docstring)."""
-
-    def __init__(self, root: os.PathLike | str, split: Optional[str] = None, name: Optional[str] = None,
-                 annot_rate: Any = 4) -> None:
-        super().__init__(name or "sav")
-        self.format = "sav"
-        root = Path(root)
-        if not root.is_dir():
-            raise SambenchError(f"{root}: SA-V root directory not found")
-        try:
-            self.annot_rate = int(annot_rate)
-        except (TypeError, ValueError):
-            raise SambenchError(f"annot_rate: expected an integer, got {annot_rate!r}") from None
-        check_min(self.annot_rate, 1, "annot_rate")
-        self.root, self.split = root, split
-        self.frames_dir = root / "JPEGImages_24fps" if (root / "JPEGImages_24fps").is_dir() else root
-        self.png_dir = root / "Annotations_6fps"
-        self.layout = "png" if self.png_dir.is_dir() else "json"
-        if self.layout == "json":
-            vids = sorted(f[: -len("_manual.json")] for f in _listdir(root, "SA-V folder") if f.endswith("_manual.json"))
-        else:
-            vids = [v for v in _listdir(self.png_dir, "annotation folder") if (self.png_dir / v).is_dir()]
-        if not vids:
-            raise SambenchError(f"{root}: no SA-V annotations (<video>_manual.json files or Annotations_6fps/)")
-        if split is not None:
-            lst = root / f"sav_{split}.txt"
-            if not lst.is_file():
-                raise SambenchError(f"{lst}: split file for split '{split}' not found")
-            listed = [ln.strip() for ln in lst.read_text().splitlines() if ln.strip()]
-            vids = sorted(set(vids) & set(listed))
-        self._videos = [v for v in vids if (self.frames_dir / v).is_dir()]
-        if not self._videos:
-            raise SambenchError(f"{self.frames_dir}: no frame folder <video>/ for any annotated SA-V video")
-
-    def videos(self) -> list[str]:
-        return list(self._videos)
-
-    def _hash_options(self) -> Any:
-        return {"annot_rate": self.annot_rate, "layout": self.layout}
-
-    def _json_path(self, video_id: str) -> Path:
-        return self.root / f"{video_id}_manual.json"
-
-    def _data(self, video_id: str) -> dict:
-        p = self._json_path(video_id)
-        try:
-            mtime = p.stat().st_mtime_ns
-        except OSError:
-            raise SambenchError(f"{p}: file not found") from None
-        return _masklets(str(p), mtime)
-
-    def _json_entry(self, video_id: str, t: int) -> Optional[int]:
-        """The masklet entry annotating frame ``t`` (its name / annot_rate), or None."""
-        fid = self.frame_ids(video_id)[t]
-        if not fid.isdigit() or int(fid) % self.annot_rate:
-            return None
-        k = int(fid) // self.annot_rate
-        return k if k < len(self._data(video_id)["masklet"]) else None
-
-    def _png_objects(self, video_id: str) -> list[str]:
-        d = self.png_dir / video_id
-        return [o for o in _listdir(d, "annotation folder") if (d / o).is_dir()]
-
-    def _png_frames(self, video_id: str) -> set[str]:
-        out: set[str] = set()
-        for o in self._png_objects(video_id):
-            out |= set(_stems(self.png_dir / video_id / o, (".png",), "annotation folder"))
-        return out
-
-    def object_ids(self, video_id: str) -> list[str]:
-        self._check_video(video_id)
-        if self.layout == "png":
-            return self._png_objects(video_id)
-        return [str(i) for i in self._data(video_id)["masklet_id"]]
-
-    def annotated(self, video_id: str) -> list[int]:
-        if self.layout == "png":
-            have = self._png_frames(video_id)
-            return [t for t, fid in enumerate(self.frame_ids(video_id)) if fid in have]
-        return [t for t in range(self.frame_count(video_id)) if self._json_entry(video_id, t) is not None]
-
-    def annotation_files(self, video_id: str) -> list[Path]:
-        if self.layout == "json":
-            return [self._json_path(video_id)]
-        return [self.png_dir / video_id / o / f for o in self._png_objects(video_id)
-                for f in _stems(self.png_dir / video_id / o, (".png",), "annotation folder").values()]
-
-    def first_frames(self, video_id: str) -> dict[str, int]:
-        if self.layout == "png":
-            return super().first_frames(video_id)
-        data, ids = self._data(video_id), self.object_ids(video_id)
-        first: dict[str, int] = {}
-        for t in self.annotated(video_id):
-            for oid, rle in zip(ids, data["masklet"][self._json_entry(video_id, t)]):
-                if oid not in first and int(mask_utils.area(self._rle(rle, video_id))) > 0:
-                    first[oid] = t
-        return first
-
-    def _rle(self, rle: Any, video_id: str) -> dict:
-        if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
-            raise SambenchError(f"{self._json_path(video_id)}: a masklet entry is not a COCO RLE {{size, counts}}")
-        counts = rle["counts"]
-        return {"size": list(rle["size"]), "counts": counts.encode() if isinstance(counts, str) else counts}
-
-    def masks(self, video_id: str, t: int) -> Optional[dict[str, np.ndarray]]:
-        t = self._check_t(video_id, t)
-        if self.layout == "png":
-            fid = self.frame_ids(video_id)[t]
-            if fid not in self._png_frames(video_id):
-                return None
-            h, w = self.frame_size(video_id)
-            out = {}
-            for o in self.object_ids(video_id):
-                p = self.png_dir / video_id / o / f"{fid}.png"
-                if p.is_file():
-                    values, kind = read_mask_values(p)
-                    self._check_size(values, video_id, p)
-                    out[o] = values.astype(bool) if kind == "binary" else values > 0
-                else:
-                    out[o] = np.zeros((h, w), bool)
-            return out
-        k = self._json_entry(video_id, t)
-        if k is None:
-            return None
-        entry = self._data(video_id)["masklet"][k]
-        ids = self.object_ids(video_id)
-        if not isinstance(entry, list) or len(entry) != len(ids):
-            raise SambenchError(f"{self._json_path(video_id)}: masklet entry {k} has "
-                                f"{len(entry) if isinstance(entry, list) else 'no'} masks for {len(ids)} masklet ids")
-        out = {}
-        for oid, rle in zip(ids, entry):
-            m = mask_utils.decode(self._rle(rle, video_id)).astype(bool)
-            self._check_size(m, video_id, self._json_path(video_id))
-            out[oid] = m
-        return out
-
-    def describe(self) -> dict:
-        return {**super().describe(), "split": self.split, "layout": self.layout, "annot_rate": self.annot_rate}
 
 
 # -- detection -----------------------------------------------------------------------------------------------
@@ -582,9 +414,9 @@ def detect_format(path: Path) -> str:
     if (root / "JPEGImages").is_dir() and ann.is_dir():
         if (root / "ImageSets" / "2017").is_dir():
             return "davis2017"
-        res = [d for d in _listdir(ann, "annotation folder") if (ann / d).is_dir()]
+        res = [d for d in list_folder(ann, "annotation folder") if (ann / d).is_dir()]
         if (root / "JPEGImages" / "480p").is_dir() and "480p" in res:
-            for video in _listdir(ann / "480p", "annotation folder"):
+            for video in list_folder(ann / "480p", "annotation folder"):
                 pngs = sorted((ann / "480p" / video).glob("*.png"))
                 if pngs:
                     with Image.open(pngs[0]) as im:
@@ -593,7 +425,7 @@ def detect_format(path: Path) -> str:
         return "ytvos"   # a YouTube-VOS split folder: JPEGImages/<video>/ directly
     if any((path / s / "JPEGImages").is_dir() for s in ("train", "valid", "val", "test")):
         return "ytvos"
-    if (path / "Annotations_6fps").is_dir() or any(f.endswith("_manual.json") for f in _listdir(path, "folder")):
+    if (path / "Annotations_6fps").is_dir() or any(f.endswith("_manual.json") for f in list_folder(path, "folder")):
         return "sav"
     raise SambenchError(f"{path}: not a known video layout (DAVIS JPEGImages/+Annotations/, YouTube-VOS/MOSE "
                         f"<split>/JPEGImages, SA-V *_manual.json or Annotations_6fps/); name it as FORMAT:PATH")

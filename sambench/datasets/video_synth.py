@@ -122,6 +122,11 @@ class SyntheticVideoDataset(VideoDataset):
             self._sprites[name] = (img[y0:y1, x0:x1].copy(), mask[y0:y1, x0:x1].copy())
         return self._sprites[name]
 
+    def background(self, video_id: str) -> np.ndarray:
+        """The video's background (RGB uint8, canvas size): every frame pixel outside the masks and the occluder."""
+        self._check_video(video_id)
+        return self._background(VIDEOS[video_id][1]).copy()
+
     def _background(self, name: str) -> np.ndarray:
         if name not in self._backgrounds:
             img = read_image(self._image(name))

@@ -85,6 +85,20 @@ def _disk(radius: int) -> np.ndarray:
     return (r[:, None] ** 2 + r[None, :] ** 2 <= radius ** 2).astype(np.uint8)
 
 
+def _box(mask: np.ndarray, margin: int) -> Optional[tuple[slice, slice]]:
+    """The mask's bounding box grown by ``margin`` (clipped to the image), None for an empty mask.
+
+    With a margin of at least the tolerance + 2, the boundary map and the dilations computed on the crop
+    equal the full image's restricted to it: rows/columns beyond the box are empty in both masks, so a
+    crop edge inside the image sees empty neighbours, exactly as the full image does there."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    h, w = mask.shape
+    return (slice(max(0, rows[0] - margin), min(h, rows[-1] + margin + 1)),
+            slice(max(0, cols[0] - margin), min(w, cols[-1] + margin + 1)))
+
+
 def boundary_f(pred: np.ndarray, gt: np.ndarray, bound_th: float = BOUND_TH,
                void: Optional[np.ndarray] = None) -> float:
     """DAVIS boundary F-measure of a predicted mask against the GT (module docstring: conventions)."""
@@ -93,13 +107,18 @@ def boundary_f(pred: np.ndarray, gt: np.ndarray, bound_th: float = BOUND_TH,
     if void is not None:
         keep = ~void.astype(bool, copy=False)
         p, g = p & keep, g & keep
+    radius = boundary_tolerance(pred.shape, bound_th)
+    box = _box(p | g, radius + 2)
+    if box is None:
+        return 1.0                                   # both empty: no boundary on either side
+    p, g = p[box], g[box]
     pb, gb = boundary_map(p), boundary_map(g)
     n_p, n_g = int(np.count_nonzero(pb)), int(np.count_nonzero(gb))
     if n_p == 0 and n_g == 0:
         return 1.0
     if n_p == 0 or n_g == 0:
         return 0.0  # P=1,R=0 or P=0,R=1: F = 0 either way
-    kernel = _disk(boundary_tolerance(pred.shape, bound_th))
+    kernel = _disk(radius)
     p_dil = cv2.dilate(pb.astype(np.uint8), kernel).astype(bool)
     g_dil = cv2.dilate(gb.astype(np.uint8), kernel).astype(bool)
     precision = np.count_nonzero(pb & g_dil) / n_p
