@@ -94,6 +94,9 @@ def time_figure(series: pd.DataFrame, wanted: list[tuple[str, str, str]], colors
 
 def video_section(out: ReportFiles, inputs: ReportInputs) -> list[Section]:
     """The video section (module docstring); nothing when the runs hold no video rows."""
+    if not any(isinstance(p, dict) and (p.get("identity") or {}).get("video")
+               for man in inputs.manifests for p in (man.get("protocols") or {}).values()):
+        return []  # no video protocol: the stores are not opened again
     tracks = load_tracks(inputs.run_dirs)
     if tracks.empty:
         return []
