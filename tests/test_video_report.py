@@ -85,3 +85,24 @@ def test_the_report_has_a_video_section(mask_run, tmp_path):
     assert 'id="video"' in page and "video_j_over_time" in page
     board = json.loads((tmp_path / "rep" / "leaderboard.json").read_text())
     assert {(c["model"], c["level"]) for c in board["video"]} == {("mask-hold", "gt-mask"), ("flow-warp", "gt-mask")}
+
+
+@pytest.mark.slow
+def test_leaderboard_verify_rescores_video_rows_and_finds_a_changed_frame(mask_run, tmp_path):
+    from sambench.leaderboard.verify import verify_run
+
+    clean = verify_run(mask_run)
+    assert clean.ok and clean.checked == 4  # 2 models x 2 videos, each with its per-frame masks (draw 0)
+    bad = tmp_path / "bad"
+    shutil.copytree(mask_run, bad)
+    con = sqlite3.connect(str(bad / "results.sqlite"))
+    (frames,) = con.execute("SELECT j_frames FROM tracks WHERE model='flow-warp' AND image_id='v1-banana'").fetchone()
+    j = json.loads(frames)
+    j[2] += 0.01  # one frame's J no longer what its stored mask scores (and no longer the mean's)
+    with con:
+        con.execute("UPDATE tracks SET j_frames=? WHERE model='flow-warp' AND image_id='v1-banana'", (json.dumps(j),))
+    con.close()
+    found = verify_run(bad)
+    assert not found.ok
+    assert any("frame 3: stored J/F" in m for m in found.mismatches)
+    assert any("stored j_mean" in m for m in found.mismatches)

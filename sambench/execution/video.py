@@ -49,6 +49,10 @@ from sambench.metrics.video import boundary_f, region_j, track_scores
 from sambench.store import CORRUPTION_IDENTITY, MODEL_IDENTITY, PROTOCOL_IDENTITY, Row, Store
 from sambench.types import Object, Prompt, SambenchError, canonical_json
 
+#: Draws whose per-frame predicted masks are kept (``tracks.masks_rle``, COCO RLE per scored frame): what
+#: ``leaderboard --verify`` re-scores frame by frame; the other draws' rows are checked for consistency only.
+#: One draw per (track, setting) bounds the store (an RLE per frame is ~0.1-1 kB).
+VERIFIED_DRAWS = (0,)
 #: Corrupted frames a :class:`CorruptedFrames` keeps (a propagation visits the prompt frame twice at most).
 CORRUPTED_CACHE = 2
 
@@ -321,6 +325,7 @@ def _task_row(adapter, model, dataset_name, video_id, task: VideoTask, truth, pf
 
     if task.error is not None:
         return failed(task.error)
+    keep_masks = keep_masks or task.draw in VERIFIED_DRAWS
     try:
         session = session_of()
         outputs = adapter.propagate(session, pf, prompt=task.prompt, mask=task.mask, direction=direction)
@@ -360,7 +365,11 @@ def is_video_run(config: RunConfig) -> bool:
     return kinds == {True}
 
 
-def _open(spec) -> Any:
+def open_video_spec(spec) -> Any:
+    """The video dataset of a :class:`DatasetSpec` (or of its manifest dict, ``DatasetSpec.to_dict``); a dataset
+    object is returned as it is."""
+    if isinstance(spec, dict):
+        spec = DatasetSpec.from_dict(spec)
     if isinstance(spec, DatasetSpec):
         return open_video_dataset(spec.spec, **({"name": spec.name} if spec.name else {}), **spec.options)
     return spec
@@ -405,7 +414,7 @@ def run_video(config: RunConfig, adapters: Optional[dict[str, VideoAdapter]] = N
     config = resolved(config, adapters)
     protocols = protocols_of(config)
     axis = corr.parse_specs([c for p in protocols for c in p.card.corruptions] + list(config.corruptions))
-    datasets = [_open(d) for d in config.datasets]
+    datasets = [open_video_spec(d) for d in config.datasets]
     built = dict(adapters or {})
     for m in config.models:
         if m not in built:
@@ -460,5 +469,5 @@ def _execute(store: Store, config: RunConfig, protocols: list[Protocol], axis: l
     return added
 
 
-__all__ = ["CorruptedFrames", "Scored", "VideoTask", "VideoTruth", "evaluate_video", "is_video_run",
+__all__ = ["VERIFIED_DRAWS", "CorruptedFrames", "Scored", "VideoTask", "VideoTruth", "evaluate_video", "is_video_run", "open_video_spec",
            "prompt_frame_of", "run_video", "score_propagation", "track_tasks"]
