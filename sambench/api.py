@@ -37,12 +37,13 @@ from sambench.adapters.base import Adapter
 from sambench.adapters.video import VideoAdapter
 from sambench.analysis.compare import compare_runs
 from sambench.analysis.summary import per_object, summarize
+from sambench.analysis.video import video_summary
 from sambench.config import ModelCard, ProtocolCard, resolve_model_name
 from sambench.datasets import Dataset, DatasetSpec
 from sambench.datasets.video import VideoDataset
 from sambench.execution.config import OPTIONS, RunConfig, resolved
 from sambench.execution.runner import run as execute
-from sambench.store import Store, as_loaded, load_objects, load_runs
+from sambench.store import Store, as_loaded, load_objects, load_runs, load_tracks
 from sambench.types import SambenchError
 
 Model = Union[str, ModelCard, Adapter, VideoAdapter]
@@ -89,6 +90,11 @@ class Run:
         if self._summary is None:
             self._summary = summarize(self._load()[0], objects=self._per_object())
         return self._summary.copy()
+
+    def video_summary(self) -> pd.DataFrame:
+        """The video summary (:func:`sambench.analysis.video.video_summary`: J, F, J&F per level in percent, the
+        unit the track) of the runs' video rows; empty when they hold none (docs/video.md "Reports")."""
+        return video_summary(self._load()[0], load_tracks(self.paths))
 
     def _per_object(self) -> pd.DataFrame:
         """:func:`sambench.analysis.summary.per_object` of the rows, with the stability the runs stored; once."""

@@ -81,6 +81,8 @@ def test_the_report_has_a_video_section(mask_run, tmp_path):
     assert {"video_summary.csv", "j_over_time.csv"} <= set(written)
     table = pd.read_csv(written["video_summary.csv"])
     assert set(table["model"]) == {"mask-hold", "flow-warp"} and (table["level"] == "gt-mask").all()
+    api = sambench.open_run(mask_run).video_summary()  # the same table from the Python API
+    assert api["JF"].round(9).tolist() == table["JF"].round(9).tolist()
     page = (tmp_path / "rep" / "index.html").read_text()
     assert 'id="video"' in page and "video_j_over_time" in page
     board = json.loads((tmp_path / "rep" / "leaderboard.json").read_text())

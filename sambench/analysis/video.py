@@ -26,19 +26,19 @@ from sambench.store import KEY_COLUMNS, LEVEL_COLUMNS, OBJECT_COLUMNS
 #: The video summary's columns (``video_summary.csv``; an interface, like ``summary.csv``'s).
 VIDEO_SUMMARY_COLUMNS = ["dataset", "model", "protocol", "level", "level_value", "corruption", "severity", "n",
                          "failed", "J", "F", "JF", "J_recall", "F_recall", "J_decay", "F_decay"]
-#: tracks column → video summary column.
-_STATS = {"j_mean": "J", "f_mean": "F", "jf": "JF", "j_recall": "J_recall", "f_recall": "F_recall",
-          "j_decay": "J_decay", "f_decay": "F_decay"}
+#: tracks column → video summary column (and :func:`sambench.metrics.video.track_scores` key).
+TRACK_STATS = {"j_mean": "J", "f_mean": "F", "jf": "JF", "j_recall": "J_recall", "f_recall": "F_recall",
+               "j_decay": "J_decay", "f_decay": "F_decay"}
 
 
 def with_tracks(rows: pd.DataFrame, tracks: pd.DataFrame) -> pd.DataFrame:
     """The rows of video protocols (those with a tracks entry, or failed rows of a protocol that has some) with
     their track scores joined on the result key."""
     if tracks is None or tracks.empty:
-        return pd.DataFrame(columns=list(rows.columns) + list(_STATS))
+        return pd.DataFrame(columns=list(rows.columns) + list(TRACK_STATS))
     video = set(tracks["protocol"])
     sub = rows[rows["protocol"].isin(video)]
-    return sub.merge(tracks[list(KEY_COLUMNS) + list(_STATS)], on=list(KEY_COLUMNS), how="left")
+    return sub.merge(tracks[list(KEY_COLUMNS) + list(TRACK_STATS)], on=list(KEY_COLUMNS), how="left")
 
 
 def per_track(rows: pd.DataFrame, tracks: pd.DataFrame) -> pd.DataFrame:
@@ -46,10 +46,10 @@ def per_track(rows: pd.DataFrame, tracks: pd.DataFrame) -> pd.DataFrame:
     df = with_tracks(rows, tracks)
     ok = df[(df["status"] == "ok") & df["j_mean"].notna()]
     if ok.empty:
-        return pd.DataFrame(columns=list(OBJECT_COLUMNS) + ["level_value", "draws"] + list(_STATS))
+        return pd.DataFrame(columns=list(OBJECT_COLUMNS) + ["level_value", "draws"] + list(TRACK_STATS))
     return ok.groupby(list(OBJECT_COLUMNS), sort=True).agg(
         level_value=("level_value", "first"), draws=("draw", "count"),
-        **{c: (c, "mean") for c in _STATS}).reset_index()
+        **{c: (c, "mean") for c in TRACK_STATS}).reset_index()
 
 
 def video_summary(rows: pd.DataFrame, tracks: pd.DataFrame) -> pd.DataFrame:
@@ -61,11 +61,11 @@ def video_summary(rows: pd.DataFrame, tracks: pd.DataFrame) -> pd.DataFrame:
     failed = df[(df["status"] == "failed") & (df["level"] != "")].groupby(cells).size().rename("failed")
     tr = per_track(rows, tracks)
     agg = tr.groupby(cells, sort=True).agg(level_value=("level_value", "first"), n=("image_id", "count"),
-                                            **{c: (c, "mean") for c in _STATS})
+                                            **{c: (c, "mean") for c in TRACK_STATS})
     out = agg.join(failed, how="outer").reset_index()
     out["n"] = out["n"].fillna(0).astype(int)
     out["failed"] = out["failed"].fillna(0).astype(int)
-    for c, name in _STATS.items():
+    for c, name in TRACK_STATS.items():
         out[name] = 100.0 * out.pop(c)
     return out[VIDEO_SUMMARY_COLUMNS].sort_values(["dataset", "protocol", "level_value", "level", "model",
                                                    "corruption", "severity"], na_position="last").reset_index(drop=True)
@@ -104,4 +104,5 @@ def j_over_time(tracks: pd.DataFrame) -> pd.DataFrame:
     return out[cols]
 
 
-__all__ = ["VIDEO_SUMMARY_COLUMNS", "format_video_table", "j_over_time", "per_track", "video_summary", "with_tracks"]
+__all__ = ["TRACK_STATS", "VIDEO_SUMMARY_COLUMNS", "format_video_table", "j_over_time", "per_track", "video_summary",
+           "with_tracks"]

@@ -26,15 +26,13 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from sambench.analysis.video import TRACK_STATS
 from sambench.execution.video import VideoTruth, open_video_spec, prompt_frame_of
 from sambench.inputs.prompts import Protocol
 from sambench.metrics import decode_rle
 from sambench.metrics.video import boundary_f, region_j, track_scores
 from sambench.store import KEY_COLUMNS
 from sambench.types import Object, Prompt, SambenchError
-
-_STATS = {"J": "j_mean", "F": "f_mean", "JF": "jf", "J_recall": "j_recall", "F_recall": "f_recall",
-          "J_decay": "j_decay", "F_decay": "f_decay"}
 
 
 def _far(a, b, tol: float) -> bool:
@@ -94,7 +92,7 @@ def _check(where: str, r, e: dict, truth: VideoTruth, first: int, protocol: Opti
         result.add(f"{where}: stored scored frames {frames}, the annotated frames besides the prompt frame are {side}")
         return
     stats = track_scores(j, f)
-    for name, col in _STATS.items():
+    for col, name in TRACK_STATS.items():
         if _far(e[col], stats[name], tol):
             result.add(f"{where}: stored {col} {e[col]!r}, its per-frame values give {stats[name]!r}")
     if _far(r.iou, e["j_mean"], tol):
