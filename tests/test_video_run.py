@@ -121,6 +121,9 @@ def test_failures_are_failed_rows_with_their_reason(tmp_path):
 def test_video_and_image_protocols_cannot_share_a_run(tmp_path):
     with pytest.raises(SambenchError, match="video protocols .* and image protocols cannot share a run"):
         sambench.run(["mask-hold"], ["video-mask", "noisy-box"], SAMPLE, out=tmp_path / "r")
+    with pytest.raises(SambenchError, match="video runs execute in one process for now"):
+        sambench.run(["mask-hold"], ["video-mask"], SAMPLE, out=tmp_path / "r", workers=2)
+    assert not (tmp_path / "r").exists()  # refused before the run directory exists
 
 
 def test_corrupted_frames_are_keyed_per_frame():

@@ -411,6 +411,9 @@ def run_video(config: RunConfig, adapters: Optional[dict[str, VideoAdapter]] = N
     identities, invocations and manifest as the image path; returns the fields of
     :class:`sambench.execution.runner.RunResult` (which :func:`~sambench.execution.runner.run` builds)."""
     t0 = time.perf_counter()
+    if (config.workers or 1) > 1 or config.engine in ("process", "ray"):
+        raise SambenchError("video runs execute in one process for now (a video is the unit of work, one session "
+                            "per model): --workers and --engine process/ray do not apply; use --shard I/N per process")
     config = resolved(config, adapters)
     protocols = protocols_of(config)
     axis = corr.parse_specs([c for p in protocols for c in p.card.corruptions] + list(config.corruptions))
