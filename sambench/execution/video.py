@@ -252,13 +252,19 @@ def track_tasks(protocols: list[Protocol], dataset: str, video_id: str, object_i
 
 def evaluate_video(adapter: VideoAdapter, model: str, dataset, video_id: str, protocols: list[Protocol],
                    done: set, condition: tuple[str, int], seed: int, keep_masks: bool = False,
-                   counters: Optional[dict] = None) -> Iterator[tuple[list[Row], list[tuple]]]:
+                   counters: Optional[dict] = None, truth: Optional[dict] = None
+                   ) -> Iterator[tuple[list[Row], list[tuple]]]:
     """Per track of ``video_id``: (rows, tracks entries) of ``model``'s pending tasks under ``condition``, one
     session shared by all of them (opened on first need, closed at the end; ``counters["video_frames"]`` gains
-    the video's frame count when it is opened)."""
+    the video's frame count when it is opened). ``truth``: a dict that keeps the video's :class:`VideoTruth`
+    (read on first need) across the models and conditions of one video, so its GT is read once."""
     place = f"{dataset.name}/{video_id}" + (f" under {condition[0]}:{condition[1]}" if condition[1] else "")
+    truth = {} if truth is None else truth
     try:
-        truth = VideoTruth(dataset, video_id)
+        key = (dataset.name, video_id)
+        if key not in truth:
+            truth.clear()  # one video's GT at a time
+            truth[key] = VideoTruth(dataset, video_id)
         tracks = dataset.tracks(video_id)
     except SambenchError as exc:
         rows = [Row(model=model, dataset=dataset.name, image_id=video_id, object_id="", protocol=p.name, level="",
@@ -283,8 +289,8 @@ def evaluate_video(adapter: VideoAdapter, model: str, dataset, video_id: str, pr
 
     try:
         for track in tracks:
-            yield _track_rows(adapter, model, dataset.name, video_id, track.object_id, track.first_frame, truth,
-                              protocols, done, condition, session_of, keep_masks, place)
+            yield _track_rows(adapter, model, dataset.name, video_id, track.object_id, track.first_frame,
+                              truth[key], protocols, done, condition, session_of, keep_masks, place)
     finally:
         if "s" in session and not isinstance(session["s"], BaseException):
             adapter.close(session["s"])
@@ -448,6 +454,7 @@ def run_video(config: RunConfig, adapters: Optional[dict[str, VideoAdapter]] = N
 def _execute(store: Store, config: RunConfig, protocols: list[Protocol], axis: list, datasets: list, adapters: dict,
              invocation: dict) -> int:
     added = 0
+    truth: dict = {}  # the current video's GT, read once for all its models and conditions
     for ds in datasets:
         videos = select_images(ds.name, ds.videos(), config.limit, config.shard)
         bar = tqdm(total=len(videos), desc=ds.name, unit="video", disable=not config.progress, dynamic_ncols=True,
@@ -461,7 +468,7 @@ def _execute(store: Store, config: RunConfig, protocols: list[Protocol], axis: l
                     done = store.done_keys(model, ds.name, video_id)
                     before = ad.counters()
                     for rows, tracks in evaluate_video(ad, model, ds, video_id, group, done, condition,
-                                                       config.corruption_seed, counters=counters):
+                                                       config.corruption_seed, counters=counters, truth=truth):
                         now = ad.counters()
                         for k, v in now.items():
                             counters[k] = counters.get(k, 0) + v - before.get(k, 0)
