@@ -123,6 +123,8 @@ def test_video_and_image_protocols_cannot_share_a_run(tmp_path):
         sambench.run(["mask-hold"], ["video-mask", "noisy-box"], SAMPLE, out=tmp_path / "r")
     with pytest.raises(SambenchError, match="video runs execute in one process for now"):
         sambench.run(["mask-hold"], ["video-mask"], SAMPLE, out=tmp_path / "r", workers=2)
+    with pytest.raises(SambenchError, match="model 'box-fill' is an image model"):
+        sambench.run(["box-fill"], ["video-mask"], SAMPLE, out=tmp_path / "r")
     assert not (tmp_path / "r").exists()  # refused before the run directory exists
 
 

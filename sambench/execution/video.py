@@ -417,6 +417,11 @@ def run_video(config: RunConfig, adapters: Optional[dict[str, VideoAdapter]] = N
     identities, invocations and manifest as the image path; returns the fields of
     :class:`sambench.execution.runner.RunResult` (which :func:`~sambench.execution.runner.run` builds)."""
     t0 = time.perf_counter()
+    built = dict(adapters or {})
+    for m in config.models:  # first: an image model in a video run is the error to report
+        if m not in built:
+            built[m] = build_video_adapter(m, device=config.device, checkpoint=config.checkpoints.get(m),
+                                           plugin=config.plugins.get(m), options=config.model_options.get(m))
     if (config.workers or 1) > 1 or config.engine in ("process", "ray"):
         raise SambenchError("video runs execute in one process for now (a video is the unit of work, one session "
                             "per model): --workers and --engine process/ray do not apply; use --shard I/N per process")
@@ -424,11 +429,6 @@ def run_video(config: RunConfig, adapters: Optional[dict[str, VideoAdapter]] = N
     protocols = protocols_of(config)
     axis = corr.parse_specs([c for p in protocols for c in p.card.corruptions] + list(config.corruptions))
     datasets = [open_video_spec(d) for d in config.datasets]
-    built = dict(adapters or {})
-    for m in config.models:
-        if m not in built:
-            built[m] = build_video_adapter(m, device=config.device, checkpoint=config.checkpoints.get(m),
-                                           plugin=config.plugins.get(m), options=config.model_options.get(m))
     signatures = {m: built[m].signature() for m in config.models}
     ledger = _Ledger(config, protocols, axis)
     with RunLock(config.out).acquire(wait=config.wait_lock), Store(config.out) as store:
