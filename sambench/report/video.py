@@ -46,7 +46,6 @@ def jf_figure(table: pd.DataFrame, colors: dict):
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
     fig.axes[0].legend(fontsize=7)
-    fig.tight_layout()
     return fig
 
 
@@ -88,7 +87,6 @@ def time_figure(series: pd.DataFrame, wanted: list[tuple[str, str, str]], colors
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
     fig.axes[0].legend(fontsize=7)
-    fig.tight_layout()
     return fig
 
 
