@@ -108,3 +108,27 @@ def test_leaderboard_verify_rescores_video_rows_and_finds_a_changed_frame(mask_r
     assert not found.ok
     assert any("frame 3: stored J/F" in m for m in found.mismatches)
     assert any("stored j_mean" in m for m in found.mismatches)
+
+
+def test_video_headline_is_the_first_level_and_the_mean_over_levels_on_clean_frames():
+    from sambench.analysis.video import video_headline
+
+    cells = pd.DataFrame([
+        {"model": "m", "dataset": "d", "protocol": "p", "level": lv, "level_value": v, "severity": sev, "JF": jf,
+         "failed": failed}
+        for lv, v, sev, jf, failed in (("0.5", 0.5, 0, 40.0, 1), ("0", 0.0, 0, 70.0, 0), ("1", 1.0, 0, 10.0, 2),
+                                       ("0", 0.0, 3, 5.0, 0))])  # the severity-3 cell is not clean: left out
+    (h,) = video_headline(cells).to_dict("records")
+    assert (h["first_level"], h["jf_first"], h["levels"], h["failed"]) == ("0", 70.0, 3, 3)
+    assert h["jf_mean"] == pytest.approx((40.0 + 70.0 + 10.0) / 3)
+
+
+@pytest.mark.slow
+def test_the_leaderboard_lists_video_j_and_f(mask_run, tmp_path):
+    from sambench.leaderboard import write_board
+
+    written = write_board([mask_run], tmp_path / "board")
+    doc = json.loads(written["leaderboard.json"].read_text())
+    assert {(v["model"], v["protocol"]) for v in doc["video_headline"]} == {("mask-hold", "video-mask"),
+                                                                            ("flow-warp", "video-mask")}
+    assert "## Video" in written["leaderboard.md"].read_text()

@@ -84,6 +84,29 @@ def format_video_table(table: pd.DataFrame) -> str:
     return shown[cols].rename(columns={"JF": "J&F"}).to_string(index=False)
 
 
+#: The video headline's columns (leaderboard.json ``video_headline``, docs/video.md "Reports").
+VIDEO_HEADLINE_COLUMNS = ["model", "dataset", "protocol", "first_level", "jf_first", "jf_mean", "levels", "failed"]
+
+
+def video_headline(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, dataset, protocol) on clean frames, from :func:`video_summary`'s table: ``jf_first`` = the J&F of
+    the protocol's first level in level order (the GT mask, the GT box of a box-noise card, 1 point, 1 click),
+    ``jf_mean`` = the mean J&F over its levels (each level the mean over tracks), ``levels`` their number and
+    ``failed`` the failed rows; sorted by protocol, then ``jf_mean`` from best."""
+    clean = table[table["severity"].astype(int) == 0]
+    if clean.empty:
+        return pd.DataFrame(columns=VIDEO_HEADLINE_COLUMNS)
+    out = []
+    for (model, dataset, protocol), g in clean.groupby(["model", "dataset", "protocol"], sort=True):
+        g = g.sort_values(["level_value", "level"], na_position="first")
+        out.append({"model": model, "dataset": dataset, "protocol": protocol, "first_level": str(g["level"].iloc[0]),
+                    "jf_first": float(g["JF"].iloc[0]), "jf_mean": float(g["JF"].mean()), "levels": int(len(g)),
+                    "failed": int(g["failed"].sum())})
+    df = pd.DataFrame(out, columns=VIDEO_HEADLINE_COLUMNS)
+    return df.sort_values(["dataset", "protocol", "jf_mean", "model"], ascending=[True, True, False, True],
+                          na_position="last").reset_index(drop=True)
+
+
 def j_over_time(tracks: pd.DataFrame) -> pd.DataFrame:
     """Mean per-frame J by frame offset from the prompt frame (module docstring): columns model, protocol, level,
     corruption, severity, offset, J (percent), n (propagations that scored that offset)."""
@@ -104,5 +127,5 @@ def j_over_time(tracks: pd.DataFrame) -> pd.DataFrame:
     return out[cols]
 
 
-__all__ = ["TRACK_STATS", "VIDEO_SUMMARY_COLUMNS", "format_video_table", "j_over_time", "per_track", "video_summary",
-           "with_tracks"]
+__all__ = ["TRACK_STATS", "VIDEO_HEADLINE_COLUMNS", "VIDEO_SUMMARY_COLUMNS", "format_video_table", "j_over_time",
+           "per_track", "video_headline", "video_summary", "with_tracks"]
