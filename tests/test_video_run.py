@@ -162,3 +162,19 @@ def test_a_video_run_killed_mid_video_resumes_to_identical_rows(tmp_path):
     assert 13 <= len(partial) < len(stored_rows(full))
     subprocess.run(sambench_cli(*args, "--out", str(killed)), check=True, capture_output=True)
     assert stored_rows(killed) == stored_rows(full) and _tracks(killed) == _tracks(full)
+
+
+def test_masks_are_kept_for_draw_0_and_the_worst_and_best_draw_of_each_setting():
+    from sambench.execution.video import kept_masks
+    from sambench.store import TRACKS_COLUMNS
+
+    def entry(level, draw, jf):
+        values = dict.fromkeys(TRACKS_COLUMNS)
+        values.update(protocol="p", level=level, draw=draw, jf=jf, masks_rle=f"rle{level}/{draw}")
+        return tuple(values[c] for c in TRACKS_COLUMNS)
+
+    entries = [entry("1", d, jf) for d, jf in enumerate([0.5, 0.2, 0.9, 0.2, 0.6])] + [entry("2", 0, 0.3)]
+    kept = {(e[TRACKS_COLUMNS.index("level")], e[TRACKS_COLUMNS.index("draw")])
+            for e in kept_masks(entries) if e[TRACKS_COLUMNS.index("masks_rle")] is not None}
+    # level 1: draw 0 (verified), draw 1 (worst; draw 3 ties it but comes later), draw 2 (best); level 2: draw 0
+    assert kept == {("1", 0), ("1", 1), ("1", 2), ("2", 0)}

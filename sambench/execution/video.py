@@ -46,12 +46,14 @@ from sambench.inputs.clicks import run_sequence
 from sambench.inputs.prompts import Protocol
 from sambench.metrics import encode_rle
 from sambench.metrics.video import boundary_f, region_j, track_scores
-from sambench.store import CORRUPTION_IDENTITY, MODEL_IDENTITY, PROTOCOL_IDENTITY, Row, Store
+from sambench.store import CORRUPTION_IDENTITY, MODEL_IDENTITY, PROTOCOL_IDENTITY, TRACKS_COLUMNS, Row, Store
 from sambench.types import Object, Prompt, SambenchError, canonical_json
 
 #: Draws whose per-frame predicted masks are kept (``tracks.masks_rle``, COCO RLE per scored frame): what
 #: ``leaderboard --verify`` re-scores frame by frame; the other draws' rows are checked for consistency only.
-#: One draw per (track, setting) bounds the store (an RLE per frame is ~0.1-1 kB).
+#: Besides these, the worst and the best draw of each (track, setting) by J&F keep theirs (:func:`kept_masks`:
+#: the report's strip of frames). At most 3 draws per (track, setting) bound the store (an RLE per frame is
+#: ~0.1-1 kB).
 VERIFIED_DRAWS = (0,)
 #: Corrupted frames a :class:`CorruptedFrames` keeps (a propagation visits the prompt frame twice at most).
 CORRUPTED_CACHE = 2
@@ -317,11 +319,32 @@ def _track_rows(adapter, model, dataset_name, video_id, oid, first, truth, proto
                 t.error = str(exc)
         for task in tasks:
             row, entry = _task_row(adapter, model, dataset_name, video_id, task, truth, pf, direction, condition,
-                                   session_of, keep_masks, place)
+                                   session_of, True, place)
             rows.append(row)
             if entry is not None:
                 entries.append(entry)
-    return rows, entries
+    return rows, entries if keep_masks else kept_masks(entries)
+
+
+_PROTOCOL, _LEVEL, _DRAW = (TRACKS_COLUMNS.index(c) for c in ("protocol", "level", "draw"))
+_JF, _MASKS = TRACKS_COLUMNS.index("jf"), TRACKS_COLUMNS.index("masks_rle")
+
+
+def kept_masks(entries: list[tuple]) -> list[tuple]:
+    """``entries`` (one track's tracks tuples, all with their masks) with ``masks_rle`` kept only for the
+    :data:`VERIFIED_DRAWS` and for the worst and the best draw by J&F (the lowest draw on ties) of each
+    (protocol, level) among them."""
+    keep = set()
+    groups: dict[tuple, list[tuple]] = {}
+    for e in entries:
+        groups.setdefault((e[_PROTOCOL], e[_LEVEL]), []).append(e)
+    for group in groups.values():
+        scored = sorted((e for e in group if e[_JF] is not None and not np.isnan(e[_JF])), key=lambda e: e[_DRAW])
+        if scored:
+            keep.add((scored[0][_PROTOCOL], scored[0][_LEVEL], min(scored, key=lambda e: e[_JF])[_DRAW]))
+            keep.add((scored[0][_PROTOCOL], scored[0][_LEVEL], max(scored, key=lambda e: e[_JF])[_DRAW]))
+    return [e if e[_DRAW] in VERIFIED_DRAWS or (e[_PROTOCOL], e[_LEVEL], e[_DRAW]) in keep
+            else e[:_MASKS] + (None,) + e[_MASKS + 1:] for e in entries]
 
 
 def _task_row(adapter, model, dataset_name, video_id, task: VideoTask, truth, pf, direction, condition, session_of,
@@ -331,7 +354,6 @@ def _task_row(adapter, model, dataset_name, video_id, task: VideoTask, truth, pf
 
     if task.error is not None:
         return failed(task.error)
-    keep_masks = keep_masks or task.draw in VERIFIED_DRAWS
     try:
         session = session_of()
         outputs = adapter.propagate(session, pf, prompt=task.prompt, mask=task.mask, direction=direction)
@@ -479,5 +501,5 @@ def _execute(store: Store, config: RunConfig, protocols: list[Protocol], axis: l
     return added
 
 
-__all__ = ["VERIFIED_DRAWS", "CorruptedFrames", "Scored", "VideoTask", "VideoTruth", "evaluate_video", "is_video_run", "open_video_spec",
+__all__ = ["VERIFIED_DRAWS", "CorruptedFrames", "kept_masks", "Scored", "VideoTask", "VideoTruth", "evaluate_video", "is_video_run", "open_video_spec",
            "prompt_frame_of", "run_video", "score_propagation", "track_tasks"]
