@@ -132,3 +132,18 @@ def test_the_leaderboard_lists_video_j_and_f(mask_run, tmp_path):
     assert {(v["model"], v["protocol"]) for v in doc["video_headline"]} == {("mask-hold", "video-mask"),
                                                                             ("flow-warp", "video-mask")}
     assert "## Video" in written["leaderboard.md"].read_text()
+
+
+def test_the_strip_shows_each_models_worst_and_best_draw_where_draws_spread_most():
+    from sambench.report.video import strip_rows
+
+    def e(model, video, draw, jf):
+        return {"model": model, "dataset": "d", "image_id": video, "object_id": "1", "protocol": "p", "level": "1",
+                "draw": draw, "corruption": "none", "severity": 0, "jf": jf, "masks_rle": "[]", "frames": "[]"}
+
+    tracks = pd.DataFrame([e("a", "v1", 0, 0.5), e("a", "v1", 1, 0.6),              # spread 0.1
+                           e("a", "v2", 0, 0.9), e("a", "v2", 1, 0.1), e("a", "v2", 2, 0.4),  # spread 0.8
+                           e("b", "v2", 0, 0.3), e("b", "v2", 1, 0.35)])
+    rows = strip_rows(tracks)
+    assert [(r["model"], r["image_id"], r["which"], r["draw"]) for r in rows] == [
+        ("a", "v2", "worst", 1), ("a", "v2", "best", 0), ("b", "v2", "worst", 0), ("b", "v2", "best", 1)]
