@@ -121,8 +121,8 @@ def test_failures_are_failed_rows_with_their_reason(tmp_path):
 def test_video_and_image_protocols_cannot_share_a_run(tmp_path):
     with pytest.raises(SambenchError, match="video protocols .* and image protocols cannot share a run"):
         sambench.run(["mask-hold"], ["video-mask", "noisy-box"], SAMPLE, out=tmp_path / "r")
-    with pytest.raises(SambenchError, match="video runs execute in one process for now"):
-        sambench.run(["mask-hold"], ["video-mask"], SAMPLE, out=tmp_path / "r", workers=2)
+    with pytest.raises(SambenchError, match="video runs do not run on Ray yet"):
+        sambench.run(["mask-hold"], ["video-mask"], SAMPLE, out=tmp_path / "r", engine="ray")
     with pytest.raises(SambenchError, match="model 'box-fill' is an image model"):
         sambench.run(["box-fill"], ["video-mask"], SAMPLE, out=tmp_path / "r")
     assert not (tmp_path / "r").exists()  # refused before the run directory exists
@@ -146,6 +146,16 @@ def test_prompt_frames_first_largest_and_middle():
     assert prompt_frame_of(truth, "2", "first", 3) == (3, "forward") and present[0] == 3
     assert prompt_frame_of(truth, "2", "largest", 3) == (present[areas.index(max(areas))], "both")
     assert prompt_frame_of(truth, "2", "middle", 3) == (present[(len(present) - 1) // 2], "both")
+
+
+@pytest.mark.slow
+def test_a_process_pool_over_videos_stores_the_rows_tracks_and_counters_of_one_process(tmp_path):
+    kw = dict(levels=["0", "1"], draws=2, limit=2)
+    one = sambench.run(["mask-hold", "flow-warp"], "video-noisy-box", SAMPLE, out=tmp_path / "one", **kw)
+    pool = sambench.run(["mask-hold", "flow-warp"], "video-noisy-box", SAMPLE, out=tmp_path / "pool", workers=2, **kw)
+    assert stored_rows(tmp_path / "one") == stored_rows(tmp_path / "pool") and len(stored_rows(tmp_path / "one")) == 12
+    assert _tracks(tmp_path / "one") == _tracks(tmp_path / "pool")
+    assert one.manifests[0]["counters"] == pool.manifests[0]["counters"]
 
 
 @pytest.mark.slow

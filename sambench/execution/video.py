@@ -25,9 +25,11 @@ propagation that raises, a mask of the wrong size, a track with no frame to scor
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from collections import OrderedDict
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Iterable, Iterator, Optional
 
 import numpy as np
@@ -38,6 +40,8 @@ from sambench.config import ProtocolCard, Setting
 from sambench.datasets import DatasetSpec
 from sambench.datasets.video import open_video_dataset
 from sambench.execution.config import RunConfig, dataset_entry, protocols_of, resolved, select_images
+from sambench.execution.engines import pool_context
+from sambench.execution.lifetime import die_with_parent
 from sambench.execution.ledger import end_invocation, record_manifest, start_invocation
 from sambench.execution.lock import RunLock
 from sambench.execution.rows import describe
@@ -444,9 +448,9 @@ def run_video(config: RunConfig, adapters: Optional[dict[str, VideoAdapter]] = N
         if m not in built:
             built[m] = build_video_adapter(m, device=config.device, checkpoint=config.checkpoints.get(m),
                                            plugin=config.plugins.get(m), options=config.model_options.get(m))
-    if (config.workers or 1) > 1 or config.engine in ("process", "ray"):
-        raise SambenchError("video runs execute in one process for now (a video is the unit of work, one session "
-                            "per model): --workers and --engine process/ray do not apply; use --shard I/N per process")
+    if config.engine == "ray":
+        raise SambenchError("video runs do not run on Ray yet: use --workers N (a process pool over videos) or "
+                            "--shard I/N per machine")
     config = resolved(config, adapters)
     protocols = protocols_of(config)
     axis = corr.parse_specs([c for p in protocols for c in p.card.corruptions] + list(config.corruptions))
@@ -461,7 +465,7 @@ def run_video(config: RunConfig, adapters: Optional[dict[str, VideoAdapter]] = N
         for m in config.models:
             invocation["counters"][m] = {"encoder_calls": 0, "propagations": 0, "video_frames": 0}
         try:
-            added = _execute(store, config, protocols, axis, datasets, built, invocation)
+            added = _execute(store, config, protocols, axis, datasets, built, invocation, dict(adapters or {}))
         except BaseException as exc:
             end_invocation(store, invocation, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                            time.perf_counter() - t0)
@@ -473,33 +477,101 @@ def run_video(config: RunConfig, adapters: Optional[dict[str, VideoAdapter]] = N
             "wall_time_s": time.perf_counter() - t0, "manifest": manifest, "rows": rows, "objects": objects}
 
 
+def video_tracks(config: RunConfig, protocols: list[Protocol], axis: list, adapters: dict, ds, video_id: str,
+                 dones: dict, truth: dict) -> Iterator[tuple[str, list[Row], list[tuple], dict]]:
+    """Every condition and model of one video: per track, ``(model, rows, tracks entries, counter increments)``
+    (``dones``: model → the video's stored :data:`~sambench.store.IMAGE_ROW_COLUMNS`)."""
+    for condition in axis:
+        group = [p for p in protocols if condition[1] == 0 or condition in
+                 corr.parse_specs(list(p.card.corruptions) + list(config.corruptions))]
+        for model in config.models:
+            ad, opened = adapters[model], {}
+            before = ad.counters()
+            for rows, tracks in evaluate_video(ad, model, ds, video_id, group, dones[model], condition,
+                                               config.corruption_seed, counters=opened, truth=truth):
+                now = ad.counters()
+                delta = {k: v - before.get(k, 0) for k, v in now.items()}
+                delta["video_frames"] = opened.pop("video_frames", 0)
+                before = now
+                yield model, rows, tracks, delta
+
+
+class VideoWorker:
+    """A pool worker's video runner: its own datasets and adapters (built from the config; objects given in hand
+    are copies), one video per job."""
+
+    def __init__(self, config: RunConfig, given: dict) -> None:
+        self.config, self.protocols = config, protocols_of(config)
+        self.axis = corr.parse_specs([c for p in self.protocols for c in p.card.corruptions] + list(config.corruptions))
+        self.datasets = [open_video_spec(d) for d in config.datasets]
+        self.adapters = dict(given)
+        for m in config.models:
+            if m not in self.adapters:
+                self.adapters[m] = build_video_adapter(m, device=config.device, checkpoint=config.checkpoints.get(m),
+                                                       plugin=config.plugins.get(m),
+                                                       options=config.model_options.get(m))
+
+    def __call__(self, job: tuple) -> list:
+        index, video_id, dones = job
+        return list(video_tracks(self.config, self.protocols, self.axis, self.adapters, self.datasets[index],
+                                 video_id, dones, {}))
+
+
+_WORKER: dict = {}
+
+
+def video_worker_init(config: RunConfig, given: dict) -> None:
+    """Pool worker start: end with the parent (even by SIGKILL), leave Ctrl-C to it, build the models once."""
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _WORKER["work"] = VideoWorker(config, given)
+
+
+def video_worker_job(job: tuple) -> list:
+    return _WORKER["work"](job)
+
+
 def _execute(store: Store, config: RunConfig, protocols: list[Protocol], axis: list, datasets: list, adapters: dict,
-             invocation: dict) -> int:
+             invocation: dict, given: dict) -> int:
+    """Every selected video of every dataset, in this process (one worker) or on a pool of ``config.workers``
+    processes that each run whole videos (started as :func:`sambench.execution.engines.pool_context` says, each
+    with its own adapters; videos come back in order); the parent alone writes, a track's rows per transaction."""
     added = 0
-    truth: dict = {}  # the current video's GT, read once for all its models and conditions
-    for ds in datasets:
-        videos = select_images(ds.name, ds.videos(), config.limit, config.shard)
-        bar = tqdm(total=len(videos), desc=ds.name, unit="video", disable=not config.progress, dynamic_ncols=True,
-                   file=sys.stderr)
-        for video_id in videos:
-            for condition in axis:
-                group = [p for p in protocols if condition[1] == 0 or condition in
-                         corr.parse_specs(list(p.card.corruptions) + list(config.corruptions))]
-                for model in config.models:
-                    ad, counters = adapters[model], invocation["counters"][model]
-                    done = store.done_keys(model, ds.name, video_id)
-                    before = ad.counters()
-                    for rows, tracks in evaluate_video(ad, model, ds, video_id, group, done, condition,
-                                                       config.corruption_seed, counters=counters, truth=truth):
-                        now = ad.counters()
-                        for k, v in now.items():
-                            counters[k] = counters.get(k, 0) + v - before.get(k, 0)
-                        before = now
-                        added += store.write(rows, invocation=invocation, tracks=tracks)
-            bar.update(1)
-        bar.close()
+
+    def commit(model: str, rows: list, tracks: list, delta: dict) -> int:
+        counters = invocation["counters"][model]
+        for k, v in delta.items():
+            counters[k] = counters.get(k, 0) + v
+        return store.write(rows, invocation=invocation, tracks=tracks)
+
+    pool = None
+    if (config.workers or 1) > 1 or config.engine == "process":  # workers None: one per CPU, as for images
+        pool = ProcessPoolExecutor(max_workers=config.workers, initializer=video_worker_init, initargs=(config, given),
+                                   mp_context=pool_context())
+    try:
+        truth: dict = {}  # the current video's GT, read once for all its models and conditions
+        for index, ds in enumerate(datasets):
+            videos = select_images(ds.name, ds.videos(), config.limit, config.shard)
+            bar = tqdm(total=len(videos), desc=ds.name, unit="video", disable=not config.progress,
+                       dynamic_ncols=True, file=sys.stderr)
+            jobs = ((index, v, {m: store.done_keys(m, ds.name, v) for m in config.models}) for v in videos)
+            if pool is None:
+                for _, video_id, dones in jobs:
+                    for item in video_tracks(config, protocols, axis, adapters, ds, video_id, dones, truth):
+                        added += commit(*item)
+                    bar.update(1)
+            else:
+                for result in pool.map(video_worker_job, list(jobs)):
+                    for item in result:
+                        added += commit(*item)
+                    bar.update(1)
+            bar.close()
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     return added
 
 
-__all__ = ["VERIFIED_DRAWS", "CorruptedFrames", "kept_masks", "Scored", "VideoTask", "VideoTruth", "evaluate_video", "is_video_run", "open_video_spec",
-           "prompt_frame_of", "run_video", "score_propagation", "track_tasks"]
+__all__ = ["VERIFIED_DRAWS", "CorruptedFrames", "Scored", "VideoTask", "VideoTruth", "VideoWorker", "evaluate_video",
+           "is_video_run", "kept_masks", "open_video_spec", "prompt_frame_of", "run_video", "score_propagation",
+           "track_tasks", "video_tracks", "video_worker_init", "video_worker_job"]
