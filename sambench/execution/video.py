@@ -45,6 +45,7 @@ from sambench.execution.lifetime import die_with_parent
 from sambench.execution.ledger import end_invocation, record_manifest, start_invocation
 from sambench.execution.lock import RunLock
 from sambench.execution.rows import describe
+from sambench.execution.sequences import start_box
 from sambench.inputs import corruptions as corr
 from sambench.inputs.clicks import run_sequence
 from sambench.inputs.prompts import Protocol
@@ -202,7 +203,7 @@ class VideoTask:
                    prompt_hash=p.hash() if p else None, corruption=condition[0], severity=condition[1], **kw)
 
 
-def _first_mask(adapter: VideoAdapter, session: Any, prompt_frame: int, prompt: Prompt) -> np.ndarray:
+def _first_mask(adapter: VideoAdapter, session: Any, prompt_frame: int, prompt: Prompt) -> tuple[np.ndarray, float]:
     """The adapter's prediction on the prompt frame alone: the first mask of a propagation, which is then stopped."""
     outputs = adapter.propagate(session, prompt_frame, prompt=prompt)
     try:
@@ -214,9 +215,11 @@ def _first_mask(adapter: VideoAdapter, session: Any, prompt_frame: int, prompt: 
 
 def track_tasks(protocols: list[Protocol], dataset: str, video_id: str, object_id: str, gt: np.ndarray,
                 done: set, condition: tuple[str, int], adapter: VideoAdapter, session_of, prompt_frame: int,
-                void: Optional[np.ndarray]) -> list[VideoTask]:
+                void: Optional[np.ndarray], model: str = "") -> list[VideoTask]:
     """The pending tasks of one track with their prompts (module docstring). Click protocols run their
-    sequence on the prompt frame through ``session_of()`` only when one of their levels is pending."""
+    sequence on the prompt frame through ``session_of()`` only when one of their levels is pending; a card's
+    ``start`` (click, GT box or keyed noisy box) is the image protocol's (``execution.sequences.start_box``)."""
+    model = model or adapter.name
     tasks: list[VideoTask] = []
     for proto in protocols:
         card = proto.card
@@ -233,7 +236,8 @@ def track_tasks(protocols: list[Protocol], dataset: str, video_id: str, object_i
                     mask, score = _first_mask(adapter, session_of(), prompt_frame, prompt)
                     return mask, score, None
 
-                for step in run_sequence(gt, predict, clicks.max_clicks, ignore=void,
+                start = start_box(card, clicks, dataset, video_id, Object(object_id, gt), draw)
+                for step in run_sequence(gt, predict, clicks.max_clicks, ignore=void, start_box=start,
                                          describe_error=lambda e: describe(e, "prompt-frame prediction")):
                     steps[(draw, str(step.level))] = step
             for t in pending:
@@ -251,7 +255,7 @@ def track_tasks(protocols: list[Protocol], dataset: str, video_id: str, object_i
                     t.error = f"{dataset}/{video_id}/{object_id} frame {prompt_frame}: {exc}"
             form = "mask" if t.mask is not None else (t.prompt.form if t.prompt is not None else None)
             if t.error is None and form not in adapter.capabilities:
-                t.error = f"model '{adapter.name}' cannot take a '{form}' prompt"
+                t.error = f"model '{model}' cannot take a '{form}' prompt"
         tasks.extend(pending)
     return tasks
 
@@ -314,7 +318,7 @@ def _track_rows(adapter, model, dataset_name, video_id, oid, first, truth, proto
         gt = truth.mask(pf, oid)
         try:
             tasks = track_tasks(group, dataset_name, video_id, oid, gt, done, condition, adapter, session_of, pf,
-                                truth.void(pf))
+                                truth.void(pf), model)
         except SambenchError as exc:  # the session could not be opened for a click sequence
             tasks = [VideoTask(p.card, s, d, oid) for p in group for s in p.card.settings
                      for d in range(p.card.draws_for(s))]
