@@ -199,29 +199,29 @@ class Sam2VideoAdapter(VideoAdapter):
         self.check_request(session.frames, prompt_frame, prompt, mask, direction)
         return self._propagate(session, int(prompt_frame), prompt, mask, direction)
 
+    @torch.inference_mode()  # as a decorator: the mode is on only while the generator runs, not between yields
     def _propagate(self, session: Sam2VideoSession, t0: int, prompt: Optional[Prompt], mask: Optional[np.ndarray],
                    direction: str) -> Iterator[tuple[int, np.ndarray, Optional[float]]]:
         p, st = self.predictor, session.state
         self.propagations += 1
         before = st["sambench_encoded"]
         try:
-            with torch.inference_mode():
-                p.reset_state(st)
-                if mask is not None:
-                    p.add_new_mask(st, frame_idx=t0, obj_id=OBJ_ID, mask=np.asarray(mask, dtype=bool))
-                else:
-                    pts = np.asarray(prompt.points, dtype=np.float32) if prompt.points else None
-                    lbl = np.asarray(prompt.labels, dtype=np.int32) if prompt.points else None
-                    box = np.asarray(prompt.box, dtype=np.float32) if prompt.box is not None else None
-                    p.add_new_points_or_box(st, frame_idx=t0, obj_id=OBJ_ID, points=pts, labels=lbl, box=box)
-                passes = [False] + ([True] if direction == "both" else [])
-                for reverse in passes:
-                    for t, _, logits in p.propagate_in_video(st, start_frame_idx=t0, reverse=reverse):
-                        if reverse and t == t0:
-                            continue  # the prompt frame was yielded by the forward pass
-                        self.encoder_calls += st["sambench_encoded"] - before
-                        before = st["sambench_encoded"]
-                        yield int(t), (logits[0, 0] > self.mask_threshold).cpu().numpy(), self._score(st, t)
+            p.reset_state(st)
+            if mask is not None:
+                p.add_new_mask(st, frame_idx=t0, obj_id=OBJ_ID, mask=np.asarray(mask, dtype=bool))
+            else:
+                pts = np.asarray(prompt.points, dtype=np.float32) if prompt.points else None
+                lbl = np.asarray(prompt.labels, dtype=np.int32) if prompt.points else None
+                box = np.asarray(prompt.box, dtype=np.float32) if prompt.box is not None else None
+                p.add_new_points_or_box(st, frame_idx=t0, obj_id=OBJ_ID, points=pts, labels=lbl, box=box)
+            passes = [False] + ([True] if direction == "both" else [])
+            for reverse in passes:
+                for t, _, logits in p.propagate_in_video(st, start_frame_idx=t0, reverse=reverse):
+                    if reverse and t == t0:
+                        continue  # the prompt frame was yielded by the forward pass
+                    self.encoder_calls += st["sambench_encoded"] - before
+                    before = st["sambench_encoded"]
+                    yield int(t), (logits[0, 0] > self.mask_threshold).cpu().numpy(), self._score(st, t)
         finally:
             self.encoder_calls += st["sambench_encoded"] - before
 
