@@ -297,6 +297,10 @@ def test_hf_video_adapter_equals_the_library_session_path(hf_model, video):
         _assert_same_frames(got, _library_session_path(model, proc, frames, t0, inputs, reverse_too=both))
     assert adapter.counters() == {"encoder_calls": N_FRAMES, "propagations": len(cases)}
     adapter.close(session)
+    with pytest.raises(SambenchError, match="needs an open session"):
+        adapter.propagate(session, 0, prompt=Prompt(box=BOX))
+    with pytest.raises(SambenchError, match="needs exactly one of prompt and mask"):
+        adapter.propagate(adapter.open(ListFrames(frames)), 0, prompt=Prompt(box=BOX), mask=_gt_mask())
 
 
 @pytest.mark.slow

@@ -32,16 +32,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
 
 from sambench.adapters.base import package_version
-from sambench.adapters.decoding import resolve_device
-from sambench.adapters.hf import HfOptions, parse_hf_options, weights_identity
-from sambench.adapters.video.base import FrameSource, VideoAdapter
+from sambench.adapters.hf import HfOptions, parse_hf_options, read_hf_config, weights_identity
+from sambench.adapters.video.base import FrameSource, SessionBase, VideoAdapter
 from sambench.config import ModelCard
 from sambench.types import Prompt, SambenchError, first_line
 
@@ -86,7 +84,7 @@ class LazyProcessedFrames:
 
 
 @dataclass
-class HfVideoSession:
+class HfVideoSession(SessionBase):
     frames: FrameSource
     session: Any
     closed: bool = False
@@ -95,19 +93,8 @@ class HfVideoSession:
 def load_hf_video(source: str, *, kind: str, model: str, revision: Optional[str] = None):
     """``(model_type, model, processor, weights_id)`` for a video checkpoint in a directory or the hub cache."""
     import transformers  # lazy: an optional extra that takes seconds to import; only an hf model needs it
-    from transformers import AutoConfig  # lazy: as above
 
-    local = Path(source).expanduser()
-    where = str(local) if local.is_dir() else source
-    try:
-        config = AutoConfig.from_pretrained(where, local_files_only=True, revision=revision)
-    except OSError:
-        if local.exists() or source.startswith((".", "/", "~")):
-            raise SambenchError(f"{source}: not a transformers model directory (no config.json)") from None
-        raise SambenchError(f"model '{model}': {source} is not in the Hugging Face hub cache and sambench does not "
-                            f"download from the hub; download it once with `huggingface-cli download {source}`") from None
-    except ValueError as exc:
-        raise SambenchError(f"{where}: unreadable transformers config ({first_line(exc)})") from None
+    where, config = read_hf_config(source, model=model, revision=revision)
     mtype = config.model_type
     if mtype not in VIDEO_FAMILIES:
         raise SambenchError(f"{where}: model_type '{mtype}' is not a transformers video model "
@@ -129,21 +116,16 @@ class HfVideoAdapter(VideoAdapter):
     """A transformers video model through its inference session, every frame encoded once (module docstring)."""
 
     kind = "hf-video"
+    session_type = HfVideoSession
 
     def __init__(self, model: torch.nn.Module, processor: Any, *, name: str, options: HfOptions,
                  device: str | torch.device = "auto", weights_id: str = "unknown",
                  offload_state: Optional[bool] = None) -> None:
         super().__init__()
-        if options.dtype != "fp32":
-            raise SambenchError(f"model '{name}': video runs in fp32 only (option dtype={options.dtype})")
-        self.name = name
-        self.options = options
-        self.device = resolve_device(device)
+        self.bind_model_options(name=name, options=options, device=device, weights_id=weights_id,
+                                offload_state=offload_state)
         self.model = model.to(self.device).eval()
         self.processor = processor
-        self.weights_id = weights_id
-        self.mask_threshold = float(options.mask_threshold)
-        self.offload_state = (self.device.type != "cpu") if offload_state is None else bool(offload_state)
         self._active = False  # True only while this adapter's own calls run (the model may be shared)
         self._hook = self.model.vision_encoder.register_forward_hook(self._count_encoder)
 
@@ -175,9 +157,7 @@ class HfVideoAdapter(VideoAdapter):
     def propagate(self, session: HfVideoSession, prompt_frame: int, prompt: Optional[Prompt] = None,
                   mask: Optional[np.ndarray] = None, direction: str = "forward"
                   ) -> Iterator[tuple[int, np.ndarray, Optional[float]]]:
-        if not isinstance(session, HfVideoSession) or session.closed:
-            raise SambenchError(f"model '{self.name}': propagate() needs an open session from this adapter's open()")
-        self.check_request(session.frames, prompt_frame, prompt, mask, direction)
+        self.check_request(session, prompt_frame, prompt, mask, direction)
         return self._propagate(session, int(prompt_frame), prompt, mask, direction)
 
     def _inputs(self, prompt: Optional[Prompt], mask: Optional[np.ndarray]) -> dict:
