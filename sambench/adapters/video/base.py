@@ -68,6 +68,14 @@ class ListFrames:
         return self._frames[t]
 
 
+class SessionBase:
+    """What the model adapters' sessions share: the video's frames and whether :meth:`VideoAdapter.close`
+    has released it (subclasses add the model's state)."""
+
+    frames: FrameSource
+    closed: bool
+
+
 class VideoAdapter(abc.ABC):
     """Base class of every video adapter (module docstring).
 
@@ -79,6 +87,9 @@ class VideoAdapter(abc.ABC):
 
     name: str = "video-adapter"
     capabilities: frozenset = VIDEO_CAPABILITIES
+    #: The session class :meth:`open` returns, when it derives from :class:`SessionBase` (checked by
+    #: :meth:`check_request` when given a session).
+    session_type: type = SessionBase
 
     def __init__(self) -> None:
         self.encoder_calls = 0
@@ -109,12 +120,30 @@ class VideoAdapter(abc.ABC):
     def counters(self) -> dict:
         return {"encoder_calls": self.encoder_calls, "propagations": self.propagations}
 
+    def bind_model_options(self, *, name: str, options: Any, device: Any, weights_id: str,
+                           offload_state: Optional[bool]) -> None:
+        """What the torch model adapters' ``__init__`` set alike: identity, ``options`` (fp32 only in video),
+        ``mask_threshold``, the resolved device and ``offload_state`` (default: on when the device is not the CPU)."""
+        from sambench.adapters.decoding import resolve_device  # torch: heavy, only the model adapters need it
+
+        if options.dtype != "fp32":
+            raise SambenchError(f"model '{name}': video runs in fp32 only (option dtype={options.dtype})")
+        self.name, self.options, self.weights_id = name, options, weights_id
+        self.mask_threshold = float(options.mask_threshold)
+        self.device = resolve_device(device)
+        self.offload_state = (self.device.type != "cpu") if offload_state is None else bool(offload_state)
+
     # ----------------------------------------------------------------------------- shared checks
 
     def check_request(self, frames: FrameSource, prompt_frame: int, prompt: Optional[Prompt],
                       mask: Optional[np.ndarray], direction: str) -> None:
-        """One-line errors for a bad propagate() call: exactly one of prompt/mask, a form this model takes,
+        """One-line errors for a bad propagate() call (``frames``: the video, or a session of this adapter,
+        which must be open): exactly one of prompt/mask, a form this model takes,
         a prompt frame inside the video, a known direction, a mask of the frame's size."""
+        if isinstance(frames, SessionBase) or self.session_type is not SessionBase:
+            if not isinstance(frames, self.session_type) or frames.closed:
+                raise SambenchError(f"model '{self.name}': propagate() needs an open session from this adapter's open()")
+            frames = frames.frames
         if (prompt is None) == (mask is None):
             raise SambenchError(f"model '{self.name}': propagate() needs exactly one of prompt and mask")
         form = "mask" if mask is not None else prompt.form
@@ -196,5 +225,5 @@ def build_video_adapter(model: str | ModelCard, *, device: str = "auto", checkpo
                             f"{did_you_mean(given[0], exc.known)} (its options: {', '.join(exc.known) or 'none'})") from None
 
 
-__all__ = ["DIRECTIONS", "VIDEO_BUILTIN", "VIDEO_CAPABILITIES", "FrameSource", "ListFrames", "VideoAdapter",
+__all__ = ["DIRECTIONS", "VIDEO_BUILTIN", "VIDEO_CAPABILITIES", "FrameSource", "ListFrames", "SessionBase", "VideoAdapter",
            "build_video_adapter", "frame_order", "is_video_model", "video_adapter_name"]

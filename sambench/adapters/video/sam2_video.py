@@ -36,9 +36,8 @@ import torch
 from PIL import Image
 
 from sambench.adapters.base import package_version
-from sambench.adapters.decoding import resolve_device
 from sambench.adapters.sam2 import VARIANTS, Sam2Options, load_sam2_model, parse_sam2_options
-from sambench.adapters.video.base import FrameSource, VideoAdapter
+from sambench.adapters.video.base import FrameSource, SessionBase, VideoAdapter
 from sambench.config import ModelCard
 from sambench.types import Prompt, SambenchError
 
@@ -149,7 +148,7 @@ def build_video_predictor(variant: str, *, dynamic_multimask: bool = True, overr
 
 
 @dataclass
-class Sam2VideoSession:
+class Sam2VideoSession(SessionBase):
     """One open video: the frames and the predictor's inference state (with the per-frame feature store)."""
 
     frames: FrameSource
@@ -161,20 +160,15 @@ class Sam2VideoAdapter(VideoAdapter):
     """Official ``SAM2VideoPredictor`` propagation with encode-once frame features (module docstring)."""
 
     kind = "sam2-video"
+    session_type = Sam2VideoSession
 
     def __init__(self, predictor: EncodeOncePredictor, *, name: str, options: Sam2Options,
                  device: str | torch.device = "auto", weights_id: str = "unknown", offload_state: Optional[bool] = None,
                  extra_signature: Optional[dict] = None) -> None:
         super().__init__()
-        if options.dtype != "fp32":
-            raise SambenchError(f"model '{name}': video runs in fp32 only (option dtype={options.dtype})")
-        self.name = name
-        self.options = options
-        self.device = resolve_device(device)
+        self.bind_model_options(name=name, options=options, device=device, weights_id=weights_id,
+                                offload_state=offload_state)
         self.predictor = predictor.to(self.device).eval()
-        self.weights_id = weights_id
-        self.offload_state = (self.device.type != "cpu") if offload_state is None else bool(offload_state)
-        self.mask_threshold = float(options.mask_threshold)
         self._extra_signature = dict(extra_signature or {})
 
     def signature(self) -> dict:
@@ -194,34 +188,32 @@ class Sam2VideoAdapter(VideoAdapter):
     def propagate(self, session: Sam2VideoSession, prompt_frame: int, prompt: Optional[Prompt] = None,
                   mask: Optional[np.ndarray] = None, direction: str = "forward"
                   ) -> Iterator[tuple[int, np.ndarray, Optional[float]]]:
-        if not isinstance(session, Sam2VideoSession) or session.closed:
-            raise SambenchError(f"model '{self.name}': propagate() needs an open session from this adapter's open()")
-        self.check_request(session.frames, prompt_frame, prompt, mask, direction)
+        self.check_request(session, prompt_frame, prompt, mask, direction)
         return self._propagate(session, int(prompt_frame), prompt, mask, direction)
 
+    @torch.inference_mode()  # as a decorator: the mode is on only while the generator runs, not between yields
     def _propagate(self, session: Sam2VideoSession, t0: int, prompt: Optional[Prompt], mask: Optional[np.ndarray],
                    direction: str) -> Iterator[tuple[int, np.ndarray, Optional[float]]]:
         p, st = self.predictor, session.state
         self.propagations += 1
         before = st["sambench_encoded"]
         try:
-            with torch.inference_mode():
-                p.reset_state(st)
-                if mask is not None:
-                    p.add_new_mask(st, frame_idx=t0, obj_id=OBJ_ID, mask=np.asarray(mask, dtype=bool))
-                else:
-                    pts = np.asarray(prompt.points, dtype=np.float32) if prompt.points else None
-                    lbl = np.asarray(prompt.labels, dtype=np.int32) if prompt.points else None
-                    box = np.asarray(prompt.box, dtype=np.float32) if prompt.box is not None else None
-                    p.add_new_points_or_box(st, frame_idx=t0, obj_id=OBJ_ID, points=pts, labels=lbl, box=box)
-                passes = [False] + ([True] if direction == "both" else [])
-                for reverse in passes:
-                    for t, _, logits in p.propagate_in_video(st, start_frame_idx=t0, reverse=reverse):
-                        if reverse and t == t0:
-                            continue  # the prompt frame was yielded by the forward pass
-                        self.encoder_calls += st["sambench_encoded"] - before
-                        before = st["sambench_encoded"]
-                        yield int(t), (logits[0, 0] > self.mask_threshold).cpu().numpy(), self._score(st, t)
+            p.reset_state(st)
+            if mask is not None:
+                p.add_new_mask(st, frame_idx=t0, obj_id=OBJ_ID, mask=np.asarray(mask, dtype=bool))
+            else:
+                pts = np.asarray(prompt.points, dtype=np.float32) if prompt.points else None
+                lbl = np.asarray(prompt.labels, dtype=np.int32) if prompt.points else None
+                box = np.asarray(prompt.box, dtype=np.float32) if prompt.box is not None else None
+                p.add_new_points_or_box(st, frame_idx=t0, obj_id=OBJ_ID, points=pts, labels=lbl, box=box)
+            passes = [False] + ([True] if direction == "both" else [])
+            for reverse in passes:
+                for t, _, logits in p.propagate_in_video(st, start_frame_idx=t0, reverse=reverse):
+                    if reverse and t == t0:
+                        continue  # the prompt frame was yielded by the forward pass
+                    self.encoder_calls += st["sambench_encoded"] - before
+                    before = st["sambench_encoded"]
+                    yield int(t), (logits[0, 0] > self.mask_threshold).cpu().numpy(), self._score(st, t)
         finally:
             self.encoder_calls += st["sambench_encoded"] - before
 
