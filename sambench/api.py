@@ -35,6 +35,7 @@ import pandas as pd
 from sambench.adapters import build_adapter
 from sambench.adapters.base import Adapter
 from sambench.adapters.video import VideoAdapter
+from sambench.analysis.agree import AgreeResult, agree_runs
 from sambench.analysis.compare import compare_runs
 from sambench.analysis.summary import per_object, summarize
 from sambench.analysis.video import video_summary
@@ -50,7 +51,7 @@ Model = Union[str, ModelCard, Adapter, VideoAdapter]
 ProtocolLike = Union[str, ProtocolCard]
 DatasetLike = Union[str, Path, DatasetSpec, Dataset, VideoDataset]
 
-__all__ = ["OPTIONS", "Run", "configure", "execute", "open_run", "run"]
+__all__ = ["OPTIONS", "Run", "agree", "configure", "execute", "open_run", "run", "verify"]
 
 
 class Run:
@@ -212,3 +213,36 @@ def run(models: Union[Model, Sequence[Model]], protocols: Union[ProtocolLike, Se
     opened = {d.name: d for d in config.datasets if isinstance(d, Dataset)}
     return Run([result.run_dir], datasets=opened, loaded=as_loaded(result.run_dir, result.rows, result.manifest),
                stored=result.objects)
+
+
+# ------------------------------------------------------------------------------------- trust
+
+
+def verify(paths: Union[str, Path, Sequence[Union[str, Path]]], rerun: int = 0, checkpoints: Sequence[str] = (),
+           min_iou: Optional[float] = None, device: str = "auto"):
+    """``sambench verify`` / ``leaderboard --verify``: re-score every stored mask of the runs under ``paths``
+    (run directories or directories holding them) and, with ``rerun=N``, re-run each recorded model on N keyed
+    images and compare its masks with the stored ones (:mod:`sambench.leaderboard.rerun`; ``checkpoints``:
+    extra weight files to look for the recorded hashes in, ``PATH`` or ``MODEL=PATH``; ``min_iou``: the
+    agreement every re-run mask must reach, default by the recorded dtype). Returns the
+    :class:`sambench.leaderboard.rerun.Verification`."""
+    # lazy: the leaderboard package loads the report's renderers, which `import sambench.api` does not need
+    from sambench.leaderboard import find_runs
+    from sambench.leaderboard.rerun import verify as verify_runs  # lazy: as above
+
+    return verify_runs(find_runs(_as_list(paths)), rerun=rerun, checkpoints=checkpoints, min_iou=min_iou,
+                       device=device)
+
+
+def agree(run_a: Union[str, Path, Sequence[Union[str, Path]]], run_b: Union[str, Path, Sequence[Union[str, Path]]],
+          out: Optional[Union[str, Path]] = None, min_iou: Optional[float] = None, n_worst: int = 8,
+          n_boot: int = 1000) -> AgreeResult:
+    """``sambench agree``: the masks of two runs on the same prompts, compared prompt by prompt
+    (:mod:`sambench.analysis.agree`); with ``out``, its files (:func:`sambench.report.agree.write_agreement`:
+    agree.csv, agree_summary.csv/.md, agree.json and the grid of the ``n_worst`` least-agreeing prompts)."""
+    result = agree_runs(run_a, run_b, min_iou=min_iou, n_boot=n_boot)
+    if out is not None:
+        from sambench.report.agree import write_agreement  # lazy: matplotlib only when files are asked for
+
+        write_agreement(result, out, n_worst=n_worst)
+    return result

@@ -4,6 +4,7 @@ kill, Ray, clicks): the command line, the store's rows, and waiting for rows to 
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import sys
 import time
@@ -16,6 +17,13 @@ from sambench.store import COLUMNS
 def sambench_cli(*args: str) -> list[str]:
     """The ``sambench ARGS`` command line, run by this test's Python (``python -m sambench``)."""
     return [sys.executable, "-m", "sambench", *args]
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` of a child a test interrupts with SIGINT: SIGINT's default action, whatever this process
+    inherited. A suite started from a background job (``pytest &``, ``nohup``) runs with SIGINT ignored, and a
+    child inherits that, so Ctrl-C would never reach it (the run finishes and exits 0)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def checkout_env() -> dict:

@@ -1,9 +1,11 @@
 """The click simulator on hand-made masks: every click position worked out by hand, step by step."""
 
+import cv2
 import numpy as np
 import pytest
 
-from sambench.inputs.clicks import Click, click_prompt, error_distance, next_click, noc, run_sequence
+from sambench.inputs.clicks import (Click, click_prompt, error_distance, next_click, noc, run_sequence,
+                                    squared_error_distance)
 
 
 def _mask(h, w, *rects):
@@ -144,3 +146,69 @@ def test_noc_counts_the_first_level_reaching_the_target_and_the_limit_on_failure
     assert noc({0: 0.97, 1: 0.5}, 0.95, 20) == 0  # a start box can reach it with no click
     with pytest.raises(ValueError):
         next_click(np.zeros((2, 2), bool), np.zeros((3, 3), bool))
+
+
+# Two ellipses (cv2.ellipse((5, 0), (7, 4), 8) and ((6, 4), (18, 7), 35)) on a 22x20 image: three pixels,
+# (row, col) = (7, 10), (7, 11) and (8, 12), tie as the deepest, at squared distance 50 (7.0710678...).
+TIE = np.array([[c == "#" for c in row] for row in (
+    "##############......", "###############.....", "################....", "#################...",
+    "##################..", "###################.", "####################", "####################",
+    "####################", ".###################", "..##################", "...#################",
+    "......##############", ".......#############", ".........###########", "...........#########",
+    "...............####.", "....................", "....................", "....................",
+    "....................", "....................")])
+
+
+def _brute_force_squared_depth(region):
+    """min over non-region pixels of the zero-padded image of dy² + dx², by exhaustive search."""
+    padded = np.pad(region, 1)
+    outside = np.argwhere(~padded)
+    out = np.zeros(region.shape, dtype=np.int64)
+    for r, c in np.argwhere(region):
+        out[r, c] = ((outside - (r + 1, c + 1)) ** 2).sum(axis=1).min()
+    return out
+
+
+def test_squared_distances_are_exact_integers_equal_to_a_brute_force_search():
+    d2 = squared_error_distance(TIE)
+    assert d2.dtype == np.int64
+    assert np.array_equal(d2, _brute_force_squared_depth(TIE))
+    assert sorted(map(tuple, np.argwhere(d2 == 50))) == [(7, 10), (7, 11), (8, 12)] and d2.max() == 50
+    rng = np.random.default_rng(0)  # random blobs, inside the image or touching its border, and empty ones
+    for _ in range(40):
+        h, w = rng.integers(1, 14, size=2)
+        region = np.zeros((h, w), bool)
+        r0, c0 = rng.integers(0, h), rng.integers(0, w)
+        region[r0:r0 + rng.integers(0, h + 1), c0:c0 + rng.integers(0, w + 1)] = True
+        region &= rng.random((h, w)) < 0.9
+        assert np.array_equal(squared_error_distance(region), _brute_force_squared_depth(region))
+
+
+def _float32_ritm_choice(region, offset):
+    """RITM's rule (cv2 float32 distances, first maximum) with the output buffer ``offset`` bytes past a
+    64-byte boundary: OpenCV's result depends on that alignment (and so on the allocator and thread count)."""
+    padded = np.pad(region.astype(np.uint8), 1)
+    raw = np.zeros(padded.size * 4 + 128, dtype=np.uint8)
+    start = (-raw.ctypes.data) % 64 + offset
+    dst = raw[start:start + padded.size * 4].view(np.float32).reshape(padded.shape)
+    cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE, dst=dst)
+    return divmod(int(np.argmax(dst[1:-1, 1:-1])), region.shape[1])
+
+
+def test_click_on_a_tie_is_identical_with_one_and_two_opencv_threads_unlike_ritms_float32_rule():
+    threads = cv2.getNumThreads()
+    try:
+        chosen, float32 = set(), set()
+        for n in (1, 2):
+            cv2.setNumThreads(n)
+            for _ in range(4):  # fresh allocations: the float32 rule alternated between calls here
+                chosen.add(next_click(TIE, np.zeros_like(TIE)))
+            float32 |= {_float32_ritm_choice(TIE, off) for off in (0, 16)}
+    finally:
+        cv2.setNumThreads(threads)
+    # exact rule: the first of the three tied pixels in row-major order, on every machine
+    assert chosen == {Click(x=10, y=7, positive=True)}
+    # RITM's float32 rule differs here: its values for the three tied pixels are one rounding step apart, so
+    # (7, 10) or (8, 12) wins depending on the output buffer's alignment (both seen with OpenCV 5.1.0 on
+    # x86-64; another build may show one). It never leaves the tie (docs/protocols.md: how often it matters).
+    assert float32 <= {(7, 10), (7, 11), (8, 12)}, f"OpenCV {cv2.__version__} float32 choices: {float32}"

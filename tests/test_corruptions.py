@@ -16,6 +16,7 @@ from PIL import Image
 
 from sambench.inputs import corruptions as C
 from sambench.inputs import imagenet_c
+from sambench.store import CORRUPTION_IDENTITY, Store
 from sambench.types import SambenchError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,7 +102,7 @@ ORDERED_GROUPS = {"elastic-transform": [(1, 2), (3, 4, 5)], "snow": [(1, 2, 3, 4
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(C.CORRUPTIONS))
+@pytest.mark.parametrize("name", [n for n in C.CORRUPTIONS if n not in C.ROBUSTSAM])  # those have one strength
 def test_changes_the_image_monotonically_more_with_severity(name, frost_dir):
     """The documented measure on the clean 224² reference image, every severity drawing the same random
     stream (so only the parameters differ): for blurs the loss of sharpness, for the rest 1 − Pearson
@@ -119,7 +120,7 @@ def test_changes_the_image_monotonically_more_with_severity(name, frost_dir):
 def test_any_image_size(shape, frost_dir):
     img = np.asarray(Image.fromarray(reference_image()).resize((shape[1], shape[0])))
     for name in C.CORRUPTIONS:
-        out = C.corrupt(img, name, 5, np.random.default_rng(0))
+        out = C.corrupt(img, name, C.get(name).severities[-1], np.random.default_rng(0))
         assert out.shape == img.shape and out.dtype == np.uint8, name
         assert not np.array_equal(out, img), name
 
@@ -166,3 +167,14 @@ def test_identity_names_parameters_and_version():
     assert ident["seed"] == 4 and set(ident["corruptions"]) == {"fog", "snow"}
     assert ident["corruptions"]["fog"]["params"][0] == [1.5, 2] and ident["corruptions"]["fog"]["version"] == 1
     json.dumps(ident)  # storable
+
+
+def test_low_light_haze_and_rain_are_named_as_sambench_formulas_and_old_identities_still_resume(tmp_path):
+    for name in ("low-light", "haze", "rain"):
+        c = C.get(name)
+        assert (c.family, c.source) == ("sambench", "sambench"), name
+        store = Store(tmp_path / name)
+        old = {**c.identity(), "source": "RobustSAM (formula: sambench)", "seed": 0}  # what runs recorded before
+        store.claim_identity("corruption", name, old, CORRUPTION_IDENTITY)
+        store.claim_identity("corruption", name, {**c.identity(), "seed": 0}, CORRUPTION_IDENTITY)  # no refusal
+        store.close()

@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 
 try:
-    from run_fixtures import error_lines, sambench_cli, sigkill, wait_for_rows
+    from run_fixtures import default_sigint, error_lines, sambench_cli, sigkill, wait_for_rows
 except ImportError:  # tests/ imported as a package
-    from tests.run_fixtures import error_lines, sambench_cli, sigkill, wait_for_rows
+    from tests.run_fixtures import default_sigint, error_lines, sambench_cli, sigkill, wait_for_rows
 
 PY = shlex.quote(sys.executable)
 
@@ -398,7 +398,8 @@ def test_ctrl_c_exits_130_and_killed_invocations_reach_the_manifest(tmp_path):
     args = ["run", "-m", "grabcut", "-p", "noisy-box", "--levels", "0,0.5", "--draws", "2", "--limit", "6",
             "--workers", "1", "--option", "grabcut.max_side=96", "--no-report", "-q", "--out", str(tmp_path / "r")]
     db = tmp_path / "r" / "results.sqlite"
-    proc = subprocess.Popen(sambench_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(sambench_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)  # even when the suite runs with SIGINT ignored (`pytest &`)
     wait_for_rows(proc, tmp_path / "r", rows=3)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)

@@ -52,7 +52,8 @@ def _config(out, **kw):
 
 
 def _reference_click(gt, pred, clicked):
-    """RITM's rule written independently with scipy's exact EDT: (x, y, label)."""
+    """RITM's rule written independently in exact arithmetic (scipy's EDT, float64 square roots of integers,
+    which keep every tie a tie): (x, y, label). RITM's own float32 distances can break a tie differently."""
     def depth(region):
         return ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1] * ~clicked
     fn, fp = depth(gt & ~pred), depth(~gt & pred)

@@ -370,12 +370,18 @@ def test_verify_refuses_other_ground_truth(real_run, tmp_path):
 # ------------------------------------------------------------------------------------------ the page in a browser
 
 
+#: The skip reason of the page test: what to install (.ci/install-chromium does it where it can).
+CHROMIUM_MISSING = ("no headless Chromium on this machine (none of chromium, chromium-browser, google-chrome on "
+                    "PATH): install it, e.g. `apt-get install chromium` on Debian/Ubuntu as root, which "
+                    ".ci/install-chromium does")
+
+
 def chromium() -> str:
     for name in ("chromium", "chromium-browser", "google-chrome"):
         path = shutil.which(name)
         if path:
             return path
-    pytest.skip("no headless Chromium on this machine")
+    pytest.skip(CHROMIUM_MISSING)
 
 
 def dump_dom(page: Path, fragment: str = "") -> str:

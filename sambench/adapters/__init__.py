@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Callable, Optional
 
-from sambench.adapters.base import MASK_SELECTIONS, PREPROCESSING_MODES, Adapter, UnknownOptionsError
+from sambench.adapters.base import MASK_SELECTIONS, PREPROCESSING_MODES, Adapter, OptionValueError, UnknownOptionsError
 from sambench.config import ModelCard, load_model_card
 from sambench.types import SambenchError, did_you_mean
 
@@ -74,7 +74,13 @@ def _card(model: str | ModelCard) -> ModelCard:
 
 def is_cpu_baseline(model: str | ModelCard) -> bool:
     """True when the model's adapter is a classical CPU baseline (:class:`AdapterEntry`)."""
-    entry = BUILTIN.get(_card(model).adapter)
+    return is_cpu_baseline_adapter(_card(model).adapter)
+
+
+def is_cpu_baseline_adapter(adapter: str) -> bool:
+    """True when ``adapter`` (an adapter name, e.g. an adapter object's ``signature()["adapter"]``) is a
+    registered classical CPU baseline; any other name, unknown or empty, is not a baseline."""
+    entry = BUILTIN.get(adapter)
     return bool(entry and entry.cpu_baseline)
 
 
@@ -112,7 +118,12 @@ def build_adapter(model: str | ModelCard, *, device: str = "auto", checkpoint: O
         known = ", ".join(exc.known) or "none"
         raise SambenchError(f"--option {given[0]}: unknown option '{given[0]}' for model '{card.name}'"
                             f"{did_you_mean(given[0], exc.known)} (its options: {known})") from None
+    except OptionValueError as exc:
+        if exc.key not in (options or {}):  # the card's own value is refused: the card file is to blame
+            raise
+        raise SambenchError(f"--option {card.name}.{exc.key}={options[exc.key]}: model '{card.name}': "
+                            f"option '{exc.key}' {exc.problem}") from None
 
 
 __all__ = ["Adapter", "AdapterEntry", "BUILTIN", "MASK_SELECTIONS", "PREPROCESSING_MODES", "build_adapter",
-           "is_cpu_baseline", "registered_adapters", "route_files"]
+           "is_cpu_baseline", "is_cpu_baseline_adapter", "registered_adapters", "route_files"]

@@ -33,6 +33,18 @@ class UnknownOptionsError(SambenchError):
                          f"{did_you_mean(self.keys[0], self.known)} (known: {', '.join(self.known) or 'none'})")
 
 
+class OptionValueError(SambenchError):
+    """An adapter factory got a value it refuses for option ``key``: ``problem`` says what it must be.
+
+    Factories raise it (``where`` = the card); :func:`sambench.adapters.build_adapter` blames ``--option`` when
+    the user gave the key, else the card file, as for :class:`UnknownOptionsError`.
+    """
+
+    def __init__(self, where: str, key: str, problem: str) -> None:
+        self.where, self.key, self.problem = str(where), key, problem
+        super().__init__(f"{self.where}: option '{key}' {problem}")
+
+
 class Adapter(abc.ABC):
     """Base class of every model adapter.
 

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from sambench.adapters.base import Adapter, UnknownOptionsError
+from sambench.adapters.base import Adapter, OptionValueError, UnknownOptionsError
 from sambench.config import ModelCard
 from sambench.types import Prediction, Prompt, SambenchError
 
@@ -81,7 +81,7 @@ class GrabCutAdapter(Adapter):
         super().__init__()
         for key, value, low in (("iterations", iterations, 1), ("max_side", max_side, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise SambenchError(f"model '{name}': '{key}' must be an integer >= {low}, got {value!r}")
+                raise OptionValueError(f"model '{name}'", key, f"must be an integer >= {low}, got {value!r}")
         self.name, self.max_side, self.iterations = name, int(max_side), int(iterations)
 
     def signature(self) -> dict:

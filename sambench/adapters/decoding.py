@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sambench.adapters.base import Adapter
+from sambench.adapters.base import Adapter, OptionValueError
 from sambench.types import Prediction, Prompt, SambenchError
 
 
@@ -51,14 +51,14 @@ def decoder_options(opts: dict, where: str, default_chunk: Any, allow_auto: bool
     (torch spellings normalised to fp32/bf16/fp16)."""
     thr = opts.get("mask_threshold", 0.0)
     if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not np.isfinite(thr):
-        raise SambenchError(f"{where}: option 'mask_threshold' must be a finite number (a logit), got {thr!r}")
+        raise OptionValueError(where, "mask_threshold", f"must be a finite number (a logit), got {thr!r}")
     chunk = opts.get("chunk_size", default_chunk)
     if not (allow_auto and chunk == "auto") and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
-        raise SambenchError(f"{where}: option 'chunk_size' must be an integer >= 1{' or auto' if allow_auto else ''}, "
-                            f"got {chunk!r}")
+        raise OptionValueError(where, "chunk_size", f"must be an integer >= 1{' or auto' if allow_auto else ''}, "
+                                                    f"got {chunk!r}")
     dtype = opts.get("dtype", "fp32") or "fp32"
     if dtype not in DTYPES:
-        raise SambenchError(f"{where}: option 'dtype' must be fp32, bf16 or fp16, got {dtype!r}")
+        raise OptionValueError(where, "dtype", f"must be fp32, bf16 or fp16, got {dtype!r}")
     return float(thr), chunk, {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(dtype, dtype)
 
 

@@ -52,7 +52,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from sambench.adapters.base import package_version
+from sambench.adapters.base import OptionValueError, UnknownOptionsError, package_version
 from sambench.adapters.decoding import DTYPES, POSTPROCESS_BATCH, ChunkedDecoding, decoder_options, resolve_device, store_masks
 from sambench.adapters.weights import file_digests
 from sambench.config import ModelCard
@@ -106,14 +106,14 @@ def parse_hf_options(options: Optional[dict], where: str) -> HfOptions:
     opts = dict(options or {})
     unknown = sorted(set(opts) - set(OPTION_KEYS))
     if unknown:
-        raise SambenchError(f"{where}: unknown option(s) {', '.join(unknown)} (known: {', '.join(OPTION_KEYS)})")
+        raise UnknownOptionsError(where, unknown, OPTION_KEYS)
     source = opts.get("source")
     if not isinstance(source, str) or not source.strip():
-        raise SambenchError(f"{where}: option 'source' (a hub id or a local directory) is required")
+        raise OptionValueError(where, "source", "(a hub id or a local directory) is required")
     thr, chunk, dtype = decoder_options(opts, where, 8)
     hq = opts.get("hq_token_only", False)
     if not isinstance(hq, bool):
-        raise SambenchError(f"{where}: option 'hq_token_only' must be true or false, got {hq!r}")
+        raise OptionValueError(where, "hq_token_only", f"must be true or false, got {hq!r}")
     rev = opts.get("revision")
     return HfOptions(source=source.strip(), revision=None if rev is None else str(rev), mask_threshold=thr,
                      chunk_size=chunk, dtype=dtype,

@@ -57,13 +57,13 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from sambench.adapters.base import PREPROCESSING_MODES, package_version
+from sambench.adapters.base import PREPROCESSING_MODES, OptionValueError, UnknownOptionsError, package_version
 from sambench.adapters.decoding import (DTYPES, POSTPROCESS_BATCH, ChunkedDecoding, decoder_options, resize_square_hq,
                                         resolve_device, store_masks)
 from sambench.adapters.sam.nets import inspect_state_dict
 from sambench.adapters.weights import find_checkpoint, load_into, read_state_dict, verify_checkpoint_file
 from sambench.config import ModelCard
-from sambench.types import Prompt, SambenchError, check_choice
+from sambench.types import Prompt, SambenchError
 
 ADAPTER_VERSION = "1"
 
@@ -103,17 +103,17 @@ def parse_sam2_options(options: Optional[dict], where: str, extra_keys: Sequence
     opts = dict(options or {})
     unknown = sorted(set(opts) - set(OPTION_KEYS) - set(extra_keys))
     if unknown:
-        raise SambenchError(f"{where}: unknown option(s) {', '.join(unknown)} "
-                            f"(known: {', '.join(sorted(set(OPTION_KEYS) | set(extra_keys)))})")
+        raise UnknownOptionsError(where, unknown, set(OPTION_KEYS) | set(extra_keys))
     variant = opts.get("variant")
-    check_choice(variant, VARIANTS, "option 'variant'", where)
+    if variant not in VARIANTS:
+        raise OptionValueError(where, "variant", f"must be one of {', '.join(VARIANTS)}, got {variant!r}")
     for key in ("random_init", "dynamic_multimask"):
         if key in opts and not isinstance(opts[key], bool):
-            raise SambenchError(f"{where}: option '{key}' must be true or false, got {opts[key]!r}")
+            raise OptionValueError(where, key, f"must be true or false, got {opts[key]!r}")
     thr, chunk, dtype = decoder_options(opts, where, 8)
     seed = opts.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise SambenchError(f"{where}: option 'seed' must be an integer >= 0, got {seed!r}")
+        raise OptionValueError(where, "seed", f"must be an integer >= 0, got {seed!r}")
     return Sam2Options(variant=variant, mask_threshold=thr, chunk_size=chunk,
                        dtype=dtype, seed=seed,
                        random_init=bool(opts.get("random_init", False)),

@@ -100,6 +100,20 @@ def _runs_of(rows: pd.DataFrame, model: str) -> list[str]:
     return sorted(rows.loc[rows["model"] == model, "run"].unique())
 
 
+def empty_runs(board: BoardInput) -> list[str]:
+    """The run directories of ``board`` that contribute no row to it (no stored row on clean images): they
+    would vanish from the board without a word, so the board names them (``empty_runs`` and a note)."""
+    if "run" not in board.rows.columns:  # rows not loaded per run (load_runs adds the column): none to name
+        return []
+    held = set(board.rows["run"].astype(str))
+    return [str(d) for d in board.run_dirs if str(d) not in held]
+
+
+def empty_run_note(run_dir: str) -> str:
+    """The one line that says a run is not on the board because it holds no rows."""
+    return f"run {run_dir} holds no rows on clean images: nothing of it is on this board"
+
+
 def check_coverage(rows: pd.DataFrame) -> None:
     """Within each (dataset, protocol), every model holds the same result keys (see the module docstring)."""
     x = expand_image_failures(rows, rows, by_model=False)
@@ -192,7 +206,10 @@ def build_board(board: BoardInput, rank_by: Optional[str] = None, n_boot: int = 
     if ties:
         table.notes.append(f"tied (same printed {rank_col['title']}): "
                            + ", ".join(f"{e['model']} (rank {e['rank']})" for e in ties))
+    empty = empty_runs(board)
+    table.notes.extend(empty_run_note(d) for d in empty)
     return {"format": BOARD_FORMAT, "rank_by": rank_col["id"], "columns": table.columns, "entries": entries,
+            "empty_runs": empty,
             "notes": list(dict.fromkeys(table.notes)),
             "ci": f"stratified percentile bootstrap over objects, {n_boot} resamples, 95%",
             "failures": "a failed draw scores IoU 0; an image-level failure stands for every prompt the other "

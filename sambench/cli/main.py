@@ -41,6 +41,8 @@ LAZY_COMMANDS = {
     "download": "sambench.cli.download:download_cmd",
     "train": "sambench.cli.train:train_cmd",
     "cache": "sambench.cli.cache:cache_group",
+    "verify": "sambench.cli.verify:verify_cmd",
+    "agree": "sambench.cli.agree:agree_cmd",
 }
 
 
@@ -249,7 +251,8 @@ def scale_config(scale: dict) -> dict:
 @click.option("--seed", type=int, default=None, help="Override the protocols' seed (and seed the corruptions).")
 @click.option("--corruption", "corruptions", multiple=True,
               help="Also run every protocol on corrupted images: NAME[:SEVERITIES] (e.g. fog:1,3, motion-blur:2-5) "
-                   "or all; repeatable. Clean is always level 0 (docs/corruptions.md).")
+                   "or all, or robustsam (RobustSAM's own, severity 1 only); repeatable. Clean is always level 0 "
+                   "(docs/corruptions.md).")
 @click.option("--limit", type=int, default=None, help="Only the first N images of each dataset.")
 @click.option("--shard", default=None, help="I/N: only the images of shard I of N (stable hash of dataset and image id).")
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]), show_default=True)
@@ -379,6 +382,9 @@ def list_cmd(what: str) -> None:
             tags = f"  [{', '.join(card.tags)}]" if card.tags else ""
             click.echo(f"{name:24s} adapter: {card.adapter}{ck}{tags}  ({path})")
         else:
+            if card.replayed:  # levels and draws are the file's: not read to list the cards
+                click.echo(f"{name:24s} v{card.version}  replays {card.replay['file']}  ({path})")
+                continue
             lv = ", ".join(s.level for s in card.settings)
             click.echo(f"{name:24s} v{card.version}  levels: {lv}  draws: {card.draws}  ({path})")
     if what == "models":

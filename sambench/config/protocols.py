@@ -11,19 +11,23 @@ The words a card may use are :mod:`sambench.config.vocabulary`; cards are found 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
-from sambench.config.lookup import check_fields, load_card, require
+from sambench.config.lookup import check_fields, list_cards, load_card, require
 from sambench.config.vocabulary import (BOX_FRAMES, BOX_KINDS, BOX_NOISE_KINDS, CLICK_CARD_FIELDS, INTERACTIVE_KIND,
                                         LEVEL_PARAM, MASK_SELECTIONS, PREPROCESSING_MODES, PROMPT_FRAMES, PROMPT_KINDS,
-                                        STARTS, VIDEO_ONLY_KINDS, parse_spec)
+                                        REPLAY_FORMATS, REPLAY_KIND, STARTS, VIDEO_ONLY_KINDS, parse_spec)
 from sambench.types import SambenchError, check_choice, check_min
 
 PROTOCOL_FIELDS = {"name", "version", "description", "kind", "levels", "settings", "draws", "seed",
                    "mask_selection", "preprocessing", "negatives", "reference", "corruptions", "box_frame",
-                   "video", "prompt_frame", *CLICK_CARD_FIELDS}
+                   "file", "format", "video", "prompt_frame", *CLICK_CARD_FIELDS}
+#: Where a replay card's ``file: sambench:PATH`` is looked up: the installed sambench package (shipped data).
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+#: The prefix of a replay ``file`` inside the sambench package (``sambench:data/replay/...``).
+PACKAGE_PREFIX = "sambench:"
 SETTING_FIELDS = {"level", "kind", "scale", "k", "negatives", "box_frame"}
 
 
@@ -107,11 +111,19 @@ class Setting:
         return self.kind == INTERACTIVE_KIND
 
     @property
+    def replayed(self) -> bool:
+        """True for a level of the replay protocol: its prompts are read from a file (sambench/inputs/replay.py),
+        draw d of an object being the object's d-th prompt of the level in file order."""
+        return self.kind == REPLAY_KIND
+
+    @property
     def deterministic(self) -> bool:
         """GT boxes (and zero-noise boxes, and click sequences not started from a noisy box) do not depend on
         the draw: one draw is enough."""
         if self.interactive:
             return dict(self.params).get("start") != "noisy-box"
+        if self.replayed:  # the file's prompts of one object at this level are its draws
+            return False
         return self.kind in ("gt-box", "gt-mask") or (self.kind in BOX_NOISE_KINDS and dict(self.params).get("scale") == 0)
 
     @property
@@ -158,6 +170,8 @@ def make_setting(kind: str, params: dict, level: Optional[str], where: str, prot
         check_choice(frame, BOX_FRAMES, "box_frame", where)
     if kind == INTERACTIVE_KIND:
         return _click_setting(params, level, where, protocol)
+    if kind == REPLAY_KIND:
+        return _replay_setting(params, level, where, protocol)
     value = _level_value(kind, params, where)
     n = params.get("negatives", 0)
     if kind == "points" and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
@@ -183,6 +197,18 @@ def _click_setting(params: dict, level: Optional[str], where: str, protocol: str
     params = {"clicks": k, **clicks.to_dict()}
     return Setting(level=str(k) if level is None else str(level), kind=INTERACTIVE_KIND,
                    params=tuple(sorted(params.items())), level_value=float(k), protocol=protocol)
+
+
+def _replay_setting(params: dict, level: Optional[str], where: str, protocol: str) -> Setting:
+    """A level of a replayed file: its label (the file's annotator group) and the file's sha256, so that a store
+    holding another file's prompts under the same label refuses this one."""
+    sha = params.get("file_sha256")
+    if set(params) != {"file_sha256"} or not isinstance(sha, str) or len(sha) != 64:
+        raise SambenchError(f"{where}: a replay level has exactly one parameter, the file's 'file_sha256'")
+    if level is None or not str(level):
+        raise SambenchError(f"{where}: a replay level needs its label (the file's group)")
+    return Setting(level=str(level), kind=REPLAY_KIND, params=(("file_sha256", sha),), level_value=None,
+                   protocol=protocol)
 
 
 def _level_value(kind: str, params: dict, where: str) -> Optional[float]:
@@ -228,6 +254,14 @@ class ProtocolCard:
     video: bool = False
     #: Which frame of a track a video protocol prompts: one of :data:`~sambench.config.vocabulary.PROMPT_FRAMES`.
     prompt_frame: str = "first"
+    #: A replay card's file: ``{"file": path, "format": name}``, plus ``sha256`` and ``prompts`` once the file is
+    #: read (:func:`sambench.inputs.replay.resolve`); None for every other card.
+    replay: Optional[dict] = field(default=None, hash=False)
+
+    @property
+    def replayed(self) -> bool:
+        """True for the replay protocol (``kind: replay``): its levels and prompts come from a file."""
+        return self.replay is not None
 
     @property
     def interactive(self) -> bool:
@@ -262,6 +296,9 @@ class ProtocolCard:
             ident["corruptions"] = list(self.corruptions)
         if self.video:  # image protocols keep their identity (and so their stored manifests) unchanged
             ident["video"], ident["prompt_frame"] = True, self.prompt_frame
+        if self.replay is not None:
+            ident["replay"] = dict(self.replay)
+            ident["file_sha256"] = self.replay.get("sha256")
         return ident
 
 
@@ -280,6 +317,8 @@ def parse_protocol_card(data: dict, path: Path) -> ProtocolCard:
     check_choice(mask_selection, MASK_SELECTIONS, "mask_selection", str(path))
     preprocessing = data.get("preprocessing", "sam")
     check_choice(preprocessing, PREPROCESSING_MODES, "preprocessing", str(path))
+    if data.get("kind") == REPLAY_KIND or "file" in data or "format" in data:
+        return _replay_card(data, path, name, version, seed, mask_selection, preprocessing)
     settings = _card_settings(data, path, name)
     levels = [s.level for s in settings]
     if len(set(levels)) != len(levels):
@@ -311,6 +350,38 @@ def parse_protocol_card(data: dict, path: Path) -> ProtocolCard:
                         settings=tuple(settings), draws=draws, seed=seed, mask_selection=mask_selection,
                         preprocessing=preprocessing, path=path, raw=data, corruptions=tuple(corruptions),
                         video=video, prompt_frame=prompt_frame)
+
+
+def _replay_card(data: dict, path: Path, name: str, version: int, seed: int, mask_selection: str,
+                 preprocessing: str) -> ProtocolCard:
+    """A ``kind: replay`` card: its ``file`` (and ``format``); levels and draws come from the file when it is read
+    (:func:`sambench.inputs.replay.resolve`). ``draws``, if given, keeps the first ``draws`` prompts per object."""
+    if data.get("kind") != REPLAY_KIND:
+        raise SambenchError(f"{path}: 'file' and 'format' only apply to kind: replay")
+    bad = sorted(set(data) & {"levels", "settings", "negatives", "box_frame", "corruptions", *CLICK_CARD_FIELDS})
+    if bad:
+        raise SambenchError(f"{path}: {', '.join(bad)} do not apply to kind: replay (levels and prompts come from its file)")
+    file = require(data, "file", str, path)
+    fmt = data.get("format", "auto")
+    check_choice(fmt, REPLAY_FORMATS, "format", str(path))
+    draws = data.get("draws")  # None: every prompt of the file (0 until the file is read)
+    if draws is not None and (isinstance(draws, bool) or not isinstance(draws, int) or draws < 1):
+        raise SambenchError(f"{path}: 'draws' must be an integer >= 1 (the first prompts per object kept), got {draws!r}")
+    return ProtocolCard(name=name, version=version, description=str(data.get("description", "")).strip(),
+                        settings=(), draws=draws or 0, seed=seed, mask_selection=mask_selection,
+                        preprocessing=preprocessing, path=path, raw=data,
+                        replay={"file": str(replay_path(file, path)), "format": fmt})
+
+
+def replay_path(file: str, card: Optional[Path]) -> Path:
+    """Where a replay ``file`` is: ``sambench:PATH`` inside the sambench package (shipped examples), an absolute
+    path, or a path relative to the card's directory (to the working directory for ``-p NAME:FILE``)."""
+    if file.startswith(PACKAGE_PREFIX):
+        return PACKAGE_DIR / file[len(PACKAGE_PREFIX):]
+    p = Path(file).expanduser()
+    if p.is_absolute():
+        return p
+    return (Path.cwd() if card is None else Path(card).parent) / p
 
 
 def _card_settings(data: dict, path: Path, name: str) -> list[Setting]:
@@ -364,6 +435,8 @@ def with_overrides(card: ProtocolCard, levels: Optional[list[str]] = None, draws
     if levels and card.interactive:
         raise SambenchError(f"{where} is a click sequence: its levels are the clicks 1..{card.clicks.max_clicks}, "
                             f"so --levels does not apply (copy the card and set max_clicks)")
+    if card.replayed and not card.settings:
+        raise SambenchError(f"{where}: read its file first (sambench.inputs.replay.resolve): its levels come from it")
     if levels:
         settings = _override_levels(card, levels, where)
     if draws is not None:
@@ -374,7 +447,7 @@ def with_overrides(card: ProtocolCard, levels: Optional[list[str]] = None, draws
                         settings=tuple(settings), draws=draws or card.draws,
                         seed=card.seed if seed is None else seed, mask_selection=card.mask_selection,
                         preprocessing=card.preprocessing, path=card.path, raw=card.raw, corruptions=card.corruptions,
-                        video=card.video, prompt_frame=card.prompt_frame)
+                        replay=card.replay, video=card.video, prompt_frame=card.prompt_frame)
 
 
 def _override_levels(card: ProtocolCard, levels: list[str], where: str) -> list[Setting]:
@@ -406,5 +479,15 @@ def _override_levels(card: ProtocolCard, levels: list[str], where: str) -> list[
 
 
 def load_protocol_card(name: str) -> ProtocolCard:
-    """The protocol card ``name``: a card name or a card file."""
+    """The protocol card ``name``: a card name or a card file, or ``NAME:FILE`` — the replay card ``NAME``
+    replaying ``FILE`` (a path relative to the working directory) instead of its own ``file``."""
+    base, sep, file = name.partition(":")
+    if sep and base in list_cards("protocols"):
+        card = load_card("protocols", base, parse_protocol_card)
+        if not card.replayed:
+            raise SambenchError(f"protocol '{name}': only a replay card (kind: replay) takes a file after ':', "
+                                f"and '{base}' is kind {card.settings[0].kind if card.settings else '?'}")
+        if not file:
+            raise SambenchError(f"protocol '{name}': give the file to replay after ':', e.g. {base}:prompts.json")
+        return replace(card, replay={**card.replay, "file": str(replay_path(file, None))})
     return load_card("protocols", name, parse_protocol_card)

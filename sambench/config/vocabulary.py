@@ -32,9 +32,15 @@ MASK_SELECTIONS = ("single", "best-of-3")
 #: The prompt kind of the interactive protocol: a sequence of corrective clicks (sambench/inputs/clicks.py).
 #: Whether a setting or a card is interactive is asked with ``Setting.interactive`` / ``ProtocolCard.interactive``.
 INTERACTIVE_KIND = "clicks"
-#: Prompt kinds a protocol setting can generate (sambench/inputs/prompts.py; ``clicks``: sambench/inputs/clicks.py).
-#: ``gt-mask`` (video protocols only): the object's GT mask on the prompt frame, the ceiling of propagation.
-PROMPT_KINDS = ("gt-box", "noisy-box", "box-shift", "box-scale", "points", INTERACTIVE_KIND, "gt-mask")
+#: The prompt kind of the replay protocol: prompts read from a file (sambench/inputs/replay.py), not generated.
+REPLAY_KIND = "replay"
+#: Prompt kinds a protocol setting can generate (sambench/inputs/prompts.py; ``clicks``: sambench/inputs/clicks.py;
+#: ``replay``: sambench/inputs/replay.py). ``gt-mask`` (video protocols only): the object's GT mask on the prompt
+#: frame, the ceiling of propagation.
+PROMPT_KINDS = ("gt-box", "noisy-box", "box-shift", "box-scale", "points", INTERACTIVE_KIND, REPLAY_KIND, "gt-mask")
+#: File formats a replay card's ``file`` may have (docs/protocols.md "Replayed prompts"): ``auto`` decides by
+#: the path (a directory: ``breps``; ``.csv``: ``rclicks``; else ``sambench``).
+REPLAY_FORMATS = ("auto", "sambench", "rclicks", "breps")
 #: The parameter a homogeneous protocol's ``levels`` list sets, per kind.
 LEVEL_PARAM = {"gt-box": None, "noisy-box": "scale", "box-shift": "scale", "box-scale": "scale", "points": "k",
                "gt-mask": None}
@@ -59,19 +65,27 @@ CLICK_CARD_FIELDS = ("max_clicks", "start", "start_scale", "feed_logits")
 
 # -------------------------------------------------------------------------------------- corruptions
 
-#: Every corruption sambench defines, in the registry's order: ImageNet-C's fifteen, then the three
-#: degradations RobustSAM evaluates on (docs/corruptions.md).
+#: RobustSAM's own degradations (its data/augment.py; sambench.inputs.robustsam): one strength each, so
+#: severity 1 only; ``--corruption robustsam`` selects them all.
+ROBUSTSAM = (
+    "robustsam-gauss-noise", "robustsam-iso-noise", "robustsam-impulse-noise", "robustsam-compression",
+    "robustsam-resampling-blur", "robustsam-motion-blur", "robustsam-zoom-blur", "robustsam-frosted-glass-blur",
+    "robustsam-brightness", "robustsam-contrast", "robustsam-color-jitter", "robustsam-elastic-transform",
+)
+#: Every corruption sambench defines, in the registry's order: ImageNet-C's fifteen, then sambench's own
+#: low light, haze and rain (docs/corruptions.md), then RobustSAM's.
 CORRUPTION_NAMES = (
     "gaussian-noise", "shot-noise", "impulse-noise",
     "defocus-blur", "glass-blur", "motion-blur", "zoom-blur",
     "snow", "frost", "fog", "brightness",
     "contrast", "elastic-transform", "pixelate", "jpeg-compression",
     "low-light", "haze", "rain",
-)
+) + ROBUSTSAM
 #: Corruptions that need a file sambench does not ship (frost: ImageNet-C's textures).
 NEEDS_OUTSIDE_FILE = ("frost",)
-#: What ``--corruption all`` means: every corruption that needs no outside file.
-ALL = tuple(n for n in CORRUPTION_NAMES if n not in NEEDS_OUTSIDE_FILE)
+#: What ``--corruption all`` means: every graded corruption (severities 1-5) that needs no outside file;
+#: ``--corruption robustsam`` means RobustSAM's own degradations.
+ALL = tuple(n for n in CORRUPTION_NAMES if n not in NEEDS_OUTSIDE_FILE and n not in ROBUSTSAM)
 SEVERITIES = (1, 2, 3, 4, 5)
 #: The name of level 0 of the corruption axis.
 CLEAN = "none"
@@ -81,7 +95,7 @@ def corruption_name(name: str) -> str:
     """The registered name ``name`` stands for (case and ``_`` for ``-`` forgiven), or one error line."""
     key = name.strip().lower().replace("_", "-")
     if key not in CORRUPTION_NAMES:
-        raise SambenchError(f"unknown corruption '{name}': choose from {', '.join(CORRUPTION_NAMES)} or all")
+        raise SambenchError(f"unknown corruption '{name}': choose from {', '.join(CORRUPTION_NAMES)}, all or robustsam")
     return key
 
 
@@ -91,9 +105,12 @@ def parse_spec(spec: str) -> list[tuple[str, int]]:
     name, _, sev = spec.partition(":")
     if not name.strip():
         raise SambenchError(f"--corruption '{spec}': give NAME[:SEVERITIES], e.g. fog:1,3 or all")
-    names = ALL if name.strip().lower() == "all" else (corruption_name(name),)
-    severities = parse_severities(spec, sev) if sev.strip() else list(SEVERITIES)
-    return [(n, s) for n in names for s in severities]
+    groups = {"all": ALL, "robustsam": ROBUSTSAM}
+    names = groups.get(name.strip().lower()) or (corruption_name(name),)
+    severities = parse_severities(spec, sev) if sev.strip() else None
+    if severities and set(names) <= set(ROBUSTSAM) and severities != [1]:
+        raise SambenchError(f"--corruption '{spec}': RobustSAM's degradations have one strength: severity 1 only")
+    return [(n, s) for n in names for s in (severities or ([1] if n in ROBUSTSAM else list(SEVERITIES)))]
 
 
 def parse_severities(spec: str, text: str) -> list[int]:

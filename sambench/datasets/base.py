@@ -151,6 +151,27 @@ class Dataset(abc.ABC):
         return f"<{type(self).__name__} {self.name!r} ({len(self.ids())} images)>"
 
 
+def without_misfit_objects(sample: Sample) -> Sample:
+    """``sample`` with every object whose mask (or ignore mask) does not fit its image moved to
+    ``failed_objects``, blamed on the dataset: a ``Dataset`` (a user's object in hand, say) may return any
+    arrays, and a model given that image returns masks of the image's size, so the mismatch is the
+    annotation's, never the model's. ``sample`` itself is returned when every object fits."""
+    size = tuple(sample.image.shape[:2])
+    bad = {}
+    for o in sample.objects:
+        for what, arr in (("mask", o.mask), ("ignore mask", o.ignore)):
+            shape = tuple(np.shape(arr)) if arr is not None else size
+            if shape != size and o.id not in bad:
+                shown = "x".join(map(str, shape[::-1])) if len(shape) == 2 else str(shape)
+                bad[o.id] = (f"dataset '{sample.dataset}' image '{sample.image_id}': object '{o.id}' has a {shown} "
+                             f"{what} for a {size[1]}x{size[0]} image (the dataset's annotation does not fit its image)")
+    if not bad:
+        return sample
+    return Sample(dataset=sample.dataset, image_id=sample.image_id, image=sample.image,
+                  objects=[o for o in sample.objects if o.id not in bad], meta=sample.meta,
+                  failed_objects={**sample.failed_objects, **bad})
+
+
 def file_sha256(path: os.PathLike | str) -> str:
     """sha256 hex of a file's bytes, read in 1 MiB chunks.
 
@@ -390,12 +411,14 @@ def looks_like_instance_ids(values: np.ndarray, kind: str, threshold: int) -> Op
 
 
 def empty_mask_error(path: os.PathLike | str, threshold: int, values: Optional[np.ndarray] = None,
-                     kind: Optional[str] = None) -> SambenchError:
+                     kind: Optional[str] = None, ignore: Optional[int] = None) -> SambenchError:
     """The error for a mask with no pixel above ``threshold``, with a hint when it holds low values.
 
     A 0/1 (or 0/k, k <= threshold) mask is common: say how many pixels are non-zero and which
     ``threshold`` would read them as foreground; when the values look like instance ids
-    (:func:`looks_like_instance_ids`), also that ``instances=true`` makes one object per id.
+    (:func:`looks_like_instance_ids`), also that ``instances=true`` makes one object per id. When every
+    non-zero pixel is the declared ``ignore`` value (a 0/128 mask with ``ignore=128``), say so: the file
+    marks only what was declared the unlabelled band; a ``threshold`` below it reads the band as the object.
     """
     msg = f"{path}: empty mask (no pixel > {threshold})"
     if values is None:
@@ -408,6 +431,11 @@ def empty_mask_error(path: os.PathLike | str, threshold: int, values: Optional[n
         if nonzero:
             top = int(values.max())
             vals = "value 1" if top == 1 else f"values 1..{top}"
+            if ignore is not None and top == ignore and not np.any((values != 0) & (values != ignore)):
+                return SambenchError(f"{msg}; every one of its {nonzero} non-zero pixel(s) is {ignore}, the declared "
+                                     f"ignore value (ignore={ignore}), so the file marks no object; if that band is the "
+                                     f"object (a 0/{top} mask), --dataset-option threshold={top - 1} reads it as "
+                                     f"foreground (then it is not ignored)")
             msg += (f"; it holds {nonzero} pixel(s) of {vals} (a 0/{top} mask?): --dataset-option "
                     f"threshold={top - 1} reads them as foreground")
             ids = looks_like_instance_ids(values, kind, threshold)

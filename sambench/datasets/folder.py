@@ -362,7 +362,7 @@ class FolderDataset(Dataset):
         mask = foreground(values, kind, self.threshold)
         ignore = (values == self.ignore) & ~mask if self.ignore is not None and kind != "binary" else None
         if not mask.any():
-            raise empty_mask_error(mask_path, self.threshold, values, kind)
+            raise empty_mask_error(mask_path, self.threshold, values, kind, ignore=self.ignore)
         ids = looks_like_instance_ids(values, kind, self.threshold)
         if ids is not None:  # only 255 is "foreground": the VOC void band of an instance-id mask
             shown = ", ".join(map(str, ids[:8])) + (", …" if len(ids) > 8 else "")

@@ -18,13 +18,14 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
-from sambench.adapters import is_cpu_baseline
+from sambench.adapters import is_cpu_baseline, is_cpu_baseline_adapter
 from sambench.adapters.base import Adapter
 from sambench.config import ProtocolCard, load_model_card, load_protocol_card, with_overrides
 from sambench.datasets import Dataset, DatasetSpec
 from sambench.execution.cache import DEFAULT_MAX_GB, STORAGES
 from sambench.inputs import corruptions as corr
 from sambench.inputs.prompts import Protocol
+from sambench.inputs.replay import resolve
 from sambench.types import SambenchError, canonical_json, check_choice, check_min, stable_hash
 
 #: Where images run (:data:`sambench.execution.engines.ENGINES` maps each name to its engine).
@@ -131,8 +132,9 @@ def check_config(config: RunConfig, given: dict) -> None:
 
 
 def protocols_of(config: RunConfig) -> list[Protocol]:
-    """The run's protocols, their cards with the run's ``levels``/``draws``/``seed`` overrides."""
-    cards = [p if isinstance(p, ProtocolCard) else load_protocol_card(p) for p in config.protocols]
+    """The run's protocols, their cards with the run's ``levels``/``draws``/``seed`` overrides (a replay card's
+    levels and draws read from its file first)."""
+    cards = [resolve(p if isinstance(p, ProtocolCard) else load_protocol_card(p)) for p in config.protocols]
     return [Protocol(with_overrides(c, levels=config.levels, draws=config.draws, seed=config.seed)) for c in cards]
 
 
@@ -142,9 +144,11 @@ def protocols_of(config: RunConfig) -> list[Protocol]:
 def default_workers(models: list[str], adapters: Optional[dict[str, Adapter]] = None) -> int:
     """The worker-count policy: one process per usable CPU when every model is a CPU baseline (a pool
     over images pays off), else 1 (a torch model uses the cores itself, and loads once). An adapter
-    object is a baseline when its signature names a registered CPU-baseline adapter."""
+    object is a baseline when its signature names a registered CPU-baseline adapter (an unknown adapter
+    name, or none, is not a baseline: it is never looked up as a card)."""
     adapters = adapters or {}
-    if not all(is_cpu_baseline(adapters[m].signature().get("adapter", "") if m in adapters else m) for m in models):
+    if not all(is_cpu_baseline_adapter(str(adapters[m].signature().get("adapter", ""))) if m in adapters
+               else is_cpu_baseline(m) for m in models):
         return 1
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 

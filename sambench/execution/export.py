@@ -14,6 +14,7 @@ import sambench
 from sambench.config import load_protocol_card, with_overrides
 from sambench.datasets import open_dataset
 from sambench.inputs.prompts import Protocol, prompt_set_hash
+from sambench.inputs.replay import check_dataset, resolve
 from sambench.types import SambenchError
 
 
@@ -24,9 +25,11 @@ def export_prompts(protocol: str, dataset, levels: Optional[list[str]] = None, d
     if card.interactive:
         raise SambenchError(f"protocol '{card.name}' is interactive: each click depends on the model's previous "
                             f"mask, so its prompts exist only in a run's rows (they cannot be exported before one)")
-    card = with_overrides(card, levels=levels, draws=draws, seed=seed)
+    card = with_overrides(resolve(card), levels=levels, draws=draws, seed=seed)
     proto = Protocol(card)
     ds = dataset.open() if hasattr(dataset, "open") else open_dataset(dataset)
+    if card.replayed:
+        check_dataset(card, ds)
     prompts, failures = [], []
     for image_id in ds.ids()[:limit] if limit else ds.ids():
         try:

@@ -22,8 +22,8 @@ import numpy as np
 
 from sambench.adapters.base import Adapter
 from sambench.execution.encode import EncodeStage
-from sambench.execution.rows import (CLEAN_CONDITION, describe, done_key, failed_row, mask_row, object_failure_rows,
-                                     where)
+from sambench.execution.rows import (CLEAN_CONDITION, check_mask_count, describe, done_key, failed_row, mask_row,
+                                     object_failure_rows, where)
 from sambench.execution.sequences import evaluate_clicks
 from sambench.execution.timing import StageTimer
 from sambench.inputs import corruptions as corr
@@ -31,23 +31,33 @@ from sambench.inputs.prompts import Protocol, PromptTask
 from sambench.execution.scoring import ScoringPool
 from sambench.metrics.fast import ImageScorer
 from sambench.store import Row
-from sambench.types import SambenchError
+from sambench.types import SambenchError, first_line
 
 
 class CorruptedSample:
     """A sample whose ``image`` is its clean image under one condition, made on first access (so a resumed
     image whose rows are all stored is never corrupted) and then shared by every model; ``objects`` and
-    everything else are the clean sample's."""
+    everything else are the clean sample's. A corruption that cannot be made for this image (a 1×1 image
+    under motion blur) raises one SambenchError line naming the image and the condition, on every access:
+    the condition's rows fail with it (:func:`evaluate_images`), the image's other conditions still run."""
 
     def __init__(self, sample, condition: tuple[str, int], seed: int) -> None:
         self._sample, self._condition, self._seed, self._image = sample, condition, seed, None
+        self._error: Optional[SambenchError] = None
 
     @property
     def image(self) -> np.ndarray:
+        if self._error is not None:
+            raise self._error
         if self._image is None:
             name, severity = self._condition
             s = self._sample
-            self._image = corr.corrupt_keyed(s.image, name, severity, self._seed, s.dataset, s.image_id)
+            try:
+                self._image = corr.corrupt_keyed(s.image, name, severity, self._seed, s.dataset, s.image_id)
+            except Exception as exc:  # noqa: BLE001 - any failure of the corruption is this condition's alone
+                self._error = SambenchError(f"{where(s, self._condition)}: cannot make this corruption: "
+                                            f"{first_line(exc, empty=type(exc).__name__)}")
+                raise self._error from None
         return self._image
 
     def __getattr__(self, name: str):
@@ -88,6 +98,20 @@ def encode_states(stage: EncodeStage, images: list, prep: str) -> list:
         return [exc] * len(images)
 
 
+def sample_states(stage: EncodeStage, samples: list, prep: str) -> list:
+    """:func:`encode_states` of the samples' images; a sample whose image cannot be made (a corruption
+    :class:`CorruptedSample` cannot apply) gets that exception as its state, and the others are encoded."""
+    images: list = []
+    for s in samples:
+        try:
+            images.append(s.image)
+        except Exception as exc:  # noqa: BLE001 - recorded as this sample's failed rows
+            images.append(exc)
+    ok = [k for k, im in enumerate(images) if not isinstance(im, BaseException)]
+    encoded = iter(encode_states(stage, [images[k] for k in ok], prep) if ok else [])
+    return [im if isinstance(im, BaseException) else next(encoded) for im in images]
+
+
 def _scored_rows(pred, tasks: list[PromptTask], model: str, sample, scorer: ImageScorer,
                  timer: StageTimer) -> list[Row]:
     """Rows of one predicted chunk (:func:`sambench.execution.rows.mask_row`). Masks that an adapter left on a
@@ -121,6 +145,7 @@ def _decode_groups(adapter: Adapter, model: str, sample, groups: dict, states: d
             try:
                 with timer.stage("decode"):
                     pred = adapter.predict(state, [t.prompt for t in chunk], mask_selection=selection)
+                check_mask_count(pred, len(chunk), model, place)
             except Exception as exc:
                 err = describe(exc, f"model '{model}' failed to decode on {place}")
                 slots.append([failed_row(t, model, sample, err) for t in chunk])
@@ -137,7 +162,7 @@ def _click_rows(adapter: Adapter, model: str, sample, protocols: list[Protocol],
 
     def state_for(prep: str) -> Any:
         if prep not in states:
-            states[prep] = encode_states(stage, [sample.image], prep)[0]
+            states[prep] = sample_states(stage, [sample], prep)[0]
         if isinstance(states[prep], BaseException):
             raise SambenchError(describe(states[prep], f"model '{model}' failed to encode {place}"))
         return states[prep]
@@ -186,7 +211,7 @@ def evaluate_images(adapter: Adapter, model: str, samples: list, dones: list[set
     for prep in dict.fromkeys(p for g in groups for p, _ in g):
         need = [k for k in range(len(samples)) if any(p == prep for p, _ in groups[k])]
         with timer.stage("encode"):
-            encoded = encode_states(stage, [samples[k].image for k in need], prep)
+            encoded = sample_states(stage, [samples[k] for k in need], prep)
         for k, state in zip(need, encoded):
             states[k][prep] = state
     out = []
@@ -197,4 +222,4 @@ def evaluate_images(adapter: Adapter, model: str, samples: list, dones: list[set
     return out
 
 
-__all__ = ["CorruptedSample", "condition_axes", "encode_states", "evaluate_images", "pending_tasks"]
+__all__ = ["CorruptedSample", "condition_axes", "encode_states", "evaluate_images", "pending_tasks", "sample_states"]

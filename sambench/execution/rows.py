@@ -35,6 +35,18 @@ def describe(exc: Exception, context: str) -> str:
     return f"{context}: {type(exc).__name__}: {first_line(exc, empty='')}"
 
 
+def check_mask_count(pred: Any, prompts: int, model: str, place: str) -> None:
+    """Refuse (one-line SambenchError, which becomes the failed rows' reason) a prediction that does not hold
+    exactly one mask (and one ``extras`` entry, if any) per prompt: fewer would leave prompts without a mask,
+    more would pair masks with the wrong prompts."""
+    got = len(pred.masks)
+    extras = None if pred.extras is None else len(pred.extras)
+    if got != prompts or extras not in (None, prompts):
+        what = f"{got} masks" if got != prompts else f"{extras} extras entries"
+        raise SambenchError(f"model '{model}' returned {what} for {prompts} prompt{'s' if prompts != 1 else ''} "
+                            f"on {place}")
+
+
 def where(sample, condition: tuple[str, int]) -> str:
     """``dataset/image`` and, on a corrupted copy, ``under NAME:SEVERITY``: the place failure messages name."""
     return f"{sample.dataset}/{sample.image_id}" + ("" if not condition[1] else f" under {condition[0]}:{condition[1]}")
@@ -96,5 +108,5 @@ def object_failure_rows(model: str, sample, protocols: Iterable[ProtocolCard], d
     return [r for r in rows if row_key(r) not in done]
 
 
-__all__ = ["CLEAN_CONDITION", "describe", "done_key", "failed_row", "image_failure_rows", "mask_row",
+__all__ = ["CLEAN_CONDITION", "check_mask_count", "describe", "done_key", "failed_row", "image_failure_rows", "mask_row",
            "object_failure_rows", "row_key", "task_row", "where"]

@@ -41,6 +41,7 @@ from sambench.execution.lock import RunLock
 from sambench.execution.video import is_video_run, run_video
 from sambench.execution.work import ImageJob, ImageWork
 from sambench.inputs import corruptions as corr
+from sambench.inputs.replay import check_dataset
 from sambench.store import Store
 from sambench.types import SambenchError
 
@@ -75,6 +76,7 @@ def run(config: RunConfig, adapters: Optional[dict[str, Adapter]] = None) -> Run
     work = ImageWork(config, protocols_of(config), adapters)
     datasets = open_datasets(work)
     check_corruptions(work)
+    check_replays(work, datasets)
     signatures = model_signatures(work)
     with RunLock(config.out).acquire(wait=config.wait_lock), Store(config.out) as store:  # one writer per run dir
         stored, ds_info = claim_identities(store, work, datasets, signatures)
@@ -110,6 +112,15 @@ def check_corruptions(work: ImageWork) -> None:
     """Refuse before any work what a corruption would fail on every image with (frost's missing textures)."""
     if "frost" in corrupted_names(work):
         corr.frost_textures()
+
+
+def check_replays(work: ImageWork, datasets: list[Dataset]) -> None:
+    """Refuse before any work a replay file that does not fit a dataset of the run (another dataset's file, an
+    unknown image or object id, a prompt outside its image): one line naming the file and the id."""
+    for p in work.protocols:
+        if p.card.replayed:
+            for ds in datasets:
+                check_dataset(p.card, ds)
 
 
 def model_signatures(work: ImageWork) -> dict:
@@ -148,4 +159,4 @@ def _jobs(store: Store, models: list[str], index: int, ds: Dataset, ids: list[st
         yield ImageJob(index, image_id, {m: store.done_keys(m, ds.name, image_id) for m in models})
 
 
-__all__ = ["RunResult", "check_corruptions", "execute", "model_signatures", "open_datasets", "run", "select_images"]
+__all__ = ["RunResult", "check_corruptions", "check_replays", "execute", "model_signatures", "open_datasets", "run", "select_images"]

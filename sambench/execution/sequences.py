@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from sambench.adapters.base import Adapter
-from sambench.execution.rows import CLEAN_CONDITION, describe, done_key, failed_row, mask_row, where
+from sambench.execution.rows import CLEAN_CONDITION, check_mask_count, describe, done_key, failed_row, mask_row, where
 from sambench.config import ClickSettings
 from sambench.inputs.clicks import Step, run_sequence
 from sambench.inputs.prompts import PromptTask, gt_box, noisy_box, prompt_rng
@@ -70,17 +70,22 @@ def _failed_sequence(card, clicks: ClickSettings, model: str, sample, obj_id: st
     return [failed_row(t, model, sample, error) for t in tasks if done_key(t, condition) not in done]
 
 
-def sequence_predictor(adapter: Adapter, state: Any, mask_selection: str, feed_logits: bool):
+def sequence_predictor(adapter: Adapter, state: Any, mask_selection: str, feed_logits: bool,
+                       model: Optional[str] = None, place: str = "a click step"):
     """``predict(prompt, mask_input) -> (mask, score, logits)`` of one prompt against an encoded image;
-    logits are asked for (and fed back) only when the adapter takes mask prompts and the card wants it."""
+    logits are asked for (and fed back) only when the adapter takes mask prompts and the card wants it. A
+    prediction without exactly one mask fails the step (:func:`~sambench.execution.rows.check_mask_count`)."""
     use_masks = feed_logits and adapter.mask_prompts
+    name = model or adapter.name
 
     def predict(prompt: Prompt, mask_input: Any):
         if use_masks:
             pred = adapter.predict(state, [prompt], mask_selection=mask_selection, mask_inputs=[mask_input],
                                    return_logits=True)
+            check_mask_count(pred, 1, name, place)
             return pred.masks[0], float(pred.scores[0]), pred.low_res_logits[0]
         pred = adapter.predict(state, [prompt], mask_selection=mask_selection)
+        check_mask_count(pred, 1, name, place)
         return pred.masks[0], float(pred.scores[0]), None
 
     return predict
@@ -123,7 +128,7 @@ def evaluate_clicks(adapter: Adapter, model: str, sample, card, done: set, state
                 rows += _failed_sequence(card, clicks, model, sample, obj.id, draw,
                                          describe(exc, f"model '{model}' failed to encode {place}"), done, condition)
                 continue
-            predict = sequence_predictor(adapter, state, card.mask_selection, clicks.feed_logits)
+            predict = sequence_predictor(adapter, state, card.mask_selection, clicks.feed_logits, model, place)
             steps = run_sequence(obj.mask, predict, clicks.max_clicks, ignore=obj.ignore, start_box=box,
                                  feed_logits=clicks.feed_logits,
                                  describe_error=lambda e: describe(e, f"model '{model}' failed to decode on {place}"))

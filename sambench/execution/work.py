@@ -21,6 +21,7 @@ from typing import Any, Iterable, Iterator, NamedTuple, Optional
 from sambench.adapters import build_adapter
 from sambench.adapters.base import Adapter
 from sambench.datasets import Dataset, DatasetSpec
+from sambench.datasets.base import without_misfit_objects
 from sambench.execution.cache import EmbeddingCache, open_cache
 from sambench.execution.config import RunConfig, default_workers, protocols_of
 from sambench.execution.encode import EncodeStage
@@ -134,7 +135,7 @@ class ImageWork:
     def load(self, job: ImageJob):
         """The job's sample, or the SambenchError saying why it cannot be used (recorded as failed rows)."""
         try:
-            return self.dataset(job.dataset_index).load(job.image_id)
+            return without_misfit_objects(self.dataset(job.dataset_index).load(job.image_id))
         except SambenchError as exc:
             return exc
 

@@ -1,24 +1,33 @@
 """The interactive protocol's click simulator and click sequence: pure functions, no model, no store.
 
 The simulator is the deterministic rule of the interactive-segmentation literature (RITM's
-``isegm/inference/clicker.py``, reused unchanged by f-BRS, FocalClick, SimpleClick and FocSAM).
-docs/protocols.md ("Corrective clicks") says the same. Given the object's GT mask ``gt``, an optional
+``isegm/inference/clicker.py``, reused by f-BRS, FocalClick and SimpleClick), computed in exact integer
+arithmetic instead of RITM's float32 (step 2). FocSAM's clicker differs: it picks **at random** among
+the pixels of maximal distance, where RITM (and sambench) take the first one. docs/protocols.md
+("Corrective clicks") says the same. Given the object's GT mask ``gt``, an optional
 ignore mask ``ignore`` and the model's current prediction ``pred`` (all boolean, H×W):
 
 1. **Error regions.** False negatives ``FN = gt & ~pred & ~ignore``; false positives
    ``FP = ~gt & pred & ~ignore``. Ignored pixels (GrabCut/Berkeley's 128 band, VOC/SBD's 255) are never
    an error and never clicked. The error regions are **not eroded**.
-2. **Distance to the region's boundary.** Each region is zero-padded by one pixel on every side, then
-   ``cv2.distanceTransform(region, DIST_L2, DIST_MASK_PRECISE)`` (exact Euclidean distance from each
-   region pixel to the nearest non-region pixel), then the padding is cropped. The padding makes the
-   image border count as boundary: a region pixel on the image edge has distance 1, never more.
+2. **Distance to the region's boundary.** Each region is zero-padded by one pixel on every side; each
+   region pixel's nearest non-region pixel comes from scipy's exact Euclidean feature transform
+   (``ndimage.distance_transform_edt(return_indices=True)``) and its distance is kept as the **integer
+   squared** distance ``dy² + dx²``; then the padding is cropped. The padding makes the image border count
+   as boundary: a region pixel on the image edge has distance 1, never more. RITM uses
+   ``cv2.distanceTransform(region, DIST_L2, DIST_MASK_PRECISE)``, whose float32 values differ by one
+   rounding step with the output buffer's alignment (so with the allocator and OpenCV's thread count);
+   that flips ties between equally deep pixels, so the same mask gave different clicks on different
+   machines (and on consecutive calls). Integer squared distances
+   compare exactly: equal depths are equal, and the tie rules of steps 4-5 decide, on every machine.
 3. **Already-clicked pixels** get distance 0, so a pixel is never clicked twice.
-4. **Which region wins.** ``positive = max(dist_FN) > max(dist_FP)``: the click goes into the region
+4. **Which region wins.** ``positive = max(dist²_FN) > max(dist²_FP)``: the click goes into the region
    whose deepest point lies farther from its boundary (the issue's "larger error region", in RITM's
    sense: deepest, not widest). A tie goes to the **negative** click (RITM's strict ``>``).
 5. **Where.** The first pixel, in row-major order (smallest row, then smallest column), whose distance
-   equals that maximum (RITM's ``np.argwhere(dt == max)[0]``). The click is ``(x, y) = (column, row)``,
-   label 1 for a positive click and 0 for a negative one — sambench's point convention.
+   equals that maximum (RITM's ``np.argwhere(dt == max)[0]``; FocSAM instead draws one of them at
+   random). The click is ``(x, y) = (column, row)``, label 1 for a positive click and 0 for a negative
+   one — sambench's point convention.
 6. **Nothing left to click.** When neither region has an unclicked pixel (the prediction is exact up to
    ignored and already-clicked pixels), :func:`next_click` returns None and the sequence stops giving
    clicks (RITM would still place a degenerate click at the first pixel of the image; its evaluation
@@ -40,8 +49,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-import cv2
 import numpy as np
+from scipy import ndimage
 
 from sambench.types import Prompt
 
@@ -55,15 +64,33 @@ class Click:
     positive: bool
 
 
-def error_distance(region: np.ndarray) -> np.ndarray:
-    """Euclidean distance of each pixel of ``region`` to its boundary, image border included (float32).
+def squared_error_distance(region: np.ndarray) -> np.ndarray:
+    """Exact squared Euclidean distance (int64) of each pixel of ``region`` to its boundary, image border
+    included: ``dy² + dx²`` to the nearest non-region pixel. Pixels outside the region are 0.
 
-    Pixels outside the region are 0. Zero padding by one pixel makes the image border count as
-    boundary (step 2 of the module docstring).
+    Zero padding by one pixel makes the image border count as boundary (step 2 of the module docstring);
+    the nearest non-region pixel comes from scipy's exact feature transform, so no float is involved. The
+    transform runs on the region's bounding box padded by one pixel, which is exact: for a pixel inside
+    the box, clamping any outside pixel onto that padding ring gives a non-region pixel at least as near.
     """
-    padded = np.pad(region.astype(np.uint8, copy=False), 1, mode="constant")
-    dist = cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    return dist[1:-1, 1:-1]
+    region = region.astype(bool, copy=False)
+    out = np.zeros(region.shape, dtype=np.int64)
+    rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
+    if rows.size == 0:
+        return out
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    padded = np.pad(region[r0:r1, c0:c1], 1, mode="constant")
+    nearest = ndimage.distance_transform_edt(padded, return_distances=False, return_indices=True)
+    dy = (nearest[0] - np.arange(padded.shape[0], dtype=nearest.dtype)[:, None]).astype(np.int64)
+    dx = (nearest[1] - np.arange(padded.shape[1], dtype=nearest.dtype)[None, :]).astype(np.int64)
+    out[r0:r1, c0:c1] = (dy * dy + dx * dx)[1:-1, 1:-1]
+    return out
+
+
+def error_distance(region: np.ndarray) -> np.ndarray:
+    """Euclidean distance of each pixel of ``region`` to its boundary (float64 square root of
+    :func:`squared_error_distance`; the click rule compares the exact squared values, not these)."""
+    return np.sqrt(squared_error_distance(region))
 
 
 def next_click(gt: np.ndarray, pred: np.ndarray, ignore: Optional[np.ndarray] = None,
@@ -78,13 +105,13 @@ def next_click(gt: np.ndarray, pred: np.ndarray, ignore: Optional[np.ndarray] = 
     if gt.shape != pred.shape:
         raise ValueError(f"mask shapes differ: {gt.shape} vs {pred.shape}")
     valid = ~ignore if ignore is not None else np.ones_like(gt)
-    fn_dist = error_distance(gt & ~pred & valid)
-    fp_dist = error_distance(~gt & pred & valid)
+    fn_dist = squared_error_distance(gt & ~pred & valid)
+    fp_dist = squared_error_distance(~gt & pred & valid)
     if clicked is not None:
-        fn_dist[clicked] = 0.0
-        fp_dist[clicked] = 0.0
-    fn_max, fp_max = float(fn_dist.max(initial=0.0)), float(fp_dist.max(initial=0.0))
-    if fn_max <= 0.0 and fp_max <= 0.0:
+        fn_dist[clicked] = 0
+        fp_dist[clicked] = 0
+    fn_max, fp_max = int(fn_dist.max(initial=0)), int(fp_dist.max(initial=0))
+    if fn_max <= 0 and fp_max <= 0:
         return None
     positive = fn_max > fp_max
     dist = fn_dist if positive else fp_dist

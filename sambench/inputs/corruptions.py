@@ -6,9 +6,10 @@ from ``numpy.random.default_rng(int(key))`` where ``key`` is :func:`corruption_k
 ``[seed, "corruption", name, version, severity, dataset, image id]`` — never from global state.
 
 Severity 0 is the clean image; severities 1–5 follow Hendrycks & Dietterich's ImageNet-C
-(``make_imagenet_c.py``) with their parameters, plus three degradations RobustSAM evaluates on that
-ImageNet-C lacks (``low-light``, ``haze``, ``rain``), defined here since RobustSAM published no
-synthesis code. docs/corruptions.md gives every formula, parameter and deviation; in short:
+(``make_imagenet_c.py``) with their parameters, plus three degradations of sambench's own
+(``low-light``, ``haze``, ``rain``: our formulas, family ``sambench``; RobustSAM's paper evaluates on
+degradations of those names, but its ``data/augment.py`` defines other ones, none called low light or
+haze). docs/corruptions.md gives every formula, parameter and deviation; in short:
 
 * Inputs and outputs are RGB ``uint8`` (H, W, 3); internally floats in [0, 1] (or [0, 255] where
   ImageNet-C works there); the result is clipped and truncated to ``uint8`` as ImageNet-C's
@@ -23,7 +24,8 @@ synthesis code. docs/corruptions.md gives every formula, parameter and deviation
 
 This module is the registry (one :class:`Corruption` per name of
 :data:`sambench.config.vocabulary.CORRUPTION_NAMES`, in that order), the keys, and the conversion to and
-from uint8. The pixel functions are :mod:`sambench.inputs.imagenet_c` and :mod:`sambench.inputs.weather`;
+from uint8. The pixel functions are :mod:`sambench.inputs.imagenet_c`, :mod:`sambench.inputs.weather` and
+:mod:`sambench.inputs.robustsam` (RobustSAM's own degradations: one strength each, severity 1 only);
 the names, severities and the ``--corruption`` grammar are :mod:`sambench.config.vocabulary` (protocol
 cards are checked against them), re-exported here with the registry.
 """
@@ -35,10 +37,10 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from sambench.config.vocabulary import (ALL, CLEAN, CORRUPTION_NAMES, SEVERITIES, corruption_name, parse_spec,
-                                        parse_specs)
+from sambench.config.vocabulary import (ALL, CLEAN, CORRUPTION_NAMES, ROBUSTSAM, SEVERITIES, corruption_name,
+                                        parse_spec, parse_specs)
 from sambench.inputs import imagenet_c as inc
-from sambench.inputs import weather as rs
+from sambench.inputs import robustsam, weather
 from sambench.types import SambenchError, stable_hash
 
 
@@ -57,6 +59,11 @@ class Corruption:
     def param(self, severity: int):
         return self.params[severity - 1]
 
+    @property
+    def severities(self) -> tuple:
+        """The severities defined: 1..5, or (1,) for a corruption of one strength (RobustSAM's)."""
+        return tuple(range(1, len(self.params) + 1))
+
     def identity(self) -> dict:
         """What a stored result depends on: a change here must bump ``version``."""
         return {"version": self.version, "source": self.source, "params": [_jsonable(p) for p in self.params]}
@@ -72,7 +79,10 @@ def _jsonable(p):
 
 # ------------------------------------------------------------------------------------------ registry
 
-_IMAGENET_C, _ROBUSTSAM = "ImageNet-C", "RobustSAM (formula: sambench)"
+#: ``source`` is in the manifest's corruption identity; a resume and ``compare`` check only its version,
+#: params and seed, so runs that recorded the old source of low light, haze and rain,
+#: "RobustSAM (formula: sambench)", still resume and compare.
+_IMAGENET_C, _SAMBENCH = "ImageNet-C", "sambench"
 
 #: name → (family, source, parameters per severity 1..5, function, the range the function works in).
 _DEFINITIONS = {
@@ -98,14 +108,30 @@ _DEFINITIONS = {
                            (244 * 0.12, 244 * 0.01, 244 * 0.02)], inc.elastic_transform, "0-1"),
     "pixelate": ("digital", _IMAGENET_C, [0.6, 0.5, 0.4, 0.3, 0.25], inc.pixelate, "uint8"),
     "jpeg-compression": ("digital", _IMAGENET_C, [25, 18, 15, 10, 7], inc.jpeg_compression, "uint8"),
-    "low-light": ("robustsam", _ROBUSTSAM,
+    "low-light": ("sambench", _SAMBENCH,
                   [(0.7, 1.5, 0.01), (0.55, 2.0, 0.015), (0.45, 2.5, 0.02), (0.35, 3.0, 0.025), (0.25, 3.5, 0.03)],
-                  rs.low_light, "0-1"),
-    "haze": ("robustsam", _ROBUSTSAM, [(0.4, 0.8), (0.7, 0.8), (1.0, 0.85), (1.4, 0.85), (1.9, 0.9)], rs.haze, "0-1"),
-    "rain": ("robustsam", _ROBUSTSAM,
+                  weather.low_light, "0-1"),
+    "haze": ("sambench", _SAMBENCH, [(0.4, 0.8), (0.7, 0.8), (1.0, 0.85), (1.4, 0.85), (1.9, 0.9)], weather.haze,
+             "0-1"),
+    "rain": ("sambench", _SAMBENCH,
              [(60, 8, 0.35, 0.95), (120, 10, 0.45, 0.9), (200, 12, 0.55, 0.85), (300, 14, 0.65, 0.8),
-              (450, 16, 0.75, 0.75)], rs.rain, "0-1"),
+              (450, 16, 0.75, 0.75)], weather.rain, "0-1"),
 }
+_ROBUSTSAM = "RobustSAM data/augment.py"
+_DEFINITIONS.update({  # config's ROBUSTSAM, one strength each: the parameters augment.py gives (docs/corruptions.md)
+    "robustsam-gauss-noise": ("noise", _ROBUSTSAM, [(250, 260)], robustsam.gauss_noise, "uint8"),
+    "robustsam-iso-noise": ("noise", _ROBUSTSAM, [((0.4, 0.5), (0.7, 0.8))], robustsam.iso_noise, "uint8"),
+    "robustsam-impulse-noise": ("noise", _ROBUSTSAM, [(1.4, 1.5)], robustsam.multiplicative_noise, "uint8"),
+    "robustsam-color-jitter": ("digital", _ROBUSTSAM, [(0.7, 0.3, 0.7, 0.7)], robustsam.color_jitter, "uint8"),
+    "robustsam-compression": ("digital", _ROBUSTSAM, [(5, 10)], robustsam.jpeg_compression, "uint8"),
+    "robustsam-resampling-blur": ("blur", _ROBUSTSAM, [4], robustsam.resampling_blur, "uint8"),
+    "robustsam-motion-blur": ("blur", _ROBUSTSAM, [35], robustsam.motion_blur, "uint8"),
+    "robustsam-zoom-blur": ("blur", _ROBUSTSAM, [(1.33, (0.05, 0.07))], robustsam.zoom_blur, "uint8"),
+    "robustsam-elastic-transform": ("digital", _ROBUSTSAM, [(100, 10, 5)], robustsam.elastic_transform, "uint8"),
+    "robustsam-frosted-glass-blur": ("blur", _ROBUSTSAM, [3], robustsam.frosted_glass_blur, "uint8"),
+    "robustsam-brightness": ("digital", _ROBUSTSAM, [(0.6, 0.8)], robustsam.brightness, "uint8"),
+    "robustsam-contrast": ("digital", _ROBUSTSAM, [(1.6, 1.7)], robustsam.contrast, "uint8"),
+})
 if set(_DEFINITIONS) != set(CORRUPTION_NAMES):  # the names are config's; every one needs exactly one definition
     raise ImportError(f"corruption definitions {sorted(set(_DEFINITIONS) ^ set(CORRUPTION_NAMES))} do not match "
                       "sambench.config.vocabulary.CORRUPTION_NAMES")
@@ -132,8 +158,8 @@ def corrupt(image: np.ndarray, name: str, severity: int, rng: np.random.Generato
     if severity == 0:
         return image
     c = get(name)
-    if severity not in SEVERITIES:
-        raise SambenchError(f"corruption severity must be 0..5, got {severity}")
+    if severity not in c.severities:
+        raise SambenchError(f"corruption {c.name}: severity must be 0..{c.severities[-1]}, got {severity}")
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise SambenchError(f"corruptions take RGB uint8 images, got {image.dtype} of shape {image.shape}")
     x = {"0-1": image / 255.0, "0-255": image.astype(np.float64), "uint8": image}[c.scale]
@@ -156,5 +182,5 @@ def identity(names: Iterable[str], seed: int) -> dict:
     return {"seed": int(seed), "corruptions": {n: CORRUPTIONS[n].identity() for n in sorted(set(names)) if n != CLEAN}}
 
 
-__all__ = ["ALL", "CLEAN", "CORRUPTIONS", "Corruption", "IMAGENET_C", "SEVERITIES", "corrupt", "corrupt_keyed",
-           "corruption_key", "get", "identity", "parse_spec", "parse_specs"]
+__all__ = ["ALL", "CLEAN", "CORRUPTIONS", "Corruption", "IMAGENET_C", "ROBUSTSAM", "SEVERITIES", "corrupt",
+           "corrupt_keyed", "corruption_key", "get", "identity", "parse_spec", "parse_specs"]

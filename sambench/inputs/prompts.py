@@ -43,6 +43,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from sambench.config import ProtocolCard, Setting
+from sambench.inputs import replay
 from sambench.types import Object, Prompt, SambenchError, keyed_rng
 
 
@@ -168,16 +169,29 @@ class PromptTask:
 
 
 class Protocol:
-    """A protocol card made executable: iterate the prompts of every object of an image."""
+    """A protocol card made executable: iterate the prompts of every object of an image.
+
+    A replay card (``kind: replay``) is resolved here (its levels and draws read from its file,
+    :func:`sambench.inputs.replay.resolve`) unless it already was; its prompts are the file's."""
 
     def __init__(self, card: ProtocolCard) -> None:
-        self.card = card
+        self.card = replay.resolve(card)
 
     @property
     def name(self) -> str:
         return self.card.name
 
     def prompt(self, setting: Setting, draw: int, dataset: str, image_id: str, obj: Object) -> Prompt:
+        if setting.replayed:
+            if not self.card.replayed:
+                raise SambenchError(f"protocol '{self.card.name}' level '{setting.level}' replays a file, and no "
+                                    f"file is recorded with it")
+            found = replay.replay_file(self.card).prompts_for(dataset, image_id, [obj], only=obj.id)
+            found = found.get((obj.id, setting.level), [])
+            if draw >= len(found):
+                raise SambenchError(f"{self.card.replay['file']}: no prompt {draw} of {dataset}/{image_id}/{obj.id} "
+                                    f"at level '{setting.level}' (it has {len(found)})")
+            return found[draw]
         rng = prompt_rng(self.card.seed, self.card.name, self.card.version, setting.level, draw, dataset,
                          image_id, obj.id)
         return make_prompt(setting, obj.mask, rng)
@@ -187,6 +201,9 @@ class Protocol:
 
         Click sequences (``kind: clicks``) have no prompt before the model answers: they yield nothing
         here and run in :mod:`sambench.execution.sequences`."""
+        if self.card.replayed:
+            yield from self._replayed_tasks(dataset, image_id, objects)
+            return
         for setting in self.card.settings:
             if setting.interactive:
                 continue
@@ -198,6 +215,20 @@ class Protocol:
                         prompt, err = None, str(exc)
                     yield PromptTask(self.card.name, self.card.version, setting.level, setting.level_value, draw,
                                      obj.id, prompt, err)
+
+
+    def _replayed_tasks(self, dataset: str, image_id: str, objects: list[Object]) -> Iterator[PromptTask]:
+        """The replayed prompts of this image: per level, draw d of an object is its d-th prompt of the level
+        in the file (up to ``draws``); an object without one at a level has no task there. A file that does
+        not fit the image raises its one line (:func:`sambench.inputs.replay.check_dataset` checks it first)."""
+        found = replay.replay_file(self.card).prompts_for(dataset, image_id, objects)
+        for setting in self.card.settings:
+            for draw in range(self.card.draws):
+                for obj in objects:
+                    prompts = found.get((obj.id, setting.level), [])
+                    if draw < len(prompts):
+                        yield PromptTask(self.card.name, self.card.version, setting.level, setting.level_value, draw,
+                                         obj.id, prompts[draw])
 
 
 def prompt_set_hash(entries) -> str:

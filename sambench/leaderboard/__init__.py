@@ -7,7 +7,8 @@ Public API:
 * :func:`load_board` / :func:`find_runs` — the merged, checked runs of a board (``board.py``);
   :func:`build_board` — its ranked ``board`` section (``sambench.analysis.ranking``, which the report's
   ``leaderboard.json`` shares).
-* :func:`verify_runs` — re-score every stored mask against the ground truth (``--verify``).
+* :func:`verify_runs` — re-score every stored mask against the ground truth (``--verify``);
+  :func:`verify` — that and, with ``rerun=N``, the recorded models re-run on N keyed images (``--rerun``).
 * :data:`SCORES` / :func:`register` — the headline-score registry (``sambench.analysis.scores``).
 
 Definitions: docs/metrics.md ("Headline scores"); artefacts and schema: docs/reports.md ("sambench leaderboard").
@@ -16,21 +17,24 @@ Definitions: docs/metrics.md ("Headline scores"); artefacts and schema: docs/rep
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
-from sambench.analysis.ranking import BoardInput, BoardRefused, build_board
+from sambench.analysis.ranking import BoardInput, BoardRefused, build_board, empty_run_note
 from sambench.analysis.scores import SCORES, HeadlineScore, register
 from sambench.analysis.summary import per_object, summarize
 from sambench.leaderboard.board import find_runs, load_board
 from sambench.leaderboard.render import render_html, render_markdown
+from sambench.leaderboard.rerun import RerunCheck, Verification, rerun_runs, verify
 from sambench.leaderboard.verify import VerifyResult, verify_runs
 from sambench.report.leaderboard import build_leaderboard
 from sambench.analysis.video import video_headline, video_summary
+from sambench.files import atomic_write, ensure_dir
 from sambench.store import load_objects, load_tracks
 
 __all__ = ["write_board", "build_board", "load_board", "find_runs", "BoardInput", "BoardRefused", "verify_runs",
-           "VerifyResult", "SCORES", "HeadlineScore", "register"]
+           "VerifyResult", "verify", "Verification", "RerunCheck", "rerun_runs", "SCORES", "HeadlineScore", "register"]
 
 
 def board_document(board: BoardInput, rank_by: Optional[str] = None, n_boot: int = 1000,
@@ -50,17 +54,26 @@ def board_document(board: BoardInput, rank_by: Optional[str] = None, n_boot: int
 
 
 def write_board(paths: Iterable[str | Path], out_dir: str | Path, rank_by: Optional[str] = None,
-                n_boot: int = 1000, note: str = "") -> dict[str, Path]:
+                n_boot: int = 1000, note: str = "", verification: Optional[dict] = None,
+                warn: Optional[Callable[[str], None]] = None) -> dict[str, Path]:
     """Merge the runs under ``paths`` (refusing incomparable ones) and write the three board files into
-    ``out_dir``; returns ``{file name: path}``. ``note`` is a closing paragraph for both pages."""
+    ``out_dir``; returns ``{file name: path}``. ``note`` is a closing paragraph for both pages;
+    ``verification`` (:meth:`sambench.leaderboard.rerun.Verification.record`) is what ``--verify`` checked,
+    kept in leaderboard.json and shown on both pages. ``out_dir`` is created only once the board is built
+    and rendered (a refused board leaves nothing behind). A run that holds no row is named in the board's
+    notes and ``empty_runs``, and passed to ``warn`` (default: :func:`warnings.warn`) as one line."""
     out = Path(out_dir)
     board = load_board(paths)
-    out.mkdir(parents=True, exist_ok=True)
     doc = board_document(board, rank_by=rank_by, n_boot=n_boot, out_dir=out)
+    if verification is not None:
+        doc["verification"] = verification
+    files = (("leaderboard.json", json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n"),
+             ("leaderboard.md", render_markdown(doc, note)),
+             ("leaderboard.html", render_html(doc, note)))
+    for run_dir in doc["board"]["empty_runs"]:
+        (warn or warnings.warn)(empty_run_note(run_dir))
+    ensure_dir(out, "--out directory")
     written = {}
-    for name, text in (("leaderboard.json", json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n"),
-                       ("leaderboard.md", render_markdown(doc, note)),
-                       ("leaderboard.html", render_html(doc, note))):
-        (out / name).write_text(text, encoding="utf-8")
-        written[name] = out / name
+    for name, text in files:
+        written[name] = atomic_write(out / name, text)
     return written

@@ -82,6 +82,30 @@ def _md(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def verification_lines(doc: dict) -> list[str]:
+    """The page's account of ``doc["verification"]`` (``--verify [--rerun N]``): a head line, then one line per
+    re-run entry (run, model, status, images, device, date, worst IoU); [] for a board built without ``--verify``."""
+    v = doc.get("verification")
+    if not isinstance(v, dict):
+        return []
+    head = (f"--verify: {v.get('rescored_masks')} stored mask(s) re-scored against the ground truth and their prompts "
+            f"regenerated ({v.get('rescore_mismatches')} mismatch(es)).")
+    if not v.get("rerun_images"):
+        return [head + " The models were not re-run (no --rerun): the masks are consistent, not proven to be the "
+                       "models'."]
+    head += (f" --rerun {v['rerun_images']}: each model re-run on {v['rerun_images']} keyed image(s) and its masks "
+             f"compared with the stored ones, prompt by prompt.")
+    out = [head]
+    for c in v.get("rerun") or []:
+        if c["status"] == "not re-run":
+            out.append(f"{c['model']} ({c['run']}): {c['reason']}")
+            continue
+        worst = "-" if c.get("worst_iou") is None else f"{c['worst_iou']:.6f}"
+        out.append(f"{c['model']} ({c['run']}): {c['status']}; {len(c['images'])} image(s), {c['prompts']} prompt(s) "
+                   f"on {c['device']} ({c['dtype']}), {c['date']}; worst mask IoU {worst} (tolerance {c['min_iou']:g})")
+    return out
+
+
 def render_markdown(doc: dict, note: str = "") -> str:
     """The Markdown page: ranked table, definitions, provenance."""
     board = doc["board"]
@@ -122,6 +146,10 @@ def render_markdown(doc: dict, note: str = "") -> str:
         cells = [model, p.get("paper") or "–", weights, protos, dsets, ", ".join(p["sambench_versions"]) or "?",
                  p.get("date") or "?", runs]
         lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
+    checked = verification_lines(doc)
+    if checked:
+        lines += ["", "## Verification", "", _md(checked[0])]
+        lines += [""] + [f"- {_md(t)}" for t in checked[1:]] if len(checked) > 1 else []
     lines += ["", f"sambench {doc['sambench_version']}, board built {doc['date']}; every number at full precision "
               "in leaderboard.json."]
     if note:
@@ -274,6 +302,10 @@ def render_html(doc: dict, note: str = "") -> str:
                   f"</tr></thead><tbody>{rows}</tbody></table>"]
     parts += ["<h2>Scores</h2>", f"<ul>{defs}<li>{_e(board['failures'])}; CI: {_e(board['ci'])}.</li></ul>",
               "<h2>Provenance</h2>", _provenance_table(board)]
+    checked = verification_lines(doc)
+    if checked:
+        parts += ["<h2>Verification</h2>", f'<p class="note">{_e(checked[0])}</p>',
+                  "<ul>" + "".join(f"<li>{_e(t)}</li>" for t in checked[1:]) + "</ul>"]
     if note:
         parts.append(f'<p class="note">{_linkify(note)}</p>')
     parts += [f'<p class="note">sambench {_e(doc["sambench_version"])}, board built {_e(doc["date"])}; every number '

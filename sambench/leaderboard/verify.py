@@ -141,7 +141,8 @@ def recorded_protocol(store: Store, manifest: dict, name: str) -> Optional[Proto
         card = ProtocolCard(name=name, version=int(ident["version"]), description="", settings=settings,
                             draws=int(ident["draws"]), seed=int(ident["seed"]),
                             mask_selection=str(ident.get("mask_selection")),
-                            preprocessing=str(ident.get("preprocessing")), path=None)
+                            preprocessing=str(ident.get("preprocessing")), path=None,
+                            replay=ident.get("replay"))  # a replay protocol's prompts: its recorded file
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
     return Protocol(card)

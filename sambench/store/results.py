@@ -31,7 +31,8 @@ from sambench.types import SambenchError
 
 #: Manifest fields a resumed run must share with the stored rows, per identity.
 MODEL_IDENTITY = ("adapter", "adapter_version", "weights_sha256", "variant", "options", "plugin_id", "plugin_config")
-PROTOCOL_IDENTITY = ("version", "seed", "mask_selection", "preprocessing")
+#: ``file_sha256``: a replay protocol's file (absent, so never compared, for every other protocol).
+PROTOCOL_IDENTITY = ("version", "seed", "mask_selection", "preprocessing", "file_sha256")
 DATASET_IDENTITY = ("content_hash",)
 CORRUPTION_IDENTITY = ("version", "params", "seed")
 
@@ -46,7 +47,8 @@ class Store:
 
         A read-only store never writes, not even its ``-wal``/``-shm`` files where it cannot: it opens
         ``mode=ro``, and when even that needs files it cannot create (a WAL-mode database in a read-only
-        directory) ``immutable=1``, so ``report`` and ``compare`` work on a run the user may not write.
+        directory) ``immutable=1``, so ``report`` and ``compare`` work on a run the user may not write; or,
+        when a write-ahead log holds rows (a killed run), a private copy (:func:`open_read_only`).
         Every SQLite error, then or later, is one line naming the file (:func:`database_error`).
         """
         self.run_dir = Path(run_dir)

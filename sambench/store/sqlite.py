@@ -5,14 +5,22 @@
 (:func:`database_error`): a full disk ("no space left on device", the images written so far are kept),
 a corrupt file, a read-only place, a file that cannot be opened. :func:`stored_schema_version` reads the
 schema version a results database records and refuses one newer than this sambench.
+
+A reader sees every committed row, also those still in the write-ahead log of a killed run: when SQLite
+cannot read the log in place (a ``-wal`` without its ``-shm`` in a read-only place), :func:`open_read_only`
+reads a private copy of the database and its log, never the database file alone.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import tempfile
 import urllib.parse
+import weakref
 from pathlib import Path
+from typing import Optional
 
 from sambench.store.table import SCHEMA_VERSION
 from sambench.types import SambenchError, first_line
@@ -79,6 +87,13 @@ class _Connection(sqlite3.Connection):
     sambench, pandas' included, goes through it)."""
 
     db_path: Path
+    #: A private directory holding the copy this connection reads (:func:`open_read_only`), removed on close.
+    private_dir: Optional[str] = None
+
+    def close(self):
+        super().close()
+        if self.private_dir is not None:
+            shutil.rmtree(self.private_dir, ignore_errors=True)
 
     def cursor(self, factory=_Cursor):
         return super().cursor(factory)
@@ -116,7 +131,9 @@ def connect(target: str, path: Path, uri: bool = False) -> _Connection:
 
 
 def open_read_only(path: Path) -> _Connection:
-    """``mode=ro``; ``immutable=1`` when read-only mode needs files it cannot create (WAL, read-only dir)."""
+    """``mode=ro``; when read-only mode needs files it cannot create (a read-only place), ``immutable=1`` if
+    the database has no write-ahead log, else a private copy of the database and its log (``immutable``
+    would read the database file alone and silently miss every row still in the log)."""
     base = "file:" + urllib.parse.quote(str(path.resolve()))
     conn = connect(base + "?mode=ro", path, uri=True)
     try:
@@ -126,8 +143,35 @@ def open_read_only(path: Path) -> _Connection:
         conn.close()
         if "corrupt" in str(first):
             raise
+    wal = path.with_name(path.name + "-wal")
+    if wal.is_file() and wal.stat().st_size > 0:
+        return _open_private_copy(path, wal)
     conn = connect(base + "?immutable=1", path, uri=True)
     conn.execute("SELECT value FROM info WHERE key='schema_version'").fetchone()
+    return conn
+
+
+def _open_private_copy(path: Path, wal: Path) -> _Connection:
+    """A connection to a copy of ``path`` and its ``wal`` in a private temporary directory (SQLite replays
+    the log there), removed when the connection closes or is collected; errors name ``path``."""
+    tmp = tempfile.mkdtemp(prefix="sambench-read-")
+    try:
+        copy = Path(tmp) / path.name
+        shutil.copyfile(path, copy)
+        shutil.copyfile(wal, Path(tmp) / wal.name)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise SambenchError(f"{path}: its write-ahead log ({wal.name}) holds rows that cannot be read in this "
+                            f"read-only place, and a private copy failed ({first_line(exc)}): open it where it "
+                            f"can be written, or copy the run directory") from None
+    conn = connect(str(copy), path)
+    conn.private_dir = tmp
+    weakref.finalize(conn, shutil.rmtree, tmp, True)
+    try:
+        conn.execute("SELECT value FROM info WHERE key='schema_version'").fetchone()
+    except SambenchError:
+        conn.close()
+        raise
     return conn
 
 

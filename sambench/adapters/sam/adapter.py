@@ -64,14 +64,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sambench.adapters.base import PREPROCESSING_MODES, UnknownOptionsError, package_version
+from sambench.adapters.base import PREPROCESSING_MODES, OptionValueError, UnknownOptionsError, package_version
 from sambench.adapters.decoding import (DTYPES, POSTPROCESS_BATCH, ChunkedDecoding, decoder_options, resize_square_hq,
                                         resolve_device, store_masks)
 from sambench.adapters.sam.nets import VARIANTS, build_sam_model
 from sambench.adapters.sam.weights import load_sam_checkpoint
 from sambench.adapters.weights import find_checkpoint
 from sambench.config import ModelCard
-from sambench.types import Prompt, SambenchError, check_choice
+from sambench.types import Prompt, SambenchError
 
 ADAPTER_VERSION = "1"
 
@@ -151,21 +151,22 @@ def parse_options(options: Optional[dict], *, hq: bool, where: str, extra_keys: 
     if unknown:
         raise UnknownOptionsError(where, unknown, set(SAM_OPTION_KEYS) | set(extra_keys))
     variant = opts.get("variant")
-    check_choice(variant, VARIANTS, "option 'variant'", where)
+    if variant not in VARIANTS:
+        raise OptionValueError(where, "variant", f"must be one of {', '.join(VARIANTS)}, got {variant!r}")
 
     def _bool(key: str, default: bool) -> bool:
         v = opts.get(key, default)
         if not isinstance(v, bool):
-            raise SambenchError(f"{where}: option '{key}' must be true or false, got {v!r}")
+            raise OptionValueError(where, key, f"must be true or false, got {v!r}")
         return v
 
     hq_token_only = _bool("hq_token_only", False)
     if hq_token_only and not hq:
-        raise SambenchError(f"{where}: option 'hq_token_only' only applies to HQ-SAM models")
+        raise OptionValueError(where, "hq_token_only", "only applies to HQ-SAM models")
     thr, chunk, dtype = decoder_options(opts, where, SamOptions.chunk_size, allow_auto=True)
     seed = opts.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise SambenchError(f"{where}: option 'seed' must be an integer >= 0, got {seed!r}")
+        raise OptionValueError(where, "seed", f"must be an integer >= 0, got {seed!r}")
     return SamOptions(variant=variant, hq_token_only=hq_token_only, mask_threshold=thr, chunk_size=chunk,
                       dtype=dtype, seed=seed, random_init=_bool("random_init", False), paper_eval=_bool("paper_eval", False))
 

@@ -41,6 +41,7 @@ from typing import Optional
 
 import torch
 
+from sambench.adapters.base import OptionValueError
 from sambench.adapters.decoding import resolve_device
 from sambench.adapters.sam.adapter import HQSamAdapter, SamAdapter, SamImageState
 from sambench.adapters.sam2 import Sam2Adapter
@@ -184,14 +185,14 @@ class StableSam2Adapter(_StableSamMixin, Sam2Adapter):
 def _bool_opt(opts: dict, key: str, default: bool, where: str) -> bool:
     v = opts.get(key, default)
     if not isinstance(v, bool):
-        raise SambenchError(f"{where}: option '{key}' must be true or false, got {v!r}")
+        raise OptionValueError(where, key, f"must be true or false, got {v!r}")
     return v
 
 
 def _int_opt(opts: dict, key: str, default: int, lo: int, where: str) -> int:
     v = opts.get(key, default)
     if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-        raise SambenchError(f"{where}: option '{key}' must be an integer >= {lo}, got {v!r}")
+        raise OptionValueError(where, key, f"must be an integer >= {lo}, got {v!r}")
     return v
 
 
