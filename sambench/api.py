@@ -34,19 +34,22 @@ import pandas as pd
 
 from sambench.adapters import build_adapter
 from sambench.adapters.base import Adapter
+from sambench.adapters.video import VideoAdapter
 from sambench.analysis.agree import AgreeResult, agree_runs
 from sambench.analysis.compare import compare_runs
 from sambench.analysis.summary import per_object, summarize
+from sambench.analysis.video import video_summary
 from sambench.config import ModelCard, ProtocolCard, resolve_model_name
 from sambench.datasets import Dataset, DatasetSpec
+from sambench.datasets.video import VideoDataset
 from sambench.execution.config import OPTIONS, RunConfig, resolved
 from sambench.execution.runner import run as execute
-from sambench.store import Store, as_loaded, load_objects, load_runs
+from sambench.store import Store, as_loaded, load_objects, load_runs, load_tracks
 from sambench.types import SambenchError
 
-Model = Union[str, ModelCard, Adapter]
+Model = Union[str, ModelCard, Adapter, VideoAdapter]
 ProtocolLike = Union[str, ProtocolCard]
-DatasetLike = Union[str, Path, DatasetSpec, Dataset]
+DatasetLike = Union[str, Path, DatasetSpec, Dataset, VideoDataset]
 
 __all__ = ["OPTIONS", "Run", "agree", "configure", "execute", "open_run", "run", "verify"]
 
@@ -88,6 +91,11 @@ class Run:
         if self._summary is None:
             self._summary = summarize(self._load()[0], objects=self._per_object())
         return self._summary.copy()
+
+    def video_summary(self) -> pd.DataFrame:
+        """The video summary (:func:`sambench.analysis.video.video_summary`: J, F, J&F per level in percent, the
+        unit the track) of the runs' video rows; empty when they hold none (docs/video.md "Reports")."""
+        return video_summary(self._load()[0], load_tracks(self.paths))
 
     def _per_object(self) -> pd.DataFrame:
         """:func:`sambench.analysis.summary.per_object` of the rows, with the stability the runs stored; once."""
@@ -139,7 +147,7 @@ def _as_list(x: Any) -> list:
 
 def _model(m: Model, options: dict) -> tuple[str, Optional[Adapter]]:
     """(name, adapter object or None for a card found by name; a family name stands for its default variant)."""
-    if isinstance(m, Adapter):
+    if isinstance(m, (Adapter, VideoAdapter)):  # a video adapter runs video protocols (sambench/execution/video.py)
         sig = m.signature()
         return str(sig.get("model") or m.name), m
     if isinstance(m, ModelCard):
@@ -154,7 +162,7 @@ def _model(m: Model, options: dict) -> tuple[str, Optional[Adapter]]:
 
 
 def _dataset(d: DatasetLike) -> Union[DatasetSpec, Dataset]:
-    if isinstance(d, (DatasetSpec, Dataset)):
+    if isinstance(d, (DatasetSpec, Dataset, VideoDataset)):
         return d
     if isinstance(d, (str, Path)):
         return DatasetSpec(spec=str(d))

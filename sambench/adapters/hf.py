@@ -128,18 +128,15 @@ def _how_to_get(source: str) -> str:
             f"$HF_HOME), or give a local directory: hf:/path/to/model")
 
 
-def load_hf(source: str, *, kind: Optional[str], model: str, revision: Optional[str] = None):
-    """``(family, model, processor, weights_id)`` for a local directory or a hub id already in the cache.
-
-    ``kind`` (a card's adapter) must match the checkpoint's ``model_type``; ``hf`` accepts any family.
-    """
-    import transformers  # lazy: an optional extra that takes seconds to import; only an hf model needs it
-    from transformers import AutoConfig  # lazy: as above
+def read_hf_config(source: str, *, model: str, revision: Optional[str] = None) -> tuple[str, Any]:
+    """``(where, config)``: the transformers config of a local directory or of a hub id already in the cache
+    (``where`` is what ``from_pretrained`` takes); one-line errors naming the source."""
+    from transformers import AutoConfig  # lazy: an optional extra that takes seconds to import
 
     local = Path(source).expanduser()
     where = str(local) if local.is_dir() else source
     try:
-        config = AutoConfig.from_pretrained(where, local_files_only=True, revision=revision)
+        return where, AutoConfig.from_pretrained(where, local_files_only=True, revision=revision)
     except OSError:
         if local.exists() or source.startswith((".", "/", "~")):
             raise SambenchError(f"{source}: not a transformers model directory (no config.json)") from None
@@ -147,6 +144,16 @@ def load_hf(source: str, *, kind: Optional[str], model: str, revision: Optional[
                             f"download from the hub; {_how_to_get(source)}") from None
     except ValueError as exc:
         raise SambenchError(f"{where}: unreadable transformers config ({first_line(exc)})") from None
+
+
+def load_hf(source: str, *, kind: Optional[str], model: str, revision: Optional[str] = None):
+    """``(family, model, processor, weights_id)`` for a local directory or a hub id already in the cache.
+
+    ``kind`` (a card's adapter) must match the checkpoint's ``model_type``; ``hf`` accepts any family.
+    """
+    import transformers  # lazy: an optional extra that takes seconds to import; only an hf model needs it
+
+    where, config = read_hf_config(source, model=model, revision=revision)
     family = FAMILIES.get(config.model_type)
     if family is None:
         raise SambenchError(f"{where}: model_type '{config.model_type}' is not a promptable SAM-family model "
@@ -321,4 +328,4 @@ def build_hf(card: ModelCard, *, device: str = "auto", checkpoint: Optional[str]
 
 
 __all__ = ["FAMILIES", "HfFamily", "HfImageState", "HfOptions", "HfSamAdapter", "build_hf", "load_hf",
-           "parse_hf_options"]
+           "parse_hf_options", "read_hf_config"]

@@ -51,10 +51,12 @@ from sambench.metrics import bootstrap_ci
 from sambench.analysis.noc import SEQUENCE, click_protocols, sequences
 from sambench.analysis.compat import expand_image_failures, key_text, manifest_mismatches, prompt_mismatches
 from sambench.analysis.stats import wilcoxon
-from sambench.store import KEY_COLUMNS, LEVEL_COLUMNS, OBJECT_COLUMNS, load_runs, merge_manifests
+from sambench.store import KEY_COLUMNS, LEVEL_COLUMNS, OBJECT_COLUMNS, load_runs, load_tracks, merge_manifests
 from sambench.types import SambenchError
 
-METRICS = {"miou": "iou", "mbiou": "biou"}
+#: metric → the row column it averages. ``jf``: a video row's J&F (its ``tracks`` entry, sambench.analysis.video),
+#: gated like mIoU over the video protocols only (the unit is the track; a failed propagation counts 0).
+METRICS = {"miou": "iou", "mbiou": "biou", "jf": "jf"}
 #: NoC gates of interactive protocols: metric → NoC target column suffix (sambench.analysis.noc).
 NOC_METRICS = {"noc85": "85", "noc90": "90", "noc95": "95"}
 RunDirs = Union[str, Path, Sequence[Union[str, Path]]]
@@ -114,7 +116,8 @@ class CompareResult:
     def format_table(self) -> str:
         """The terminal report: one line per group, then counts and the verdict."""
         noc = self.metric in NOC_METRICS
-        name = {"miou": "mIoU (points)", "mbiou": "mBIoU (points)"}.get(self.metric, f"NoC@{self.metric[3:]} (clicks)")
+        name = {"miou": "mIoU (points)", "mbiou": "mBIoU (points)", "jf": "J&F of video tracks (points)"}.get(
+            self.metric, f"NoC@{self.metric[3:]} (clicks)")
         head = f"{name}, baseline {self.baseline} vs candidate {self.candidate}; pairing unit: {self.pairing}"
         rows = []
         corrupted = any(g["severity"] for g in self.groups)
@@ -161,12 +164,18 @@ def _dirs(run: RunDirs) -> list[Path]:
     return [Path(d) for d in run] if isinstance(run, (list, tuple)) else [Path(run)]
 
 
-def _load(run: RunDirs) -> tuple[pd.DataFrame, dict]:
-    """Rows of one run (or of its shards, merged by ``load_runs``) and their merged manifest sections."""
+def _load(run: RunDirs, metric: str = "miou") -> tuple[pd.DataFrame, dict]:
+    """Rows of one run (or of its shards, merged by ``load_runs``) and their merged manifest sections; for
+    ``metric`` jf, only the rows of video protocols, with their J&F (``jf``) joined from the tracks table."""
     dirs = _dirs(run)
     df, manifests = load_runs(dirs, with_masks=False)
     merged, _ = merge_manifests(manifests, [str(d) for d in dirs])
-    return df.drop(columns=["run"]), merged
+    df = df.drop(columns=["run"])
+    if metric == "jf":
+        tracks = load_tracks(dirs)
+        df = df[df["protocol"].isin(set(tracks["protocol"]))]
+        df = df.merge(tracks[list(KEY_COLUMNS) + ["jf"]], on=list(KEY_COLUMNS), how="left")
+    return df, merged
 
 
 def _name(run: RunDirs) -> str:
@@ -184,8 +193,11 @@ def compare_runs(baseline_dir: RunDirs, candidate_dir: RunDirs, metric: str = "m
     and that is not allowed, or when the runs share no result key.
     """
     _check_arguments(metric, tol)
-    base, bman = _load(baseline_dir)
-    cand, cman = _load(candidate_dir)
+    base, bman = _load(baseline_dir, metric)
+    cand, cman = _load(candidate_dir, metric)
+    if metric == "jf" and (base.empty or cand.empty):
+        raise CompareRefused(f"compare --metric jf: {'the baseline' if base.empty else 'the candidate'} holds no "
+                             f"video rows (a video protocol's tracks)")
     result = CompareResult(_name(baseline_dir), _name(candidate_dir), metric, float(tol))
     found = manifest_mismatches(bman, cman)
     _refuse_or_warn(result, "datasets", found.datasets, allow_dataset_mismatch, "--allow-dataset-mismatch")
@@ -229,7 +241,7 @@ def _pair_keys(result: CompareResult, base: pd.DataFrame, cand: pd.DataFrame) ->
     base_x = expand_image_failures(base, cand)
     cand_x = expand_image_failures(cand, base)
     key = list(KEY_COLUMNS)
-    cols = ["status", "iou", "biou", "prompt_hash", "protocol_version"]
+    cols = ["status", "iou", "biou", "prompt_hash", "protocol_version"] + (["jf"] if "jf" in base_x.columns else [])
     m = base_x[key + cols].merge(cand_x[key + cols], on=key, how="outer", suffixes=("_b", "_c"), indicator=True)
     if not (m["_merge"] == "both").any():
         raise CompareRefused(f"{result.baseline} and {result.candidate} share no result key "

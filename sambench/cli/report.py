@@ -62,7 +62,7 @@ def _run_dirs(arg: str):
 @click.command("compare")
 @click.argument("baseline")
 @click.argument("candidate")
-@click.option("--metric", type=click.Choice(["miou", "mbiou", "noc85", "noc90", "noc95"]), default="miou",
+@click.option("--metric", type=click.Choice(["miou", "mbiou", "jf", "noc85", "noc90", "noc95"]), default="miou",
               show_default=True, help="mIoU/mBIoU per level, or NoC@85/90/95 of interactive (clicks) protocols.")
 @click.option("--tol", type=click.FloatRange(min=0), default=0.5, show_default=True,
               help="Allowed drop in points (percent) before a significant drop fails the gate; for noc*, "

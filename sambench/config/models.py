@@ -46,11 +46,18 @@ class ModelCard:
     tags: tuple = ()
     #: Free text naming the model's paper and/or URL (optional ``paper:`` field); shown on leaderboards.
     paper: Optional[str] = None
+    #: True for a video-only model (``adapter:`` names a video adapter, e.g. ``mask-hold``); docs/video.md.
+    video: bool = False
+    #: The video adapter an image card also runs with in video protocols (``sam2-video``, ``hf-video``,
+    #: ``stable-sam2-video``), or None; sambench/adapters/video/base.py resolves it.
+    video_adapter: Optional[str] = None
 
 
 #: ``base`` is read by the stable-sam adapter (the card its plug-in sits on, sambench/adapters/stable_sam/base.py).
 #: ``tags`` are free words shown by ``sambench list models``; ``paper`` is shown by ``sambench leaderboard``.
-MODEL_FIELDS = {"name", "adapter", "description", "options", "checkpoint", "base", "tags", "paper"}
+#: ``video`` / ``video_adapter``: docs/video.md "Models".
+MODEL_FIELDS = {"name", "adapter", "description", "options", "checkpoint", "base", "tags", "paper", "video",
+                "video_adapter"}
 
 
 def parse_model_card(data: dict, path: Path) -> ModelCard:
@@ -74,8 +81,15 @@ def parse_model_card(data: dict, path: Path) -> ModelCard:
     paper = data.get("paper")
     if paper is not None and not isinstance(paper, str):
         raise SambenchError(f"{path}: field 'paper' must be a string (citation and/or URL)")
+    video = data.get("video", False)
+    if not isinstance(video, bool):
+        raise SambenchError(f"{path}: field 'video' must be true or false, got {video!r}")
+    video_adapter = data.get("video_adapter")
+    if video_adapter is not None and (not isinstance(video_adapter, str) or not video_adapter.strip()):
+        raise SambenchError(f"{path}: field 'video_adapter' must be a video adapter name (e.g. sam2-video)")
     return ModelCard(name=name, adapter=adapter, description=str(data.get("description", "")).strip(),
-                     options=dict(options), checkpoint=ckpt, path=path, raw=data, tags=tuple(tags), paper=paper)
+                     options=dict(options), checkpoint=ckpt, path=path, raw=data, tags=tuple(tags), paper=paper,
+                     video=video, video_adapter=video_adapter)
 
 
 #: Family names → the documented default variant (docs/models.md "Family names"). ViT-L for the SAM-1

@@ -17,13 +17,13 @@ from typing import Optional
 
 from sambench.config.lookup import check_fields, list_cards, load_card, require
 from sambench.config.vocabulary import (BOX_FRAMES, BOX_KINDS, BOX_NOISE_KINDS, CLICK_CARD_FIELDS, INTERACTIVE_KIND,
-                                        LEVEL_PARAM, MASK_SELECTIONS, PREPROCESSING_MODES, PROMPT_KINDS, REPLAY_FORMATS,
-                                        REPLAY_KIND, STARTS, parse_spec)
+                                        LEVEL_PARAM, MASK_SELECTIONS, PREPROCESSING_MODES, PROMPT_FRAMES, PROMPT_KINDS,
+                                        REPLAY_FORMATS, REPLAY_KIND, STARTS, VIDEO_ONLY_KINDS, parse_spec)
 from sambench.types import SambenchError, check_choice, check_min
 
 PROTOCOL_FIELDS = {"name", "version", "description", "kind", "levels", "settings", "draws", "seed",
                    "mask_selection", "preprocessing", "negatives", "reference", "corruptions", "box_frame",
-                   "file", "format", *CLICK_CARD_FIELDS}
+                   "file", "format", "video", "prompt_frame", *CLICK_CARD_FIELDS}
 #: Where a replay card's ``file: sambench:PATH`` is looked up: the installed sambench package (shipped data).
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 #: The prefix of a replay ``file`` inside the sambench package (``sambench:data/replay/...``).
@@ -124,7 +124,7 @@ class Setting:
             return dict(self.params).get("start") != "noisy-box"
         if self.replayed:  # the file's prompts of one object at this level are its draws
             return False
-        return self.kind == "gt-box" or (self.kind in BOX_NOISE_KINDS and dict(self.params).get("scale") == 0)
+        return self.kind in ("gt-box", "gt-mask") or (self.kind in BOX_NOISE_KINDS and dict(self.params).get("scale") == 0)
 
     @property
     def is_gt_box(self) -> bool:
@@ -249,6 +249,11 @@ class ProtocolCard:
     raw: dict = field(default_factory=dict, compare=False)
     #: ``--corruption`` specs (sambench/config/vocabulary.py) this protocol always runs under, besides clean.
     corruptions: tuple = ()
+    #: A video protocol (card field ``video: true``): its prompt is given on one frame of each object track
+    #: and propagated (sambench/execution/video.py); scored by J and F, not by image IoU.
+    video: bool = False
+    #: Which frame of a track a video protocol prompts: one of :data:`~sambench.config.vocabulary.PROMPT_FRAMES`.
+    prompt_frame: str = "first"
     #: A replay card's file: ``{"file": path, "format": name}``, plus ``sha256`` and ``prompts`` once the file is
     #: read (:func:`sambench.inputs.replay.resolve`); None for every other card.
     replay: Optional[dict] = field(default=None, hash=False)
@@ -289,6 +294,8 @@ class ProtocolCard:
                  "settings": [s.to_dict() for s in self.settings]}
         if self.corruptions:
             ident["corruptions"] = list(self.corruptions)
+        if self.video:  # image protocols keep their identity (and so their stored manifests) unchanged
+            ident["video"], ident["prompt_frame"] = True, self.prompt_frame
         if self.replay is not None:
             ident["replay"] = dict(self.replay)
             ident["file_sha256"] = self.replay.get("sha256")
@@ -329,9 +336,20 @@ def parse_protocol_card(data: dict, path: Path) -> ProtocolCard:
             parse_spec(c)
         except SambenchError as exc:
             raise SambenchError(f"{path}: {exc}") from None
+    video = data.get("video", False)
+    if not isinstance(video, bool):
+        raise SambenchError(f"{path}: 'video' must be true or false, got {video!r}")
+    prompt_frame = data.get("prompt_frame", "first")
+    if "prompt_frame" in data and not video:
+        raise SambenchError(f"{path}: 'prompt_frame' only applies to a video protocol (video: true)")
+    check_choice(prompt_frame, PROMPT_FRAMES, "prompt_frame", str(path))
+    only = sorted({s.kind for s in settings} & set(VIDEO_ONLY_KINDS))
+    if only and not video:
+        raise SambenchError(f"{path}: prompt kind '{only[0]}' only applies to a video protocol (video: true)")
     return ProtocolCard(name=name, version=version, description=str(data.get("description", "")).strip(),
                         settings=tuple(settings), draws=draws, seed=seed, mask_selection=mask_selection,
-                        preprocessing=preprocessing, path=path, raw=data, corruptions=tuple(corruptions))
+                        preprocessing=preprocessing, path=path, raw=data, corruptions=tuple(corruptions),
+                        video=video, prompt_frame=prompt_frame)
 
 
 def _replay_card(data: dict, path: Path, name: str, version: int, seed: int, mask_selection: str,
@@ -429,7 +447,7 @@ def with_overrides(card: ProtocolCard, levels: Optional[list[str]] = None, draws
                         settings=tuple(settings), draws=draws or card.draws,
                         seed=card.seed if seed is None else seed, mask_selection=card.mask_selection,
                         preprocessing=card.preprocessing, path=card.path, raw=card.raw, corruptions=card.corruptions,
-                        replay=card.replay)
+                        replay=card.replay, video=card.video, prompt_frame=card.prompt_frame)
 
 
 def _override_levels(card: ProtocolCard, levels: list[str], where: str) -> list[Setting]:

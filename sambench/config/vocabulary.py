@@ -35,13 +35,22 @@ INTERACTIVE_KIND = "clicks"
 #: The prompt kind of the replay protocol: prompts read from a file (sambench/inputs/replay.py), not generated.
 REPLAY_KIND = "replay"
 #: Prompt kinds a protocol setting can generate (sambench/inputs/prompts.py; ``clicks``: sambench/inputs/clicks.py;
-#: ``replay``: sambench/inputs/replay.py).
-PROMPT_KINDS = ("gt-box", "noisy-box", "box-shift", "box-scale", "points", INTERACTIVE_KIND, REPLAY_KIND)
+#: ``replay``: sambench/inputs/replay.py). ``gt-mask`` (video protocols only): the object's GT mask on the prompt
+#: frame, the ceiling of propagation.
+PROMPT_KINDS = ("gt-box", "noisy-box", "box-shift", "box-scale", "points", INTERACTIVE_KIND, REPLAY_KIND, "gt-mask")
 #: File formats a replay card's ``file`` may have (docs/protocols.md "Replayed prompts"): ``auto`` decides by
 #: the path (a directory: ``breps``; ``.csv``: ``rclicks``; else ``sambench``).
 REPLAY_FORMATS = ("auto", "sambench", "rclicks", "breps")
 #: The parameter a homogeneous protocol's ``levels`` list sets, per kind.
-LEVEL_PARAM = {"gt-box": None, "noisy-box": "scale", "box-shift": "scale", "box-scale": "scale", "points": "k"}
+LEVEL_PARAM = {"gt-box": None, "noisy-box": "scale", "box-shift": "scale", "box-scale": "scale", "points": "k",
+               "gt-mask": None}
+#: Prompt kinds only a video protocol (``video: true``) may use.
+VIDEO_ONLY_KINDS = ("gt-mask",)
+#: Which frame of a track a video protocol prompts (docs/video.md "Protocols"): ``first``, the object's first
+#: annotated frame where it is present; ``largest``, the annotated frame where its mask is largest (earliest on
+#: ties); ``middle``, the present annotated frame nearest the middle of its present annotated frames, propagated
+#: both ways.
+PROMPT_FRAMES = ("first", "largest", "middle")
 #: Prompt kinds whose setting is a box with noise of scale ``scale`` (0 = the GT box).
 BOX_NOISE_KINDS = ("noisy-box", "box-shift", "box-scale")
 #: Prompt kinds whose prompt is a box derived from the GT box (the kinds ``box_frame`` applies to).

@@ -186,6 +186,17 @@ def worker_count(config: RunConfig, adapters: Optional[dict[str, Adapter]] = Non
     return default_workers(config.models, adapters)
 
 
+def select_images(dataset: str, ids: list[str], limit: Optional[int], shard: Optional[tuple[int, int]]) -> list[str]:
+    """The first ``limit`` ids, then those of shard ``I/N``: the image whose stable hash of
+    (dataset, image id) is I modulo N. Shards are disjoint, cover the dataset, and do not depend on the
+    machine; run each anywhere (``--out`` per shard) and merge them with ``sambench report A B ...``."""
+    ids = ids[:limit] if limit else list(ids)
+    if shard is None:
+        return ids
+    i, n = shard
+    return [x for x in ids if int(stable_hash("shard", dataset, x), 16) % n == i]
+
+
 # ------------------------------------------------------------------------------ the default directory
 
 
@@ -226,4 +237,4 @@ def resolved(config: RunConfig, adapters: Optional[dict[str, Adapter]] = None) -
 
 
 __all__ = ["ENGINE_NAMES", "OPTIONS", "RunConfig", "check_config", "dataset_entry", "default_run_dir",
-           "default_workers", "option_strings", "protocols_of", "resolved", "worker_count"]
+           "default_workers", "option_strings", "protocols_of", "resolved", "select_images", "worker_count"]

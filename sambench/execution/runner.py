@@ -33,16 +33,17 @@ from tqdm import tqdm
 
 from sambench.adapters.base import Adapter
 from sambench.datasets import Dataset
-from sambench.execution.config import RunConfig, protocols_of, resolved
+from sambench.execution.config import RunConfig, protocols_of, resolved, select_images
 from sambench.execution.engines import make_engine
 from sambench.execution.ledger import (claim_identities, commit, corrupted_names, end_invocation, record_manifest,
                                        start_invocation)
 from sambench.execution.lock import RunLock
+from sambench.execution.video import is_video_run, run_video
 from sambench.execution.work import ImageJob, ImageWork
 from sambench.inputs import corruptions as corr
 from sambench.inputs.replay import check_dataset
 from sambench.store import Store
-from sambench.types import SambenchError, stable_hash
+from sambench.types import SambenchError
 
 
 @dataclass
@@ -69,6 +70,8 @@ def run(config: RunConfig, adapters: Optional[dict[str, Adapter]] = None) -> Run
     the run directory is created: a refused run leaves nothing.
     """
     t0 = time.perf_counter()
+    if is_video_run(config):  # video protocols: a video is the unit of work (sambench/execution/video.py)
+        return RunResult(**run_video(config, adapters))
     config = resolved(config, adapters)  # the run directory and worker count the manifest records
     work = ImageWork(config, protocols_of(config), adapters)
     datasets = open_datasets(work)
@@ -133,17 +136,6 @@ def model_signatures(work: ImageWork) -> dict:
     """Every model's signature; builds the adapters (checkpoint checks, device), so a refused model stops the
     run before its directory exists."""
     return {m: work.adapter(m).signature() for m in work.config.models}
-
-
-def select_images(dataset: str, ids: list[str], limit: Optional[int], shard: Optional[tuple[int, int]]) -> list[str]:
-    """The first ``limit`` ids, then those of shard ``I/N``: the image whose stable hash of
-    (dataset, image id) is I modulo N. Shards are disjoint, cover the dataset, and do not depend on the
-    machine; run each anywhere (``--out`` per shard) and merge them with ``sambench report A B ...``."""
-    ids = ids[:limit] if limit else list(ids)
-    if shard is None:
-        return ids
-    i, n = shard
-    return [x for x in ids if int(stable_hash("shard", dataset, x), 16) % n == i]
 
 
 def execute(store: Store, work: ImageWork, datasets: list[Dataset], invocation: dict, engine=None) -> int:

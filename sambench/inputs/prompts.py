@@ -142,6 +142,8 @@ def random_points(mask: np.ndarray, k: int, rng: np.random.Generator, negatives:
 def make_prompt(setting: Setting, mask: np.ndarray, rng: np.random.Generator) -> Prompt:
     """The prompt of one setting for one object mask, using ``rng`` for any randomness."""
     p = dict(setting.params)
+    if setting.kind == "gt-mask":  # a video protocol's ceiling: sambench/execution/video.py gives the mask itself
+        raise SambenchError("a 'gt-mask' setting prompts with the GT mask itself, not a box or points")
     if setting.kind == "points":
         return random_points(mask, p["k"], rng, p.get("negatives", 0))
     box = box_in_frame(mask, p.get("box_frame", "label"))

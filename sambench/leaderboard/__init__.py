@@ -29,8 +29,9 @@ from sambench.leaderboard.render import render_html, render_markdown
 from sambench.leaderboard.rerun import RerunCheck, Verification, rerun_runs, verify
 from sambench.leaderboard.verify import VerifyResult, verify_runs
 from sambench.report.leaderboard import build_leaderboard
+from sambench.analysis.video import video_headline, video_summary
 from sambench.files import atomic_write, ensure_dir
-from sambench.store import load_objects
+from sambench.store import load_objects, load_tracks
 
 __all__ = ["write_board", "build_board", "load_board", "find_runs", "BoardInput", "BoardRefused", "verify_runs",
            "VerifyResult", "verify", "Verification", "RerunCheck", "rerun_runs", "SCORES", "HeadlineScore", "register"]
@@ -43,8 +44,13 @@ def board_document(board: BoardInput, rank_by: Optional[str] = None, n_boot: int
     objects = per_object(board.rows, load_objects(board.run_dirs))
     ranked = build_board(board, rank_by=rank_by, n_boot=n_boot, out_dir=out_dir, objects=objects)
     summary = summarize(board.rows, n_boot=n_boot, objects=objects)
-    return build_leaderboard(summary, board.rows, board.manifests, [str(d) for d in board.run_dirs], n_boot=n_boot,
-                             ranked=ranked)
+    doc = build_leaderboard(summary, board.rows, board.manifests, [str(d) for d in board.run_dirs], n_boot=n_boot,
+                            ranked=ranked)
+    if any(isinstance(p, dict) and (p.get("identity") or {}).get("video")
+           for man in board.manifests for p in (man.get("protocols") or {}).values()):
+        table = video_summary(board.rows, load_tracks(board.run_dirs))  # J&F of video rows (docs/video.md)
+        doc["video_headline"] = json.loads(video_headline(table).to_json(orient="records"))
+    return doc
 
 
 def write_board(paths: Iterable[str | Path], out_dir: str | Path, rank_by: Optional[str] = None,

@@ -124,6 +124,9 @@ def render_markdown(doc: dict, note: str = "") -> str:
         lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
     if board["notes"]:
         lines += [""] + [f"- {_md(n)}" for n in board["notes"]]
+    if doc.get("video_headline"):
+        lines += ["", "## Video", "", VIDEO_CAPTION, "", "| " + " | ".join(VIDEO_HEAD) + " |", "|" + "---|" * len(VIDEO_HEAD)]
+        lines += ["| " + " | ".join(_md(c) for c in _video_cells(v)) + " |" for v in doc["video_headline"]]
     lines += ["", "## Scores", ""]
     for c in cols:
         lines.append(f"- **{_md(column_title(c))}** (`{c['id']}`): {_md(c['definition'])}")
@@ -152,6 +155,22 @@ def render_markdown(doc: dict, note: str = "") -> str:
     if note:
         lines += ["", note]
     return "\n".join(lines) + "\n"
+
+
+VIDEO_HEAD = ["Model", "Dataset", "Protocol", "First level", "J&F there", "Mean J&F over levels", "Levels",
+              "Failed rows"]
+VIDEO_CAPTION = ("J&F (percent, clean frames) of the video protocols: mean over tracks of the mean over draws, the "
+                 "prompt frame excluded (docs/video.md); the first level is the GT mask, the GT box, 1 point or "
+                 "1 click. Not ranked: every model in a protocol's rows is listed by its mean J&F.")
+
+
+def _video_cells(v: dict) -> list[str]:
+    return [v["model"], v["dataset"], v["protocol"], v["first_level"], fmt_value(_frac(v["jf_first"]), "percent"),
+            fmt_value(_frac(v["jf_mean"]), "percent"), str(v["levels"]), str(v["failed"])]
+
+
+def _frac(v: Optional[float]) -> Optional[float]:
+    return None if v is None else v / 100.0  # the video headline is in percent, fmt_value prints fractions x 100
 
 
 # ------------------------------------------------------------------------------------------ html
@@ -275,6 +294,12 @@ def render_html(doc: dict, note: str = "") -> str:
     ]
     if notes:
         parts.append(f'<div class="notes"><b>Notes</b><ul>{notes}</ul></div>')
+    if doc.get("video_headline"):
+        rows = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in _video_cells(v)) + "</tr>"
+                       for v in doc["video_headline"])
+        parts += ["<h2>Video</h2>", f'<p class="note">{_e(VIDEO_CAPTION)}</p>',
+                  '<table class="board"><thead><tr>' + "".join(f"<th>{_e(h)}</th>" for h in VIDEO_HEAD) +
+                  f"</tr></thead><tbody>{rows}</tbody></table>"]
     parts += ["<h2>Scores</h2>", f"<ul>{defs}<li>{_e(board['failures'])}; CI: {_e(board['ci'])}.</li></ul>",
               "<h2>Provenance</h2>", _provenance_table(board)]
     checked = verification_lines(doc)

@@ -34,6 +34,7 @@ from sambench.execution.sequences import start_box
 from sambench.inputs.clicks import run_sequence
 from sambench.metrics import boundary_iou, decode_rle, iou
 from sambench.inputs.prompts import Protocol
+from sambench.leaderboard.verify_video import verify_video_rows
 from sambench.store import Store, read_manifest
 from sambench.types import Object, Prompt, SambenchError
 
@@ -93,7 +94,13 @@ def verify_run(run_dir: str | Path, result: Optional[VerifyResult] = None, tol: 
         rows = st.frame(with_masks=True)
         ok = rows[rows["status"] == "ok"]
         protocols = {p: recorded_protocol(st, manifest, p) for p in sorted(ok["protocol"].unique())}
+        video = {p: (st.identity("protocol", p) or {}).get("prompt_frame", "first") for p in protocols
+                 if (st.identity("protocol", p) or {}).get("video")}
+        tracks = st.tracks(with_masks=True) if video else None
     result.failed_rows += int((rows["status"] == "failed").sum())
+    if video:  # video rows: their numbers are per frame, in the tracks table (sambench/leaderboard/verify_video.py)
+        verify_video_rows(run_dir, manifest, ok[ok["protocol"].isin(video)], tracks, protocols, video, result, tol)
+        ok = ok[~ok["protocol"].isin(video)]
     for dataset, drows in ok.groupby("dataset", sort=True):
         entry = (manifest.get("datasets") or {}).get(dataset) or {}
         if not isinstance(entry.get("spec"), dict):

@@ -22,6 +22,7 @@ from sambench.report.context import ReportFiles, ReportInputs
 from sambench.report.corruptions import corruptions_section
 from sambench.report.grid import DEFAULT_GRID_ROWS, grid_section
 from sambench.report.html import Section, render_page
+from sambench.report.video import video_section
 from sambench.report.sections import (clicks_sections, comparison_section, degradation_sections,
                                       leaderboard_document, provenance_section, summary_section, write_tables)
 from sambench.store import load_objects, load_runs
@@ -66,6 +67,7 @@ def write_report(run_dirs: Iterable[str | Path], out_dir: Optional[str | Path] =
     sections += degradation_sections(out, inputs)
     sections += corruptions_section(out, inputs, mce_reference)
     sections += clicks_sections(out, inputs, n_boot)
+    sections += video_section(out, inputs)
     sections.append(summary_section(inputs, s_cells))
     sections += grid_section(out, inputs, grid_objects, n_grid, image_loader)
     board = leaderboard_document(out, inputs, n_boot)

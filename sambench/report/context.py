@@ -69,3 +69,5 @@ class ReportInputs:
         self.mce: Optional[pd.DataFrame] = None
         self.mce_reference: Optional[str] = None
         self.corruption_cells: Optional[pd.DataFrame] = None
+        #: the video summary (sambench.report.video), when the runs hold video rows
+        self.video: Optional[pd.DataFrame] = None

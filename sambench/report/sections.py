@@ -134,6 +134,8 @@ def leaderboard_document(out: ReportFiles, inputs: ReportInputs, n_boot: int) ->
         board["corruptions"] = {"reference": inputs.mce_reference,
                                 "mce": json.loads(inputs.mce.to_json(orient="records")),
                                 "cells": json.loads(inputs.corruption_cells.to_json(orient="records"))}
+    if inputs.video is not None:  # J, F, J&F per video cell (sambench.report.video), full precision (NaN → null)
+        board["video"] = json.loads(inputs.video.to_json(orient="records"))
     if inputs.noc is not None:  # NoC per model → dataset → protocol, full precision (NaN → null)
         for _, r in inputs.noc.iterrows():
             cell = {k: (None if pd.isna(r[k]) else float(r[k])) for k in NOC_COLUMNS[3:]}

@@ -22,17 +22,20 @@ from sambench.store.manifest import (MANIFEST_NAME, MERGED_DATASET_FIELDS, Invoc
                                      rounded_timings, sum_scoring, updated_manifest, write_manifest)
 from sambench.store.results import (CORRUPTION_IDENTITY, DATASET_IDENTITY, MODEL_IDENTITY, PROTOCOL_IDENTITY,
                                     Store)
-from sambench.store.runs import as_loaded, load_objects, load_runs, merge_rows, read_rows, run_manifest
+from sambench.store.runs import (as_loaded, load_objects, load_runs, load_tracks, merge_rows, read_rows,
+                                 run_manifest)
 from sambench.store.sqlite import database_error
 from sambench.store.table import (ADDED_COLUMNS, COLUMNS, DB_NAME, IMAGE_ROW_COLUMNS, KEY_COLUMNS, LEVEL_COLUMNS,
                                   OBJECT_COLUMNS, OBJECT_KEY_COLUMNS, OBJECT_STAT_COLUMNS, OBJECTS_COLUMNS,
-                                  OBJECTS_TABLE, PROMPT_COLUMNS, RESULTS_TABLE, SCHEMA, SCHEMA_VERSION, Row)
+                                  OBJECTS_TABLE, PROMPT_COLUMNS, RESULTS_TABLE, SCHEMA, SCHEMA_VERSION, TRACK_VALUE_COLUMNS,
+                                  TRACKS_COLUMNS, TRACKS_TABLE, Row)
 
 __all__ = [
     # table
     "Row", "COLUMNS", "KEY_COLUMNS", "LEVEL_COLUMNS", "OBJECT_COLUMNS", "PROMPT_COLUMNS", "IMAGE_ROW_COLUMNS",
     "DB_NAME", "SCHEMA_VERSION", "RESULTS_TABLE", "SCHEMA", "ADDED_COLUMNS",
     "OBJECT_KEY_COLUMNS", "OBJECT_STAT_COLUMNS", "OBJECTS_COLUMNS", "OBJECTS_TABLE",
+    "TRACK_VALUE_COLUMNS", "TRACKS_COLUMNS", "TRACKS_TABLE",
     # the store of one run
     "Store", "MODEL_IDENTITY", "PROTOCOL_IDENTITY", "DATASET_IDENTITY", "CORRUPTION_IDENTITY", "database_error",
     # manifest
@@ -40,5 +43,5 @@ __all__ = [
     "manifest_invocations", "merge_manifests", "git_commit", "library_versions", "sum_scoring", "add_timings",
     "rounded_timings",
     # reading runs back
-    "read_rows", "run_manifest", "load_runs", "load_objects", "as_loaded", "merge_rows",
+    "read_rows", "run_manifest", "load_runs", "load_objects", "load_tracks", "as_loaded", "merge_rows",
 ]

@@ -26,7 +26,7 @@ import pandas as pd
 from sambench.files import ensure_dir
 from sambench.store.sqlite import connect, database_error, open_read_only, stored_schema_version
 from sambench.store.table import (ADDED_COLUMNS, COLUMNS, DB_NAME, IMAGE_ROW_COLUMNS, KEY_COLUMNS, OBJECTS_COLUMNS,
-                                  RESULTS_TABLE, SCHEMA, SCHEMA_VERSION, Row)
+                                  RESULTS_TABLE, SCHEMA, SCHEMA_VERSION, TRACK_VALUE_COLUMNS, TRACKS_COLUMNS, Row)
 from sambench.types import SambenchError
 
 #: Manifest fields a resumed run must share with the stored rows, per identity.
@@ -176,6 +176,7 @@ class Store:
                     for i in changed:
                         self.conn.execute("DELETE FROM results WHERE dataset=? AND image_id=?", (name, i))
                         self.conn.execute("DELETE FROM objects WHERE dataset=? AND image_id=?", (name, i))
+                        self.conn.execute("DELETE FROM tracks WHERE dataset=? AND image_id=?", (name, i))
                 deleted = changed
         with self.conn:
             self.conn.execute("INSERT OR REPLACE INTO info VALUES (?, ?)",
@@ -211,7 +212,7 @@ class Store:
         with self.conn:
             cur = self.conn.execute(f"DELETE FROM results WHERE status='failed' AND model IN "
                                     f"({', '.join('?' * len(models))})", models)
-            return cur.rowcount
+            return cur.rowcount  # a failed row has no tracks entry: nothing else to delete
 
     def done_keys(self, model: str, dataset: str, image_id: str) -> set[tuple]:
         """:data:`IMAGE_ROW_COLUMNS` of every row already stored for this model and image."""
@@ -219,13 +220,16 @@ class Store:
                                 f"WHERE model=? AND dataset=? AND image_id=?", (model, dataset, image_id))
         return {tuple(r) for r in cur.fetchall()}
 
-    def write(self, rows: Iterable[Row], invocation: Optional[dict] = None, objects: Iterable[tuple] = ()) -> int:
+    def write(self, rows: Iterable[Row], invocation: Optional[dict] = None, objects: Iterable[tuple] = (),
+              tracks: Iterable[tuple] = ()) -> int:
         """Insert rows in ONE transaction; keys already present are left unchanged. Returns rows added.
 
         ``invocation`` (see :meth:`record_invocation`) is updated in the same transaction, so the counters
         of a run killed at any point match the rows it left. So are ``objects``: the per-object stability
         of these rows, one tuple per group in :data:`~sambench.store.table.OBJECTS_COLUMNS` order, each
         replacing what an earlier batch stored for its group (a reader checks ``draws``, :meth:`objects`).
+        So are ``tracks``: the per-frame J/F of video rows, one tuple per row in
+        :data:`~sambench.store.table.TRACKS_COLUMNS` order (:meth:`tracks`).
         """
         values = [r.values() for r in rows]
         with self.conn:
@@ -235,6 +239,8 @@ class Store:
             added = self.conn.total_changes - before
             self.conn.executemany(f"INSERT OR REPLACE INTO objects ({', '.join(OBJECTS_COLUMNS)}) VALUES "
                                   f"({', '.join('?' * len(OBJECTS_COLUMNS))})", list(objects))
+            self.conn.executemany(f"INSERT OR IGNORE INTO tracks ({', '.join(TRACKS_COLUMNS)}) VALUES "
+                                  f"({', '.join('?' * len(TRACKS_COLUMNS))})", list(tracks))
             if invocation is not None:
                 self._put_invocation(invocation)
             return added
@@ -275,6 +281,15 @@ class Store:
                                  for c in OBJECTS_COLUMNS})
         return pd.read_sql_query(f"SELECT {', '.join(OBJECTS_COLUMNS)} FROM objects", self.conn,
                                  dtype={"draws": "int64", "stability_pairwise": "float64", "stability_union": "float64"})
+
+    def tracks(self, with_masks: bool = False) -> pd.DataFrame:
+        """The ``tracks`` table (:data:`~sambench.store.table.TRACKS_COLUMNS`, sorted by key; ``masks_rle`` only
+        when ``with_masks``); empty with those columns for a store written before the table existed."""
+        cols = [c for c in TRACKS_COLUMNS if with_masks or c != "masks_rle"]
+        have = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='tracks'").fetchone()
+        if have is None:
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+        return pd.read_sql_query(f"SELECT {', '.join(cols)} FROM tracks ORDER BY {', '.join(KEY_COLUMNS)}", self.conn)
 
     def prompt_entries(self) -> dict[tuple[str, str], list[tuple]]:
         """(protocol, dataset) → distinct (image_id, object_id, level, draw, prompt_hash) of the stored prompts:

@@ -76,6 +76,19 @@ def load_objects(run_dirs: Iterable[str | Path]) -> pd.DataFrame:
     return df.drop_duplicates(list(OBJECT_KEY_COLUMNS) + ["draws"], keep="first").reset_index(drop=True)
 
 
+def load_tracks(run_dirs: Iterable[str | Path], with_masks: bool = False) -> pd.DataFrame:
+    """The ``tracks`` tables (per-frame J/F of video rows, :meth:`Store.tracks`) of several run directories, one
+    entry per result key (shards hold disjoint videos; an entry two runs both hold is kept once)."""
+    frames = []
+    for d in run_dirs:
+        with Store(d, create=False) as st:
+            frames.append(st.tracks(with_masks=with_masks))
+    if not frames:
+        raise SambenchError("no run directory given")
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return df.drop_duplicates(list(KEY_COLUMNS), keep="first").reset_index(drop=True)
+
+
 def as_loaded(run_dir: str | Path, rows: pd.DataFrame, manifest: dict) -> tuple[pd.DataFrame, list[dict]]:
     """What :func:`load_runs` returns for ``[run_dir]``, from its rows and manifest already in memory."""
     df = rows.copy()

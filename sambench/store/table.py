@@ -100,7 +100,23 @@ OBJECTS_TABLE = ("CREATE TABLE IF NOT EXISTS objects (\n    "
                  + ",\n    ".join(f"{c} {_SQL[c]}" for c in OBJECT_KEY_COLUMNS)
                  + ",\n    draws INTEGER NOT NULL,\n    stability_pairwise REAL,\n    stability_union REAL"
                  + f",\n    PRIMARY KEY ({', '.join(OBJECT_KEY_COLUMNS)})\n)")
-SCHEMA = (RESULTS_TABLE + ";\n" + OBJECTS_TABLE
+#: The ``tracks`` table (video protocols, docs/video.md "Runs and store"): one entry per ``results`` row of a video
+#: protocol, same key (``image_id`` is the video id), holding what a track's one row cannot: the prompt frame,
+#: the scored frames and their per-frame J and F packed as JSON lists (frame order), the DAVIS track scores of
+#: :func:`sambench.metrics.video.track_scores`, and the per-frame predicted masks as COCO RLE (JSON list, frame
+#: order, NULL unless the run keeps them). The ``results`` row keeps status/error, the prompt, ``iou`` = mean J
+#: (J is region IoU) and ``biou`` NULL (F is not boundary IoU).
+TRACK_VALUE_COLUMNS = ("prompt_frame", "direction", "frames", "j_frames", "f_frames", "j_mean", "f_mean", "jf",
+                       "j_recall", "f_recall", "j_decay", "f_decay", "masks_rle")
+_TRACK_SQL = {"prompt_frame": "INTEGER NOT NULL", "direction": "TEXT NOT NULL", "frames": "TEXT NOT NULL",
+              "j_frames": "TEXT NOT NULL", "f_frames": "TEXT NOT NULL", "masks_rle": "TEXT"}
+#: The ``tracks`` table's columns, in table order: a track tuple of :meth:`Store.write` has them in this order.
+TRACKS_COLUMNS = KEY_COLUMNS + TRACK_VALUE_COLUMNS
+TRACKS_TABLE = ("CREATE TABLE IF NOT EXISTS tracks (\n    "
+                + ",\n    ".join(f"{c} {_SQL[c]}" for c in KEY_COLUMNS)
+                + ",\n    " + ",\n    ".join(f"{c} {_TRACK_SQL.get(c, 'REAL')}" for c in TRACK_VALUE_COLUMNS)
+                + f",\n    PRIMARY KEY ({', '.join(KEY_COLUMNS)})\n)")
+SCHEMA = (RESULTS_TABLE + ";\n" + OBJECTS_TABLE + ";\n" + TRACKS_TABLE
           + ";\nCREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);\n")
 #: Columns a store of an older schema version lacks, with the value its rows mean.
 ADDED_COLUMNS = {2: {"corruption": "'none'", "severity": "0"}}
