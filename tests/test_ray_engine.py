@@ -105,5 +105,5 @@ def test_no_ray_process_outlives_a_sigkilled_driver(tmp_path):
     finally:
         sigkill(proc)
     assert not wait_gone(workers | core, 30), "Ray actors or the local Ray instance outlived the driver"
-    # (Ray's idle dashboard / runtime-env agents follow their raylet by themselves within ~1-2 minutes;
-    # docs/scale.md. They hold no model and are not waited for here.)
+    # (Ray's dashboard / runtime-env agents are killed with the driver by sambench's reaper:
+    # tests/test_hardening_3.py::test_no_ray_process_of_the_session_outlives_a_killed_driver_by_more_than_seconds.)

@@ -62,7 +62,7 @@ def die_with_parent(parent: Optional[int] = None, interval_s: float = 1.0) -> No
 _REAPER = r"""
 import os, select, signal, sys
 signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the driver cleans up then
-raylet = int(sys.argv[1])
+root = int(sys.argv[1])  # the Ray node process whose descendants are noted
 def procs():  # pid -> (parent pid, start time)
     out = {}
     for d in os.listdir("/proc"):
@@ -74,14 +74,14 @@ def procs():  # pid -> (parent pid, start time)
             except (OSError, IndexError, ValueError):
                 pass
     return out
-known = {}  # every process the raylet started, directly or not: pid -> start time
-while True:  # note them at once (the agents start with the raylet), then once a second
+known = {}  # every process the root started, directly or not: pid -> start time
+while True:  # note them at once (the agents start with it), then once a second
     table = procs()
     grew = True
     while grew:
         grew = False
         for pid, (ppid, started) in table.items():
-            if (ppid == raylet or ppid in known) and pid not in known:
+            if (ppid == root or ppid in known) and pid not in known:
                 known[pid] = started
                 grew = True
     ready, _, _ = select.select([0], [], [], 1.0)
