@@ -463,3 +463,14 @@ def test_report_states_why_it_ranks_nothing(runs, tmp_path):
     ok = write_report([runs / "r1", runs / "r2"], tmp_path / "rep2", formats=("png",), n_grid=0, n_boot=50)
     ranked = json.loads(ok["leaderboard.json"].read_text())["board"]
     assert [e["model"] for e in ranked["entries"]] == ["A", "C", "B"]
+
+
+def test_pages_show_a_random_init_identity_whole_and_cut_only_a_sha256(tmp_path):
+    from sambench.leaderboard import write_board
+
+    sha = "ab" * 32
+    make_run(tmp_path / "r", {"A": SHIFTS_A, "B": SHIFTS_B}, weights={"A": "random-init:0", "B": sha})
+    written = write_board([tmp_path / "r"], tmp_path / "b", n_boot=50)
+    md, page = written["leaderboard.md"].read_text(), written["leaderboard.html"].read_text()
+    assert "random-init:0" in md and "abababababab" in md and sha not in md
+    assert ">weights random-init:0<" in page and ">weights abababababab<" in page  # the full sha is its title

@@ -61,7 +61,10 @@ def vs_next_text(e: dict, unit: str) -> str:
 
 
 def _short_hash(h: Optional[str]) -> str:
-    return str(h)[:12] if h else "none"
+    """A sha256 cut to 12 hex digits for a page; anything else (``random-init:0``, an ``hf:`` identity) whole."""
+    if not h:
+        return "none"
+    return str(h)[:12] if re.fullmatch(r"[0-9a-f]{64}", str(h)) else str(h)
 
 
 def _rank_col(board: dict) -> dict:
