@@ -214,3 +214,10 @@ def test_agree_min_iou_and_leaderboard_rerun_flags_are_checked_in_one_line(tmp_p
         agree_runs(tmp_path, tmp_path, min_iou=1.5)
     res = CliRunner().invoke(main, ["leaderboard", str(tmp_path), "--out", str(tmp_path / "b"), "--rerun", "2"])
     assert res.exit_code == 2 and "give --verify --rerun N" in res.output
+
+
+def test_a_baseline_is_recorded_as_rerun_on_the_cpu_not_on_auto(tmp_path):
+    # box-fill has no device: it computes on the CPU whatever --device says, so the board says cpu
+    path = _run("box-fill", tmp_path / "bf", levels=[0], draws=1, limit=1).path
+    (check,) = api.verify(path, rerun=1).checks
+    assert (check.status, check.device, check.prompts) == ("passed", "cpu", 1)

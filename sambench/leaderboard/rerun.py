@@ -243,7 +243,8 @@ def _rerun_model(run_dir: Path, manifest: dict, rows: pd.DataFrame, protocols: d
         check.reason = str(exc)
         return check
     check.weights_file = None if weights_file is None else str(weights_file)
-    check.device = str(getattr(adapter, "device", device))
+    # an adapter without a device (the OpenCV baselines) computes on the CPU, whatever --device says
+    check.device = str(getattr(adapter, "device", "cpu"))
     try:
         fresh = _rerun_images(manifest, rows, protocols, model, adapter, images, check, opener)
     finally:
