@@ -121,8 +121,6 @@ def test_failures_are_failed_rows_with_their_reason(tmp_path):
 def test_video_and_image_protocols_cannot_share_a_run(tmp_path):
     with pytest.raises(SambenchError, match="video protocols .* and image protocols cannot share a run"):
         sambench.run(["mask-hold"], ["video-mask", "noisy-box"], SAMPLE, out=tmp_path / "r")
-    with pytest.raises(SambenchError, match="video runs do not run on Ray yet"):
-        sambench.run(["mask-hold"], ["video-mask"], SAMPLE, out=tmp_path / "r", engine="ray")
     with pytest.raises(SambenchError, match="model 'box-fill' is an image model"):
         sambench.run(["box-fill"], ["video-mask"], SAMPLE, out=tmp_path / "r")
     assert not (tmp_path / "r").exists()  # refused before the run directory exists
