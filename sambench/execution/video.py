@@ -218,6 +218,18 @@ def _first_mask(adapter: VideoAdapter, session: Any, prompt_frame: int, prompt: 
     return np.asarray(mask, dtype=bool), float("nan") if score is None else float(score)
 
 
+def realise(proto: Protocol, task: VideoTask, dataset: str, video_id: str, gt: np.ndarray, prompt_frame: int) -> None:
+    """Give a task of a non-interactive protocol its prompt (keyed as module docstring says, on ``gt``: the
+    object's mask on the prompt frame), its mask (``gt-mask``: ``gt`` itself) or the error that prevents it."""
+    if task.setting.kind == "gt-mask":
+        task.mask = gt
+        return
+    try:
+        task.prompt = proto.prompt(task.setting, task.draw, dataset, video_id, Object(task.object_id, gt))
+    except SambenchError as exc:
+        task.error = f"{dataset}/{video_id}/{task.object_id} frame {prompt_frame}: {exc}"
+
+
 def track_tasks(protocols: list[Protocol], dataset: str, video_id: str, object_id: str, gt: np.ndarray,
                 done: set, condition: tuple[str, int], adapter: VideoAdapter, session_of, prompt_frame: int,
                 void: Optional[np.ndarray], model: str = "") -> list[VideoTask]:
@@ -249,15 +261,8 @@ def track_tasks(protocols: list[Protocol], dataset: str, video_id: str, object_i
                 step = steps[(t.draw, t.setting.level)]
                 t.prompt, t.error = step.prompt, step.error
         for t in pending:
-            if card.interactive:
-                pass
-            elif t.setting.kind == "gt-mask":
-                t.mask = gt
-            else:
-                try:
-                    t.prompt = proto.prompt(t.setting, t.draw, dataset, video_id, Object(object_id, gt))
-                except SambenchError as exc:
-                    t.error = f"{dataset}/{video_id}/{object_id} frame {prompt_frame}: {exc}"
+            if not card.interactive:
+                realise(proto, t, dataset, video_id, gt, prompt_frame)
             form = "mask" if t.mask is not None else (t.prompt.form if t.prompt is not None else None)
             if t.error is None and form not in adapter.capabilities:
                 t.error = f"model '{model}' cannot take a '{form}' prompt"
@@ -638,6 +643,6 @@ def _execute(store: Store, work: VideoWorker, invocation: dict, given: dict, eng
 
 
 __all__ = ["VERIFIED_DRAWS", "CorruptedFrames", "Scored", "VideoTask", "VideoTruth", "VideoWorker", "evaluate_video",
-           "condition_groups", "is_video_run", "kept_masks", "open_video_spec", "prompt_frame_of", "run_video",
+           "condition_groups", "is_video_run", "kept_masks", "open_video_spec", "prompt_frame_of", "realise", "run_video",
            "score_propagation", "track_tasks", "video_engine", "video_failure_rows", "video_tracks",
            "video_worker_batch", "video_worker_init", "video_worker_job"]
