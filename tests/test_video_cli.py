@@ -27,8 +27,8 @@ def test_a_video_model_with_an_image_protocol_is_refused_in_one_line_naming_the_
     res = CliRunner().invoke(main, ["run", "-m", "mask-hold", "-p", "noisy-box", "--out", str(tmp_path / "r"),
                                     "-q", "--no-report"])
     assert res.exit_code == 2, res.output
-    assert _errors(res) == [f"error: model 'mask-hold' is a video model: it needs a video protocol ({VIDEO_PROTOCOLS}), "
-                            f"not the image protocol 'noisy-box'"]
+    assert _errors(res) == [f"error: model 'mask-hold' is a video model: it needs a video protocol "
+                            f"({VIDEO_PROTOCOLS}), not the image protocol 'noisy-box'"]
     assert "unknown adapter" not in res.stderr and not (tmp_path / "r").exists()
 
 

@@ -275,5 +275,5 @@ def resolved(config: RunConfig, adapters: Optional[dict[str, Adapter]] = None) -
     return replace(config, out=out, workers=worker_count(config, adapters))
 
 
-__all__ = ["ENGINE_NAMES", "OPTIONS", "RunConfig", "check_config", "check_model_kinds", "dataset_entry", "default_run_dir",
-           "default_workers", "option_strings", "protocols_of", "resolved", "select_images", "worker_count"]
+__all__ = ["ENGINE_NAMES", "OPTIONS", "RunConfig", "check_config", "check_model_kinds", "dataset_entry",
+           "default_run_dir", "default_workers", "option_strings", "protocols_of", "resolved", "select_images", "worker_count"]

@@ -23,8 +23,9 @@ prediction (the first mask :meth:`propagate` yields, the propagation then stoppe
 clicks of each level through the video.
 
 Failures become failed rows with their reason, never dropped: a video that cannot be read or whose Ray
-actor died too often (one row per model, protocol and condition, ``object_id`` ''), a session that cannot be opened, a prompt the model cannot take, a
-propagation that raises, a mask of the wrong size, a track with no frame to score.
+actor died too often (one row per model, protocol and condition, ``object_id`` ''), a session that cannot be
+opened, a prompt the model cannot take, a propagation that raises, a mask of the wrong size, a track with no
+frame to score.
 """
 
 from __future__ import annotations
@@ -501,7 +502,8 @@ def run_video(config: RunConfig, adapters: Optional[dict[str, VideoAdapter]] = N
             "wall_time_s": time.perf_counter() - t0, "manifest": manifest, "rows": rows, "objects": objects}
 
 
-def condition_groups(config: RunConfig, protocols: list[Protocol], axis: list) -> Iterator[tuple[tuple, list[Protocol]]]:
+def condition_groups(config: RunConfig, protocols: list[Protocol],
+                     axis: list) -> Iterator[tuple[tuple, list[Protocol]]]:
     """Each condition of the run (clean first) with the protocols that run under it."""
     for condition in axis:
         yield condition, [p for p in protocols if condition[1] == 0 or condition in
@@ -643,6 +645,6 @@ def _execute(store: Store, work: VideoWorker, invocation: dict, given: dict, eng
 
 
 __all__ = ["VERIFIED_DRAWS", "CorruptedFrames", "Scored", "VideoTask", "VideoTruth", "VideoWorker", "evaluate_video",
-           "condition_groups", "is_video_run", "kept_masks", "open_video_spec", "prompt_frame_of", "realise", "run_video",
-           "score_propagation", "track_tasks", "video_engine", "video_failure_rows", "video_tracks",
+           "condition_groups", "is_video_run", "kept_masks", "open_video_spec", "prompt_frame_of", "realise",
+           "run_video", "score_propagation", "track_tasks", "video_engine", "video_failure_rows", "video_tracks",
            "video_worker_batch", "video_worker_init", "video_worker_job"]
