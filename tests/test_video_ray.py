@@ -94,6 +94,9 @@ def test_a_killed_actor_s_videos_are_retried_and_every_row_exists_once(tmp_path)
     assert rows == stored_rows(tmp_path / "local") and len(rows) == 6 * (1 + 4 + 4)
     assert _tracks(tmp_path / "ray") == _tracks(tmp_path / "local")
     assert set(_statuses(tmp_path / "ray")) == {"ok"}  # the killed actor's video was re-run, not recorded failed
+    # the killed attempt returned nothing, so its encoder calls and propagations are not counted twice
+    counters = [json.loads((tmp_path / d / "manifest.json").read_text())["counters"] for d in ("ray", "local")]
+    assert counters[0] == counters[1] and counters[0]["flow-warp"]["encoder_calls"] == 50
     con = sqlite3.connect(str(tmp_path / "ray" / "results.sqlite"))
     assert con.execute("SELECT COUNT(*) FROM (SELECT DISTINCT model, dataset, image_id, object_id, protocol, level, "
                        "draw FROM results)").fetchone()[0] == len(rows)
