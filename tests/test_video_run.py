@@ -121,8 +121,6 @@ def test_failures_are_failed_rows_with_their_reason(tmp_path):
 def test_video_and_image_protocols_cannot_share_a_run(tmp_path):
     with pytest.raises(SambenchError, match="video protocols .* and image protocols cannot share a run"):
         sambench.run(["mask-hold"], ["video-mask", "noisy-box"], SAMPLE, out=tmp_path / "r")
-    with pytest.raises(SambenchError, match="video runs do not run on Ray yet"):
-        sambench.run(["mask-hold"], ["video-mask"], SAMPLE, out=tmp_path / "r", engine="ray")
     with pytest.raises(SambenchError, match="model 'box-fill' is an image model"):
         sambench.run(["box-fill"], ["video-mask"], SAMPLE, out=tmp_path / "r")
     assert not (tmp_path / "r").exists()  # refused before the run directory exists
@@ -188,3 +186,23 @@ def test_masks_are_kept_for_draw_0_and_the_worst_and_best_draw_of_each_setting()
             for e in kept_masks(entries) if e[TRACKS_COLUMNS.index("masks_rle")] is not None}
     # level 1: draw 0 (verified), draw 1 (worst; draw 3 ties it but comes later), draw 2 (best); level 2: draw 0
     assert kept == {("1", 0), ("1", 1), ("1", 2), ("2", 0)}
+
+
+def test_a_video_lost_by_its_ray_actor_is_one_failed_row_per_model_protocol_and_condition_not_yet_stored():
+    from sambench.datasets import DatasetSpec
+    from sambench.execution import RunConfig
+    from sambench.execution.video import VideoWorker
+
+    config = RunConfig(models=["mask-hold", "flow-warp"], protocols=["video-mask", "video-points"],
+                       datasets=[DatasetSpec(SAMPLE)], out=None, corruptions=["gaussian-noise:2"])
+    work = VideoWorker(config, {})
+    done = {"mask-hold": {("", "video-mask", "", -1, "none", 0)}, "flow-warp": set()}
+    (result,) = work.lost([(0, "v2-flower", done)], "Ray worker died 4 times on this video (RayActorError)")
+    rows = [(model, r.image_id, r.object_id, r.protocol, r.level, r.draw, r.corruption, r.severity, r.status, r.error)
+            for model, found, tracks, delta in result for r in found]
+    why = "Ray worker died 4 times on this video (RayActorError)"
+    expected = [(m, "v2-flower", "", p, "", -1, c, s, "failed", why) for m in ("mask-hold", "flow-warp")
+                for p in ("video-mask", "video-points") for c, s in (("none", 0), ("gaussian-noise", 2))]
+    expected.remove(("mask-hold", "v2-flower", "", "video-mask", "", -1, "none", 0, "failed", why))  # stored already
+    assert sorted(rows) == sorted(expected)
+    assert all(tracks == [] and delta == {} for _, _, tracks, delta in result)

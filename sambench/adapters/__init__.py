@@ -105,6 +105,9 @@ def build_adapter(model: str | ModelCard, *, device: str = "auto", checkpoint: O
     """Build the adapter a model card describes (``model`` is a card name, a card file or a card)."""
     card = _card(model)
     known = registered_adapters()
+    if card.video and card.adapter not in known:  # a video-only card (docs/video.md "Models")
+        raise SambenchError(f"model '{card.name}' is a video model ({card.path}: video: true): it runs with a video "
+                            f"protocol, through sambench.adapters.video.build_video_adapter")
     if card.adapter not in known:
         raise SambenchError(f"{card.path}: unknown adapter '{card.adapter}' (known: {', '.join(sorted(known))})")
     factory = _resolve(known[card.adapter].target)

@@ -20,7 +20,8 @@ from typing import Any, Iterable, Optional, Union
 
 from sambench.adapters import is_cpu_baseline, is_cpu_baseline_adapter
 from sambench.adapters.base import Adapter
-from sambench.config import ProtocolCard, load_model_card, load_protocol_card, with_overrides
+from sambench.adapters.video import video_adapter_name
+from sambench.config import ProtocolCard, list_cards, load_model_card, load_protocol_card, with_overrides
 from sambench.datasets import Dataset, DatasetSpec
 from sambench.execution.cache import DEFAULT_MAX_GB, STORAGES, check_max_gb
 from sambench.inputs import corruptions as corr
@@ -133,6 +134,44 @@ def check_config(config: RunConfig, given: dict) -> None:
         corr.parse_spec(spec)
 
 
+def _card_names(section: str, keep) -> list[str]:
+    """The shipped and user cards of ``section`` for which ``keep(card)`` holds (a card that does not load is
+    left out: this only lists what to use instead)."""
+    load = load_model_card if section == "models" else load_protocol_card
+    out = []
+    for name in sorted(list_cards(section)):
+        try:
+            if keep(load(name)):
+                out.append(name)
+        except SambenchError:
+            pass
+    return out
+
+
+def check_model_kinds(config: RunConfig, given: dict, video: bool) -> None:
+    """Refuse, before any model is built, a video-only model (``video: true`` or a video ``adapter:``) in a run
+    of image protocols and an image-only model in a run of video protocols (``video``), in one line naming the
+    model, the run's protocols and the cards that would fit (docs/video.md "Models"). Objects given in hand are
+    the caller's to match."""
+    protocols = [p.name if isinstance(p, ProtocolCard) else str(p) for p in config.protocols]
+    for m in config.models:
+        if m in given:
+            continue
+        card = load_model_card(m)
+        runs_video = video_adapter_name(card) is not None
+        video_only = runs_video and not card.video_adapter  # its adapter: is a video adapter
+        if video_only and not video:
+            fits = _card_names("protocols", lambda c: c.video)
+            raise SambenchError(f"model '{m}' is a video model: it needs a video protocol ({', '.join(fits)}), not "
+                                f"the image protocol{'s' if len(protocols) > 1 else ''} "
+                                f"{', '.join(repr(p) for p in protocols)}")
+        if video and not runs_video:
+            fits = _card_names("models", lambda c: video_adapter_name(c) is not None)
+            raise SambenchError(f"model '{m}' is an image model: the video protocol"
+                                f"{'s' if len(protocols) > 1 else ''} {', '.join(repr(p) for p in protocols)} "
+                                f"need{'' if len(protocols) > 1 else 's'} a video model ({', '.join(fits)})")
+
+
 def protocols_of(config: RunConfig) -> list[Protocol]:
     """The run's protocols, their cards with the run's ``levels``/``draws``/``seed`` overrides (a replay card's
     levels and draws read from its file first)."""
@@ -236,5 +275,5 @@ def resolved(config: RunConfig, adapters: Optional[dict[str, Adapter]] = None) -
     return replace(config, out=out, workers=worker_count(config, adapters))
 
 
-__all__ = ["ENGINE_NAMES", "OPTIONS", "RunConfig", "check_config", "dataset_entry", "default_run_dir",
-           "default_workers", "option_strings", "protocols_of", "resolved", "select_images", "worker_count"]
+__all__ = ["ENGINE_NAMES", "OPTIONS", "RunConfig", "check_config", "check_model_kinds", "dataset_entry",
+           "default_run_dir", "default_workers", "option_strings", "protocols_of", "resolved", "select_images", "worker_count"]

@@ -1,4 +1,4 @@
-"""The Ray engine: images go to model replicas on Ray actors; rows come back to the driver.
+"""The Ray engine: images (or videos) go to model replicas on Ray actors; rows come back to the driver.
 
 ``sambench run ... --engine ray [--address auto|HOST:PORT] [--gpus-per-worker F]`` (``pip install
 'sambench[ray]'``). The driver (the ``sambench run`` process) alone opens the run directory and writes
@@ -24,8 +24,11 @@ SQLite, exactly as a local run: the engine only decides *where* an image's rows 
 
 The work itself is a pool worker's: :func:`~sambench.execution.work.worker_init` once per actor and
 :func:`~sambench.execution.work.worker_batch` (:meth:`~sambench.execution.work.ImageWork.batch`) per batch of
-``encode_batch`` images, so a Ray run gives the same rows as a local one. Ray itself is imported only when
-this engine starts (it is an optional dependency).
+``encode_batch`` images, so a Ray run gives the same rows as a local one. A video run passes its own
+``init`` / ``fn`` (:func:`sambench.execution.video.video_worker_init`, ``video_worker_batch``: one video per
+task) and keeps everything else here: connecting before the run directory exists, the capacity checks, the
+reaper, streaming, restarts and the failed rows of a unit whose actor died too often (the work's ``lost``).
+Ray itself is imported only when this engine starts (it is an optional dependency).
 """
 
 from __future__ import annotations
@@ -36,8 +39,7 @@ from collections import deque
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from sambench.execution.lifetime import descendant_pids, reap_with_driver
-from sambench.execution.rows import image_failure_rows
-from sambench.execution.work import ImageJob, ImageResult, ImageWork, batches, worker_batch, worker_init
+from sambench.execution.work import batches, worker_batch, worker_init
 from sambench.types import SambenchError, first_line
 
 DEFAULT_MAX_RETRIES = 3
@@ -76,29 +78,35 @@ def check_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
 
 
 class _Worker:
-    """The actor: one replica of the run's models (built lazily by ``init``), one image at a time."""
+    """The actor: one replica of the run's models (built by ``init(*args)``), one unit of work at a time."""
 
-    def __init__(self, init: Callable, config: Any) -> None:
-        init(config)
+    def __init__(self, init: Callable, *args: Any) -> None:
+        init(*args)
 
     def work(self, fn: Callable, jobs: list) -> Any:
         return fn(jobs)
 
 
 class RayEngine:
-    """The ``ray`` engine of :data:`sambench.execution.engines.ENGINES`: ``map(jobs)`` yields one
-    :class:`~sambench.execution.work.ImageResult` per job, computed on actors (see the module docstring)."""
+    """The ``ray`` engine of :data:`sambench.execution.engines.ENGINES`: ``map(jobs)`` yields one result per
+    job, computed on actors (see the module docstring).
 
-    def __init__(self, work: ImageWork, workers: Optional[int] = None, *, cpus_per_worker: float = 1.0,
-                 max_retries: int = DEFAULT_MAX_RETRIES, inflight: int = DEFAULT_INFLIGHT,
-                 local_cpus: Optional[int] = None) -> None:
+    ``work``: the driver's work object: its ``config``, ``unit`` (what a job is: "image", "video"),
+    ``release_models()`` and ``lost(jobs, why)`` (the failed-row results of jobs whose actor died too often).
+    Each actor runs ``init(*init_args)`` once (default: :func:`~sambench.execution.work.worker_init` with the
+    config) and ``fn(jobs)`` per batch of ``batch`` jobs (default: ``worker_batch``, ``encode_batch`` images)."""
+
+    def __init__(self, work: Any, workers: Optional[int] = None, *, init: Callable = worker_init,
+                 init_args: Optional[tuple] = None, fn: Callable = worker_batch, batch: Optional[int] = None,
+                 cpus_per_worker: float = 1.0, max_retries: int = DEFAULT_MAX_RETRIES,
+                 inflight: int = DEFAULT_INFLIGHT, local_cpus: Optional[int] = None) -> None:
         ray = _import_ray()
         config = work.config
         address, gpus = config.ray_address, float(config.gpus_per_worker or 0.0)
         if gpus < 0 or cpus_per_worker <= 0:
             raise SambenchError(f"--gpus-per-worker must be >= 0, got {gpus}")
-        self.ray, self.work, self.fn = ray, work, worker_batch
-        self.batch = max(1, int(config.encode_batch))
+        self.ray, self.work, self.fn = ray, work, fn
+        self.batch = max(1, int(batch if batch is not None else config.encode_batch))
         self.max_retries = int(max_retries)
         self.inflight = max(1, int(inflight))
         self._started_ray = False
@@ -128,7 +136,8 @@ class RayEngine:
             raise
         remote = ray.remote(_Worker).options(num_cpus=cpus_per_worker, num_gpus=gpus,
                                              max_restarts=self.max_retries, max_task_retries=self.max_retries)
-        self.actors = [remote.remote(worker_init, config) for _ in range(self.n_workers)]
+        args = (config,) if init_args is None else tuple(init_args)
+        self.actors = [remote.remote(init, *args) for _ in range(self.n_workers)]
 
     def _check_room(self, n: int, cpus: float, gpus: float) -> None:
         """Refuse actors the cluster can never place (they would wait forever, and with them their images)."""
@@ -150,19 +159,15 @@ class RayEngine:
         n = res.get("GPU", 0) / gpus if gpus > 0 else res.get("CPU", 1) / cpus
         return max(1, int(n))
 
-    def _lost(self, jobs: list[ImageJob], exc: Exception) -> list[ImageResult]:
-        """Failed-row results for the images of a batch whose actor died more than ``max_retries`` times."""
-        why = f"Ray worker died {self.max_retries + 1} times on this image ({type(exc).__name__})"
-        cards = [p.card for p in self.work.protocols]
-        out = []
-        for job in jobs:
-            name = self.work.dataset(job.dataset_index).name
-            out.append(ImageResult(job.image_id, {m: image_failure_rows(m, name, job.image_id, cards, why)
-                                                  for m in job.done_by_model}, {}))
-        return out
+    def _lost(self, jobs: list, exc: Exception) -> list:
+        """Failed-row results (the work's ``lost``) for the jobs of a batch whose actor died more than
+        ``max_retries`` times."""
+        unit = getattr(self.work, "unit", "image")
+        return self.work.lost(jobs, f"Ray worker died {self.max_retries + 1} times on this {unit} "
+                                    f"({type(exc).__name__})")
 
-    def map(self, jobs: Iterable[ImageJob]) -> Iterator[ImageResult]:
-        """Yield results as they arrive; batches of ``encode_batch`` images travel together."""
+    def map(self, jobs: Iterable) -> Iterator:
+        """Yield results as they arrive; batches of ``batch`` jobs travel together."""
         ray = self.ray
         self.work.release_models()  # the driver only needed them for their identities: the actors hold replicas
         from ray.exceptions import RayActorError  # lazy: Ray is optional (see _import_ray)

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from sambench.adapters.base import Adapter
 from sambench.datasets import Dataset
-from sambench.execution.config import RunConfig, protocols_of, resolved, select_images
+from sambench.execution.config import RunConfig, check_model_kinds, protocols_of, resolved, select_images
 from sambench.execution.engines import make_engine
 from sambench.execution.ledger import (claim_identities, commit, corrupted_names, end_invocation, record_manifest,
                                        start_invocation)
@@ -70,7 +70,9 @@ def run(config: RunConfig, adapters: Optional[dict[str, Adapter]] = None) -> Run
     the run directory is created: a refused run leaves nothing.
     """
     t0 = time.perf_counter()
-    if is_video_run(config):  # video protocols: a video is the unit of work (sambench/execution/video.py)
+    video = is_video_run(config)
+    check_model_kinds(config, adapters or {}, video)  # a video model in an image run, or the reverse: one line
+    if video:  # video protocols: a video is the unit of work (sambench/execution/video.py)
         return RunResult(**run_video(config, adapters))
     config = resolved(config, adapters)  # the run directory and worker count the manifest records
     work = ImageWork(config, protocols_of(config), adapters)

@@ -11,6 +11,10 @@ many prompts there are. Each propagation is scored frame by frame (:func:`score_
 (:data:`sambench.store.TRACKS_COLUMNS`). A track's rows of one (model, condition) are written in one
 transaction, so resume works per (track, setting, draw) and a run killed mid-video resumes to identical rows.
 
+Where videos run: in this process, on a process pool (``--workers N``) or on Ray actors (``--engine ray``, the
+image path's :class:`~sambench.execution.ray.RayEngine` with :class:`VideoWorker` as its work); each worker
+or actor builds its video adapters once and runs whole videos; the parent alone writes.
+
 Prompts (docs/video.md "Protocols"): the image protocols' keyed prompts on the track's **prompt frame**
 (:func:`prompt_frame_of`), keyed by (seed, protocol, version, level, draw, dataset, video id, object id);
 ``gt-mask`` gives the GT mask; ``clicks`` simulates corrective clicks on the prompt frame with the image
@@ -18,9 +22,10 @@ protocol's simulator (:func:`sambench.inputs.clicks.run_sequence`) against the a
 prediction (the first mask :meth:`propagate` yields, the propagation then stopped), then propagates the
 clicks of each level through the video.
 
-Failures become failed rows with their reason, never dropped: a video that cannot be read (one row per
-model and protocol, ``object_id`` ''), a session that cannot be opened, a prompt the model cannot take, a
-propagation that raises, a mask of the wrong size, a track with no frame to score.
+Failures become failed rows with their reason, never dropped: a video that cannot be read or whose Ray
+actor died too often (one row per model, protocol and condition, ``object_id`` ''), a session that cannot be
+opened, a prompt the model cannot take, a propagation that raises, a mask of the wrong size, a track with no
+frame to score.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from sambench.execution.engines import pool_context
 from sambench.execution.lifetime import die_with_parent
 from sambench.execution.ledger import end_invocation, record_manifest, start_invocation
 from sambench.execution.lock import RunLock
+from sambench.execution.ray import RayEngine
 from sambench.execution.rows import describe
 from sambench.execution.sequences import start_box
 from sambench.inputs import corruptions as corr
@@ -213,6 +219,18 @@ def _first_mask(adapter: VideoAdapter, session: Any, prompt_frame: int, prompt: 
     return np.asarray(mask, dtype=bool), float("nan") if score is None else float(score)
 
 
+def realise(proto: Protocol, task: VideoTask, dataset: str, video_id: str, gt: np.ndarray, prompt_frame: int) -> None:
+    """Give a task of a non-interactive protocol its prompt (keyed as module docstring says, on ``gt``: the
+    object's mask on the prompt frame), its mask (``gt-mask``: ``gt`` itself) or the error that prevents it."""
+    if task.setting.kind == "gt-mask":
+        task.mask = gt
+        return
+    try:
+        task.prompt = proto.prompt(task.setting, task.draw, dataset, video_id, Object(task.object_id, gt))
+    except SambenchError as exc:
+        task.error = f"{dataset}/{video_id}/{task.object_id} frame {prompt_frame}: {exc}"
+
+
 def track_tasks(protocols: list[Protocol], dataset: str, video_id: str, object_id: str, gt: np.ndarray,
                 done: set, condition: tuple[str, int], adapter: VideoAdapter, session_of, prompt_frame: int,
                 void: Optional[np.ndarray], model: str = "") -> list[VideoTask]:
@@ -244,15 +262,8 @@ def track_tasks(protocols: list[Protocol], dataset: str, video_id: str, object_i
                 step = steps[(t.draw, t.setting.level)]
                 t.prompt, t.error = step.prompt, step.error
         for t in pending:
-            if card.interactive:
-                pass
-            elif t.setting.kind == "gt-mask":
-                t.mask = gt
-            else:
-                try:
-                    t.prompt = proto.prompt(t.setting, t.draw, dataset, video_id, Object(object_id, gt))
-                except SambenchError as exc:
-                    t.error = f"{dataset}/{video_id}/{object_id} frame {prompt_frame}: {exc}"
+            if not card.interactive:
+                realise(proto, t, dataset, video_id, gt, prompt_frame)
             form = "mask" if t.mask is not None else (t.prompt.form if t.prompt is not None else None)
             if t.error is None and form not in adapter.capabilities:
                 t.error = f"model '{model}' cannot take a '{form}' prompt"
@@ -277,10 +288,7 @@ def evaluate_video(adapter: VideoAdapter, model: str, dataset, video_id: str, pr
             truth[key] = VideoTruth(dataset, video_id)
         tracks = dataset.tracks(video_id)
     except SambenchError as exc:
-        rows = [Row(model=model, dataset=dataset.name, image_id=video_id, object_id="", protocol=p.name, level="",
-                    draw=-1, protocol_version=p.card.version, status="failed", error=str(exc), corruption=condition[0],
-                    severity=condition[1]) for p in protocols]
-        yield [r for r in rows if ("", r.protocol, "", -1, *condition) not in done], []
+        yield video_failure_rows(model, dataset.name, video_id, protocols, condition, str(exc), done), []
         return
     frames = CorruptedFrames(dataset, video_id, condition, seed)
     session: dict = {}
@@ -304,6 +312,16 @@ def evaluate_video(adapter: VideoAdapter, model: str, dataset, video_id: str, pr
     finally:
         if "s" in session and not isinstance(session["s"], BaseException):
             adapter.close(session["s"])
+
+
+def video_failure_rows(model: str, dataset: str, video_id: str, protocols: list[Protocol], condition: tuple[str, int],
+                       error: str, done: set) -> list[Row]:
+    """One failed row per protocol (object ``''``, level ``''``, draw -1) for a video that could not be used at
+    all under ``condition`` (unreadable, or its Ray actor died too often), leaving out those already stored."""
+    rows = [Row(model=model, dataset=dataset, image_id=video_id, object_id="", protocol=p.name, level="", draw=-1,
+                protocol_version=p.card.version, status="failed", error=error, corruption=condition[0],
+                severity=condition[1]) for p in protocols]
+    return [r for r in rows if ("", r.protocol, "", -1, *condition) not in done]
 
 
 def _track_rows(adapter, model, dataset_name, video_id, oid, first, truth, protocols, done, condition,
@@ -452,42 +470,51 @@ def run_video(config: RunConfig, adapters: Optional[dict[str, VideoAdapter]] = N
         if m not in built:
             built[m] = build_video_adapter(m, device=config.device, checkpoint=config.checkpoints.get(m),
                                            plugin=config.plugins.get(m), options=config.model_options.get(m))
-    if config.engine == "ray":
-        raise SambenchError("video runs do not run on Ray yet: use --workers N (a process pool over videos) or "
-                            "--shard I/N per machine")
     config = resolved(config, adapters)
-    protocols = protocols_of(config)
-    axis = corr.parse_specs([c for p in protocols for c in p.card.corruptions] + list(config.corruptions))
-    datasets = [open_video_spec(d) for d in config.datasets]
-    signatures = {m: built[m].signature() for m in config.models}
+    given = dict(adapters or {})
+    work = VideoWorker(config, given, adapters=built)
+    del built  # the work holds the driver's adapters (the Ray engine drops them: the actors hold replicas)
+    protocols, axis, datasets = work.protocols, work.axis, work.datasets
+    signatures = {m: work.adapters[m].signature() for m in config.models}
     ledger = _Ledger(config, protocols, axis)
-    with RunLock(config.out).acquire(wait=config.wait_lock), Store(config.out) as store:
-        stored, ds_info = _claim(store, config, protocols, datasets, signatures, axis)
-        if config.retry_failed:
-            store.delete_failed(config.models)
-        invocation = start_invocation(store, config)
-        for m in config.models:
-            invocation["counters"][m] = {"encoder_calls": 0, "propagations": 0, "video_frames": 0}
-        try:
-            added = _execute(store, config, protocols, axis, datasets, built, invocation, dict(adapters or {}))
-        except BaseException as exc:
-            end_invocation(store, invocation, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
-                           time.perf_counter() - t0)
-            raise
-        end_invocation(store, invocation, "finished", time.perf_counter() - t0)
-        manifest = record_manifest(store, ledger, signatures, ds_info, stored, invocation)
-        counts, rows, objects = manifest["rows"], store.frame(), store.objects()
+    engine = video_engine(work, given)  # before the run directory: a refused Ray run leaves nothing
+    try:
+        with RunLock(config.out).acquire(wait=config.wait_lock), Store(config.out) as store:
+            stored, ds_info = _claim(store, config, protocols, datasets, signatures, axis)
+            if config.retry_failed:
+                store.delete_failed(config.models)
+            invocation = start_invocation(store, config)
+            for m in config.models:
+                invocation["counters"][m] = {"encoder_calls": 0, "propagations": 0, "video_frames": 0}
+            try:
+                added = _execute(store, work, invocation, given, engine)
+            except BaseException as exc:
+                end_invocation(store, invocation, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                               time.perf_counter() - t0)
+                raise
+            end_invocation(store, invocation, "finished", time.perf_counter() - t0)
+            manifest = record_manifest(store, ledger, signatures, ds_info, stored, invocation)
+            counts, rows, objects = manifest["rows"], store.frame(), store.objects()
+    finally:
+        if engine is not None:
+            engine.close()
     return {"run_dir": config.out, "rows_added": added, "counts": counts, "counters": invocation["counters"],
             "wall_time_s": time.perf_counter() - t0, "manifest": manifest, "rows": rows, "objects": objects}
+
+
+def condition_groups(config: RunConfig, protocols: list[Protocol],
+                     axis: list) -> Iterator[tuple[tuple, list[Protocol]]]:
+    """Each condition of the run (clean first) with the protocols that run under it."""
+    for condition in axis:
+        yield condition, [p for p in protocols if condition[1] == 0 or condition in
+                          corr.parse_specs(list(p.card.corruptions) + list(config.corruptions))]
 
 
 def video_tracks(config: RunConfig, protocols: list[Protocol], axis: list, adapters: dict, ds, video_id: str,
                  dones: dict, truth: dict) -> Iterator[tuple[str, list[Row], list[tuple], dict]]:
     """Every condition and model of one video: per track, ``(model, rows, tracks entries, counter increments)``
     (``dones``: model → the video's stored :data:`~sambench.store.IMAGE_ROW_COLUMNS`)."""
-    for condition in axis:
-        group = [p for p in protocols if condition[1] == 0 or condition in
-                 corr.parse_specs(list(p.card.corruptions) + list(config.corruptions))]
+    for condition, group in condition_groups(config, protocols, axis):
         for model in config.models:
             ad, opened = adapters[model], {}
             before = ad.counters()
@@ -501,14 +528,20 @@ def video_tracks(config: RunConfig, protocols: list[Protocol], axis: list, adapt
 
 
 class VideoWorker:
-    """A pool worker's video runner: its own datasets and adapters (built from the config; objects given in hand
-    are copies), one video per job."""
+    """Runs whole videos in one process: its own datasets and adapters (built from the config; objects given in
+    hand are copies in a pool worker or a Ray actor), one video per job ``(dataset index, video id, dones)``,
+    whose result is the list of :func:`video_tracks` items. The driver's instance (``adapters`` and
+    ``datasets`` already opened) is also the Ray engine's work object (``unit``, ``lost``, ``release_models``)."""
 
-    def __init__(self, config: RunConfig, given: dict) -> None:
+    #: What one job is (the Ray engine's messages say it).
+    unit = "video"
+
+    def __init__(self, config: RunConfig, given: dict, adapters: Optional[dict] = None,
+                 datasets: Optional[list] = None) -> None:
         self.config, self.protocols = config, protocols_of(config)
         self.axis = corr.parse_specs([c for p in self.protocols for c in p.card.corruptions] + list(config.corruptions))
-        self.datasets = [open_video_spec(d) for d in config.datasets]
-        self.adapters = dict(given)
+        self.datasets = list(datasets) if datasets is not None else [open_video_spec(d) for d in config.datasets]
+        self.adapters = dict(adapters if adapters is not None else given)
         for m in config.models:
             if m not in self.adapters:
                 self.adapters[m] = build_video_adapter(m, device=config.device, checkpoint=config.checkpoints.get(m),
@@ -520,27 +553,60 @@ class VideoWorker:
         return list(video_tracks(self.config, self.protocols, self.axis, self.adapters, self.datasets[index],
                                  video_id, dones, {}))
 
+    def lost(self, jobs: list[tuple], why: str) -> list[list]:
+        """Per job, failed rows (:func:`video_failure_rows`) of every model and condition still to do."""
+        out = []
+        for index, video_id, dones in jobs:
+            name = self.datasets[index].name
+            out.append([(m, video_failure_rows(m, name, video_id, group, condition, why, dones[m]), [], {})
+                        for condition, group in condition_groups(self.config, self.protocols, self.axis)
+                        for m in self.config.models])
+        return out
+
+    def release_models(self) -> None:
+        """Drop this process's adapters (the Ray driver: the actors hold the replicas)."""
+        self.adapters.clear()
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
 
 _WORKER: dict = {}
 
 
 def video_worker_init(config: RunConfig, given: dict) -> None:
-    """Pool worker start: end with the parent (even by SIGKILL), leave Ctrl-C to it, build the models once."""
+    """Pool worker / Ray actor start: end with the parent (even by SIGKILL), leave Ctrl-C to it, build the models
+    once."""
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER["work"] = VideoWorker(config, given)
 
 
 def video_worker_job(job: tuple) -> list:
+    """One video on this worker's :class:`VideoWorker` (the process pool's task)."""
     return _WORKER["work"](job)
 
 
-def _execute(store: Store, config: RunConfig, protocols: list[Protocol], axis: list, datasets: list, adapters: dict,
-             invocation: dict, given: dict) -> int:
-    """Every selected video of every dataset, in this process (one worker) or on a pool of ``config.workers``
+def video_worker_batch(jobs: list[tuple]) -> list[list]:
+    """Videos on this worker's :class:`VideoWorker` (a Ray actor's task: one video per task)."""
+    return [_WORKER["work"](job) for job in jobs]
+
+
+def video_engine(work: VideoWorker, given: dict) -> Optional[Any]:
+    """The Ray engine over videos for ``--engine ray`` (else None): started (connected, its actors' room checked,
+    the actors created) before the run directory exists, so a refused Ray run leaves nothing."""
+    if work.config.engine != "ray":
+        return None
+    return RayEngine(work, work.config.workers, init=video_worker_init, init_args=(work.config, given),
+                     fn=video_worker_batch, batch=1)
+
+
+def _execute(store: Store, work: VideoWorker, invocation: dict, given: dict, engine: Optional[Any] = None) -> int:
+    """Every selected video of every dataset, in this process (one worker), on a pool of ``config.workers``
     processes that each run whole videos (started as :func:`sambench.execution.engines.pool_context` says, each
-    with its own adapters; videos come back in order); the parent alone writes, a track's rows per transaction."""
-    added = 0
+    with its own adapters; videos come back in order) or on the Ray ``engine``'s actors (in completion order);
+    the parent alone writes, a track's rows per transaction."""
+    config, added = work.config, 0
 
     def commit(model: str, rows: list, tracks: list, delta: dict) -> int:
         counters = invocation["counters"][model]
@@ -549,23 +615,25 @@ def _execute(store: Store, config: RunConfig, protocols: list[Protocol], axis: l
         return store.write(rows, invocation=invocation, tracks=tracks)
 
     pool = None
-    if (config.workers or 1) > 1 or config.engine == "process":  # workers None: one per CPU, as for images
+    if engine is None and ((config.workers or 1) > 1 or config.engine == "process"):  # None: one per CPU
         pool = ProcessPoolExecutor(max_workers=config.workers, initializer=video_worker_init, initargs=(config, given),
                                    mp_context=pool_context())
     try:
         truth: dict = {}  # the current video's GT, read once for all its models and conditions
-        for index, ds in enumerate(datasets):
+        for index, ds in enumerate(work.datasets):
             videos = select_images(ds.name, ds.videos(), config.limit, config.shard)
             bar = tqdm(total=len(videos), desc=ds.name, unit="video", disable=not config.progress,
                        dynamic_ncols=True, file=sys.stderr)
             jobs = ((index, v, {m: store.done_keys(m, ds.name, v) for m in config.models}) for v in videos)
-            if pool is None:
+            if engine is None and pool is None:
                 for _, video_id, dones in jobs:
-                    for item in video_tracks(config, protocols, axis, adapters, ds, video_id, dones, truth):
+                    for item in video_tracks(config, work.protocols, work.axis, work.adapters, ds, video_id, dones,
+                                             truth):
                         added += commit(*item)
                     bar.update(1)
             else:
-                for result in pool.map(video_worker_job, list(jobs)):
+                results = engine.map(jobs) if engine is not None else pool.map(video_worker_job, list(jobs))
+                for result in results:
                     for item in result:
                         added += commit(*item)
                     bar.update(1)
@@ -577,5 +645,6 @@ def _execute(store: Store, config: RunConfig, protocols: list[Protocol], axis: l
 
 
 __all__ = ["VERIFIED_DRAWS", "CorruptedFrames", "Scored", "VideoTask", "VideoTruth", "VideoWorker", "evaluate_video",
-           "is_video_run", "kept_masks", "open_video_spec", "prompt_frame_of", "run_video", "score_propagation",
-           "track_tasks", "video_tracks", "video_worker_init", "video_worker_job"]
+           "condition_groups", "is_video_run", "kept_masks", "open_video_spec", "prompt_frame_of", "realise",
+           "run_video", "score_propagation", "track_tasks", "video_engine", "video_failure_rows", "video_tracks",
+           "video_worker_batch", "video_worker_init", "video_worker_job"]

@@ -71,6 +71,9 @@ def batches(items: Iterable, size: int) -> Iterator[list]:
 class ImageWork:
     """Evaluates images in this process (see the module docstring)."""
 
+    #: What one job is (the Ray engine's messages say it).
+    unit = "image"
+
     def __init__(self, config: RunConfig, protocols: list[Protocol],
                  given: Optional[dict[str, Adapter]] = None) -> None:
         self.config, self.protocols = config, protocols
@@ -138,6 +141,13 @@ class ImageWork:
             return without_misfit_objects(self.dataset(job.dataset_index).load(job.image_id))
         except SambenchError as exc:
             return exc
+
+    def lost(self, jobs: list[ImageJob], why: str) -> list[ImageResult]:
+        """Failed-row results of images that could not be evaluated at all (a Ray actor that died too often)."""
+        cards = [p.card for p in self.protocols]
+        return [ImageResult(job.image_id, {m: image_failure_rows(m, self.dataset(job.dataset_index).name, job.image_id,
+                                                                 cards, why) for m in job.done_by_model}, {})
+                for job in jobs]
 
     def __call__(self, job: ImageJob) -> ImageResult:
         return self.batch([job])[0]
