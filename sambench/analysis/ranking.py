@@ -14,7 +14,10 @@ the one ``sambench leaderboard`` writes for many — is computed here, from merg
    run and the run of a model that has them.
 3. **Scores** (``sambench.analysis.scores``): one column per (headline score, protocol) that applies,
    cross-dataset figure = plain mean of dataset values, bootstrap CI over objects.
-4. **Rank** by ``rank_by`` (default ``degraded_miou`` of the first protocol by name that has one): models
+   Video protocols (their manifest identity says ``video``) are scored by J&F: the object table's ``jf`` is
+   the tracks table's J&F of each row (``sambench.analysis.scores``, "Video protocols").
+4. **Rank** by ``rank_by`` (default ``degraded_miou`` of the first protocol by name that has one, else
+   ``degraded_jf`` likewise, else the first column): models
    ordered by the value (best first); a model's rank is 1 + the number of models with a strictly better
    value *as printed* (one decimal in percent, two for ratios), so models that print the same share a rank
    and are listed as tied; models without the score come last, unranked. Each ranked model is tested
@@ -27,7 +30,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 import numpy as np
 import pandas as pd
@@ -37,11 +40,13 @@ from sambench.analysis.scores import SCORES, HeadlineScore, ScoreInput, aggregat
 from sambench.analysis.settings import settings_info
 from sambench.analysis.summary import per_object
 from sambench.config import REPO_ROOT, load_model_card
-from sambench.store import MANIFEST_NAME, OBJECT_COLUMNS
+from sambench.store import KEY_COLUMNS, MANIFEST_NAME, OBJECT_COLUMNS, load_tracks
 from sambench.types import SambenchError
 
 BOARD_FORMAT = 1
 DEFAULT_SCORE = "degraded_miou"
+#: The default when no column has :data:`DEFAULT_SCORE` (a board of video protocols only).
+DEFAULT_VIDEO_SCORE = "degraded_jf"
 
 
 class BoardRefused(SambenchError):
@@ -55,6 +60,9 @@ class BoardInput:
     rows: pd.DataFrame
     manifests: list[dict]
     run_dirs: list[Path]
+    #: the runs' ``tracks`` tables (per-track J&F of video rows); None: read from ``run_dirs`` when a manifest
+    #: names a video protocol (:meth:`video_tracks`)
+    tracks: Optional[pd.DataFrame] = None
 
     def __post_init__(self) -> None:
         self.run_dirs = [Path(d) for d in self.run_dirs]
@@ -62,6 +70,19 @@ class BoardInput:
         # tables and mCE in the report, and mixing them into a protocol's score would change its meaning.
         if "severity" in self.rows.columns:
             self.rows = self.rows[self.rows["severity"] == 0].reset_index(drop=True)
+
+
+def video_protocols(manifests: list[dict]) -> set[str]:
+    """Names of the protocols the manifests record as video protocols (identity ``video: true``)."""
+    return {name for man in manifests for name, p in (man.get("protocols") or {}).items()
+            if isinstance(p, dict) and (p.get("identity") or {}).get("video")}
+
+
+def video_tracks(board: BoardInput) -> Optional[pd.DataFrame]:
+    """The board's tracks table (read from its run directories once, when it holds video protocols), else None."""
+    if board.tracks is None and video_protocols(board.manifests) and board.run_dirs:
+        board.tracks = load_tracks(board.run_dirs)
+    return board.tracks
 
 
 def check_runs(board: BoardInput) -> None:
@@ -74,18 +95,28 @@ def check_runs(board: BoardInput) -> None:
                 raise BoardRefused(f"runs {a} and {b} cannot share a board: {'; '.join(found.all())}")
 
 
-def object_table(rows: pd.DataFrame, objects: Optional[pd.DataFrame] = None) -> pd.DataFrame:
+def object_table(rows: pd.DataFrame, objects: Optional[pd.DataFrame] = None,
+                 tracks: Optional[pd.DataFrame] = None, video: Iterable[str] = ()) -> pd.DataFrame:
     """One row per (dataset, model, protocol, level, image_id, object_id): ``iou`` = mean over draws with
-    failed draws as 0, ``stability`` (pairwise, successful draws), ``draws``, ``failed``, ``run``.
-    ``objects``: :func:`sambench.analysis.summary.per_object` of these rows (or of rows holding them) when
-    the caller has it, so the per-object stability is not computed twice."""
+    failed draws as 0, ``stability`` (pairwise, successful draws), ``draws``, ``failed``, ``run``, and ``jf``
+    = the mean over draws of the track's J&F from ``tracks`` for the protocols named in ``video`` (failed draws
+    0; NaN for image rows). ``objects``: :func:`sambench.analysis.summary.per_object` of these rows (or
+    of rows holding them) when the caller has it, so the per-object stability is not computed twice."""
     x = expand_image_failures(rows, rows, by_model=False)
     x = x[x["level"] != ""]
+    if tracks is not None and not tracks.empty:
+        key = list(KEY_COLUMNS)
+        x = x.merge(tracks[key + ["jf"]], on=key, how="left")
+    else:
+        x = x.assign(jf=np.nan)
     failed = (x["status"] == "failed").to_numpy()
-    x = x.assign(_v=np.where(failed, 0.0, x["iou"].astype(float).fillna(0.0)), _f=failed)
+    video = x["protocol"].isin(set(video)).to_numpy()
+    x = x.assign(_v=np.where(failed, 0.0, x["iou"].astype(float).fillna(0.0)), _f=failed,
+                 _jf=np.where(video & failed, 0.0, x["jf"].astype(float)))
     keys = list(OBJECT_COLUMNS)
     out = x.groupby(keys, sort=True).agg(iou=("_v", "mean"), draws=("draw", "count"), failed=("_f", "sum"),
-                                         level_value=("level_value", "first")).reset_index()
+                                         level_value=("level_value", "first"),
+                                         jf=("_jf", "mean")).reset_index()
     ok = rows[rows["status"] == "ok"]
     if len(ok):
         per = per_object(ok) if objects is None else objects
@@ -145,10 +176,12 @@ def score_inputs(board: BoardInput, objects: pd.DataFrame) -> dict:
     for s in settings:
         by_protocol.setdefault(s.protocol, []).append(s)
     raw = {k: g for k, g in board.rows.groupby(["model", "dataset", "protocol"], sort=True)}
+    video = video_protocols(board.manifests)
     out = {}
     for (model, dataset, protocol), g in objects.groupby(["model", "dataset", "protocol"], sort=True):
         out[(model, dataset, protocol)] = ScoreInput(model, dataset, protocol, tuple(by_protocol.get(protocol, ())),
-                                                     g.reset_index(drop=True), raw.get((model, dataset, protocol)))
+                                                     g.reset_index(drop=True), raw.get((model, dataset, protocol)),
+                                                     video=protocol in video)
     return out
 
 
@@ -165,13 +198,14 @@ def printed(score: HeadlineScore, value: Optional[float]) -> Optional[float]:
 
 def resolve_rank_by(columns: list[dict], rank_by: Optional[str]) -> dict:
     """``SCORE`` (unique among the columns) or ``SCORE@PROTOCOL``; default: ``degraded_miou`` of the first
-    protocol by name that has it, else the first column."""
+    protocol by name that has it, else ``degraded_jf`` likewise (video), else the first column."""
     if not columns:
         raise SambenchError("leaderboard: no headline score applies to these runs")
     if rank_by is None:
-        for c in columns:
-            if c["score"] == DEFAULT_SCORE:
-                return c
+        for default in (DEFAULT_SCORE, DEFAULT_VIDEO_SCORE):
+            for c in columns:
+                if c["score"] == default:
+                    return c
         return columns[0]
     exact = [c for c in columns if c["id"] == rank_by]
     if exact:
@@ -190,7 +224,7 @@ def build_board(board: BoardInput, rank_by: Optional[str] = None, n_boot: int = 
     """The ``board`` section of leaderboard.json (columns, ranked entries with provenance, notes);
     ``objects`` as for :func:`object_table`."""
     check_coverage(board.rows)
-    objects = object_table(board.rows, objects)
+    objects = object_table(board.rows, objects, video_tracks(board), video_protocols(board.manifests))
     models = sorted(board.rows["model"].unique())
     table = _score_table(score_inputs(board, objects), objects, models, n_boot)
     rank_col = resolve_rank_by(table.columns, rank_by)
@@ -212,8 +246,8 @@ def build_board(board: BoardInput, rank_by: Optional[str] = None, n_boot: int = 
             "empty_runs": empty,
             "notes": list(dict.fromkeys(table.notes)),
             "ci": f"stratified percentile bootstrap over objects, {n_boot} resamples, 95%",
-            "failures": "a failed draw scores IoU 0; an image-level failure stands for every prompt the other "
-                        "models answered on that image"}
+            "failures": "a failed draw scores IoU 0 (J&F 0 on a video protocol); an image-level failure stands for "
+                        "every prompt the other models answered on that image"}
 
 
 @dataclass
@@ -235,7 +269,8 @@ def _score_table(inputs: dict, objects: pd.DataFrame, models: list[str], n_boot:
         for score in SCORES.values():
             per_model = {}
             for model in models:
-                vals = {d: score.values(inputs[(model, d, protocol)]) for d in datasets if (model, d, protocol) in inputs}
+                vals = {d: score.values(inputs[(model, d, protocol)]) for d in datasets
+                        if (model, d, protocol) in inputs and inputs[(model, d, protocol)].video == score.video}
                 vals = {d: v for d, v in vals.items() if v is not None}
                 if vals:
                     per_model[model] = vals

@@ -28,6 +28,13 @@ protocol lacks returns ``None`` from ``values`` and is simply not a column for i
 a score: it may read the raw store rows (``ScoreInput.rows``, with ``prompt`` and ``extras``) and declares
 ``higher_is_better`` / ``unit`` (``"percent"`` for fractions in [0, 1] printed × 100, ``"ratio"`` printed
 with two decimals, ``"number"`` for raw values such as clicks).
+
+**Video protocols** (``ScoreInput.video``) are scored by **J&F**, DAVIS's headline, not by the rows' ``iou``
+(which holds a track's mean J): the per-object value is the track's J&F (``tracks.jf``: the mean over the
+scored frames of J and of F, halved) averaged over draws, a failed draw scoring 0, read from the object table's
+``jf`` column. A score applies to one kind of protocol (``HeadlineScore.video``): the image scores above to
+image protocols; ``clean_jf``, ``degraded_jf``, ``jf_robustness``, ``jf_auc`` and ``mask_jf`` (the GT-mask
+ceiling) to video protocols. They reuse the image scores' definitions with J&F in place of IoU.
 """
 
 from __future__ import annotations
@@ -54,7 +61,8 @@ class ScoreInput:
 
     ``settings``: the protocol's settings in card order. ``objects``: one row per (image_id, object_id,
     level) with ``iou`` (failed draws score 0), ``stability`` (pairwise, successful draws; NaN if none),
-    ``draws`` and ``failed``. ``rows``: the raw store rows (extras, prompts) for scores that need more.
+    ``draws`` and ``failed``, and for a video protocol ``jf`` (the track's J&F, failed draws 0). ``rows``: the
+    raw store rows (extras, prompts) for scores that need more. ``video``: a video protocol (scored by J&F).
     """
 
     model: str
@@ -63,9 +71,16 @@ class ScoreInput:
     settings: tuple
     objects: pd.DataFrame
     rows: pd.DataFrame
+    video: bool = False
 
-    def matrix(self, levels: list[str], column: str = "iou") -> pd.DataFrame:
-        """``column`` per object (rows) and level (columns, in the order given)."""
+    @property
+    def metric(self) -> str:
+        """The per-object column a score's mean-like value reads: ``jf`` for a video protocol, else ``iou``."""
+        return "jf" if self.video else "iou"
+
+    def matrix(self, levels: list[str], column: Optional[str] = None) -> pd.DataFrame:
+        """``column`` (default :attr:`metric`) per object (rows) and level (columns, in the order given)."""
+        column = column or self.metric
         sel = self.objects[self.objects["level"].isin(levels)]
         piv = sel.pivot_table(index=OBJECT, columns="level", values=column, aggfunc="first", dropna=False)
         return piv.reindex(columns=levels)
@@ -79,8 +94,13 @@ class ScoreInput:
 
     @property
     def degraded(self) -> list[Setting]:
-        """Every setting of the protocol except the GT-box ones."""
-        return [s for s in self.settings if not s.is_gt_box]
+        """Every setting of the protocol except the GT-box ones and the GT mask (video's ceiling)."""
+        return [s for s in self.settings if not s.is_gt_box and s.kind != "gt-mask"]
+
+    @property
+    def gt_mask(self) -> Optional[Setting]:
+        """The protocol's GT-mask setting (kind ``gt-mask``, video only), if it has one."""
+        return next((s for s in self.settings if s.kind == "gt-mask"), None)
 
 
 def _identity(means: np.ndarray) -> np.ndarray:
@@ -93,6 +113,7 @@ class HeadlineScore:
 
     ``values(inp)`` returns per-object columns (DataFrame indexed by image_id, object_id) or None when the
     protocol lacks what the score needs; ``statistic`` maps column means (..., k) to the score (...).
+    ``video``: the score applies to video protocols (and only to them; False: image protocols only).
     """
 
     name: str
@@ -102,6 +123,7 @@ class HeadlineScore:
     statistic: Callable[[np.ndarray], np.ndarray] = _identity
     higher_is_better: bool = True
     unit: str = "percent"
+    video: bool = False
 
     @property
     def paired_test(self) -> bool:
@@ -232,6 +254,37 @@ register(HeadlineScore(
     "Stable-SAM's headline average: mean of the mIoU with GT box, noisy box, 1 point and 3 points "
     "(protocol stable-sam-paper only).",
     _paper_values))
+
+
+def _mask_values(inp: ScoreInput) -> Optional[pd.DataFrame]:
+    m = inp.gt_mask
+    return None if m is None else inp.matrix([m.level]).set_axis(["gt_mask"], axis=1)
+
+
+# Video: the same definitions with J&F (ScoreInput.metric) in place of IoU (module docstring).
+register(HeadlineScore(
+    "clean_jf", "clean J&F",
+    "Video: J&F with the tight GT box on the prompt frame (the protocol's gt-box level, else its box level of "
+    "noise 0); per track the mean over draws of its J&F (prompt frame excluded, docs/video.md).",
+    _clean_values, video=True))
+register(HeadlineScore(
+    "degraded_jf", "degraded J&F",
+    "Video: mean over the protocol's degraded levels (every level except the GT box and the GT mask) of the "
+    "level's J&F (per track: the mean over those levels of its J&F averaged over draws).",
+    _degraded_values, video=True))
+register(HeadlineScore(
+    "jf_robustness", "J&F robustness ratio",
+    "Video: degraded J&F / clean J&F, per dataset (undefined when clean J&F is 0).",
+    _robustness_values, statistic=_ratio, unit="ratio", video=True))
+register(HeadlineScore(
+    "jf_auc", "J&F AUC",
+    "Video: area under the J&F degradation curve (J&F against the level's value; the GT box at s = 0), "
+    "trapezoidal, divided by the width of the level range: a mean J&F over the range.",
+    _auc_values, video=True))
+register(HeadlineScore(
+    "mask_jf", "GT-mask J&F",
+    "Video: J&F propagated from the GT mask on the prompt frame (kind gt-mask): the ceiling of the prompts.",
+    _mask_values, video=True))
 
 
 # ------------------------------------------------------------------------------------------ aggregation

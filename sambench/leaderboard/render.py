@@ -114,7 +114,7 @@ def render_markdown(doc: dict, note: str = "") -> str:
     board = doc["board"]
     cols = board["columns"]
     unit = _rank_col(board)["unit"]
-    lines = ["# sambench leaderboard", "", scope_text(board) + " Percent for mIoU-like scores, [95% bootstrap CI "
+    lines = ["# sambench leaderboard", "", scope_text(board) + " Percent for mIoU- and J&F-like scores, [95% bootstrap CI "
              "over objects]; `>`: separable from the next-ranked model (paired bootstrap CI of the difference "
              "excludes 0, Wilcoxon p), `≈`: not separable; `2=`: tied as printed.", ""]
     head = ["Rank", "Model"] + [column_title(c) for c in cols] + ["vs next", "Failed rows"]
@@ -164,7 +164,8 @@ VIDEO_HEAD = ["Model", "Dataset", "Protocol", "First level", "J&F there", "Mean 
               "Failed rows"]
 VIDEO_CAPTION = ("J&F (percent, clean frames) of the video protocols: mean over tracks of the mean over draws, the "
                  "prompt frame excluded (docs/video.md); the first level is the GT mask, the GT box, 1 point or "
-                 "1 click. Not ranked: every model in a protocol's rows is listed by its mean J&F.")
+                 "1 click. Each protocol's models are listed by their mean J&F; the ranked table above scores video protocols "
+                 "by the same J&F (the *J&F* columns).")
 
 
 def _video_cells(v: dict) -> list[str]:
@@ -289,7 +290,7 @@ def render_html(doc: dict, note: str = "") -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>sambench leaderboard</title><style>{CSS}</style></head><body>",
         "<h1>sambench leaderboard</h1>",
-        f'<p class="note">{_e(scope)} Percent for mIoU-like scores, with the 95% bootstrap CI over objects below '
+        f'<p class="note">{_e(scope)} Percent for mIoU- and J&F-like scores, with the 95% bootstrap CI over objects below '
         "each value. <b>vs next</b>: &gt; separable from the next-ranked model (paired bootstrap CI of the "
         "difference excludes 0; Wilcoxon p), ≈ not separable. Click a column header to sort.</p>",
         '<table id="board" class="board"><thead><tr>' + "".join(th) + "</tr></thead><tbody>" + "".join(body) +
