@@ -139,6 +139,55 @@ def test_sam2_video_both_directions_equals_official_forward_then_reverse(sam2_pa
 
 
 @pytest.mark.slow
+def test_a_sam2_propagation_writes_nothing_to_stderr_and_leaves_the_librarys_bar_alone(sam2_pair, video, capfd):
+    """sam2's propagate_in_video draws a tqdm bar on stderr per call; ours are silent (forward, both ways, and a
+    reverse pass from frame 0, whose bar is empty), while the library's own call in the same process keeps its bar."""
+    import sam2.sam2_video_predictor as official
+
+    ours, ref = sam2_pair
+    folder, frames = video
+    before = official.tqdm
+    adapter = _sam2_adapter(ours)
+    session = adapter.open(ListFrames(frames))
+    capfd.readouterr()
+    got = list(adapter.propagate(session, 2, prompt=Prompt(box=BOX), direction="both"))
+    got += list(adapter.propagate(session, 0, mask=_gt_mask(), direction="both"))
+    stopped = adapter.propagate(session, 1, prompt=POINTS)
+    next(stopped)  # a propagation stopped after the prompt frame (video-clicks does that)
+    stopped.close()
+    out, err = capfd.readouterr()
+    assert [t for t, *_ in got] == [2, 3, 1, 0, 0, 1, 2, 3]
+    assert (out, err) == ("", "")
+    assert official.tqdm is before
+    st = ref.init_state(str(folder))
+    ref.add_new_points_or_box(st, frame_idx=0, obj_id=1, box=np.array(BOX, np.float32))
+    capfd.readouterr()
+    list(ref.propagate_in_video(st))
+    assert "propagate in video" in capfd.readouterr().err
+
+
+def test_quiet_progress_restores_the_modules_tqdm_when_the_body_raises():
+    import sys
+    import tqdm as tqdm_module
+    from sambench.adapters.video.sam2_video import quiet_progress
+
+    def library_function():  # stands for sam2's method: its globals are this test module's
+        return tqdm([1, 2], desc="bar")
+
+    namespace = library_function.__globals__
+    namespace["tqdm"] = tqdm_module.tqdm
+    try:
+        with pytest.raises(RuntimeError), quiet_progress(library_function):
+            assert library_function().disable is True
+            raise RuntimeError("boom")
+        assert namespace["tqdm"] is tqdm_module.tqdm
+        assert library_function().disable is False
+    finally:
+        del namespace["tqdm"]
+    assert "tqdm" not in sys.modules[__name__].__dict__
+
+
+@pytest.mark.slow
 def test_encoder_calls_are_frames_times_models_not_propagations(sam2_pair, stable_pair, video):
     """3 propagations over 4 frames encode 4 frames; two models (SAM 2.1 and Stable-SAM 2.1) encode 8. The
     official predictor, for contrast, re-encodes on a second propagation (its cache keeps one frame)."""

@@ -23,11 +23,21 @@ access exactly as ``sam2.utils.misc.load_video_frames`` does for a JPEG folder (
 image_size², ÷255, ImageNet mean/std), so no video is ever held as one tensor. The inference state
 (memories) lives on the CPU when ``offload_state`` is true (``offload_state_to_cpu``; default: on when the
 device is not the CPU).
+
+**Quiet.** ``propagate_in_video`` wraps its frames in a tqdm bar (``sam2.sam2_video_predictor.tqdm``, no option
+to turn it off), one bar per propagation on stderr: about 200 per object in a full sweep. :func:`quiet_progress`
+silences it for our calls only: the module's ``tqdm`` name is replaced by tqdm with ``disable=True``, under a
+lock, for the generator's first step (where the bar is built; later steps only iterate it), and restored
+after. tqdm itself, and ``propagate_in_video`` called by anyone else outside that window, are unchanged.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Sequence
 
@@ -56,6 +66,39 @@ try:  # the sam2 package is an optional extra; the class below only exists where
     from sam2.sam2_video_predictor import SAM2VideoPredictor as _OfficialVideoPredictor
 except ImportError:  # pragma: no cover - without sam2 the registry still lists the adapter
     _OfficialVideoPredictor = torch.nn.Module  # type: ignore[assignment,misc]
+
+
+_PROGRESS_LOCK = threading.RLock()  # serialises the swaps of a library module's ``tqdm`` name
+
+
+@contextmanager
+def quiet_progress(function) -> Iterator[None]:
+    """While inside, the ``tqdm`` that ``function``'s module calls (looked up in its globals: the name sam2 binds
+    with ``from tqdm import tqdm``) is built with ``disable=True``; restored on exit (module docstring)."""
+    namespace = inspect.unwrap(function).__globals__  # unwrap: torch.inference_mode() wraps the library's method
+    with _PROGRESS_LOCK:
+        saved = namespace.get("tqdm")
+        if saved is None:  # a version without the bar: nothing to silence
+            yield
+            return
+        namespace["tqdm"] = functools.partial(saved, disable=True)
+        try:
+            yield
+        finally:
+            namespace["tqdm"] = saved
+
+
+def quiet_steps(function, *args, **kwargs) -> Iterator:
+    """``function(*args, **kwargs)``'s generator with its progress bar silenced: its first step (the one that
+    builds the bar) runs inside :func:`quiet_progress`, the rest as they come."""
+    steps = function(*args, **kwargs)
+    with quiet_progress(function):
+        try:
+            first = next(steps)
+        except StopIteration:
+            return
+    yield first
+    yield from steps
 
 
 class LazyVideoFrames:
@@ -208,7 +251,7 @@ class Sam2VideoAdapter(VideoAdapter):
                 p.add_new_points_or_box(st, frame_idx=t0, obj_id=OBJ_ID, points=pts, labels=lbl, box=box)
             passes = [False] + ([True] if direction == "both" else [])
             for reverse in passes:
-                for t, _, logits in p.propagate_in_video(st, start_frame_idx=t0, reverse=reverse):
+                for t, _, logits in quiet_steps(p.propagate_in_video, st, start_frame_idx=t0, reverse=reverse):
                     if reverse and t == t0:
                         continue  # the prompt frame was yielded by the forward pass
                     self.encoder_calls += st["sambench_encoded"] - before
