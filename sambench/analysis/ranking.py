@@ -39,6 +39,7 @@ from sambench.analysis.compat import expand_image_failures, find_mismatches
 from sambench.analysis.scores import SCORES, HeadlineScore, ScoreInput, aggregate, paired
 from sambench.analysis.settings import settings_info
 from sambench.analysis.summary import per_object
+from sambench.analysis.video import video_protocols
 from sambench.config import REPO_ROOT, load_model_card
 from sambench.store import KEY_COLUMNS, MANIFEST_NAME, OBJECT_COLUMNS, load_tracks
 from sambench.types import SambenchError
@@ -70,12 +71,6 @@ class BoardInput:
         # tables and mCE in the report, and mixing them into a protocol's score would change its meaning.
         if "severity" in self.rows.columns:
             self.rows = self.rows[self.rows["severity"] == 0].reset_index(drop=True)
-
-
-def video_protocols(manifests: list[dict]) -> set[str]:
-    """Names of the protocols the manifests record as video protocols (identity ``video: true``)."""
-    return {name for man in manifests for name, p in (man.get("protocols") or {}).items()
-            if isinstance(p, dict) and (p.get("identity") or {}).get("video")}
 
 
 def video_tracks(board: BoardInput) -> Optional[pd.DataFrame]:

@@ -31,6 +31,12 @@ TRACK_STATS = {"j_mean": "J", "f_mean": "F", "jf": "JF", "j_recall": "J_recall",
                "j_decay": "J_decay", "f_decay": "F_decay"}
 
 
+def video_protocols(manifests: list[dict]) -> set[str]:
+    """Names of the protocols the manifests record as video protocols (identity ``video: true``)."""
+    return {name for man in manifests for name, p in (man.get("protocols") or {}).items()
+            if isinstance(p, dict) and (p.get("identity") or {}).get("video")}
+
+
 def with_tracks(rows: pd.DataFrame, tracks: pd.DataFrame) -> pd.DataFrame:
     """The rows of video protocols (those with a tracks entry, or failed rows of a protocol that has some) with
     their track scores joined on the result key."""
@@ -128,4 +134,4 @@ def j_over_time(tracks: pd.DataFrame) -> pd.DataFrame:
 
 
 __all__ = ["TRACK_STATS", "VIDEO_HEADLINE_COLUMNS", "VIDEO_SUMMARY_COLUMNS", "format_video_table", "j_over_time",
-           "per_track", "video_headline", "video_summary", "with_tracks"]
+           "per_track", "video_headline", "video_protocols", "video_summary", "with_tracks"]

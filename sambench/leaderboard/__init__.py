@@ -29,7 +29,7 @@ from sambench.leaderboard.render import render_html, render_markdown
 from sambench.leaderboard.rerun import RerunCheck, Verification, rerun_runs, verify
 from sambench.leaderboard.verify import VerifyResult, verify_runs
 from sambench.report.leaderboard import build_leaderboard
-from sambench.analysis.video import video_headline, video_summary
+from sambench.analysis.video import video_headline, video_protocols, video_summary
 from sambench.files import atomic_write, ensure_dir
 from sambench.store import load_objects, load_tracks
 
@@ -46,8 +46,7 @@ def board_document(board: BoardInput, rank_by: Optional[str] = None, n_boot: int
     summary = summarize(board.rows, n_boot=n_boot, objects=objects)
     doc = build_leaderboard(summary, board.rows, board.manifests, [str(d) for d in board.run_dirs], n_boot=n_boot,
                             ranked=ranked)
-    if any(isinstance(p, dict) and (p.get("identity") or {}).get("video")
-           for man in board.manifests for p in (man.get("protocols") or {}).values()):
+    if video_protocols(board.manifests):
         table = video_summary(board.rows, load_tracks(board.run_dirs))  # J&F of video rows (docs/video.md)
         doc["video_headline"] = json.loads(video_headline(table).to_json(orient="records"))
     return doc

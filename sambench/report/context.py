@@ -15,6 +15,7 @@ import pandas as pd
 
 from sambench.analysis.noc import click_protocols
 from sambench.analysis.settings import settings_info
+from sambench.analysis.video import video_protocols
 from sambench.files import atomic_write
 from sambench.inputs.corruptions import CLEAN
 from sambench.report import figures as F
@@ -60,7 +61,11 @@ class ReportInputs:
         all_settings = settings_info(df, manifests)
         #: interactive (click) protocols get their own section; the comparison and paper table skip them
         self.click_protocols = sorted({s.protocol for s in all_settings if s.kind == "clicks"} | click_protocols(manifests))
-        self.settings = [s for s in all_settings if s.protocol not in self.click_protocols]
+        #: video protocols (their rows' iou is a track's mean J, they have no boundary IoU and no image to show):
+        #: the video section shows them (J&F); the comparison, paper table, degradation curves and grid skip them
+        self.video_protocols = video_protocols(manifests)
+        self.settings = [s for s in all_settings if s.protocol not in self.click_protocols
+                         and s.protocol not in self.video_protocols]
         self.all_settings = all_settings
         self.colors = model_colors(df["model"].unique())
         self.scope = headline_scope(summary)

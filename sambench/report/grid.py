@@ -213,14 +213,18 @@ def build_grid_items(df: pd.DataFrame, keys: list[dict], images: Images) -> list
 
 
 def grid_section(out: ReportFiles, inputs: ReportInputs, grid_objects, n_grid: int, image_loader) -> list[Section]:
-    """The visual grid: photo + prompt, GT and every model's mask for the chosen prompts."""
-    keys = pick_grid_keys(inputs.df, grid_objects, n_grid)
+    """The visual grid: photo + prompt, GT and every model's mask for the chosen prompts (image protocols: a
+    video row's mask is its prompt frame's, shown by the video section's strip instead)."""
+    df = inputs.df[~inputs.df["protocol"].isin(inputs.video_protocols)]
+    if df.empty and not inputs.df.empty:
+        return []  # video rows only
+    keys = pick_grid_keys(df, grid_objects, n_grid)
     if not keys:
         out.notes.append("no successful result with a mask: no visual grid")
         return []
     images = Images(inputs.manifests, image_loader)
-    items = build_grid_items(inputs.df, keys, images)
-    fig = F.grid_figure(items, sorted(inputs.df["model"].unique()), inputs.colors)
+    items = build_grid_items(df, keys, images)
+    fig = F.grid_figure(items, sorted(df["model"].unique()), inputs.colors)
     files = out.figure(fig, "grid", dpi=F.GRID_DPI)
     out.notes.extend(dict.fromkeys(images.notes))
     how = "named objects" if grid_objects else "the objects whose IoU differs most between models (one prompt each)"

@@ -18,6 +18,7 @@ import json
 import cv2
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 
 from sambench.analysis.video import j_over_time, video_summary
 from sambench.execution.video import open_video_spec
@@ -34,28 +35,49 @@ def _clean(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["severity"].astype(int) == 0]
 
 
-def jf_figure(table: pd.DataFrame, colors: dict):
-    """J&F against the level value, one panel per protocol with >= 2 numeric levels; GT-mask ceilings dashed."""
+def level_label(settings, protocol: str) -> str:
+    """The x label of a protocol's levels: what the number is (noise scale s, points k, clicks k)."""
+    kinds = {x.kind for x in settings if x.protocol == protocol and x.kind != "gt-mask"}
+    if kinds == {"points"}:
+        return "number of points k"
+    if kinds == {"clicks"}:
+        return "number of clicks k on the prompt frame"
+    if len(kinds) == 1:
+        return f"{kinds.pop()} noise scale s"
+    return "level"
+
+
+def jf_figure(table: pd.DataFrame, colors: dict, settings=()):
+    """J&F against the level value, one panel per protocol with >= 2 numeric levels; GT-mask ceilings dashed.
+
+    Each model's curve is the line with ``gid`` ``line:<model>`` (x: level value, y: the table's clean ``JF``,
+    the mean over rows of equal level value); its ceiling the horizontal line ``ceiling:<model>``."""
     clean = _clean(table)
     ceiling = clean[clean["level"] == "gt-mask"].groupby("model")["JF"].mean()
     curves = [p for p, g in clean.groupby("protocol") if g["level_value"].notna().sum() and g["level"].nunique() >= 2]
     if not curves:
         return None
-    fig = F.new_figure(4.2 * len(curves), 3.4)
+    fig = F.new_figure(4.2 * len(curves), 3.6)
     for i, protocol in enumerate(sorted(curves)):
         ax = fig.add_subplot(1, len(curves), i + 1)
         g = clean[(clean["protocol"] == protocol) & clean["level_value"].notna()]
         for model, m in g.groupby("model"):
             m = m.groupby("level_value")["JF"].mean().sort_index()
-            ax.plot(m.index, m.values, marker="o", color=colors.get(model), label=model)
+            ax.plot(m.index, m.values, marker="o", color=colors.get(model), label=model, gid=f"line:{model}")
             if model in ceiling.index:
-                ax.axhline(ceiling[model], ls="--", lw=1, color=colors.get(model))
+                ax.axhline(ceiling[model], ls="--", lw=1, color=colors.get(model), gid=f"ceiling:{model}")
+        if len(g["level_value"].unique()) <= 10:
+            ax.set_xticks(sorted(g["level_value"].astype(float).unique()))
         ax.set_title(protocol)
-        ax.set_xlabel("level")
+        ax.set_xlabel(level_label(settings, protocol))
         ax.set_ylabel("J&F (%)")
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
-    fig.axes[0].legend(fontsize=7)
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    if len(ceiling):
+        handles.append(Line2D([], [], ls="--", lw=1, color="grey"))
+        labels.append("GT mask (ceiling)")
+    fig.axes[0].legend(handles, labels, fontsize=7, loc="upper right")
     return fig
 
 
@@ -79,24 +101,33 @@ def time_series(inputs: ReportInputs) -> list[tuple[str, str, str]]:
     return list(dict.fromkeys(out))
 
 
+#: Panels per row of the J-over-time figure.
+TIME_COLUMNS = 3
+
+
 def time_figure(series: pd.DataFrame, wanted: list[tuple[str, str, str]], colors: dict):
+    """Mean J against the frame offset, one panel per (protocol, level, label) of ``wanted`` that has clean rows,
+    in that order, :data:`TIME_COLUMNS` per row; each model's line has ``gid`` ``line:<model>`` (x: offset, y: the
+    series' ``J``)."""
     clean = _clean(series)
     shown = [(p, lv, label) for p, lv, label in wanted if ((clean["protocol"] == p) & (clean["level"] == lv)).any()]
     if not shown:
         return None
-    fig = F.new_figure(4.2 * len(shown), 3.4)
+    cols = min(TIME_COLUMNS, len(shown))
+    rows = -(-len(shown) // cols)
+    fig = F.new_figure(4.2 * cols, 3.2 * rows)
     for i, (protocol, level, label) in enumerate(shown):
-        ax = fig.add_subplot(1, len(shown), i + 1)
+        ax = fig.add_subplot(rows, cols, i + 1)
         g = clean[(clean["protocol"] == protocol) & (clean["level"] == level)]
         for model, m in g.groupby("model"):
             m = m.sort_values("offset")
-            ax.plot(m["offset"], m["J"], color=colors.get(model), label=model)
-        ax.set_title(f"{label} ({protocol})")
+            ax.plot(m["offset"], m["J"], color=colors.get(model), label=model, gid=f"line:{model}")
+        ax.set_title(f"{label} ({protocol})", fontsize=9)
         ax.set_xlabel("frames from the prompt frame")
         ax.set_ylabel("J (%)")
-        ax.set_ylim(0, 100)
+        ax.set_ylim(-2, 102)  # a line at J = 0 (a prompt that lost the object) stays visible above the axis
         ax.grid(alpha=0.3)
-    fig.axes[0].legend(fontsize=7)
+    fig.axes[0].legend(fontsize=7, loc="upper right")
     return fig
 
 
@@ -171,8 +202,7 @@ def strip_figure(inputs: ReportInputs, rows: list[dict]):
 
 def video_section(out: ReportFiles, inputs: ReportInputs) -> list[Section]:
     """The video section (module docstring); nothing when the runs hold no video rows."""
-    if not any(isinstance(p, dict) and (p.get("identity") or {}).get("video")
-               for man in inputs.manifests for p in (man.get("protocols") or {}).values()):
+    if not inputs.video_protocols:
         return []  # no video protocol: the stores are not opened again
     tracks = load_tracks(inputs.run_dirs, with_masks=True)
     if tracks.empty:
@@ -188,7 +218,7 @@ def video_section(out: ReportFiles, inputs: ReportInputs) -> list[Section]:
     body = frame_cells(_clean(table).round(1), cells.caption).to_html()
     strips = strip_rows(tracks)
     for stem, fig, caption in (
-            ("video_jf_vs_level", jf_figure(table, inputs.colors),
+            ("video_jf_vs_level", jf_figure(table, inputs.colors, inputs.all_settings),
              "J&F (percent) against the prompt's degradation level per model, clean frames; dashed: the model's "
              "J&F from the GT mask (the ceiling). Mean over tracks of the mean over draws, prompt frame excluded."),
             ("video_j_over_time", time_figure(series, time_series(inputs), inputs.colors),
@@ -204,4 +234,4 @@ def video_section(out: ReportFiles, inputs: ReportInputs) -> list[Section]:
     return [Section("video", "Video: J&F per level and J over time", body)]
 
 
-__all__ = ["jf_figure", "strip_figure", "strip_rows", "time_figure", "time_series", "video_section"]
+__all__ = ["level_label", "jf_figure", "strip_figure", "strip_rows", "time_figure", "time_series", "video_section"]
