@@ -77,8 +77,8 @@ def clicks_sections(out: ReportFiles, inputs: ReportInputs, n_boot: int) -> list
     """Interactive protocols: the mIoU-vs-clicks curve per protocol and the NoC table (noc.csv/.md/.tex)."""
     if not inputs.click_protocols:
         return []
-    body = _protocol_figures(
-        out, inputs.click_protocols, "miou_vs_clicks",
+    body = _protocol_figures(  # a video protocol's J&F against clicks is the video section's figure
+        out, [p for p in inputs.click_protocols if p not in inputs.video_protocols], "miou_vs_clicks",
         lambda p: None if inputs.summary.empty else F.clicks_figure(inputs.summary, p, inputs.colors, inputs.scope),
         "no successful click sequence, so no mIoU-vs-clicks curve",
         lambda p: f"mIoU@k against the number of clicks k, protocol '{p}', {inputs.scope}; bands: bootstrap 95% CI "
@@ -98,6 +98,10 @@ def clicks_sections(out: ReportFiles, inputs: ReportInputs, n_boot: int) -> list
         out.frame("noc_corruptions.csv", by_image)
         out.text("noc_corruptions.md", cells.to_markdown())
         body += cells.to_html()
+    if set(inputs.click_protocols) <= inputs.video_protocols:  # no mIoU figure; NoC over the tracks' mean J
+        body = ('<p class="note">Video click protocols: NoC counts the clicks on the prompt frame until the '
+                "track's mean J (its rows' IoU) reaches the target (docs/video.md).</p>") + body
+        return [Section("clicks", "Interactive: NoC", body)]
     return [Section("clicks", "Interactive: mIoU vs clicks and NoC", body)]
 
 
