@@ -88,3 +88,17 @@ def test_a_failed_video_draw_scores_jf_0_in_the_object_table():
     assert table.loc["video-noisy-box", "jf"] == pytest.approx((0.8 + 0.0) / 2)
     assert table.loc["video-noisy-box", "iou"] == pytest.approx((0.5 + 0.0) / 2)  # the mean J, kept as it was
     assert np.isnan(table.loc["noisy-box", "jf"]) and table.loc["noisy-box", "iou"] == pytest.approx(0.7)
+
+
+@pytest.mark.slow
+def test_the_gt_mask_is_the_boards_ceiling_column_not_a_degraded_level(tmp_path):
+    from sambench.leaderboard import write_board
+
+    run = tmp_path / "mask"
+    sambench.run(["mask-hold", "flow-warp"], "video-mask", SAMPLE, out=run, limit=2)
+    expected = _stored_jf(run)
+    board = json.loads(write_board([run], tmp_path / "board", n_boot=50)["leaderboard.json"].read_text())["board"]
+    assert [c["id"] for c in board["columns"]] == ["mask_jf@video-mask"]  # no clean/degraded J&F of a GT mask
+    assert board["rank_by"] == "mask_jf@video-mask"
+    for e in board["entries"]:
+        assert e["scores"]["mask_jf@video-mask"]["value"] == pytest.approx(expected[(e["model"], "gt-mask")])

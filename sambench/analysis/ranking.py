@@ -62,7 +62,7 @@ class BoardInput:
     manifests: list[dict]
     run_dirs: list[Path]
     #: the runs' ``tracks`` tables (per-track J&F of video rows); None: read from ``run_dirs`` when a manifest
-    #: names a video protocol (:meth:`video_tracks`)
+    #: names a video protocol (:func:`video_tracks`)
     tracks: Optional[pd.DataFrame] = None
 
     def __post_init__(self) -> None:
