@@ -81,3 +81,13 @@ def test_building_a_video_only_card_as_an_image_adapter_says_it_is_a_video_model
     with pytest.raises(SambenchError, match=r"^model 'flow-warp' is a video model \(.*flow-warp.yaml: video: true\): "
                                             r"it runs with a video protocol, through .*build_video_adapter$"):
         build_adapter("flow-warp")
+
+
+def test_a_video_run_prints_j_f_and_jf_not_the_image_tables_miou_and_mbiou(tmp_path):
+    res = CliRunner().invoke(main, ["run", "-m", "mask-hold", "-p", "video-noisy-box", "-d", SAMPLE, "--levels", "0",
+                                    "--draws", "1", "--limit", "1", "--workers", "1", "--no-report",
+                                    "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    header = next(line for line in res.output.splitlines() if line.split()[:2] == ["dataset", "model"])
+    assert header.split()[-5:] == ["J", "F", "J&F", "J_recall", "J_decay"]
+    assert "mbiou" not in res.output and "miou" not in res.output

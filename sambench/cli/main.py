@@ -329,17 +329,19 @@ def _print_run_summary(result, no_report: bool) -> None:
 
     objects = per_object(result.rows, result.objects)  # with the stability stored by the run, once
     table = summarize(result.rows, objects=objects)
-    click.echo(format_table(table))
+    video = any(p.get("identity", {}).get("video") for p in (result.manifest.get("protocols") or {}).values())
+    if video:  # a run is all video or all image: its rows' iou is a track's mean J, which J, F, J&F say better
+        from sambench.analysis.video import format_video_table, video_summary  # lazy: video runs only
+        from sambench.store import load_tracks  # lazy: as above
+
+        click.echo("video: J, F and J&F (percent; mean over tracks of the mean over draws; prompt frame excluded)")
+        click.echo(format_video_table(video_summary(result.rows, load_tracks([result.run_dir]))))
+    else:
+        click.echo(format_table(table))
 
     interactive = click_protocols([result.manifest])
     if interactive:
         click.echo("\n" + format_noc(noc_table(result.rows, interactive)))
-    if any(p.get("identity", {}).get("video") for p in (result.manifest.get("protocols") or {}).values()):
-        from sambench.analysis.video import format_video_table, video_summary  # lazy: video runs only
-        from sambench.store import load_tracks  # lazy: as above
-
-        click.echo("\nvideo: J, F and J&F (percent; mean over tracks of the mean over draws; prompt frame excluded)")
-        click.echo(format_video_table(video_summary(result.rows, load_tracks([result.run_dir]))))
     reasons = failure_reasons(result.rows)
     if not reasons.empty:
         click.echo(f"\nfailed samples: {int(reasons['count'].sum())}")
