@@ -23,6 +23,7 @@ def _results(run) -> pd.DataFrame:
     return run.rows()[KEY_AND_RESULT].reset_index(drop=True)
 
 
+@pytest.mark.slow  # over 0.8 s on idle cores (a subprocess or a model build)
 def test_import_sambench_loads_neither_torch_nor_the_api():
     code = ("import sys, sambench; assert sambench.__version__; f = sambench.run; g = sambench.open_run; "
             "a = sambench.Adapter; print(sorted(m for m in ('torch', 'click', 'sambench.api') if m in sys.modules))")

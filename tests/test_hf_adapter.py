@@ -170,6 +170,7 @@ def test_cards_for_official_hub_ids():
         assert (c.adapter, c.options["source"]) == (kind, source)
 
 
+@pytest.mark.slow  # over 0.8 s on idle cores (a subprocess or a model build)
 def test_card_kind_must_match_the_checkpoint(tmp_path):
     directory = save_small_model(tmp_path / "sam", "sam")
     with pytest.raises(SambenchError, match="holds a 'sam' model .SamModel., but model 'hf-sam2.1-hiera-tiny' is adapter 'hf-sam2'"):

@@ -59,6 +59,7 @@ def test_wait_lock_waits_for_the_holder(tmp_path):
     lock.release()
 
 
+@pytest.mark.slow  # over 0.8 s on idle cores (a subprocess or a model build)
 def test_cli_refuses_a_locked_run_dir_in_one_line(tmp_path):
     p = _holder(tmp_path / "r", 60)
     try:
