@@ -32,6 +32,18 @@ def corrupted_names(work: ImageWork) -> list[str]:
     return list(dict.fromkeys(name for name, severity in work.axis if severity))
 
 
+def claim_protocols(store: Store, protocols) -> dict:
+    """Record each protocol's identity, settings keyed by level (``draws`` and ``levels`` may grow, never
+    shrink), or refuse a changed one; returns the identities as the store holds them. Image and video runs alike."""
+    stored = {}
+    for p in protocols:
+        ident = p.card.identity()
+        ident["settings"] = {s.pop("level"): s for s in ident["settings"]}
+        ident["levels"] = list(ident["settings"])
+        stored[p.name] = store.claim_identity("protocol", p.name, ident, PROTOCOL_IDENTITY, grows=("draws", "levels"))
+    return stored
+
+
 def claim_identities(store: Store, work: ImageWork, datasets: list[Dataset], signatures: dict) -> tuple[dict, dict]:
     """Record every model, protocol and dataset identity before the first row (or refuse a changed one).
     Returns (protocol identities as the store holds them, dataset manifest entries).
@@ -51,12 +63,7 @@ def claim_identities(store: Store, work: ImageWork, datasets: list[Dataset], sig
             ident["embedding_storage"] = config.cache_dtype if config.cache_dir else "fp32"
             checked += ("embedding_storage",)
         store.claim_identity("model", m, ident, checked)
-    stored = {}
-    for p in work.protocols:
-        ident = p.card.identity()
-        ident["settings"] = {s.pop("level"): s for s in ident["settings"]}
-        ident["levels"] = list(ident["settings"])
-        stored[p.name] = store.claim_identity("protocol", p.name, ident, PROTOCOL_IDENTITY, grows=("draws", "levels"))
+    stored = claim_protocols(store, work.protocols)
     ds_info = {}
     for spec, d in zip(config.datasets, datasets):
         ds_info[d.name] = _dataset_record(spec, d)
@@ -155,5 +162,5 @@ def record_manifest(store: Store, work: ImageWork, signatures: dict, ds_info: di
     return manifest
 
 
-__all__ = ["claim_identities", "commit", "corrupted_names", "end_invocation", "prompt_hashes", "record_manifest",
+__all__ = ["claim_identities", "claim_protocols", "commit", "corrupted_names", "end_invocation", "prompt_hashes", "record_manifest",
            "start_invocation"]

@@ -47,7 +47,7 @@ from sambench.datasets.video import open_video_dataset
 from sambench.execution.config import RunConfig, dataset_entry, protocols_of, resolved, select_images
 from sambench.execution.engines import pool_context
 from sambench.execution.lifetime import die_with_parent
-from sambench.execution.ledger import end_invocation, record_manifest, start_invocation
+from sambench.execution.ledger import claim_protocols, end_invocation, record_manifest, start_invocation
 from sambench.execution.lock import RunLock
 from sambench.execution.ray import RayEngine
 from sambench.execution.rows import describe
@@ -57,7 +57,7 @@ from sambench.inputs.clicks import run_sequence
 from sambench.inputs.prompts import Protocol
 from sambench.metrics import encode_rle
 from sambench.metrics.video import boundary_f, region_j, track_scores
-from sambench.store import CORRUPTION_IDENTITY, MODEL_IDENTITY, PROTOCOL_IDENTITY, TRACKS_COLUMNS, Row, Store
+from sambench.store import CORRUPTION_IDENTITY, MODEL_IDENTITY, TRACKS_COLUMNS, Row, Store
 from sambench.types import Object, Prompt, SambenchError, canonical_json
 
 #: Draws whose per-frame predicted masks are kept (``tracks.masks_rle``, COCO RLE per scored frame): what
@@ -433,12 +433,7 @@ def _claim(store: Store, config: RunConfig, protocols: list[Protocol], datasets:
            axis: list) -> tuple[dict, dict]:
     for m, sig in signatures.items():
         store.claim_identity("model", m, sig, MODEL_IDENTITY)
-    stored = {}
-    for p in protocols:
-        ident = p.card.identity()
-        ident["settings"] = {s.pop("level"): s for s in ident["settings"]}
-        ident["levels"] = list(ident["settings"])
-        stored[p.name] = store.claim_identity("protocol", p.name, ident, PROTOCOL_IDENTITY, grows=("draws", "levels"))
+    stored = claim_protocols(store, protocols)
     ds_info = {}
     for spec, d in zip(config.datasets, datasets):
         ds_info[d.name] = {"content_hash": d.content_hash(), "n_videos": len(d.videos()), "describe": d.describe(),
