@@ -206,3 +206,22 @@ def test_a_video_lost_by_its_ray_actor_is_one_failed_row_per_model_protocol_and_
     expected.remove(("mask-hold", "v2-flower", "", "video-mask", "", -1, "none", 0, "failed", why))  # stored already
     assert sorted(rows) == sorted(expected)
     assert all(tracks == [] and delta == {} for _, _, tracks, delta in result)
+
+
+def test_a_davis2017_frame_is_scored_without_its_void_pixels_as_davis_semi_supervised_evaluation_does(tmp_path):
+    try:
+        from test_video_datasets import _frame, _idx, _palette_png
+    except ImportError:  # run from the repository root
+        from tests.test_video_datasets import _frame, _idx, _palette_png
+    root = tmp_path / "DAVIS"
+    # frame 0: object 1 in columns 0-3; frame 1: it moved to columns 2-5 and columns 0-1 are void (255)
+    for t, a in enumerate([_idx((1, 0, 4, 0, 4)), _idx((1, 0, 4, 2, 6), (255, 0, 4, 0, 2))]):
+        _frame(root / "JPEGImages" / "480p" / "dogs" / f"{t:05d}.jpg", 10 * t)
+        _palette_png(root / "Annotations" / "480p" / "dogs" / f"{t:05d}.png", a)
+    sambench.run(["mask-hold"], "video-mask", f"davis2017:{root}", out=tmp_path / "r")
+    (entry,) = _tracks(tmp_path / "r")
+    con = sqlite3.connect(str(tmp_path / "r" / "results.sqlite"))
+    cols = [c[1] for c in con.execute("PRAGMA table_info(tracks)")]
+    con.close()
+    # the held columns 0-3 against the GT's 2-5: 8 shared of 24 pixels; with void excluded it would be 8 of 16
+    assert json.loads(dict(zip(cols, entry))["j_frames"]) == [pytest.approx(8 / 24)]

@@ -56,7 +56,7 @@ from sambench.inputs import corruptions as corr
 from sambench.inputs.clicks import run_sequence
 from sambench.inputs.prompts import Protocol
 from sambench.metrics import encode_rle
-from sambench.metrics.video import boundary_f, region_j, track_scores
+from sambench.metrics.video import frame_scores, track_scores
 from sambench.store import CORRUPTION_IDENTITY, MODEL_IDENTITY, TRACKS_COLUMNS, Row, Store
 from sambench.types import Object, Prompt, SambenchError, canonical_json
 
@@ -178,8 +178,7 @@ def score_propagation(outputs: Iterable[tuple[int, Any, Optional[float]]], truth
         if t not in truth.shape:
             continue
         gt = truth.mask(t, object_id)
-        found[t] = (region_j(mask, gt, truth.void(t)), boundary_f(mask, gt),
-                    encode_rle(mask) if keep_masks else None)
+        found[t] = (*frame_scores(mask, gt), encode_rle(mask) if keep_masks else None)
     frames = sorted(found)
     return Scored(frames, [found[t][0] for t in frames], [found[t][1] for t in frames], scores,
                   [found[t][2] for t in frames] if keep_masks else None, first)

@@ -30,7 +30,7 @@ from sambench.analysis.video import TRACK_STATS
 from sambench.execution.video import VideoTruth, open_video_spec, prompt_frame_of
 from sambench.inputs.prompts import Protocol
 from sambench.metrics import decode_rle
-from sambench.metrics.video import boundary_f, region_j, track_scores
+from sambench.metrics.video import frame_scores, track_scores
 from sambench.store import KEY_COLUMNS
 from sambench.types import Object, Prompt, SambenchError
 
@@ -119,10 +119,9 @@ def _check(where: str, r, e: dict, truth: VideoTruth, first: int, protocol: Opti
     if isinstance(e.get("masks_rle"), str) and e["masks_rle"]:
         masks = json.loads(e["masks_rle"])
         for t, rle, jt, ft in zip(frames, masks, j, f):
-            mask, gt_t = decode_rle(rle), truth.mask(t, oid)
-            if _far(jt, region_j(mask, gt_t, truth.void(t)), tol) or _far(ft, boundary_f(mask, gt_t), tol):
-                result.add(f"{where}: frame {t}: stored J/F {jt!r}/{ft!r}, the stored mask scores "
-                           f"{region_j(mask, gt_t, truth.void(t))!r}/{boundary_f(mask, gt_t)!r}")
+            jm, fm = frame_scores(decode_rle(rle), truth.mask(t, oid))
+            if _far(jt, jm, tol) or _far(ft, fm, tol):
+                result.add(f"{where}: frame {t}: stored J/F {jt!r}/{ft!r}, the stored mask scores {jm!r}/{fm!r}")
 
 
 __all__ = ["verify_video_rows"]

@@ -128,6 +128,13 @@ def boundary_f(pred: np.ndarray, gt: np.ndarray, bound_th: float = BOUND_TH,
     return 2 * precision * recall / (precision + recall)
 
 
+def frame_scores(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
+    """(J, F) of one predicted frame, as davis2017-evaluation's semi-supervised evaluation scores it: with no
+    void mask (it reads DAVIS 2017's void pixels, then calls both metrics with ``None``), DAVIS's tolerance.
+    What a video run stores and ``leaderboard --verify`` re-scores."""
+    return region_j(pred, gt), boundary_f(pred, gt)
+
+
 def decay_bins(n: int) -> list[tuple[int, int]]:
     """DAVIS's 4 decay bins over ``n`` frames as (start, stop) slices: edges round(linspace(1, n, 5)) - 1,
     bin i = [e_i, e_{i+1}] inclusive."""
