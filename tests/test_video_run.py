@@ -225,3 +225,19 @@ def test_a_davis2017_frame_is_scored_without_its_void_pixels_as_davis_semi_super
     con.close()
     # the held columns 0-3 against the GT's 2-5: 8 shared of 24 pixels; with void excluded it would be 8 of 16
     assert json.loads(dict(zip(cols, entry))["j_frames"]) == [pytest.approx(8 / 24)]
+
+
+def test_a_sparse_split_scores_only_the_frames_whose_annotation_names_the_object(tmp_path):
+    from sambench.datasets import DatasetSpec
+
+    try:
+        from test_video_datasets import _ytvos
+    except ImportError:  # run from the repository root
+        from tests.test_video_datasets import _ytvos
+    # YouTube-VOS valid: frame 0's PNG holds object 1, frame 2's only object 2 (object 1 is not annotated there)
+    root = _ytvos(tmp_path / "ytvos")
+    run = sambench.run(["mask-hold"], "video-mask", DatasetSpec(spec=f"ytvos:{root}", options={"split": "valid"}),
+                       out=tmp_path / "r")
+    row = run.rows().set_index("object_id").loc["1"]
+    # before, frame 2 was scored as "object absent" (an ok row of J = 0); it has no ground truth for object 1
+    assert row["status"] == "failed" and "no annotated frame to score" in row["error"]

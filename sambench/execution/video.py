@@ -109,6 +109,9 @@ class VideoTruth:
         self._void: dict[int, Optional[np.ndarray]] = {}
         self.shape: dict[int, tuple[int, int]] = {}
         void = getattr(dataset, "void", None)
+        #: YouTube-VOS / MOSE sparse splits: a frame's PNG annotates only the objects in it, so an object missing
+        #: from an annotated frame is unannotated there (not scored), not absent (docs/video.md "Datasets")
+        self.sparse = bool(getattr(dataset, "sparse", False))
         for t in self.annotated:
             masks = dataset.masks(video_id, t) or {}
             some = next(iter(masks.values()), None)
@@ -126,6 +129,11 @@ class VideoTruth:
         if packed is None:
             return np.zeros((h, w), bool)
         return np.unpackbits(packed, count=h * w).reshape(h, w).astype(bool)
+
+    def annotates(self, t: int, object_id: str) -> bool:
+        """True when frame ``t`` has ground truth for the object: an annotated frame, and in a sparse split one
+        whose annotation names the object."""
+        return t in self.shape and (not self.sparse or object_id in self._packed[t])
 
     def void(self, t: int) -> Optional[np.ndarray]:
         return self._void.get(t)
@@ -175,7 +183,7 @@ def score_propagation(outputs: Iterable[tuple[int, Any, Optional[float]]], truth
         if t == prompt_frame:
             first = mask
             continue
-        if t not in truth.shape:
+        if not truth.annotates(t, object_id):
             continue
         gt = truth.mask(t, object_id)
         found[t] = (*frame_scores(mask, gt), encode_rle(mask) if keep_masks else None)

@@ -87,7 +87,7 @@ def _check(where: str, r, e: dict, truth: VideoTruth, first: int, protocol: Opti
                    f"'{how}' picks {pf} ({direction})")
         return
     frames, j, f = json.loads(e["frames"]), json.loads(e["j_frames"]), json.loads(e["f_frames"])
-    side = [t for t in sorted(truth.shape) if t != pf and (direction == "both" or t > pf)]
+    side = [t for t in sorted(truth.shape) if t != pf and (direction == "both" or t > pf) and truth.annotates(t, oid)]
     if frames != side:
         result.add(f"{where}: stored scored frames {frames}, the annotated frames besides the prompt frame are {side}")
         return
