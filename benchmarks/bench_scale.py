@@ -38,25 +38,15 @@ from pathlib import Path
 
 import numpy as np
 
+from sambench.execution.lifetime import descendants
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
 def _tree(pid: int) -> set[int]:
-    kids: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as fh:
-                    kids.setdefault(int(fh.read().rsplit(")", 1)[1].split()[1]), []).append(int(d))
-            except (OSError, ValueError, IndexError):
-                pass
-    out, todo = {pid}, [pid]
-    while todo:
-        for c in kids.get(todo.pop(), []):
-            out.add(c)
-            todo.append(c)
-    return out
+    """``pid`` and its live descendants (Linux /proc)."""
+    return {pid} | descendants(pid)
 
 
 def _rss_mb(pid: int) -> float:

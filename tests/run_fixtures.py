@@ -47,6 +47,15 @@ def stored_rows(run_dir) -> list[tuple]:
     return rows
 
 
+def stored_tracks(run_dir) -> list[tuple]:
+    """Every entry of ``run_dir``'s ``tracks`` table (video runs), all columns, in one fixed order (for equality)."""
+    con = sqlite3.connect(str(Path(run_dir) / "results.sqlite"))
+    out = con.execute("SELECT * FROM tracks ORDER BY model, image_id, object_id, protocol, level, draw, corruption, "
+                      "severity").fetchall()
+    con.close()
+    return out
+
+
 def stored_count(db: Path, distinct: str = "") -> int:
     """Rows (or distinct values of column ``distinct``) in the results store ``db`` while a run may be writing
     it: 0 if it is locked or not there yet."""

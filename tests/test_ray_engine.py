@@ -13,6 +13,7 @@ import pytest
 # Ray is in the `test` extra (pyproject.toml): a missing Ray is a broken test install, not a skip.
 from sambench.datasets import DatasetSpec
 from sambench.execution import RunConfig, run
+from sambench.execution.lifetime import cmdline
 try:
     from run_fixtures import alive, checkout_env, sambench_cli, sigkill, stored_rows, wait_for_rows, wait_gone
 except ImportError:  # tests/ imported as a package
@@ -57,14 +58,6 @@ def test_ray_rows_equal_local_rows_and_actors_fill_a_shared_cache(tmp_path, one_
     assert stored_rows(tmp_path / "warm") == stored_rows(tmp_path / "local")
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline") as fh:
-            return fh.read().replace("\0", " ")
-    except OSError:
-        return ""
-
-
 RAY_ARGS = ["run", "-m", "sam-tiny", "-p", "noisy-box", "--levels", "0,0.5", "--draws", "1", "--device", "cpu",
             "--engine", "ray", "--workers", "2", "--no-cache", "-q", "--no-report"]
 
@@ -77,7 +70,7 @@ def test_a_killed_actor_s_images_are_retried_and_every_row_exists_once(tmp_path,
     busy: list[int] = []
 
     def an_actor_at_work(live: set[int]) -> bool:
-        busy[:] = [p for p in live if "ray::_Worker.work" in _cmdline(p)]
+        busy[:] = [p for p in live if "ray::_Worker.work" in cmdline(p)]
         return bool(busy)
 
     wait_for_rows(proc, tmp_path / "ray", distinct="image_id", ready=an_actor_at_work, timeout=300)  # one image in
@@ -99,8 +92,8 @@ def test_no_ray_process_outlives_a_sigkilled_driver(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=checkout_env())
     try:
         kids = wait_for_rows(proc, tmp_path / "r", distinct="image_id", timeout=300)
-        workers = {p for p in kids if "ray::_Worker" in _cmdline(p)}
-        core = {p for p in kids if "raylet" in _cmdline(p) or "gcs_server" in _cmdline(p)}
+        workers = {p for p in kids if "ray::_Worker" in cmdline(p)}
+        core = {p for p in kids if "raylet" in cmdline(p) or "gcs_server" in cmdline(p)}
         assert len(alive(workers)) == 2 and len(alive(core)) == 2
     finally:
         sigkill(proc)

@@ -11,24 +11,17 @@ import sys
 import pytest
 
 import sambench
+from sambench.execution.lifetime import cmdline
 
 try:
-    from run_fixtures import checkout_env, sambench_cli, stored_rows, wait_for_rows
+    from run_fixtures import checkout_env, sambench_cli, stored_rows, stored_tracks, wait_for_rows
 except ImportError:  # tests/ imported as a package
-    from tests.run_fixtures import checkout_env, sambench_cli, stored_rows, wait_for_rows
+    from tests.run_fixtures import checkout_env, sambench_cli, stored_rows, stored_tracks, wait_for_rows
 
 pytestmark = pytest.mark.slow
 
 SAMPLE = "grabcut-video-sample"
 BASELINES = ["mask-hold", "flow-warp"]
-
-
-def _tracks(run_dir):
-    con = sqlite3.connect(str(run_dir / "results.sqlite"))
-    out = con.execute("SELECT * FROM tracks ORDER BY model, image_id, object_id, protocol, level, draw, corruption, "
-                      "severity").fetchall()
-    con.close()
-    return out
 
 
 @pytest.fixture
@@ -49,7 +42,7 @@ def test_a_ray_video_run_stores_the_rows_tracks_and_counters_of_a_local_run(tmp_
     # 5 videos, 6 tracks (v5 has two objects) x 2 models x (level 0: the GT box, one draw; level 0.5: two draws)
     assert len(rows) == 6 * 2 * 3 and set(_statuses(tmp_path / "local")) == {"ok"}
     assert stored_rows(tmp_path / "ray") == rows
-    assert _tracks(tmp_path / "ray") == _tracks(tmp_path / "local") and len(_tracks(tmp_path / "local")) == 36
+    assert stored_tracks(tmp_path / "ray") == stored_tracks(tmp_path / "local") and len(stored_tracks(tmp_path / "local")) == 36
     counters = [r.manifests[0]["counters"] for r in (local, on_ray)]
     assert counters[0] == counters[1]
     # flow-warp converts each of the 50 frames once; each model propagates once per (track, level, draw)
@@ -57,14 +50,6 @@ def test_a_ray_video_run_stores_the_rows_tracks_and_counters_of_a_local_run(tmp_
     assert counters[1]["mask-hold"]["video_frames"] == 50
     m = json.loads((tmp_path / "ray" / "manifest.json").read_text())
     assert m["config"]["engine"] == "ray" and local_ray.is_initialized()  # a cluster it joined is left running
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline") as fh:
-            return fh.read().replace("\0", " ")
-    except OSError:
-        return ""
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -76,7 +61,7 @@ def test_a_killed_actor_s_videos_are_retried_and_every_row_exists_once(tmp_path)
     busy: list[int] = []
 
     def an_actor_at_work(live: set[int]) -> bool:
-        busy[:] = [p for p in live if "ray::_Worker.work" in _cmdline(p)]
+        busy[:] = [p for p in live if "ray::_Worker.work" in cmdline(p)]
         return bool(busy)
 
     try:
@@ -92,7 +77,7 @@ def test_a_killed_actor_s_videos_are_retried_and_every_row_exists_once(tmp_path)
                    capture_output=True, env=checkout_env())
     rows = stored_rows(tmp_path / "ray")
     assert rows == stored_rows(tmp_path / "local") and len(rows) == 6 * (1 + 4 + 4)
-    assert _tracks(tmp_path / "ray") == _tracks(tmp_path / "local")
+    assert stored_tracks(tmp_path / "ray") == stored_tracks(tmp_path / "local")
     assert set(_statuses(tmp_path / "ray")) == {"ok"}  # the killed actor's video was re-run, not recorded failed
     # the killed attempt returned nothing, so its encoder calls and propagations are not counted twice
     counters = [json.loads((tmp_path / d / "manifest.json").read_text())["counters"] for d in ("ray", "local")]

@@ -16,19 +16,11 @@ from sambench.execution.video import CorruptedFrames, VideoTruth, prompt_frame_o
 from sambench.types import SambenchError
 
 try:
-    from run_fixtures import sambench_cli, sigkill, stored_rows, wait_for_rows
+    from run_fixtures import sambench_cli, sigkill, stored_rows, stored_tracks, wait_for_rows
 except ImportError:  # run from the repository root
-    from tests.run_fixtures import sambench_cli, sigkill, stored_rows, wait_for_rows
+    from tests.run_fixtures import sambench_cli, sigkill, stored_rows, stored_tracks, wait_for_rows
 
 SAMPLE = "grabcut-video-sample"
-
-
-def _tracks(run_dir):
-    con = sqlite3.connect(str(run_dir / "results.sqlite"))
-    out = con.execute("SELECT * FROM tracks ORDER BY model, image_id, object_id, protocol, level, draw, corruption, "
-                      "severity").fetchall()
-    con.close()
-    return out
 
 
 def _iou(a, b):
@@ -43,7 +35,7 @@ def test_mask_hold_under_the_gt_mask_scores_the_iou_of_each_frame_with_the_promp
     ds = open_video_dataset(SAMPLE)
     first = ds.masks("v1-banana", 0)["1"]
     expected = [_iou(first, ds.masks("v1-banana", t)["1"]) for t in range(1, 10)]  # prompt frame 0 excluded
-    (entry,) = _tracks(tmp_path / "r")
+    (entry,) = stored_tracks(tmp_path / "r")
     con = sqlite3.connect(str(tmp_path / "r" / "results.sqlite"))
     cols = [c[1] for c in con.execute("PRAGMA table_info(tracks)")]
     con.close()
@@ -60,7 +52,7 @@ def test_a_run_stores_one_row_per_track_setting_and_draw_and_resumes_to_identica
     out = tmp_path / "r"
     kw = dict(out=out, levels=["0", "1"], draws=2, limit=1)
     sambench.run(["mask-hold", "flow-warp"], "video-noisy-box", SAMPLE, **kw)
-    full, full_tracks = stored_rows(out), _tracks(out)
+    full, full_tracks = stored_rows(out), stored_tracks(out)
     # 2 models x 1 video x 1 track x (level 0: one draw, the GT box; level 1: two draws)
     assert len(full) == len(full_tracks) == 6
     con = sqlite3.connect(str(out / "results.sqlite"))
@@ -69,7 +61,7 @@ def test_a_run_stores_one_row_per_track_setting_and_draw_and_resumes_to_identica
         con.execute("DELETE FROM tracks WHERE model='flow-warp' AND level='1' AND draw=1")
     con.close()
     again = sambench.run(["mask-hold", "flow-warp"], "video-noisy-box", SAMPLE, **kw)
-    assert stored_rows(out) == full and _tracks(out) == full_tracks
+    assert stored_rows(out) == full and stored_tracks(out) == full_tracks
     assert len(again.rows()) == 6 and set(again.rows()["status"]) == {"ok"}
 
 
@@ -152,7 +144,7 @@ def test_a_process_pool_over_videos_stores_the_rows_tracks_and_counters_of_one_p
     one = sambench.run(["mask-hold", "flow-warp"], "video-noisy-box", SAMPLE, out=tmp_path / "one", **kw)
     pool = sambench.run(["mask-hold", "flow-warp"], "video-noisy-box", SAMPLE, out=tmp_path / "pool", workers=2, **kw)
     assert stored_rows(tmp_path / "one") == stored_rows(tmp_path / "pool") and len(stored_rows(tmp_path / "one")) == 12
-    assert _tracks(tmp_path / "one") == _tracks(tmp_path / "pool")
+    assert stored_tracks(tmp_path / "one") == stored_tracks(tmp_path / "pool")
     assert one.manifests[0]["counters"] == pool.manifests[0]["counters"]
 
 
@@ -169,7 +161,7 @@ def test_a_video_run_killed_mid_video_resumes_to_identical_rows(tmp_path):
     partial = stored_rows(killed)
     assert 13 <= len(partial) < len(stored_rows(full))
     subprocess.run(sambench_cli(*args, "--out", str(killed)), check=True, capture_output=True)
-    assert stored_rows(killed) == stored_rows(full) and _tracks(killed) == _tracks(full)
+    assert stored_rows(killed) == stored_rows(full) and stored_tracks(killed) == stored_tracks(full)
 
 
 def test_masks_are_kept_for_draw_0_and_the_worst_and_best_draw_of_each_setting():
@@ -219,7 +211,7 @@ def test_a_davis2017_frame_is_scored_without_its_void_pixels_as_davis_semi_super
         _frame(root / "JPEGImages" / "480p" / "dogs" / f"{t:05d}.jpg", 10 * t)
         _palette_png(root / "Annotations" / "480p" / "dogs" / f"{t:05d}.png", a)
     sambench.run(["mask-hold"], "video-mask", f"davis2017:{root}", out=tmp_path / "r")
-    (entry,) = _tracks(tmp_path / "r")
+    (entry,) = stored_tracks(tmp_path / "r")
     con = sqlite3.connect(str(tmp_path / "r" / "results.sqlite"))
     cols = [c[1] for c in con.execute("PRAGMA table_info(tracks)")]
     con.close()
