@@ -45,6 +45,16 @@ class OptionValueError(SambenchError):
         super().__init__(f"{self.where}: option '{key}' {problem}")
 
 
+def known_options(options: Optional[dict], known, where: str) -> dict:
+    """``options`` as a new dict, once every key is one of ``known`` (else :class:`UnknownOptionsError` naming
+    ``where``, e.g. ``model 'grabcut'``): the check every adapter factory starts with."""
+    opts = dict(options or {})
+    unknown = set(opts) - set(known)
+    if unknown:
+        raise UnknownOptionsError(where, unknown, known)
+    return opts
+
+
 class Adapter(abc.ABC):
     """Base class of every model adapter.
 

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from sambench.adapters.base import Adapter, OptionValueError, UnknownOptionsError
+from sambench.adapters.base import Adapter, OptionValueError, known_options
 from sambench.config import ModelCard
 from sambench.types import Prediction, Prompt, SambenchError
 
@@ -143,16 +143,10 @@ def _no_weights(card: ModelCard, checkpoint, plugin) -> None:
 
 def build_box_fill(card: ModelCard, *, device: str = "auto", checkpoint=None, plugin=None, options=None) -> Adapter:
     _no_weights(card, checkpoint, plugin)
-    extra = set(options or {}) - set()
-    if extra:
-        raise UnknownOptionsError(f"model '{card.name}'", extra, ())
+    known_options(options, (), f"model '{card.name}'")
     return BoxFillAdapter(card.name)
 
 
 def build_grabcut(card: ModelCard, *, device: str = "auto", checkpoint=None, plugin=None, options=None) -> Adapter:
     _no_weights(card, checkpoint, plugin)
-    opts = dict(options or {})
-    extra = set(opts) - {"max_side", "iterations"}
-    if extra:
-        raise UnknownOptionsError(f"model '{card.name}'", extra, ("max_side", "iterations"))
-    return GrabCutAdapter(card.name, **opts)
+    return GrabCutAdapter(card.name, **known_options(options, ("max_side", "iterations"), f"model '{card.name}'"))

@@ -52,7 +52,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from sambench.adapters.base import OptionValueError, UnknownOptionsError, package_version
+from sambench.adapters.base import OptionValueError, known_options, package_version
 from sambench.adapters.decoding import DTYPES, POSTPROCESS_BATCH, ChunkedDecoding, decoder_options, resolve_device, store_masks
 from sambench.adapters.weights import file_digests
 from sambench.config import ModelCard
@@ -103,10 +103,7 @@ class HfOptions:
 
 
 def parse_hf_options(options: Optional[dict], where: str) -> HfOptions:
-    opts = dict(options or {})
-    unknown = sorted(set(opts) - set(OPTION_KEYS))
-    if unknown:
-        raise UnknownOptionsError(where, unknown, OPTION_KEYS)
+    opts = known_options(options, OPTION_KEYS, where)
     source = opts.get("source")
     if not isinstance(source, str) or not source.strip():
         raise OptionValueError(where, "source", "(a hub id or a local directory) is required")

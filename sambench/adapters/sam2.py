@@ -57,7 +57,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from sambench.adapters.base import PREPROCESSING_MODES, OptionValueError, UnknownOptionsError, package_version
+from sambench.adapters.base import PREPROCESSING_MODES, OptionValueError, known_options, package_version
 from sambench.adapters.decoding import (DTYPES, POSTPROCESS_BATCH, ChunkedDecoding, decoder_options, resize_square_hq,
                                         resolve_device, store_masks)
 from sambench.adapters.sam.nets import inspect_state_dict
@@ -100,10 +100,7 @@ class Sam2Options:
 
 def parse_sam2_options(options: Optional[dict], where: str, extra_keys: Sequence[str] = ()) -> Sam2Options:
     """Validate card options merged with user overrides; unknown keys (besides ``extra_keys``) are an error."""
-    opts = dict(options or {})
-    unknown = sorted(set(opts) - set(OPTION_KEYS) - set(extra_keys))
-    if unknown:
-        raise UnknownOptionsError(where, unknown, set(OPTION_KEYS) | set(extra_keys))
+    opts = known_options(options, set(OPTION_KEYS) | set(extra_keys), where)
     variant = opts.get("variant")
     if variant not in VARIANTS:
         raise OptionValueError(where, "variant", f"must be one of {', '.join(VARIANTS)}, got {variant!r}")

@@ -64,7 +64,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sambench.adapters.base import PREPROCESSING_MODES, OptionValueError, UnknownOptionsError, package_version
+from sambench.adapters.base import PREPROCESSING_MODES, OptionValueError, known_options, package_version
 from sambench.adapters.decoding import (DTYPES, POSTPROCESS_BATCH, ChunkedDecoding, decoder_options, resize_square_hq,
                                         resolve_device, store_masks)
 from sambench.adapters.sam.nets import VARIANTS, build_sam_model
@@ -146,10 +146,7 @@ def parse_options(options: Optional[dict], *, hq: bool, where: str, extra_keys: 
     ``extra_keys`` are accepted and ignored here (a subclass adapter's own options); any other unknown
     key is an error naming ``where`` (the card).
     """
-    opts = dict(options or {})
-    unknown = sorted(set(opts) - set(SAM_OPTION_KEYS) - set(extra_keys))
-    if unknown:
-        raise UnknownOptionsError(where, unknown, set(SAM_OPTION_KEYS) | set(extra_keys))
+    opts = known_options(options, set(SAM_OPTION_KEYS) | set(extra_keys), where)
     variant = opts.get("variant")
     if variant not in VARIANTS:
         raise OptionValueError(where, "variant", f"must be one of {', '.join(VARIANTS)}, got {variant!r}")

@@ -33,12 +33,12 @@ None (no quality estimate).
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional
+from typing import Iterator, Optional
 
 import cv2
 import numpy as np
 
-from sambench.adapters.base import UnknownOptionsError
+from sambench.adapters.base import known_options
 from sambench.adapters.baselines import BoxFillAdapter, GrabCutAdapter
 from sambench.adapters.video.base import FrameSource, VideoAdapter, frame_order
 from sambench.config import ModelCard
@@ -185,19 +185,14 @@ def _no_weights(card: ModelCard, checkpoint, plugin) -> None:
 def build_mask_hold(card: ModelCard, *, device: str = "auto", checkpoint=None, plugin=None,
                     options=None) -> MaskHoldAdapter:
     _no_weights(card, checkpoint, plugin)
-    if options:
-        raise UnknownOptionsError(f"model '{card.name}'", set(options), ())
+    known_options(options, (), f"model '{card.name}'")
     return MaskHoldAdapter(card.name)
 
 
 def build_flow_warp(card: ModelCard, *, device: str = "auto", checkpoint=None, plugin=None,
                     options=None) -> FlowWarpAdapter:
     _no_weights(card, checkpoint, plugin)
-    opts = dict(options or {})
-    extra = set(opts) - {"method", "max_side"}
-    if extra:
-        raise UnknownOptionsError(f"model '{card.name}'", extra, ("method", "max_side"))
-    return FlowWarpAdapter(card.name, **opts)
+    return FlowWarpAdapter(card.name, **known_options(options, ("method", "max_side"), f"model '{card.name}'"))
 
 
 __all__ = ["FLOW_METHODS", "FlowWarpAdapter", "MaskHoldAdapter", "VIDEO_BASELINE_VERSION",
