@@ -34,7 +34,7 @@ from sambench.execution.sequences import start_box
 from sambench.inputs.clicks import run_sequence
 from sambench.metrics import boundary_iou, decode_rle, iou
 from sambench.inputs.prompts import Protocol
-from sambench.leaderboard.verify_video import verify_video_rows
+from sambench.leaderboard.verify_video import reopen_recorded, verify_video_rows
 from sambench.store import Store, read_manifest
 from sambench.types import Object, Prompt, SambenchError
 
@@ -102,17 +102,8 @@ def verify_run(run_dir: str | Path, result: Optional[VerifyResult] = None, tol: 
         verify_video_rows(run_dir, manifest, ok[ok["protocol"].isin(video)], tracks, protocols, video, result, tol)
         ok = ok[~ok["protocol"].isin(video)]
     for dataset, drows in ok.groupby("dataset", sort=True):
-        entry = (manifest.get("datasets") or {}).get(dataset) or {}
-        if not isinstance(entry.get("spec"), dict):
-            raise SambenchError(f"{run_dir}: the manifest records no spec for dataset '{dataset}': cannot re-score it")
-        try:
-            ds = opener(entry["spec"])
-        except SambenchError as exc:
-            raise SambenchError(f"{run_dir}: cannot reopen dataset '{dataset}' to verify it ({exc})") from None
-        recorded, found = entry.get("content_hash"), ds.content_hash()
-        if recorded != found:
-            result.add(f"{run_dir}: dataset '{dataset}' content hash is {str(found)[:12]} here, the run recorded "
-                       f"{str(recorded)[:12]}: its rows cannot be checked against this ground truth")
+        ds = reopen_recorded(run_dir, manifest, dataset, opener, result)
+        if ds is None:
             continue
         for image_id, irows in drows.groupby("image_id", sort=True):
             sample = ds.load(image_id)

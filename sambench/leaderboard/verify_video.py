@@ -43,6 +43,25 @@ def _far(a, b, tol: float) -> bool:
     return abs(a - b) > tol
 
 
+def reopen_recorded(run_dir: Path, manifest: dict, dataset: str, opener, result, kind: str = "dataset"):
+    """The dataset a run recorded, reopened by ``opener`` from its manifest spec; None, with one line added to
+    ``result``, when its content hash differs here (its rows cannot be checked against this ground truth).
+    A missing spec or a dataset that cannot be reopened is a one-line error. Image and video rows alike."""
+    entry = (manifest.get("datasets") or {}).get(dataset) or {}
+    if not isinstance(entry.get("spec"), dict):
+        raise SambenchError(f"{run_dir}: the manifest records no spec for dataset '{dataset}': cannot re-score it")
+    try:
+        ds = opener(entry["spec"])
+    except SambenchError as exc:
+        raise SambenchError(f"{run_dir}: cannot reopen {kind} '{dataset}' to verify it ({exc})") from None
+    recorded, found = entry.get("content_hash"), ds.content_hash()
+    if recorded != found:
+        result.add(f"{run_dir}: dataset '{dataset}' content hash is {str(found)[:12]} here, the run recorded "
+                   f"{str(recorded)[:12]}: its rows cannot be checked against this ground truth")
+        return None
+    return ds
+
+
 def verify_video_rows(run_dir: Path, manifest: dict, ok: pd.DataFrame, tracks: pd.DataFrame,
                       protocols: dict[str, Optional[Protocol]], prompt_frames: dict[str, str], result,
                       tol: float) -> None:
@@ -50,16 +69,8 @@ def verify_video_rows(run_dir: Path, manifest: dict, ok: pd.DataFrame, tracks: p
     adding one line per mismatch to ``result`` (module docstring)."""
     entries = {tuple(r[c] for c in KEY_COLUMNS): r for r in tracks.to_dict("records")}
     for dataset, drows in ok.groupby("dataset", sort=True):
-        entry = (manifest.get("datasets") or {}).get(dataset) or {}
-        if not isinstance(entry.get("spec"), dict):
-            raise SambenchError(f"{run_dir}: the manifest records no spec for dataset '{dataset}': cannot re-score it")
-        try:
-            ds = open_video_spec(entry["spec"])
-        except SambenchError as exc:
-            raise SambenchError(f"{run_dir}: cannot reopen video dataset '{dataset}' to verify it ({exc})") from None
-        if entry.get("content_hash") != ds.content_hash():
-            result.add(f"{run_dir}: dataset '{dataset}' content hash is {str(ds.content_hash())[:12]} here, the run "
-                       f"recorded {str(entry.get('content_hash'))[:12]}: its rows cannot be checked")
+        ds = reopen_recorded(run_dir, manifest, dataset, open_video_spec, result, "video dataset")
+        if ds is None:
             continue
         for video_id, vrows in drows.groupby("image_id", sort=True):
             truth = VideoTruth(ds, str(video_id))
@@ -124,4 +135,4 @@ def _check(where: str, r, e: dict, truth: VideoTruth, first: int, protocol: Opti
                 result.add(f"{where}: frame {t}: stored J/F {jt!r}/{ft!r}, the stored mask scores {jm!r}/{fm!r}")
 
 
-__all__ = ["verify_video_rows"]
+__all__ = ["reopen_recorded", "verify_video_rows"]
